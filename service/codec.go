@@ -1,0 +1,120 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec names a wire encoding for request and response bodies.
+type Codec int
+
+// The codecs every endpoint understands. JSON is the default, so requests
+// typed by hand with the NATS CLI work.
+const (
+	JSON Codec = iota
+	Msgpack
+)
+
+// Content types.
+const (
+	ContentTypeJSON    = "application/json"
+	ContentTypeMsgpack = "application/msgpack"
+	HeaderContentType  = "Content-Type"
+)
+
+// String returns the codec's content type.
+func (c Codec) String() string {
+	if c == Msgpack {
+		return ContentTypeMsgpack
+	}
+	return ContentTypeJSON
+}
+
+// CodecFor picks the codec named by a Content-Type header value: empty and
+// JSON types give JSON, the msgpack types give Msgpack, anything else is an
+// unsupported_media_type error.
+func CodecFor(contentType string) (Codec, error) {
+	if contentType == "" {
+		return JSON, nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return JSON, Errorf(CodeUnsupportedMedia, "bad Content-Type %q: %v", contentType, err)
+	}
+	switch strings.ToLower(mt) {
+	case "application/json", "text/json", "text/plain":
+		return JSON, nil
+	case "application/msgpack", "application/x-msgpack", "application/vnd.msgpack":
+		return Msgpack, nil
+	}
+	return JSON, Errorf(CodeUnsupportedMedia, "unsupported Content-Type %q: use application/json or application/msgpack", contentType)
+}
+
+// CodecOf returns the codec a message's Content-Type header asks for.
+func CodecOf(h nats.Header) (Codec, error) {
+	return CodecFor(h.Get(HeaderContentType))
+}
+
+// Decode decodes data into v strictly: unknown fields and trailing data are
+// errors. Msgpack uses the same `json` struct tags as JSON. Every failure
+// is a bad_request *Error whose message says what was wrong.
+func (c Codec) Decode(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return Errorf(CodeBadRequest, "empty request body: send a %s document", c)
+	}
+	switch c {
+	case Msgpack:
+		dec := msgpack.NewDecoder(bytes.NewReader(data))
+		dec.SetCustomStructTag("json")
+		dec.DisallowUnknownFields(true)
+		if err := dec.Decode(v); err != nil {
+			return Errorf(CodeBadRequest, "invalid msgpack body: %v", err)
+		}
+		return nil
+	default:
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return Errorf(CodeBadRequest, "invalid JSON body: %v", err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return Errorf(CodeBadRequest, "invalid JSON body: unexpected data after the document")
+		}
+		return nil
+	}
+}
+
+// Encode encodes v in the codec.
+func (c Codec) Encode(v any) ([]byte, error) {
+	switch c {
+	case Msgpack:
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		enc.SetCustomStructTag("json")
+		enc.SetOmitEmpty(false)
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("encode msgpack: %w", err)
+		}
+		return buf.Bytes(), nil
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode json: %w", err)
+		}
+		return b, nil
+	}
+}
+
+func decodeLoose(data []byte, v any) error {
+	dec := msgpack.NewDecoder(bytes.NewReader(data))
+	dec.SetCustomStructTag("json")
+	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
+	return dec.Decode(v)
+}

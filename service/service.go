@@ -1,0 +1,416 @@
+// Package service is the lifecycle every platform service shares: it
+// registers a NATS micro service named platform-<name> with versioned,
+// described endpoints, decodes JSON or msgpack requests by Content-Type,
+// answers every failure with one error body, counts requests in Prometheus,
+// and emits heartbeats with the instance's load on hb.<service>.<instance>.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Version is the platform version every service registers with.
+var Version = "0.1.0"
+
+// Defaults.
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultMaxRequestBytes   = 1 << 20
+	DefaultRequestTimeout    = 30 * time.Second
+)
+
+// Handler handles one request. It answers through r.Respond or r.Fail,
+// now or later from another goroutine; a request with no reply subject
+// (fire-and-forget) is counted all the same.
+type Handler func(ctx context.Context, r *Request)
+
+// Func adapts a function that returns its answer into a Handler: a non-nil
+// error is sent as the error body, otherwise the value is the response.
+func Func(fn func(ctx context.Context, r *Request) (any, error)) Handler {
+	return func(ctx context.Context, r *Request) {
+		v, err := fn(ctx, r)
+		if err != nil {
+			r.Fail(err)
+			return
+		}
+		r.Respond(v)
+	}
+}
+
+// Endpoint is one request subject of a service.
+type Endpoint struct {
+	// Name is the endpoint's name in `nats micro info` (e.g. "status").
+	Name string
+	// Subject is what clients send to (e.g. "admin.status"); wildcards are
+	// allowed.
+	Subject string
+	// Description says what the endpoint does; shown in `nats micro info`.
+	Description string
+	// Handler handles each request.
+	Handler Handler
+	// MaxBytes bounds a request body (default Options.MaxRequestBytes).
+	MaxBytes int
+	// Concurrency runs up to this many handler calls at once, each on its
+	// own goroutine. 0 calls the handler inline, one request at a time,
+	// which suits handlers that answer asynchronously.
+	Concurrency int
+	// Timeout bounds the context handed to the handler (default 30s).
+	Timeout time.Duration
+}
+
+// Options configure one service instance.
+type Options struct {
+	// Conn is the NATS connection the service serves on. Required.
+	Conn *nats.Conn
+	// Name is the service name without the "platform-" prefix (e.g.
+	// "admin"). Required: letters, digits, '-' and '_'.
+	Name string
+	// Description says what the service does.
+	Description string
+	// Endpoints are the request subjects it serves.
+	Endpoints []Endpoint
+	// QueueGroup lets several instances share requests (default
+	// "platform-<name>").
+	QueueGroup string
+	// Metadata is extra service metadata shown by `nats micro info`.
+	Metadata map[string]string
+	// HeartbeatInterval is how often the instance publishes its heartbeat
+	// (default 1s; negative disables heartbeats).
+	HeartbeatInterval time.Duration
+	// MaxRequestBytes bounds request bodies (default 1 MiB).
+	MaxRequestBytes int
+	// Logger is the service's logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives the request metrics (nil: not exported).
+	Registerer prometheus.Registerer
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (o *Options) validate() error {
+	if o.Conn == nil {
+		return errors.New("service: nil NATS connection")
+	}
+	if !nameRE.MatchString(o.Name) {
+		return fmt.Errorf("service: invalid name %q: use letters, digits, '-' and '_'", o.Name)
+	}
+	for _, e := range o.Endpoints {
+		if e.Name == "" || e.Subject == "" || e.Handler == nil {
+			return fmt.Errorf("service %s: endpoint %q needs a name, a subject and a handler", o.Name, e.Name)
+		}
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.QueueGroup == "" {
+		o.QueueGroup = "platform-" + o.Name
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Service is one running instance of a platform service.
+type Service struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *endpointMetrics
+	load    *loadTracker
+	ready   chan struct{}
+
+	mu sync.Mutex
+	ms micro.Service
+}
+
+// New checks the options and returns a service ready to Run.
+func New(opts Options) (*Service, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	return &Service{
+		opts:    opts,
+		log:     opts.Logger.With("component", opts.Name),
+		metrics: newEndpointMetrics(opts.Registerer),
+		load:    newLoadTracker(),
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// MicroName returns the NATS micro service name, "platform-<name>".
+func (s *Service) MicroName() string { return "platform-" + s.opts.Name }
+
+// ID returns the instance id once Run has registered the service, else "".
+func (s *Service) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ms == nil {
+		return ""
+	}
+	return s.ms.Info().ID
+}
+
+// Ready is closed once the service is registered and serving.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// HeartbeatSubject returns the subject this instance heartbeats on.
+func (s *Service) HeartbeatSubject() string { return HeartbeatSubject(s.MicroName(), s.ID()) }
+
+// HeartbeatSubject returns hb.<service>.<instance>.
+func HeartbeatSubject(service, instance string) string { return "hb." + service + "." + instance }
+
+// Run registers the micro service, serves its endpoints and heartbeats until
+// ctx is done, then says goodbye with a leaving heartbeat and drains the
+// endpoints. It returns nil on a clean stop.
+func (s *Service) Run(ctx context.Context) error {
+	ms, err := micro.AddService(s.opts.Conn, micro.Config{
+		Name:        s.MicroName(),
+		Version:     Version,
+		Description: s.opts.Description,
+		QueueGroup:  s.opts.QueueGroup,
+		Metadata:    s.opts.Metadata,
+	})
+	if err != nil {
+		return fmt.Errorf("register %s: %w", s.MicroName(), err)
+	}
+	var wg sync.WaitGroup
+	for _, e := range s.opts.Endpoints {
+		if err := s.addEndpoint(ctx, ms, e, &wg); err != nil {
+			ms.Stop()
+			return fmt.Errorf("register %s endpoint %s: %w", s.MicroName(), e.Name, err)
+		}
+	}
+	s.mu.Lock()
+	s.ms = ms
+	s.mu.Unlock()
+	close(s.ready)
+	s.log.Info("service ready", "micro", s.MicroName(), "id", ms.Info().ID, "endpoints", len(s.opts.Endpoints))
+
+	if s.opts.HeartbeatInterval > 0 {
+		s.heartbeat(ctx)
+	} else {
+		<-ctx.Done()
+	}
+	if err := ms.Stop(); err != nil {
+		s.log.Warn("stop micro service", "err", err)
+	}
+	wg.Wait()
+	s.log.Info("service stopped")
+	return nil
+}
+
+func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint, wg *sync.WaitGroup) error {
+	maxBytes := e.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = s.opts.MaxRequestBytes
+	}
+	timeout := e.Timeout
+	if timeout == 0 {
+		timeout = DefaultRequestTimeout
+	}
+	var sem chan struct{}
+	if e.Concurrency > 0 {
+		sem = make(chan struct{}, e.Concurrency)
+	}
+	labels := prometheus.Labels{"service": s.opts.Name, "endpoint": e.Name}
+	requests := s.metrics.requests.With(labels)
+	latency := s.metrics.latency.With(labels)
+	inFlight := s.metrics.inFlight.With(labels)
+	handle := func(mr micro.Request) {
+		r := &Request{
+			mr:       mr,
+			svc:      s,
+			endpoint: e.Name,
+			start:    time.Now(),
+			latency:  latency,
+			inFlight: inFlight,
+		}
+		requests.Inc()
+		inFlight.Inc()
+		s.load.inFlight.Add(1)
+		codec, cerr := CodecFor(mr.Headers().Get(HeaderContentType))
+		r.codec = codec
+		if cerr != nil {
+			r.Fail(cerr)
+			return
+		}
+		if len(mr.Data()) > maxBytes {
+			r.Fail(Errorf(CodeTooLarge, "request body is %d bytes, the limit is %d", len(mr.Data()), maxBytes))
+			return
+		}
+		run := func() {
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			defer func() {
+				if p := recover(); p != nil {
+					s.log.Error("handler panicked", "endpoint", e.Name, "panic", p)
+					r.Fail(Errorf(CodeInternal, "internal error in %s", e.Name))
+				}
+			}()
+			e.Handler(rctx, r)
+		}
+		if sem == nil {
+			run()
+			return
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			run()
+		}()
+	}
+	return ms.AddEndpoint(e.Name, micro.HandlerFunc(handle),
+		micro.WithEndpointSubject(e.Subject),
+		micro.WithEndpointMetadata(map[string]string{
+			"description": e.Description,
+			"format":      "application/json, application/msgpack",
+		}))
+}
+
+// heartbeat publishes the instance's load every interval until ctx is done,
+// then one last heartbeat with leaving set.
+func (s *Service) heartbeat(ctx context.Context) {
+	subject := s.HeartbeatSubject()
+	interval := s.opts.HeartbeatInterval
+	var seq atomic.Uint64
+	send := func(leaving bool) {
+		l := s.load.snapshot(time.Now())
+		l.Seq = seq.Add(1)
+		l.IntervalMS = interval.Milliseconds()
+		l.Leaving = leaving
+		b, err := JSON.Encode(l)
+		if err == nil {
+			err = s.opts.Conn.Publish(subject, b)
+		}
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			s.log.Debug("heartbeat not sent", "err", err)
+		}
+	}
+	send(false)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			send(true)
+			return
+		case <-t.C:
+			send(false)
+		}
+	}
+}
+
+// Request is one request to an endpoint. Exactly one of Respond or Fail
+// takes effect; later calls are ignored.
+type Request struct {
+	mr       micro.Request
+	svc      *Service
+	endpoint string
+	codec    Codec
+	start    time.Time
+	done     atomic.Bool
+	latency  prometheus.Observer
+	inFlight prometheus.Gauge
+}
+
+// Data returns the raw request body.
+func (r *Request) Data() []byte { return r.mr.Data() }
+
+// Header returns the request headers.
+func (r *Request) Header() nats.Header { return nats.Header(r.mr.Headers()) }
+
+// Subject returns the subject the request arrived on.
+func (r *Request) Subject() string { return r.mr.Subject() }
+
+// HasReply reports whether the sender waits for an answer.
+func (r *Request) HasReply() bool { return r.mr.Reply() != "" }
+
+// Codec returns the codec the request was sent in; answers use the same.
+func (r *Request) Codec() Codec { return r.codec }
+
+// Decode decodes the body into v with the request's codec. Failures are
+// bad_request *Errors ready to pass to Fail.
+func (r *Request) Decode(v any) error { return r.codec.Decode(r.mr.Data(), v) }
+
+// Respond answers with v encoded in the request's codec.
+func (r *Request) Respond(v any) {
+	if !r.finish(false, "") {
+		return
+	}
+	if !r.HasReply() {
+		return
+	}
+	b, err := r.codec.Encode(v)
+	if err != nil {
+		r.svc.log.Error("encode response", "endpoint", r.endpoint, "err", err)
+		e := Errorf(CodeInternal, "cannot encode response")
+		b, _ = r.codec.Encode(e.Body())
+		_ = r.mr.Error(e.Status(), e.Message, b, r.contentType())
+		return
+	}
+	if err := r.mr.Respond(b, r.contentType()); err != nil {
+		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
+	}
+}
+
+// Fail answers with the error body for err (an *Error keeps its code;
+// anything else is an internal error) and the micro error headers.
+func (r *Request) Fail(err error) {
+	e := AsError(err)
+	if !r.finish(true, e.Code) {
+		return
+	}
+	if e.Code == CodeInternal {
+		r.svc.log.Error("request failed", "endpoint", r.endpoint, "err", err)
+	} else {
+		r.svc.log.Debug("request refused", "endpoint", r.endpoint, "code", e.Code, "err", e.Message)
+	}
+	if !r.HasReply() {
+		return
+	}
+	b, encErr := r.codec.Encode(e.Body())
+	if encErr != nil {
+		b, _ = JSON.Encode(e.Body())
+	}
+	if err := r.mr.Error(e.Status(), e.Message, b, r.contentType()); err != nil {
+		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
+	}
+}
+
+func (r *Request) contentType() micro.RespondOpt {
+	return micro.WithHeaders(micro.Headers{HeaderContentType: []string{r.codec.String()}})
+}
+
+func (r *Request) finish(failed bool, code string) bool {
+	if !r.done.CompareAndSwap(false, true) {
+		return false
+	}
+	d := time.Since(r.start)
+	r.latency.Observe(d.Seconds())
+	r.inFlight.Dec()
+	r.svc.load.inFlight.Add(-1)
+	r.svc.load.observe(d, failed)
+	if failed {
+		r.svc.metrics.errors.WithLabelValues(r.svc.opts.Name, r.endpoint, code).Inc()
+	}
+	return true
+}

@@ -1,0 +1,203 @@
+// Package streams declares every JetStream stream and KV bucket the platform
+// owns, as data, and provisions them idempotently with Ensure.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the platform's streams and KV buckets.
+const (
+	Events   = "EVENTS"
+	Detector = "DETECTOR"
+	Alerts   = "ALERTS"
+
+	BucketState    = "STATE"
+	BucketMembers  = "MEMBERS"
+	BucketWeights  = "WEIGHTS"
+	BucketSilences = "SILENCES"
+)
+
+// KVStream returns the name of the stream that backs a KV bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// All returns the configuration of every stream the platform owns, KV
+// buckets included, with the given replica count.
+func All(replicas int) []jetstream.StreamConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
+	events := jetstream.StreamConfig{
+		Name:        Events,
+		Description: "Platform events ingested by the replicator (events.<topic>)",
+		Subjects:    []string{"events.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Compression: jetstream.S2Compression,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+		MaxMsgSize:  8 << 20,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+	}
+	detector := jetstream.StreamConfig{
+		Name:        Detector,
+		Description: "Failure detector state transitions (detector.<state>.<service>.<instance>)",
+		Subjects:    []string{"detector.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+	}
+	alerts := jetstream.StreamConfig{
+		Name:        Alerts,
+		Description: "Alert notifications (alerts.<severity>.<alertname>)",
+		Subjects:    []string{"alerts.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      30 * 24 * time.Hour,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+	}
+	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
+	state.AllowMsgTTL = true
+	state.AllowAtomicPublish = true
+	return []jetstream.StreamConfig{
+		events,
+		detector,
+		alerts,
+		state,
+		kv(BucketMembers, "Failure detector membership view (<service>.<instance>)", replicas, 1),
+		kv(BucketWeights, "Balancer weight table", replicas, 1),
+		kv(BucketSilences, "Alert silences", replicas, 1),
+	}
+}
+
+// kv builds the stream of a KV bucket exactly as nats.go and the NATS CLI
+// create it, so the stock tools recognise and use it.
+func kv(bucket, desc string, replicas, history int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              KVStream(bucket),
+		Description:       desc,
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: int64(history),
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+	}
+}
+
+// Action says what Ensure did to one stream.
+type Action string
+
+// Actions reported by Ensure.
+const (
+	Created   Action = "created"
+	Updated   Action = "updated"
+	Unchanged Action = "unchanged"
+)
+
+// Result is Ensure's report for one stream.
+type Result struct {
+	Stream string
+	Action Action
+}
+
+// ErrImmutable is returned (wrapped) when a stream exists with a setting
+// that JetStream cannot change in place.
+var ErrImmutable = errors.New("setting cannot be changed in place")
+
+// Ensure creates every stream in specs that is missing and updates those
+// whose settings drifted. A stream whose storage type or retention differs
+// is refused with ErrImmutable and left untouched. Ensure is idempotent.
+func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig) ([]Result, error) {
+	var results []Result
+	for _, want := range specs {
+		r, err := ensureOne(ctx, js, want)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+func ensureOne(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return Result{}, fmt.Errorf("create stream %q: %w", want.Name, err)
+		}
+		return Result{Stream: want.Name, Action: Created}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("look up stream %q: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if have.Storage != want.Storage {
+		return Result{}, fmt.Errorf("stream %q has %s storage, want %s: %w (back it up, delete it and start again)",
+			want.Name, have.Storage, want.Storage, ErrImmutable)
+	}
+	if have.Retention != want.Retention {
+		return Result{}, fmt.Errorf("stream %q has %s retention, want %s: %w (back it up, delete it and start again)",
+			want.Name, have.Retention, want.Retention, ErrImmutable)
+	}
+	merged := merge(have, want)
+	if reflect.DeepEqual(have, merged) {
+		return Result{Stream: want.Name, Action: Unchanged}, nil
+	}
+	if _, err := js.UpdateStream(ctx, merged); err != nil {
+		return Result{}, fmt.Errorf("update stream %q: %w", want.Name, err)
+	}
+	return Result{Stream: want.Name, Action: Updated}, nil
+}
+
+// merge returns have with every setting the platform owns taken from want;
+// settings the platform does not declare (placement, metadata the server
+// adds, sources) keep their current values.
+func merge(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+	m := have
+	m.Description = want.Description
+	m.Subjects = want.Subjects
+	m.Replicas = want.Replicas
+	m.Compression = want.Compression
+	m.Discard = want.Discard
+	m.Duplicates = want.Duplicates
+	m.AllowDirect = want.AllowDirect
+	m.AllowRollup = want.AllowRollup
+	m.DenyDelete = want.DenyDelete
+	m.MaxMsgsPerSubject = want.MaxMsgsPerSubject
+	m.MaxMsgSize = want.MaxMsgSize
+	m.MaxAge = want.MaxAge
+	m.MaxMsgs = want.MaxMsgs
+	m.MaxBytes = want.MaxBytes
+	// Message TTLs and atomic publish can be switched on but not off.
+	m.AllowMsgTTL = have.AllowMsgTTL || want.AllowMsgTTL
+	m.AllowAtomicPublish = want.AllowAtomicPublish
+	return m
+}
