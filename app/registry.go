@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/cluster"
 )
 
 // Deps is what the wiring hands every service constructor.
@@ -27,8 +29,9 @@ type Deps struct {
 	Replicas int
 	// HeartbeatInterval is how often service instances heartbeat.
 	HeartbeatInterval time.Duration
-	// Status reports the embedded cluster, nil in --nats mode.
-	Status ClusterStatus
+	// Cluster is the embedded cluster, nil when services run against an
+	// external NATS cluster (--nats).
+	Cluster *cluster.Cluster
 }
 
 // Runner is a constructed service: Run serves until ctx is done; Ready is

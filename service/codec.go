@@ -115,6 +115,5 @@ func (c Codec) Encode(v any) ([]byte, error) {
 func decodeLoose(data []byte, v any) error {
 	dec := msgpack.NewDecoder(bytes.NewReader(data))
 	dec.SetCustomStructTag("json")
-	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
 	return dec.Decode(v)
 }

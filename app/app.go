@@ -1,0 +1,442 @@
+// Package app wires the platform together: the embedded cluster (or a
+// connection to an external one), stream provisioning, the services, and
+// the HTTP endpoints for metrics and health. cmd/platform parses flags into
+// Options and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/streams"
+)
+
+// Options configure one platform process.
+type Options struct {
+	// Cluster configures the embedded cluster; ignored when NATS is set.
+	Cluster cluster.Options
+	// NATS is a comma-separated list of URLs of an external cluster; when
+	// set no server is started and only the services run.
+	NATS string
+	// Creds is a NATS credentials file for the external cluster.
+	Creds string
+	// TLSCA, TLSCert and TLSKey are PEM files for TLS to the external
+	// cluster (CA alone verifies the server; cert and key authenticate us).
+	TLSCA, TLSCert, TLSKey string
+	// Replicas overrides the stream replica count (default: 3 on a cluster
+	// of three or more servers, else 1).
+	Replicas int
+	// Services lists the services to run (empty or "all": every one).
+	Services []string
+	// HTTPAddr serves /metrics, /healthz and /readyz ("" disables HTTP).
+	HTTPAddr string
+	// HeartbeatInterval is how often every service instance heartbeats
+	// (default 1s).
+	HeartbeatInterval time.Duration
+	// StopTimeout bounds each shutdown step (default 10s).
+	StopTimeout time.Duration
+	// Logger is the process logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registry is the process's Prometheus registry (default: a new one
+	// with the Go and process collectors).
+	Registry *prometheus.Registry
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = time.Second
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.Cluster.Logger == nil {
+		o.Cluster.Logger = o.Logger
+	}
+}
+
+func (o *Options) validate() error {
+	if _, err := selectServices(o.Services); err != nil {
+		return err
+	}
+	if o.NATS == "" && (o.Creds != "" || o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "") {
+		return errors.New("--creds and --tls-* apply only with --nats")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return fmt.Errorf("replicas must be between 1 and 5, got %d", o.Replicas)
+	}
+	return nil
+}
+
+// App is one platform process. Close releases what Run acquired, last
+// acquired first; it is safe to call twice.
+type App struct {
+	opts Options
+	log  *slog.Logger
+
+	ready     chan struct{}
+	mu        sync.Mutex
+	cleanups  []func()
+	cluster   *cluster.Cluster
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	httpAddr  string
+	replicas  int
+	servicesN int
+}
+
+// New validates the options.
+func New(opts Options) (*App, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &App{opts: opts, log: opts.Logger, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the cluster, streams, HTTP and every service are up.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// HTTPAddr returns the address HTTP listens on, once Ready.
+func (a *App) HTTPAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.httpAddr
+}
+
+// Cluster returns the embedded cluster (nil with --nats), once Ready.
+func (a *App) Cluster() *cluster.Cluster {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cluster
+}
+
+func (a *App) defer_(f func()) {
+	a.mu.Lock()
+	a.cleanups = append(a.cleanups, f)
+	a.mu.Unlock()
+}
+
+// Close runs the cleanups in reverse order. Run calls it on return.
+func (a *App) Close() {
+	for {
+		a.mu.Lock()
+		if len(a.cleanups) == 0 {
+			a.mu.Unlock()
+			return
+		}
+		f := a.cleanups[len(a.cleanups)-1]
+		a.cleanups = a.cleanups[:len(a.cleanups)-1]
+		a.mu.Unlock()
+		f()
+	}
+}
+
+// Run starts everything, serves until ctx is done, then shuts down in
+// order: services, HTTP, the client connection, the servers.
+func (a *App) Run(ctx context.Context) error {
+	defer a.Close()
+	start := time.Now()
+	if err := a.startCluster(ctx); err != nil {
+		return err
+	}
+	if err := a.connect(); err != nil {
+		return err
+	}
+	if err := a.ensureStreams(ctx); err != nil {
+		return err
+	}
+	if a.opts.HTTPAddr != "" {
+		if err := a.serveHTTP(); err != nil {
+			return err
+		}
+	}
+	svcCtx, stopServices := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, len(registry))
+	a.defer_(func() {
+		stopServices()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(a.opts.StopTimeout):
+			a.log.Warn("services did not stop in time", "timeout", a.opts.StopTimeout)
+		}
+	})
+	if err := a.startServices(ctx, svcCtx, &wg, errs); err != nil {
+		return err
+	}
+	close(a.ready)
+	a.log.Info("platform ready", "took", time.Since(start).Round(time.Millisecond), "services", a.servicesN, "http", a.HTTPAddr())
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+func (a *App) startCluster(ctx context.Context) error {
+	if a.opts.NATS != "" {
+		return nil
+	}
+	t := time.Now()
+	c, err := cluster.Start(ctx, a.opts.Cluster)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.cluster = c
+	a.mu.Unlock()
+	a.defer_(c.Shutdown)
+	reg := a.opts.Registry
+	if err := reg.Register(cluster.NewCollector(c)); err != nil {
+		return fmt.Errorf("register cluster metrics: %w", err)
+	}
+	a.log.Info("cluster ready", "component", "cluster", "nodes", len(c.Nodes()), "meta_leader", c.MetaLeader(),
+		"urls", strings.Join(c.ClientURLs(), ","), "took", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+func (a *App) connect() error {
+	url := a.opts.NATS
+	opts := []nats.Option{
+		nats.Name("platform"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				a.log.Warn("nats disconnected", "component", "nats-client", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			a.log.Info("nats reconnected", "component", "nats-client", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if a.cluster != nil {
+		url = strings.Join(a.cluster.ClientURLs(), ",")
+	} else {
+		if a.opts.Creds != "" {
+			opts = append(opts, nats.UserCredentials(a.opts.Creds))
+		}
+		if a.opts.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(a.opts.TLSCA))
+		}
+		if a.opts.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(a.opts.TLSCert, a.opts.TLSKey))
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", url, err)
+	}
+	a.defer_(func() {
+		if err := drain(nc, a.opts.StopTimeout); err != nil {
+			a.log.Warn("drain connection", "err", err)
+		}
+	})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	a.mu.Lock()
+	a.nc, a.js = nc, js
+	a.mu.Unlock()
+	a.log.Info("connected", "component", "nats-client", "url", nc.ConnectedUrlRedacted())
+	return nil
+}
+
+// drain drains nc and waits, bounded, until it is closed.
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return errors.New("drain timed out")
+	}
+}
+
+// replicaCount is the stream replica count for this deployment.
+func (a *App) replicaCount() int {
+	switch {
+	case a.opts.Replicas > 0:
+		return a.opts.Replicas
+	case a.cluster != nil:
+		return a.cluster.Replicas()
+	case len(a.nc.Servers()) >= 3:
+		return 3
+	default:
+		return 1
+	}
+}
+
+func (a *App) ensureStreams(ctx context.Context) error {
+	a.replicas = a.replicaCount()
+	specs := streams.All(a.replicas)
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		results, err := streams.Ensure(cctx, a.js, specs)
+		cancel()
+		if err == nil {
+			for _, r := range results {
+				a.log.Debug("stream provisioned", "component", "streams", "stream", r.Stream, "action", r.Action)
+			}
+			a.log.Info("streams ready", "component", "streams", "count", len(results), "replicas", a.replicas, "changed", changed(results))
+			return nil
+		}
+		// Refusals are final; a cluster still electing its meta leader
+		// (a multi-host cluster coming up) is worth waiting for.
+		if errors.Is(err, streams.ErrImmutable) || ctx.Err() != nil {
+			return err
+		}
+		a.log.Warn("streams not provisioned yet, retrying", "component", "streams", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("provision streams: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func changed(rs []streams.Result) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Action != streams.Unchanged {
+			out = append(out, r.Stream+":"+string(r.Action))
+		}
+	}
+	return out
+}
+
+func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup, errs chan error) error {
+	names, _ := selectServices(a.opts.Services)
+	deps := Deps{
+		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
+		Replicas: a.replicas, HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
+	}
+	for _, name := range names {
+		r, err := registry[name].build(deps)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(svcCtx); err != nil {
+				a.log.Error("service failed", "component", name, "err", err)
+				errs <- fmt.Errorf("service %s: %w", name, err)
+			}
+		}()
+		select {
+		case <-r.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("service %s not ready within 30s", name)
+		}
+		a.mu.Lock()
+		a.servicesN++
+		a.mu.Unlock()
+	}
+	return nil
+}
+
+func (a *App) serveHTTP() error {
+	l, err := net.Listen("tcp", a.opts.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http %s is not available: %w", a.opts.HTTPAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.opts.Registry, promhttp.HandlerOpts{Registry: a.opts.Registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.checkReady(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server failed", "component", "http", "err", err)
+		}
+	}()
+	a.defer_(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.opts.StopTimeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	a.mu.Lock()
+	a.httpAddr = l.Addr().String()
+	a.mu.Unlock()
+	a.log.Info("http ready", "component", "http", "addr", a.httpAddr, "paths", "/metrics /healthz /readyz")
+	return nil
+}
+
+// checkReady is /readyz: a meta leader exists, every stream exists and
+// every selected service has started.
+func (a *App) checkReady(ctx context.Context) error {
+	select {
+	case <-a.ready:
+	default:
+		return errors.New("starting")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	// A node started from a config file may see its meta leader on
+	// another host; the stream look-ups below then vouch for the cluster.
+	if a.cluster != nil && a.opts.Cluster.ConfigFile == "" && len(a.cluster.Nodes()) > 1 && a.cluster.MetaLeader() == "" {
+		return errors.New("no JetStream meta leader")
+	}
+	for _, s := range streams.All(a.replicas) {
+		if _, err := a.js.Stream(ctx, s.Name); err != nil {
+			return fmt.Errorf("stream %s: %w", s.Name, err)
+		}
+	}
+	a.mu.Lock()
+	n := a.servicesN
+	a.mu.Unlock()
+	if want, _ := selectServices(a.opts.Services); n < len(want) {
+		return fmt.Errorf("%d of %d services running", n, len(want))
+	}
+	return nil
+}

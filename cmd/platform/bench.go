@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/platform/platform/bench"
+)
+
+// benchFlags are the flags every `platform bench` subcommand shares.
+type benchFlags struct {
+	server   string
+	json     bool
+	nodes    int
+	sync     bool
+	replicas int
+	quiet    bool
+}
+
+// benchCommands are the `platform bench` subcommands; each file that
+// defines one appends its constructor in init.
+var benchCommands []func(f *benchFlags) *cobra.Command
+
+func newBenchCmd() *cobra.Command {
+	f := &benchFlags{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput and latency percentiles",
+		Long: `Benchmarks run against an embedded 3-node cluster started on free loopback
+ports with temporary storage, or against any cluster given with --server.
+Each prints events/s and P50/P95/P99 latency, side by side with its baseline;
+--json prints one JSON object per result line.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.server, "server", "", "NATS URL(s) of a cluster to run against (default: start an embedded one)")
+	pf.BoolVar(&f.json, "json", false, "print results as JSON objects, one per line")
+	pf.IntVar(&f.nodes, "nodes", 3, "nodes of the embedded cluster")
+	pf.BoolVar(&f.sync, "sync-always", true, "embedded cluster fsyncs every write (the platform default)")
+	pf.IntVar(&f.replicas, "replicas", 3, "stream replicas when --server is given")
+	pf.BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	for _, c := range benchCommands {
+		cmd.AddCommand(c(f))
+	}
+	return cmd
+}
+
+// open returns the benchmark's target cluster.
+func (f *benchFlags) open(ctx context.Context) (*bench.Target, error) {
+	return bench.Open(ctx, bench.TargetOptions{
+		Server: f.server, Nodes: f.nodes, SyncAlways: f.sync, Replicas: f.replicas,
+	})
+}
+
+// progressOut is where progress bars go: stderr unless --quiet.
+func (f *benchFlags) progressOut() io.Writer {
+	if f.quiet {
+		return nil
+	}
+	return os.Stderr
+}
+
+// print writes the results to the command's output.
+func (f *benchFlags) print(cmd *cobra.Command, results ...bench.Result) error {
+	return bench.Print(cmd.OutOrStdout(), f.json, results...)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/platform/platform/app"
+	"github.com/platform/platform/cluster"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		o         app.Options
+		sync      string
+		services  string
+		logFormat string
+		logLevel  string
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start the embedded cluster and the platform's services",
+		Long: `Start a JetStream cluster inside this process (3 nodes on 127.0.0.1 by
+default, file storage under ./data), provision the platform's streams and KV
+buckets, start the services and serve /metrics, /healthz and /readyz.
+
+One node of a multi-host cluster:   platform run --config deploy/nats.conf
+Services only, on any NATS cluster: platform run --nats nats://host:4222 --services txn,detector`,
+		Example: `  platform run
+  platform run --nodes 1 --data-dir /var/lib/platform --sync 1s
+  platform run --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --creds app.creds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			if err := parseSync(sync, &o.Cluster); err != nil {
+				return err
+			}
+			if services != "" {
+				for _, s := range strings.Split(services, ",") {
+					if s = strings.TrimSpace(s); s != "" {
+						o.Services = append(o.Services, s)
+					}
+				}
+			}
+			if o.NATS != "" && (cmd.Flags().Changed("nodes") || cmd.Flags().Changed("config")) {
+				return fmt.Errorf("--nats runs services only: it cannot be combined with --nodes or --config")
+			}
+			o.Logger = logger
+			o.Cluster.Logger = logger
+			a, err := app.New(o)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Cluster.Nodes, "nodes", 3, "embedded nodes to run (1, or 3 and more)")
+	f.StringVar(&o.Cluster.DataDir, "data-dir", "./data", "directory for the nodes' JetStream storage")
+	f.IntVar(&o.Cluster.ClientPort, "client-port", 4222, "first node's client port; node k uses port+k-1")
+	f.IntVar(&o.Cluster.ClusterPort, "cluster-port", 6222, "first node's cluster (route) port; node k uses port+k-1")
+	f.StringVar(&o.HTTPAddr, "http", "127.0.0.1:9090", `address serving /metrics, /healthz and /readyz ("" disables)`)
+	f.StringVar(&o.Cluster.ConfigFile, "config", "", "start ONE node from a nats-server config file (multi-host clusters)")
+	f.StringVar(&o.NATS, "nats", "", "start no server: run services against this NATS cluster (comma-separated URLs)")
+	f.StringVar(&o.Creds, "creds", "", "NATS credentials file (with --nats)")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "CA certificate to verify the NATS servers (with --nats)")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (with --nats)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "client key (with --nats)")
+	f.IntVar(&o.Replicas, "replicas", 0, "stream replicas (default: 3 on 3+ servers, else 1)")
+	f.StringVar(&services, "services", "all", "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
+	f.StringVar(&sync, "sync", "always", `JetStream fsync policy: "always" (fsync before every ack) or an interval such as 2m`)
+	f.DurationVar(&o.HeartbeatInterval, "heartbeat", time.Second, "service instance heartbeat interval")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// parseSync reads --sync: "always" or a positive duration.
+func parseSync(v string, o *cluster.Options) error {
+	if v == "always" {
+		o.SyncAlways = true
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf(`--sync %q: want "always" or a positive duration such as 1s or 2m`, v)
+	}
+	o.SyncInterval = d
+	return nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

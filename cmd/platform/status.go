@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/admin"
+)
+
+func newStatusCmd() *cobra.Command {
+	var (
+		server  string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show nodes, meta leader, streams and service instances",
+		Long: `Ask the platform-admin service (admin.status) for the cluster's status. When
+no admin service answers, the status is gathered from the JetStream API
+directly (without the embedded cluster's node view).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			nc, err := nats.Connect(server, nats.Name("platform status"), nats.Timeout(timeout))
+			if err != nil {
+				return fmt.Errorf("connect to %s: %w", server, err)
+			}
+			defer nc.Close()
+			st, err := fetchStatus(ctx, nc)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(cmd, st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for answers")
+	return cmd
+}
+
+func fetchStatus(ctx context.Context, nc *nats.Conn) (*admin.Status, error) {
+	msg, err := nc.RequestWithContext(ctx, admin.StatusSubject, nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, err
+		}
+		return admin.Gather(ctx, nc, js, nil, true)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("request %s: %w", admin.StatusSubject, err)
+	}
+	if e := service.ParseError(service.JSON, msg.Data); e != nil {
+		return nil, fmt.Errorf("%s: %w", admin.StatusSubject, e)
+	}
+	var st admin.Status
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	return &st, nil
+}
+
+func printStatus(cmd *cobra.Command, st *admin.Status) {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	leader := st.MetaLeader
+	if leader == "" {
+		leader = "(unknown)"
+	}
+	fmt.Fprintf(w, "Meta leader: %s\n\n", leader)
+	fmt.Fprintln(w, "NODE\tRUNNING\tURL")
+	for _, n := range st.Nodes {
+		name := n.Name
+		if n.MetaLeader {
+			name += "*"
+		}
+		fmt.Fprintf(w, "%s\t%v\t%s\n", name, n.Running, n.URL)
+	}
+	fmt.Fprintln(w, "\nSTREAM\tLEADER\tREPLICAS\tMESSAGES\tBYTES\tFOLLOWERS (lag)")
+	for _, s := range st.Streams {
+		var peers []string
+		for _, p := range s.Peers {
+			state := "current"
+			switch {
+			case p.Offline:
+				state = "offline"
+			case !p.Current:
+				state = "behind"
+			}
+			peers = append(peers, fmt.Sprintf("%s %s (%d)", p.Name, state, p.Lag))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Leader, s.Replicas, s.Messages, s.Bytes, strings.Join(peers, ", "))
+	}
+	fmt.Fprintln(w, "\nSERVICE\tINSTANCE\tVERSION")
+	for _, s := range st.Services {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.ID, s.Version)
+	}
+	w.Flush()
+}

@@ -1,0 +1,171 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/platform/platform/cluster"
+)
+
+// Status is what `platform status` prints and admin.status answers.
+type Status struct {
+	// Embedded is true when the answering process runs the cluster itself.
+	Embedded bool `json:"embedded"`
+	// MetaLeader is the JetStream meta leader's name ("" when unknown: a
+	// process on an external cluster without system account access).
+	MetaLeader string `json:"meta_leader"`
+	// Nodes are the cluster's servers as far as they are known.
+	Nodes []Node `json:"nodes"`
+	// Streams are the account's streams, KV buckets included.
+	Streams []Stream `json:"streams"`
+	// Services are the micro service instances that answered a ping.
+	Services []Instance `json:"services"`
+}
+
+// Node is one server of the cluster.
+type Node struct {
+	Name       string `json:"name"`
+	URL        string `json:"url,omitempty"`
+	Running    bool   `json:"running"`
+	MetaLeader bool   `json:"meta_leader"`
+}
+
+// Stream is one stream's placement and state.
+type Stream struct {
+	Name     string    `json:"name"`
+	Leader   string    `json:"leader"`
+	Replicas int       `json:"replicas"`
+	Messages uint64    `json:"messages"`
+	Bytes    uint64    `json:"bytes"`
+	Peers    []Replica `json:"peers"`
+}
+
+// Replica is a follower of a stream.
+type Replica struct {
+	Name    string  `json:"name"`
+	Current bool    `json:"current"`
+	Offline bool    `json:"offline,omitempty"`
+	Lag     uint64  `json:"lag"`
+	Active  float64 `json:"active_ms"`
+}
+
+// Instance is one micro service instance.
+type Instance struct {
+	Name    string `json:"name"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+}
+
+// PingWindow is how long Gather collects $SRV.PING answers.
+const PingWindow = 250 * time.Millisecond
+
+// Gather builds the status from the JetStream API, a $SRV.PING round (when
+// withServices is set) and, when c is not nil, the embedded cluster's own
+// view of its nodes.
+func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *cluster.Cluster, withServices bool) (*Status, error) {
+	st := &Status{Embedded: c != nil, Nodes: []Node{}, Streams: []Stream{}, Services: []Instance{}}
+	known := map[string]bool{}
+	if c != nil {
+		st.MetaLeader = c.MetaLeader()
+		for _, n := range c.Nodes() {
+			st.Nodes = append(st.Nodes, Node{
+				Name: n.Name(), URL: n.ClientURL(), Running: n.Server() != nil, MetaLeader: n.Name() == st.MetaLeader,
+			})
+			known[n.Name()] = true
+		}
+	}
+	lister := js.ListStreams(ctx)
+	for info := range lister.Info() {
+		s := Stream{Name: info.Config.Name, Replicas: info.Config.Replicas, Messages: info.State.Msgs, Bytes: info.State.Bytes, Peers: []Replica{}}
+		if info.Cluster != nil {
+			s.Leader = info.Cluster.Leader
+			for _, p := range info.Cluster.Replicas {
+				s.Peers = append(s.Peers, Replica{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag, Active: float64(p.Active.Microseconds()) / 1000})
+			}
+		}
+		st.Streams = append(st.Streams, s)
+		if c == nil {
+			for _, name := range append([]string{s.Leader}, peerNames(s.Peers)...) {
+				if name != "" && !known[name] {
+					known[name] = true
+					st.Nodes = append(st.Nodes, Node{Name: name, Running: true})
+				}
+			}
+		}
+	}
+	if err := lister.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		return nil, fmt.Errorf("list streams: %w", err)
+	}
+	sort.Slice(st.Streams, func(i, j int) bool { return st.Streams[i].Name < st.Streams[j].Name })
+	if c == nil {
+		sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	}
+	if withServices {
+		services, err := Ping(ctx, nc, PingWindow)
+		if err != nil {
+			return nil, err
+		}
+		st.Services = services
+	}
+	return st, nil
+}
+
+func peerNames(ps []Replica) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// Ping sends $SRV.PING and collects the answers that arrive within window,
+// sorted by service name then id.
+func Ping(ctx context.Context, nc *nats.Conn, window time.Duration) ([]Instance, error) {
+	inbox := nc.NewRespInbox()
+	ch := make(chan *nats.Msg, 256)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, fmt.Errorf("ping services: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SRV.PING", inbox, nil); err != nil {
+		return nil, fmt.Errorf("ping services: %w", err)
+	}
+	out := []Instance{}
+	timer := time.NewTimer(window)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-timer.C:
+			slices.SortFunc(out, func(a, b Instance) int {
+				if a.Name != b.Name {
+					if a.Name < b.Name {
+						return -1
+					}
+					return 1
+				}
+				if a.ID < b.ID {
+					return -1
+				}
+				return 1
+			})
+			return out, nil
+		case m := <-ch:
+			var p micro.Ping
+			if json.Unmarshal(m.Data, &p) == nil && p.Name != "" {
+				out = append(out, Instance{Name: p.Name, ID: p.ID, Version: p.Version})
+			}
+		}
+	}
+}
