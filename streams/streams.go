@@ -22,6 +22,7 @@ const (
 	BucketMembers  = "MEMBERS"
 	BucketWeights  = "WEIGHTS"
 	BucketSilences = "SILENCES"
+	BucketLeases   = "LEASES"
 )
 
 // KVStream returns the name of the stream that backs a KV bucket.
@@ -87,6 +88,7 @@ func All(replicas int) []jetstream.StreamConfig {
 		kv(BucketMembers, "Failure detector membership view (<service>.<instance>)", replicas, 1),
 		kv(BucketWeights, "Balancer weight table", replicas, 1),
 		kv(BucketSilences, "Alert silences", replicas, 1),
+		kv(BucketLeases, "Leases that pick one active instance of a service (key: service name)", replicas, 1),
 	}
 }
 
