@@ -1,0 +1,33 @@
+# The platform's everyday commands. Only Go is needed; everything else is
+# fetched through the Go module proxy.
+
+GO        ?= go
+BIN       ?= bin/platform
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: run build test bench lint clean
+
+## run: start the 3-node embedded cluster and every service (Ctrl-C stops)
+run:
+	$(GO) run ./cmd/platform run
+
+## build: build bin/platform
+build:
+	$(GO) build -o $(BIN) ./cmd/platform
+
+## test: the whole suite with the race detector, as CI runs it
+test:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: Go benchmarks of every package (the platform bench command prints the side-by-side tables)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./...
+
+## lint: formatting, vet and staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/cluster/clustertest"
+)
+
+// buildBinary builds the platform binary once for the exec tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "platform")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+
+	badConf := filepath.Join(t.TempDir(), "bad.conf")
+	require.NoError(t, os.WriteFile(badConf, []byte("listen: [unterminated\n"), 0o600))
+	noJS := filepath.Join(t.TempDir(), "nojs.conf")
+	require.NoError(t, os.WriteFile(noJS, []byte("server_name: x\nlisten: 127.0.0.1:-1\n"), 0o600))
+	readOnly := filepath.Join(t.TempDir(), "ro")
+	require.NoError(t, os.WriteFile(readOnly, []byte("a file, not a directory"), 0o600))
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
+		{"two nodes", []string{"run", "--nodes", "2"}, "nodes must be 1 or at least 3"},
+		{"bad sync", []string{"run", "--sync", "sometimes"}, `--sync "sometimes"`},
+		{"bad log level", []string{"run", "--log-level", "loud"}, "--log-level"},
+		{"unknown service", []string{"run", "--services", "nope"}, `unknown service "nope"`},
+		{"busy client port", []string{"run", "--nodes", "1", "--http", "", "--client-port", busyPort, "--data-dir", t.TempDir()}, "client port 127.0.0.1:" + busyPort + " is not available"},
+		{"busy http port", []string{"run", "--nodes", "1", "--http", "127.0.0.1:" + busyPort, "--client-port", "0", "--data-dir", t.TempDir()}, "http 127.0.0.1:" + busyPort + " is not available"},
+		{"bad config", []string{"run", "--config", badConf}, "config " + badConf},
+		{"config without jetstream", []string{"run", "--config", noJS}, "jetstream is not enabled"},
+		{"missing config", []string{"run", "--config", "/nonexistent/nats.conf"}, "no such file"},
+		{"unwritable data dir", []string{"run", "--nodes", "1", "--data-dir", filepath.Join(readOnly, "sub"), "--client-port", "0", "--http", ""}, "is not writable"},
+		{"nats with nodes", []string{"run", "--nats", "nats://127.0.0.1:1", "--nodes", "3"}, "cannot be combined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, tt.args...).CombinedOutput()
+			var exit *exec.ExitError
+			require.True(t, errors.As(err, &exit), "want a non-zero exit, got %v: %s", err, out)
+			require.NotEqual(t, 0, exit.ExitCode())
+			require.Contains(t, string(out), tt.want)
+			require.NotContains(t, string(out), "panic")
+		})
+	}
+
+	t.Run("sigint exits 0 and restart finds data", func(t *testing.T) {
+		dir := t.TempDir()
+		cp := clustertest.FreePortRange(t, 1)
+		httpPort := clustertest.FreePortRange(t, 1)
+		args := []string{"run", "--nodes", "1", "--data-dir", dir, "--client-port", strconv.Itoa(cp),
+			"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--heartbeat", "100ms", "--log-format", "json"}
+		for round := range 2 {
+			cmd := exec.Command(bin, args...)
+			stderr, err := cmd.StderrPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			ready := make(chan struct{})
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					if strings.Contains(sc.Text(), `"platform ready"`) {
+						close(ready)
+						break
+					}
+				}
+				for sc.Scan() {
+				}
+			}()
+			select {
+			case <-ready:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("round %d: not ready within 60s", round)
+			}
+			resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/readyz")
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+			require.NoError(t, cmd.Wait(), "exit status after SIGINT")
+		}
+		require.DirExists(t, filepath.Join(dir, "n1", "jetstream"))
+	})
+}
+
+func TestDeployConfigLoads(t *testing.T) {
+	o, err := server.ProcessConfigFile("../../deploy/nats.conf")
+	require.NoError(t, err)
+	require.True(t, o.JetStream, "jetstream enabled")
+	require.True(t, o.SyncAlways, "sync_interval: always")
+	require.NotEmpty(t, o.ServerName)
+	require.Equal(t, "platform", o.Cluster.Name)
+	require.Len(t, o.Routes, 3)
+	require.Equal(t, int32(8<<20), o.MaxPayload)
+	require.NotEmpty(t, o.StoreDir)
+}
+
+func TestParseSync(t *testing.T) {
+	tests := []struct {
+		in      string
+		always  bool
+		every   time.Duration
+		wantErr bool
+	}{
+		{"always", true, 0, false},
+		{"1s", false, time.Second, false},
+		{"2m", false, 2 * time.Minute, false},
+		{"0s", false, 0, true},
+		{"-1s", false, 0, true},
+		{"never", false, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var o cluster.Options
+			err := parseSync(tt.in, &o)
+			if tt.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			if o.SyncAlways != tt.always || o.SyncInterval != tt.every {
+				t.Errorf("parseSync(%q) = always %v every %s, want %v %s", tt.in, o.SyncAlways, o.SyncInterval, tt.always, tt.every)
+			}
+		})
+	}
+}

@@ -1,0 +1,92 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/streams"
+)
+
+func TestEnsure(t *testing.T) {
+	c := clustertest.Start(t, 1)
+	_, js := clustertest.JetStream(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	specs := streams.All(1)
+
+	res, err := streams.Ensure(ctx, js, specs)
+	require.NoError(t, err)
+	for _, r := range res {
+		require.Equal(t, streams.Created, r.Action, r.Stream)
+	}
+
+	t.Run("idempotent", func(t *testing.T) {
+		res, err := streams.Ensure(ctx, js, specs)
+		require.NoError(t, err)
+		for _, r := range res {
+			require.Equal(t, streams.Unchanged, r.Action, r.Stream)
+		}
+	})
+
+	t.Run("kv buckets work with the kv API", func(t *testing.T) {
+		kv, err := js.KeyValue(ctx, streams.BucketState)
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, "k", []byte("v"))
+		require.NoError(t, err)
+		e, err := kv.Get(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, "v", string(e.Value()))
+		state, err := js.Stream(ctx, streams.KVStream(streams.BucketState))
+		require.NoError(t, err)
+		cfg := state.CachedInfo().Config
+		require.True(t, cfg.AllowAtomicPublish, "STATE allows atomic batches")
+		require.True(t, cfg.AllowMsgTTL, "STATE allows message TTLs")
+	})
+
+	t.Run("drift is updated", func(t *testing.T) {
+		s, err := js.Stream(ctx, streams.Events)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.Description = "changed by hand"
+		cfg.AllowDirect = false
+		_, err = js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+		res, err := streams.Ensure(ctx, js, specs)
+		require.NoError(t, err)
+		require.Equal(t, streams.Updated, res[0].Action)
+		s, err = js.Stream(ctx, streams.Events)
+		require.NoError(t, err)
+		require.True(t, s.CachedInfo().Config.AllowDirect)
+	})
+
+	t.Run("immutable change is refused", func(t *testing.T) {
+		require.NoError(t, js.DeleteStream(ctx, streams.Alerts))
+		mem := jetstream.StreamConfig{Name: streams.Alerts, Subjects: []string{"alerts.>"}, Storage: jetstream.MemoryStorage}
+		_, err := js.CreateStream(ctx, mem)
+		require.NoError(t, err)
+		_, err = streams.Ensure(ctx, js, specs)
+		require.Error(t, err)
+		require.True(t, errors.Is(err, streams.ErrImmutable), "got %v", err)
+		require.Contains(t, err.Error(), "ALERTS")
+		s, err := js.Stream(ctx, streams.Alerts)
+		require.NoError(t, err)
+		require.Equal(t, jetstream.MemoryStorage, s.CachedInfo().Config.Storage, "left untouched")
+	})
+}
+
+func TestReplicasFollowClusterSize(t *testing.T) {
+	for _, n := range []int{0, 1, 3} {
+		for _, s := range streams.All(n) {
+			want := max(1, n)
+			if s.Replicas != want {
+				t.Errorf("All(%d): %s has %d replicas, want %d", n, s.Name, s.Replicas, want)
+			}
+		}
+	}
+}
