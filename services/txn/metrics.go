@@ -1,0 +1,47 @@
+package txn
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the txn service's Prometheus metrics; with a nil Registerer
+// they are collected but not exported.
+type metrics struct {
+	commits *prometheus.CounterVec
+	latency prometheus.Histogram
+	window  prometheus.Histogram
+	levels  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "platform_txn_commits_total",
+			Help: "txn.commit requests by result: committed, conflict, error or invalid.",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "platform_txn_commit_duration_seconds",
+			Help:    "Time from a txn.commit request to its result, scheduling included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		window: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "platform_txn_scheduler_window_commits",
+			Help:    "Commits the scheduler gathered in one window.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		levels: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "platform_txn_scheduler_window_levels",
+			Help:    "Dependency levels in one scheduler window (1: every commit independent).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.commits, m.latency, m.window, m.levels)
+	}
+	return m
+}
+
+func (m *metrics) result(r string) { m.commits.WithLabelValues(r).Inc() }
+
+func (m *metrics) observeWindow(commits, levels int) {
+	m.window.Observe(float64(commits))
+	m.levels.Observe(float64(levels))
+}
