@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -310,4 +312,26 @@ func TestAdminRejectsBadInput(t *testing.T) {
 	var st2 admin.Status
 	require.NoError(t, service.Msgpack.Decode(resp.Data, &st2))
 	require.Len(t, st2.Nodes, 1)
+}
+
+func TestNodeFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	port := clustertest.FreePortRange(t, 1)
+	conf := filepath.Join(dir, "node.conf")
+	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `
+server_name: solo
+listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+`, port, filepath.Join(dir, "js")), 0o600))
+	p := startApp(t, app.Options{Cluster: cluster.Options{ConfigFile: conf}, Services: []string{"admin"}})
+	c := p.app.Cluster()
+	require.Len(t, c.Nodes(), 1)
+	require.Equal(t, "solo", c.Nodes()[0].Name())
+	_, js := connect(t, c.ClientURLs())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, streams.Events)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.CachedInfo().Config.Replicas)
+	require.DirExists(t, filepath.Join(dir, "js", "jetstream"))
 }
