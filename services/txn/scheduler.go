@@ -52,6 +52,12 @@ type SchedulerOption func(*Scheduler)
 // arrive while a window runs wait for the next window anyway.
 func WithWindow(d time.Duration) SchedulerOption { return func(s *Scheduler) { s.window = d } }
 
+// WithObserver is told each window's commit count and level count, for
+// metrics and benchmarks.
+func WithObserver(fn func(commits, levels int)) SchedulerOption {
+	return func(s *Scheduler) { s.observe = fn }
+}
+
 // WithMaxBatch bounds the commits of one window (default DefaultMaxBatch).
 func WithMaxBatch(n int) SchedulerOption { return func(s *Scheduler) { s.maxBatch = n } }
 

@@ -142,13 +142,14 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := newMetrics(opts.Registerer)
 	s := &Service{
-		store:   store,
-		sched:   NewScheduler(store, WithWindow(opts.Window), WithMaxBatch(opts.MaxBatch), WithConcurrency(opts.Concurrency)),
+		store: store,
+		sched: NewScheduler(store, WithWindow(opts.Window), WithMaxBatch(opts.MaxBatch),
+			WithConcurrency(opts.Concurrency), WithObserver(m.observeWindow)),
 		opts:    opts,
-		metrics: newMetrics(opts.Registerer),
+		metrics: m,
 	}
-	s.sched.observe = s.metrics.observeWindow
 	s.svc, err = service.New(service.Options{
 		Conn:        opts.Conn,
 		Name:        "txn",
