@@ -20,10 +20,11 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Subjects of the detector's endpoints.
+// Subjects of the detector's endpoints. They cannot live under detector.>,
+// which stream DETECTOR captures.
 const (
-	SubjectMembers = "detector.members"
-	SubjectStatus  = "detector.status"
+	SubjectMembers = "members.list"
+	SubjectStatus  = "members.status"
 )
 
 // Service is one detector instance: it listens to every heartbeat, keeps
@@ -36,10 +37,12 @@ type Service struct {
 	tab   *table
 	m     *metrics
 	epoch time.Time
-	rng   *rand.Rand
+	rngMu sync.Mutex
+	rng   *rand.Rand // loop start delays
 
 	svc    *service.Service
 	active atomic.Bool
+	bad    atomic.Uint64 // heartbeats dropped, also in metrics by reason
 	ready  chan struct{}
 }
 
@@ -206,6 +209,7 @@ func (s *Service) ingest(subject string, h nats.Header, data []byte, now int64) 
 			return
 		}
 	}
+	s.bad.Add(1)
 	s.m.bad[reasonOf(err)].Inc()
 	s.log.Debug("heartbeat dropped", "subject", subject, "err", err)
 }
@@ -215,7 +219,9 @@ func (s *Service) ingest(subject string, h nats.Header, data []byte, now int64) 
 // lockstep. It owns its ticker; cancelling ctx stops it, any number of
 // times.
 func (s *Service) loop(ctx context.Context, period time.Duration, fn func()) {
+	s.rngMu.Lock()
 	delay := time.Duration(s.rng.Int64N(int64(period)))
+	s.rngMu.Unlock()
 	select {
 	case <-ctx.Done():
 		return
@@ -460,6 +466,7 @@ type StatusResponse struct {
 	ID        string           `json:"id"`
 	Active    bool             `json:"active"`
 	Members   map[State]int    `json:"members"`
+	Bad       uint64           `json:"bad_heartbeats"`
 	Reordered uint64           `json:"reordered_heartbeats"`
 	Restarts  uint64           `json:"restarts"`
 	Model     StatusModel      `json:"model"`
@@ -485,7 +492,7 @@ func (s *Service) handleStatus(_ context.Context, _ *service.Request) (any, erro
 	s.tab.mu.Unlock()
 	return StatusResponse{
 		ID: s.ID(), Active: s.Active(), Members: counts,
-		Reordered: reordered, Restarts: restarts,
+		Bad: s.bad.Load(), Reordered: reordered, Restarts: restarts,
 		Model: StatusModel{Positives: pos, Negatives: neg, Bias: b, Weights: w},
 		Options: map[string]int64{
 			"eval_interval":    s.opts.EvalInterval.Milliseconds(),
