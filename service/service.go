@@ -344,6 +344,10 @@ func (r *Request) Subject() string { return r.mr.Subject() }
 // HasReply reports whether the sender waits for an answer.
 func (r *Request) HasReply() bool { return r.mr.Reply() != "" }
 
+// Reply returns the subject the answer goes to ("" for fire-and-forget).
+// Its inbox prefix identifies the requesting connection.
+func (r *Request) Reply() string { return r.mr.Reply() }
+
 // Codec returns the codec the request was sent in; answers use the same.
 func (r *Request) Codec() Codec { return r.codec }
 
