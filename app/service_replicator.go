@@ -1,0 +1,13 @@
+package app
+
+import "github.com/platform/platform/services/replicator"
+
+func init() {
+	register("replicator", 20, func(d Deps) (Runner, error) {
+		return replicator.New(replicator.Options{
+			Conn: d.Conn, JS: d.JS,
+			HeartbeatInterval: d.HeartbeatInterval,
+			Logger:            d.Logger, Registerer: d.Registerer,
+		})
+	})
+}

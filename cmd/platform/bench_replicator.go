@@ -1,0 +1,98 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/platform/platform/services/replicator"
+)
+
+func init() {
+	benchCommands = append(benchCommands, newBenchPublishCmd, newBenchIngestCmd, newBenchCompressCmd)
+}
+
+func newBenchPublishCmd(f *benchFlags) *cobra.Command {
+	var (
+		o        replicator.BenchOptions
+		envelope bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish",
+		Short: "Publisher at quorum vs raw nats.go async publishing",
+		Long: `Publish --events events of --size bytes with the replicator's Publisher at
+quorum, and the same with raw nats.go JetStream async publishing with the same
+in-flight window, one after the other on the same cluster. --envelope packs
+events into envelopes (compared in events/s).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			o.Progress = f.progressOut()
+			results, err := replicator.BenchPublish(cmd.Context(), t, envelope, o)
+			if perr := f.print(cmd, results...); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&o.Events, "events", 100_000, "events to publish (each side)")
+	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
+	cmd.Flags().IntVar(&o.InFlight, "in-flight", replicator.DefaultMaxInFlight, "acknowledgements in flight (both sides; envelope mode keeps its own shallow pipeline)")
+	cmd.Flags().BoolVar(&envelope, "envelope", false, "pack events into envelopes")
+	return cmd
+}
+
+func newBenchIngestCmd(f *benchFlags) *cobra.Command {
+	var o replicator.BenchOptions
+	var perEvent bool
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Request clients through ingest.* at quorum vs synchronous JetStream publishing",
+		Long: `Run --clients clients that each send --events events one after another: first
+publishing synchronously straight to JetStream, then as requests to ingest.bench
+answered at quorum by an ingest service instance started in this process.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			o.Progress = f.progressOut()
+			results, err := replicator.BenchIngest(cmd.Context(), t, o, replicator.Options{PerEvent: perEvent})
+			if perr := f.print(cmd, results...); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&o.Clients, "clients", 100, "concurrent request clients")
+	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client")
+	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
+	cmd.Flags().BoolVar(&perEvent, "per-event", false, "store one stream message per event instead of envelopes")
+	return cmd
+}
+
+func newBenchCompressCmd(f *benchFlags) *cobra.Command {
+	var events, size, per int
+	cmd := &cobra.Command{
+		Use:   "compress",
+		Short: "Compression ratio and speed per codec, single events vs envelopes",
+		Long: `Compress a generated corpus of realistic JSON events with s2, zstd and gzip,
+one event at a time and as envelopes. Runs in this process; no cluster.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			results, err := replicator.BenchCompress(events, size, per, f.progressOut())
+			if perr := f.print(cmd, results...); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&events, "events", 100_000, "events in the corpus")
+	cmd.Flags().IntVar(&size, "size", 128, "event size in bytes")
+	cmd.Flags().IntVar(&per, "per-envelope", 1000, "events per envelope")
+	return cmd
+}

@@ -1,0 +1,446 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
+)
+
+// Headers the ingest service reads from producers.
+const (
+	// HeaderConsistency asks for a level: async, quorum (default) or all.
+	HeaderConsistency = "Platform-Consistency"
+	// HeaderClient names the producer for per-client rate limiting. Without
+	// it a request's client is the inbox prefix of its reply subject (one
+	// per NATS connection); fire-and-forget events without it share the
+	// client "anonymous".
+	HeaderClient = "Platform-Client"
+)
+
+// Subjects of the ingest service.
+const (
+	// IngestPrefix is where producers publish: ingest.<topic>.
+	IngestPrefix = "ingest."
+	// EventsPrefix is where the events are stored: events.<topic>.
+	EventsPrefix = "events."
+	// maxTopicTokens and maxTokenBytes bound a topic.
+	maxTopicTokens = 16
+	maxTokenBytes  = 64
+)
+
+// DefaultMaxEventBytes is the largest event the ingest service accepts.
+const DefaultMaxEventBytes = 1 << 20
+
+// Options configure the ingest service.
+type Options struct {
+	// Conn is the NATS connection the service answers and publishes on.
+	Conn *nats.Conn
+	// JS is a JetStream context on Conn (default: made from Conn).
+	JS jetstream.JetStream
+	// PerEvent stores one stream message per event, readable by the stock
+	// NATS CLI. By default events of one topic that arrive together share
+	// an envelope (a lone event still gets a message of its own).
+	PerEvent bool
+	// Compression is the codec for payloads of at least CompressAbove
+	// bytes (default S2 from 1024 bytes).
+	Compression Compression
+	// CompressAbove is the compression threshold in bytes (0: 1024).
+	CompressAbove int
+	// MaxEventBytes is the largest event accepted (default 1 MiB, at most
+	// the server's max payload minus room for headers).
+	MaxEventBytes int
+	// MaxInFlight is the publish pipeline depth (0: the Publisher's default).
+	MaxInFlight int
+	// Linger is how long a batch waits for more events (default 0: it
+	// grows only while the pipeline is full).
+	Linger time.Duration
+	// MaxBuffered caps the bytes accepted and not yet published (default
+	// 64 MiB); beyond it requests get "unavailable" and fire-and-forget
+	// events are dropped and counted.
+	MaxBuffered int
+	// TopicRate is the events per second allowed per topic (0: unlimited),
+	// with bursts of TopicBurst (default: one second's worth).
+	TopicRate float64
+	// TopicBurst is the per-topic bucket size.
+	TopicBurst int
+	// ClientRate is the events per second allowed per client (0:
+	// unlimited), with bursts of ClientBurst (default: one second's worth).
+	// See HeaderClient for what a client is.
+	ClientRate float64
+	// ClientBurst is the per-client bucket size.
+	ClientBurst int
+	// RetryDeadline bounds publish retries across leader changes (default 30s).
+	RetryDeadline time.Duration
+	// HeartbeatInterval is the service heartbeat period (0: the default).
+	HeartbeatInterval time.Duration
+	// Logger is the logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer registers the metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Conn == nil:
+		return errors.New("replicator: nil NATS connection")
+	case o.MaxEventBytes < 0 || o.CompressAbove < 0 || o.MaxInFlight < 0 || o.MaxBuffered < 0:
+		return errors.New("replicator: sizes must not be negative")
+	case o.TopicRate < 0 || o.ClientRate < 0 || o.TopicBurst < 0 || o.ClientBurst < 0:
+		return errors.New("replicator: rates and bursts must not be negative")
+	case o.Compression < S2 || o.Compression > NoCompression:
+		return fmt.Errorf("replicator: %w: %d", ErrUnknownEncoding, o.Compression)
+	}
+	if max := int(o.Conn.MaxPayload()) - 4096; o.MaxEventBytes > max {
+		return fmt.Errorf("replicator: max event bytes %d exceeds what one message can hold (%d)", o.MaxEventBytes, max)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() error {
+	if o.JS == nil {
+		js, err := jetstream.New(o.Conn)
+		if err != nil {
+			return fmt.Errorf("replicator: jetstream: %w", err)
+		}
+		o.JS = js
+	}
+	if o.CompressAbove == 0 {
+		o.CompressAbove = DefaultCompressAbove
+	}
+	if o.MaxEventBytes == 0 {
+		o.MaxEventBytes = min(DefaultMaxEventBytes, int(o.Conn.MaxPayload())-4096)
+	}
+	if o.MaxBuffered == 0 {
+		o.MaxBuffered = DefaultMaxBuffered
+	}
+	if o.RetryDeadline == 0 {
+		o.RetryDeadline = DefaultRetryDeadline
+	}
+	if o.TopicRate > 0 && o.TopicBurst == 0 {
+		o.TopicBurst = max(1, int(o.TopicRate))
+	}
+	if o.ClientRate > 0 && o.ClientBurst == 0 {
+		o.ClientBurst = max(1, int(o.ClientRate))
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Service is the ingest service: it takes events on ingest.<topic> and
+// stores them in EVENTS as events.<topic>.
+type Service struct {
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
+	svc     *service.Service
+	topics  *limiters
+	clients *limiters
+	pub     *Publisher
+}
+
+// IngestAck is the answer to an ingest request.
+type IngestAck struct {
+	// Stream is the stream that stored the event.
+	Stream string `json:"stream"`
+	// Seq is the stream sequence of its message (0 at level async: the
+	// answer comes before the event is stored).
+	Seq uint64 `json:"seq"`
+	// Index is its position in an envelope, present only for an event
+	// stored in one.
+	Index *int `json:"index,omitempty"`
+	// Duplicate says the stream already held an event with its Nats-Msg-Id.
+	Duplicate bool `json:"duplicate"`
+	// Consistency is set to "async" when the answer only means accepted.
+	Consistency string `json:"consistency,omitempty"`
+}
+
+// New builds the ingest service; Run starts it.
+func New(opts Options) (*Service, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		opts:    opts,
+		log:     opts.Logger.With("component", "replicator"),
+		m:       newMetrics(opts.Registerer),
+		topics:  newLimiters(opts.TopicRate, opts.TopicBurst),
+		clients: newLimiters(opts.ClientRate, opts.ClientBurst),
+	}
+	svc, err := service.New(service.Options{
+		Conn:        opts.Conn,
+		Name:        "replicator",
+		Description: "Ingest: events published to ingest.<topic> are stored in EVENTS as events.<topic>",
+		Endpoints: []service.Endpoint{{
+			Name:        "ingest",
+			Subject:     IngestPrefix + ">",
+			Description: "Store an event; a request is answered once it is durable at Platform-Consistency (async|quorum|all, default quorum)",
+			Handler:     s.handle,
+			MaxBytes:    opts.MaxEventBytes,
+		}},
+		HeartbeatInterval: opts.HeartbeatInterval,
+		Logger:            opts.Logger,
+		Registerer:        opts.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.svc = svc
+	return s, nil
+}
+
+// Ready is closed once the service answers.
+func (s *Service) Ready() <-chan struct{} { return s.svc.Ready() }
+
+// Run serves until ctx ends, then stops taking events and drains what it
+// accepted (up to 10 seconds) so every request is answered.
+func (s *Service) Run(ctx context.Context) error {
+	popts := []Option{
+		WithLevel(Async),
+		WithCompression(s.opts.Compression, s.opts.CompressAbove),
+		WithLinger(s.opts.Linger),
+		WithMaxBuffered(s.opts.MaxBuffered),
+		WithRetry(DefaultAckTimeout, s.opts.RetryDeadline),
+		WithLogger(s.opts.Logger),
+		WithRegisterer(s.opts.Registerer),
+	}
+	if !s.opts.PerEvent {
+		popts = append(popts, WithEnvelope())
+	}
+	if s.opts.MaxInFlight > 0 {
+		popts = append(popts, WithMaxInFlight(s.opts.MaxInFlight))
+	}
+	pub, err := NewPublisher(s.opts.JS, popts...)
+	if err != nil {
+		return fmt.Errorf("replicator: %w", err)
+	}
+	s.pub = pub
+	sweepDone := make(chan struct{})
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	go func() {
+		defer close(sweepDone)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-sweepCtx.Done():
+				return
+			case now := <-t.C:
+				s.topics.sweep(now)
+				s.clients.sweep(now)
+			}
+		}
+	}()
+	err = s.svc.Run(ctx)
+	stopSweep()
+	<-sweepDone
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cerr := pub.Close(cctx); cerr != nil {
+		s.log.Warn("events left undrained at shutdown", "err", cerr)
+	}
+	return err
+}
+
+// handle takes one event. It never blocks on JetStream: the event is
+// queued and the request answered from the Publisher's callback, so many
+// requests share one batch (group commit).
+func (s *Service) handle(_ context.Context, r *service.Request) {
+	ev, level, refusal := s.parse(r)
+	if refusal == nil {
+		if wait := admit(s.topics, s.clients, ev.Subject, clientOf(r), time.Now()); wait > 0 {
+			refusal = service.Errorf(service.CodeRateLimited, "rate limit exceeded for %s", ev.Subject).
+				With("retry_after_ms", max(1, wait.Milliseconds()))
+		}
+	}
+	if refusal != nil {
+		s.refuse(r, refusal)
+		return
+	}
+	if !r.HasReply() {
+		err := s.pub.TryPublish(ev, func(_ Ack, err error) {
+			if err != nil {
+				s.m.dropped.WithLabelValues("publish_failed").Inc()
+			}
+		})
+		if err != nil {
+			s.refuse(r, publishError(err))
+			return
+		}
+		r.Respond(nil)
+		return
+	}
+	if level == Async {
+		err := s.pub.TryPublish(ev, func(_ Ack, err error) {
+			if err != nil {
+				s.m.errors.WithLabelValues("publish_failed").Inc()
+			}
+		})
+		if err != nil {
+			s.refuse(r, publishError(err))
+			return
+		}
+		r.Respond(IngestAck{Stream: streams.Events, Consistency: "async"})
+		return
+	}
+	err := s.pub.TryPublish(ev, func(ack Ack, err error) {
+		if err != nil {
+			s.m.errors.WithLabelValues(reasonOf(err)).Inc()
+			r.Fail(publishError(err))
+			return
+		}
+		a := IngestAck{Stream: ack.Stream, Seq: ack.Seq, Duplicate: ack.Duplicate}
+		if ack.Count > 1 {
+			i := ack.Index
+			a.Index = &i
+		}
+		r.Respond(a)
+	})
+	if err != nil {
+		s.refuse(r, publishError(err))
+	}
+}
+
+// parse validates a request and turns it into a Message.
+func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
+	topic := strings.TrimPrefix(r.Subject(), IngestPrefix)
+	if err := checkTopic(topic); err != nil {
+		return Message{}, 0, service.Errorf(service.CodeBadRequest, "invalid subject %q: %v", r.Subject(), err).With("reason", "invalid_subject")
+	}
+	h := r.Header()
+	level := Async
+	if v := h.Get(HeaderConsistency); v != "" {
+		l, err := ParseLevel(v)
+		if err != nil {
+			return Message{}, 0, service.Errorf(service.CodeBadRequest, "unknown %s %q: use async, quorum or all", HeaderConsistency, v).With("reason", "unknown_level")
+		}
+		level = l
+	} else if r.HasReply() {
+		level = Quorum
+	}
+	if !r.HasReply() {
+		level = Async // nobody waits for more
+	}
+	if len(r.Data()) == 0 {
+		return Message{}, 0, service.Errorf(service.CodeBadRequest, "empty event: send the event as the message body").With("reason", "empty")
+	}
+	if len(r.Data()) > s.opts.MaxEventBytes {
+		return Message{}, 0, service.Errorf(service.CodeTooLarge, "event is %d bytes, the limit is %d", len(r.Data()), s.opts.MaxEventBytes).With("reason", "too_large")
+	}
+	var eh nats.Header
+	for k, vs := range h {
+		switch {
+		case k == HeaderConsistency || k == HeaderClient:
+			continue
+		case strings.EqualFold(k, HeaderContentEncoding) || strings.HasPrefix(strings.ToLower(k), "platform-envelope"):
+			return Message{}, 0, service.Errorf(service.CodeBadRequest, "header %s is reserved by the replicator", k).With("reason", "reserved_header")
+		}
+		if eh == nil {
+			eh = nats.Header{}
+		}
+		eh[k] = vs
+	}
+	return Message{Subject: EventsPrefix + topic, Data: r.Data(), Header: eh, Level: level}, level, nil
+}
+
+// checkTopic accepts 1 to 16 tokens of 1 to 64 letters, digits, '-', '_',
+// '~', '=', ':' or '@'.
+func checkTopic(topic string) error {
+	if topic == "" {
+		return errors.New("no topic after ingest.")
+	}
+	toks := strings.Split(topic, ".")
+	if len(toks) > maxTopicTokens {
+		return fmt.Errorf("%d tokens, at most %d", len(toks), maxTopicTokens)
+	}
+	for _, t := range toks {
+		if t == "" {
+			return errors.New("empty token")
+		}
+		if len(t) > maxTokenBytes {
+			return fmt.Errorf("token of %d bytes, at most %d", len(t), maxTokenBytes)
+		}
+		for i := 0; i < len(t); i++ {
+			c := t[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+				c == '-' || c == '_' || c == '~' || c == '=' || c == ':' || c == '@') {
+				return fmt.Errorf("character %q not allowed in token %q", c, t)
+			}
+		}
+	}
+	return nil
+}
+
+// clientOf identifies the producer: the Platform-Client header, else the
+// reply subject without its last token (nats.go's per-connection inbox
+// prefix, _INBOX.<id>), else "anonymous".
+func clientOf(r *service.Request) string {
+	if c := r.Header().Get(HeaderClient); c != "" {
+		return "client:" + c
+	}
+	if reply := r.Reply(); reply != "" {
+		if i := strings.LastIndexByte(reply, '.'); i > 0 {
+			return "inbox:" + reply[:i]
+		}
+		return "inbox:" + reply
+	}
+	return "anonymous"
+}
+
+// refuse answers a request with err, or counts a fire-and-forget event as
+// dropped.
+func (s *Service) refuse(r *service.Request, err *service.Error) {
+	reason := err.Code
+	if v, ok := err.Fields["reason"].(string); ok {
+		reason = v
+	}
+	if r.HasReply() {
+		s.m.errors.WithLabelValues(reason).Inc()
+	} else {
+		s.m.dropped.WithLabelValues(reason).Inc()
+	}
+	r.Fail(err)
+}
+
+// publishError maps a Publisher error to what a requester sees.
+func publishError(err error) *service.Error {
+	var ae *apiError
+	switch {
+	case errors.Is(err, ErrBufferFull):
+		return service.Errorf(service.CodeUnavailable, "ingest is overloaded, retry later").With("reason", "buffer_full").With("retry_after_ms", 100)
+	case errors.Is(err, ErrTooLarge):
+		return service.Errorf(service.CodeTooLarge, "%v", err).With("reason", "too_large")
+	case errors.Is(err, ErrInvalidSubject), errors.Is(err, ErrReservedHeader):
+		return service.Errorf(service.CodeBadRequest, "%v", err).With("reason", "bad_request")
+	case errors.Is(err, ErrClosed):
+		return service.Errorf(service.CodeUnavailable, "ingest is shutting down, retry").With("reason", "closed").With("retry_after_ms", 100)
+	case errors.Is(err, ErrReplicasBehind):
+		return service.Errorf(service.CodeTimeout, "%v", err).With("reason", "replicas_behind")
+	case errors.Is(err, ErrDeadline):
+		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "deadline")
+	case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500:
+		return service.Errorf(service.CodeBadRequest, "%v", err).With("reason", "rejected")
+	}
+	return service.Errorf(service.CodeInternal, "%v", err).With("reason", "internal")
+}
+
+func reasonOf(err error) string {
+	if v, ok := publishError(err).Fields["reason"].(string); ok {
+		return v
+	}
+	return "internal"
+}
