@@ -738,7 +738,7 @@ func parsePubAck(b []byte) (pubAck, bool) {
 		return pa, false
 	}
 	pa.Seq = seq
-	pa.Duplicate = bytes.Contains(rest, []byte(`"duplicate":true`))
+	pa.Duplicate = bytes.Contains(rest, []byte(`"duplicate":true`)) || bytes.Contains(rest, []byte(`"duplicate": true`))
 	return pa, true
 }
 

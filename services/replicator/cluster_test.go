@@ -1,0 +1,279 @@
+package replicator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/streams"
+)
+
+// leader returns the name of the EVENTS stream leader, or an error while
+// there is none.
+func (e *env) leader(ctx context.Context) (string, error) {
+	s, err := e.js.Stream(ctx, streams.Events)
+	if err != nil {
+		return "", err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return "", errors.New("no stream leader")
+	}
+	return info.Cluster.Leader, nil
+}
+
+// waitLeader waits for a stream leader other than not ("" for any).
+func (e *env) waitLeader(t *testing.T, not string) string {
+	t.Helper()
+	var name string
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		l, err := e.leader(ctx)
+		if err != nil {
+			return err
+		}
+		if l == not {
+			return fmt.Errorf("leader is still %s", l)
+		}
+		name = l
+		return nil
+	})
+	return name
+}
+
+// stepDown asks the EVENTS leader to step down and waits for a new one.
+func (e *env) stepDown(t *testing.T) {
+	t.Helper()
+	old := e.waitLeader(t, "")
+	m, err := e.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+streams.Events, nil, 5*time.Second)
+	require.NoError(t, err)
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *apiError
+	}
+	require.NoError(t, json.Unmarshal(m.Data, &resp))
+	require.True(t, resp.Success, "step down: %s", m.Data)
+	e.waitLeader(t, old)
+}
+
+// nodeIndex returns the index of the node named name.
+func (e *env) nodeIndex(t *testing.T, name string) int {
+	t.Helper()
+	for i, n := range e.c.Nodes() {
+		if n.Name() == name {
+			return i
+		}
+	}
+	t.Fatalf("no node %s", name)
+	return -1
+}
+
+func TestQuorumSurvivesStepDownAndRestart(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := testCtx(t, 60*time.Second)
+	p := e.publisher(t)
+	a, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("a")})
+	require.NoError(t, err)
+
+	e.stepDown(t)
+	b, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("b")})
+	require.NoError(t, err, "publishing goes on after a leader change")
+
+	leader := e.waitLeader(t, "")
+	i := e.nodeIndex(t, leader)
+	e.c.StopNode(i)
+	c, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("c")})
+	require.NoError(t, err, "a quorum remains with one node down")
+	for _, want := range []struct {
+		ack  Ack
+		data string
+	}{{a, "a"}, {b, "b"}, {c, "c"}} {
+		ev, err := Get(ctx, e.nc, streams.Events, want.ack.Pos(), Strong)
+		require.NoError(t, err)
+		require.Equal(t, want.data, string(ev.Data))
+	}
+	require.NoError(t, e.c.RestartNode(ctx, i))
+	evs := readAll(t, e.js, 3, WithFilter("events.lv.q"))
+	for k, want := range []string{"a", "b", "c"} {
+		require.Equal(t, want, string(evs[k].Data))
+	}
+}
+
+func TestAllWaitsForEveryReplica(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := testCtx(t, 60*time.Second)
+	p := e.publisher(t, WithLevel(All))
+	_, err := p.Publish(ctx, Message{Subject: "events.lv.all", Data: []byte("1")})
+	require.NoError(t, err)
+
+	// Stop a follower: a quorum still acknowledges, All cannot complete.
+	leader := e.waitLeader(t, "")
+	follower := (e.nodeIndex(t, leader) + 1) % 3
+	e.c.StopNode(follower)
+	waiting, err := p.PublishAsync(ctx, Message{Subject: "events.lv.all", Data: []byte("2")})
+	require.NoError(t, err)
+	q, err := p.Publish(ctx, Message{Subject: "events.lv.all", Data: []byte("3"), Level: Quorum})
+	require.NoError(t, err)
+	require.NotZero(t, q.Seq)
+	select {
+	case <-waiting.Done():
+		_, err := waiting.Result()
+		t.Fatalf("All completed with a replica down: %v", err)
+	default:
+	}
+
+	// With a short deadline the caller learns the event is only at quorum.
+	short := e.publisher(t, WithLevel(All), WithRetry(time.Second, 500*time.Millisecond))
+	ack, err := short.Publish(ctx, Message{Subject: "events.lv.all", Data: []byte("4")})
+	require.ErrorIs(t, err, ErrReplicasBehind)
+	require.NotZero(t, ack.Seq, "the event is stored at quorum")
+
+	// Once the follower is back and caught up, the waiting event completes.
+	require.NoError(t, e.c.RestartNode(ctx, follower))
+	ack, err = waiting.Wait(ctx)
+	require.NoError(t, err)
+	require.NotZero(t, ack.Seq)
+}
+
+func TestAsyncReportsFailureThroughCallback(t *testing.T) {
+	e := newEnv(t, 1)
+	results := make(chan error, 1)
+	p := e.publisher(t, WithLevel(Async), WithRetry(100*time.Millisecond, 300*time.Millisecond),
+		WithResultHandler(func(m *Message, ack Ack, err error) { results <- err }))
+	ctx := testCtx(t, 10*time.Second)
+	ack, err := p.Publish(ctx, Message{Subject: "nostream.async", Data: []byte("x")})
+	require.NoError(t, err, "async returns once buffered")
+	require.Zero(t, ack.Seq)
+	select {
+	case err := <-results:
+		require.ErrorIs(t, err, ErrDeadline)
+	case <-ctx.Done():
+		t.Fatal("no outcome reported")
+	}
+}
+
+// TestNoLossNoDuplicates publishes a known set of events while the stream
+// leader is stepped down several times and the leader's node restarts;
+// the Reader then sees every acknowledged event exactly once.
+func TestNoLossNoDuplicates(t *testing.T) {
+	e := newEnv(t, 3)
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"per event", []Option{WithMaxInFlight(64)}},
+		{"envelope", []Option{WithEnvelope()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t, 90*time.Second)
+			subj := "events.chaos." + strings.ReplaceAll(tc.name, " ", "_")
+			reg := prometheus.NewRegistry()
+			p := e.publisher(t, append(tc.opts, WithRegisterer(reg))...)
+			// The producer runs at a steady pace until the chaos is over,
+			// so stepdowns and the restart land in the middle of it.
+			const minEvents = 1000
+			var futs []*Future
+			chaosDone := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for i := 0; ; i++ {
+					if i >= minEvents {
+						select {
+						case <-chaosDone:
+							return
+						default:
+						}
+					}
+					f, err := p.PublishAsync(ctx, Message{Subject: subj, Data: fmt.Appendf(nil, "ev-%d", i)})
+					if err != nil {
+						t.Errorf("publish %d: %v", i, err)
+						return
+					}
+					futs = append(futs, f)
+					if i%20 == 19 {
+						<-tick.C
+					}
+				}
+			}()
+			for range 3 {
+				e.stepDown(t)
+			}
+			leader := e.waitLeader(t, "")
+			i := e.nodeIndex(t, leader)
+			e.c.StopNode(i)
+			require.NoError(t, e.c.RestartNode(ctx, i))
+			close(chaosDone)
+			wg.Wait()
+			require.NoError(t, p.Flush(ctx))
+
+			acked := map[string]bool{}
+			for i, f := range futs {
+				require.NotNil(t, f, "event %d", i)
+				if _, err := f.Result(); err == nil {
+					acked[fmt.Sprintf("ev-%d", i)] = true
+				} else {
+					t.Logf("event %d not acknowledged: %v", i, err)
+				}
+			}
+			n := len(futs)
+			t.Logf("%d events published, %d acknowledged, %.0f retries", n, len(acked), counterTotal(t, reg, "platform_replicator_retries_total"))
+			require.Greater(t, len(acked), n*9/10, "most events are acknowledged")
+
+			s, err := e.js.Stream(ctx, streams.Events)
+			require.NoError(t, err)
+			lastMsg, err := s.GetLastMsgForSubject(ctx, subj)
+			require.NoError(t, err)
+			r, err := NewReader(ctx, e.js, WithFilter(subj))
+			require.NoError(t, err)
+			defer r.Close()
+			seen := map[string]int{}
+			for {
+				ev, err := r.Next(ctx)
+				require.NoError(t, err)
+				seen[string(ev.Data)]++
+				if ev.Pos.Seq == lastMsg.Sequence && ev.Pos.Index == ev.Pos.Count-1 {
+					break
+				}
+			}
+			for k := range acked {
+				require.Equal(t, 1, seen[k], "acknowledged event %s seen %d times", k, seen[k])
+			}
+			for k, c := range seen {
+				require.Equal(t, 1, c, "event %s stored %d times", k, c)
+			}
+		})
+	}
+}
+
+// counterTotal sums every series of the counter name in reg.
+func counterTotal(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
