@@ -305,9 +305,12 @@ func (a *App) replicaCount() int {
 func (a *App) ensureStreams(ctx context.Context) error {
 	a.replicas = a.replicaCount()
 	specs := streams.All(a.replicas)
-	backoff := 100 * time.Millisecond
+	backoff := 50 * time.Millisecond
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short attempts: right after a restart a stream answers only once
+		// its RAFT group has a leader, and a request sent before that is
+		// never answered.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		results, err := streams.Ensure(cctx, a.js, specs)
 		cancel()
 		if err == nil {
@@ -328,7 +331,7 @@ func (a *App) ensureStreams(ctx context.Context) error {
 			return fmt.Errorf("provision streams: %w", ctx.Err())
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -175,13 +175,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			}
 		}
 	}
+	// Start every node before waiting for any, so routes form at once and
+	// a restarted cluster elects its leaders without waiting node by node.
+	errs := make(chan error, len(nodeOpts))
 	for _, so := range nodeOpts {
 		n := &Node{opts: so}
 		c.nodes = append(c.nodes, n)
-		if err := c.startNode(n); err != nil {
-			c.Shutdown()
-			return nil, err
+		go func() { errs <- c.startNode(n) }()
+	}
+	var startErr error
+	for range nodeOpts {
+		if err := <-errs; err != nil && startErr == nil {
+			startErr = err
 		}
+	}
+	if startErr != nil {
+		c.Shutdown()
+		return nil, startErr
 	}
 	if opts.ConfigFile == "" || len(nodeOpts[0].Routes) == 0 {
 		rctx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
