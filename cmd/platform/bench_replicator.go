@@ -69,6 +69,7 @@ answered at quorum by an ingest service instance started in this process.`,
 		},
 	}
 	cmd.Flags().IntVar(&o.Clients, "clients", 100, "concurrent request clients")
+	cmd.Flags().IntVar(&o.Conns, "conns", 0, "NATS connections the clients share (default: one per client)")
 	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client")
 	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
 	cmd.Flags().BoolVar(&perEvent, "per-event", false, "store one stream message per event instead of envelopes")

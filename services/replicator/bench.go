@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/platform/platform/bench"
 )
@@ -29,6 +31,9 @@ type BenchOptions struct {
 	InFlight int
 	// Clients is how many concurrent request clients BenchIngest runs.
 	Clients int
+	// Conns is how many NATS connections the clients share (default one
+	// per client).
+	Conns int
 	// Progress receives progress bars (nil: none).
 	Progress io.Writer
 	// Rounds splits the publish benchmarks into that many alternating
@@ -135,8 +140,9 @@ func (w *ackWaiter) wait() error {
 }
 
 // BenchRawAsync is the baseline: nats.go JetStream async publishing with
-// opts.InFlight acknowledgements outstanding.
-func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, corpus [][]byte, o BenchOptions) (bench.Result, error) {
+// opts.InFlight acknowledgements outstanding. withIDs gives every message a
+// Nats-Msg-Id, as the Publisher does.
+func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, corpus [][]byte, o BenchOptions, withIDs bool) (bench.Result, error) {
 	o.defaults()
 	nc, err := t.Connect()
 	if err != nil {
@@ -152,6 +158,7 @@ func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, c
 		prog = bench.NewProgress(o.Progress, name, int64(o.Events))
 		defer prog.Stop()
 	}
+	idPrefix := nuid.Next() + "."
 	w := newAckWaiter(prog, o.Events, o.lat)
 	start := time.Now()
 	for i := range o.Events {
@@ -159,7 +166,11 @@ func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, c
 			break
 		}
 		t0 := time.Now()
-		f, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: corpus[i%len(corpus)]}, jetstream.WithStallWait(time.Minute))
+		popts := []jetstream.PublishOpt{jetstream.WithStallWait(time.Minute)}
+		if withIDs {
+			popts = append(popts, jetstream.WithMsgID(idPrefix+strconv.Itoa(i)))
+		}
+		f, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: corpus[i%len(corpus)]}, popts...)
 		if err != nil {
 			w.wait()
 			return bench.Result{}, fmt.Errorf("%s: publish: %w", name, err)
@@ -260,11 +271,22 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 		run  func(o BenchOptions) (bench.Result, error)
 	}{
 		{"raw-async-publish", func(o BenchOptions) (bench.Result, error) {
-			return BenchRawAsync(ctx, t, "raw-async-publish", "events.bench.raw", corpus, o)
+			return BenchRawAsync(ctx, t, "raw-async-publish", "events.bench.raw", corpus, o, false)
 		}},
 		{name, func(o BenchOptions) (bench.Result, error) {
 			return BenchPublisher(ctx, t, name, "events.bench.pub", corpus, o, popts...)
 		}},
+	}
+	if !envelope {
+		// For context: the raw baseline doing the work the Publisher does
+		// for idempotent retries (a Nats-Msg-Id on every message, which
+		// the stream deduplicates).
+		sides = append(sides, struct {
+			name string
+			run  func(o BenchOptions) (bench.Result, error)
+		}{"raw-async-publish-msgid", func(o BenchOptions) (bench.Result, error) {
+			return BenchRawAsync(ctx, t, "raw-async-publish-msgid", "events.bench.rawid", corpus, o, true)
+		}})
 	}
 	results := make([]bench.Result, len(sides))
 	lats := make([]bench.Latencies, len(sides))
@@ -272,8 +294,8 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 		results[i] = bench.Result{Name: sides[i].name, Extra: map[string]float64{}}
 	}
 	per := max(1, o.Events/o.Rounds)
-	var elapsed [2]time.Duration
-	var events [2]int64
+	elapsed := make([]time.Duration, len(sides))
+	events := make([]int64, len(sides))
 	var msgs float64
 	for round := range o.Rounds {
 		for i, side := range sides {
@@ -305,6 +327,9 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 	pub.Extra["events_per_msg"] = float64(pub.Events) / max(msgs, 1)
 	delete(pub.Extra, "input_mb_per_s")
 	pub.Extra["ratio_vs_raw"] = pub.EventsPerSec / results[0].EventsPerSec
+	if len(results) > 2 {
+		pub.Extra["ratio_vs_raw_msgid"] = pub.EventsPerSec / results[2].EventsPerSec
+	}
 	return results, nil
 }
 
@@ -315,7 +340,10 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Options) ([]bench.Result, error) {
 	o.defaults()
 	corpus := Corpus(10_000, o.Size)
-	conns := make([]*nats.Conn, o.Clients)
+	if o.Conns <= 0 || o.Conns > o.Clients {
+		o.Conns = o.Clients
+	}
+	conns := make([]*nats.Conn, o.Conns)
 	for i := range conns {
 		nc, err := t.Connect()
 		if err != nil {
@@ -344,7 +372,7 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 						break
 					}
 					t0 := time.Now()
-					if err := one(c, conns[c], corpus[(c*o.Events+i)%len(corpus)]); err != nil {
+					if err := one(c%len(conns), conns[c%len(conns)], corpus[(c*o.Events+i)%len(corpus)]); err != nil {
 						mu.Lock()
 						if firstErr == nil {
 							firstErr = err
@@ -364,7 +392,7 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 		wg.Wait()
 		elapsed := time.Since(start)
 		prog.Stop()
-		r := bench.Result{Name: name, Extra: map[string]float64{"clients": float64(o.Clients)}}
+		r := bench.Result{Name: name, Extra: map[string]float64{"clients": float64(o.Clients), "conns": float64(len(conns))}}
 		r.Finish(acked, elapsed, &lat)
 		return r, firstErr
 	}
@@ -406,6 +434,11 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 	case <-svc.Ready():
 	case err := <-done:
 		return nil, fmt.Errorf("ingest service: %w", err)
+	}
+	// The server must have the endpoint's subscription before clients on
+	// other connections send to it.
+	if err := snc.Flush(); err != nil {
+		return nil, err
 	}
 	ok := []byte(`"seq":`)
 	ing, err := runClients("ingest-request", func(c int, nc *nats.Conn, data []byte) error {
