@@ -42,6 +42,8 @@ type Options struct {
 	Replicas int
 	// Services lists the services to run (empty or "all": every one).
 	Services []string
+	// Ingest configures the ingest service.
+	Ingest IngestOptions
 	// HTTPAddr serves /metrics, /healthz and /readyz ("" disables HTTP).
 	HTTPAddr string
 	// HeartbeatInterval is how often every service instance heartbeats
@@ -84,6 +86,9 @@ func (o *Options) validate() error {
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.Ingest.TopicRate < 0 || o.Ingest.ClientRate < 0 {
+		return errors.New("ingest rates must not be negative")
 	}
 	if o.Replicas < 0 || o.Replicas > 5 {
 		return fmt.Errorf("replicas must be between 1 and 5, got %d", o.Replicas)
@@ -350,6 +355,7 @@ func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup, err
 	deps := Deps{
 		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
 		Replicas: a.replicas, HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
+		Ingest: a.opts.Ingest,
 	}
 	for _, name := range names {
 		r, err := registry[name].build(deps)

@@ -29,6 +29,8 @@ type Deps struct {
 	Replicas int
 	// HeartbeatInterval is how often service instances heartbeat.
 	HeartbeatInterval time.Duration
+	// Ingest configures the replicator's ingest service.
+	Ingest IngestOptions
 	// Cluster is the embedded cluster, nil when services run against an
 	// external NATS cluster (--nats).
 	Cluster *cluster.Cluster
@@ -94,4 +96,14 @@ func selectServices(list []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// IngestOptions are the ingest service's settings exposed as flags.
+type IngestOptions struct {
+	// PerEvent stores one stream message per event even when events of a
+	// topic arrive together (readable by the stock CLI, lower throughput).
+	PerEvent bool
+	// TopicRate and ClientRate are token-bucket rates in events per second
+	// per topic and per client (0: unlimited).
+	TopicRate, ClientRate float64
 }

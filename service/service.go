@@ -67,6 +67,10 @@ type Endpoint struct {
 	Concurrency int
 	// Timeout bounds the context handed to the handler (default 30s).
 	Timeout time.Duration
+	// OpaqueBody accepts a body of any Content-Type, for endpoints that
+	// store what they receive without decoding it (ingest). Answers are
+	// then msgpack when msgpack was sent, else JSON.
+	OpaqueBody bool
 }
 
 // Options configure one service instance.
@@ -198,6 +202,12 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("register %s endpoint %s: %w", s.MicroName(), e.Name, err)
 		}
 	}
+	// Ready promises that requests from any connection reach the service:
+	// the server must have processed the endpoint subscriptions first.
+	if err := s.opts.Conn.FlushTimeout(5 * time.Second); err != nil {
+		ms.Stop()
+		return fmt.Errorf("register %s: flush subscriptions: %w", s.MicroName(), err)
+	}
 	s.mu.Lock()
 	s.ms = ms
 	s.mu.Unlock()
@@ -248,7 +258,7 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		s.load.inFlight.Add(1)
 		codec, cerr := CodecFor(mr.Headers().Get(HeaderContentType))
 		r.codec = codec
-		if cerr != nil {
+		if cerr != nil && !e.OpaqueBody {
 			r.Fail(cerr)
 			return
 		}

@@ -435,11 +435,6 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 	case err := <-done:
 		return nil, fmt.Errorf("ingest service: %w", err)
 	}
-	// The server must have the endpoint's subscription before clients on
-	// other connections send to it.
-	if err := snc.Flush(); err != nil {
-		return nil, err
-	}
 	ok := []byte(`"seq":`)
 	ing, err := runClients("ingest-request", func(c int, nc *nats.Conn, data []byte) error {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -191,6 +191,7 @@ func New(opts Options) (*Service, error) {
 			Description: "Store an event; a request is answered once it is durable at Platform-Consistency (async|quorum|all, default quorum)",
 			Handler:     s.handle,
 			MaxBytes:    opts.MaxEventBytes,
+			OpaqueBody:  true,
 		}},
 		HeartbeatInterval: opts.HeartbeatInterval,
 		Logger:            opts.Logger,

@@ -40,9 +40,6 @@ func startIngest(t *testing.T, e *env, opts Options) (*Service, *prometheus.Regi
 	case <-time.After(10 * time.Second):
 		t.Fatal("ingest service not ready")
 	}
-	// Make sure the server has the endpoint's subscription before the
-	// test's own connection publishes.
-	require.NoError(t, opts.Conn.Flush())
 	return s, reg
 }
 
@@ -91,6 +88,17 @@ func TestIngest(t *testing.T) {
 			require.NoError(t, nc.Publish("ingest."+topic+".ff", []byte(`{"id":1}`)))
 			evs := readAll(t, e.js, 1, WithFilter("events."+topic+".ff"))
 			require.Equal(t, `{"id":1}`, string(evs[0].Data))
+
+			// An event is opaque: any Content-Type is stored as sent.
+			a, serr = request(t, nc, "ingest."+topic+".bin", []byte{0, 1, 2}, nats.Header{"Content-Type": {"application/octet-stream"}})
+			require.Nil(t, serr, "octet-stream event")
+			pos := Position{Seq: a.Seq}
+			if a.Index != nil {
+				pos.Index = *a.Index
+			}
+			ev, err = Get(testCtx(t, 5*time.Second), nc, "EVENTS", pos, Strong)
+			require.NoError(t, err)
+			require.Equal(t, []byte{0, 1, 2}, ev.Data)
 
 			// A producer's Nats-Msg-Id deduplicates.
 			h := nats.Header{"Nats-Msg-Id": {"order-7-" + topic}}
