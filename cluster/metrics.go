@@ -13,8 +13,8 @@ type Collector struct {
 	c *Cluster
 
 	up, conns, inMsgs, outMsgs, inBytes, outBytes, slow *prometheus.Desc
-	jsMem, jsStore, streams, consumers                 *prometheus.Desc
-	streamLeaders, consumerLeaders, metaLeader         *prometheus.Desc
+	jsMem, jsStore, streams, consumers                  *prometheus.Desc
+	streamLeaders, consumerLeaders, metaLeader          *prometheus.Desc
 }
 
 // NewCollector returns a collector over c's nodes.

@@ -247,6 +247,8 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 	handle := func(mr micro.Request) {
 		r := &Request{
 			mr:       mr,
+			conn:     s.opts.Conn,
+			inline:   true,
 			svc:      s,
 			endpoint: e.Name,
 			start:    time.Now(),
@@ -279,8 +281,10 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		}
 		if sem == nil {
 			run()
+			r.leaveHandler()
 			return
 		}
+		r.leaveHandler()
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -330,9 +334,17 @@ func (s *Service) heartbeat(ctx context.Context) {
 }
 
 // Request is one request to an endpoint. Exactly one of Respond or Fail
-// takes effect; later calls are ignored.
+// takes effect; later calls are ignored. Either may be called from any
+// goroutine, during the handler call or after it returned.
 type Request struct {
-	mr       micro.Request
+	mr   micro.Request
+	conn *nats.Conn
+	// mu orders answers against the end of the handler call: while inline,
+	// answers go through micro (which counts errors in its stats when the
+	// handler returns); after it, straight to the reply subject, because
+	// micro's request is not safe to use once its handler has returned.
+	mu       sync.Mutex
+	inline   bool
 	svc      *Service
 	endpoint string
 	codec    Codec
@@ -378,12 +390,10 @@ func (r *Request) Respond(v any) {
 		r.svc.log.Error("encode response", "endpoint", r.endpoint, "err", err)
 		e := Errorf(CodeInternal, "cannot encode response")
 		b, _ = r.codec.Encode(e.Body())
-		_ = r.mr.Error(e.Status(), e.Message, b, r.contentType())
+		r.send(b, e)
 		return
 	}
-	if err := r.mr.Respond(b, r.contentType()); err != nil {
-		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
-	}
+	r.send(b, nil)
 }
 
 // Fail answers with the error body for err (an *Error keeps its code;
@@ -405,7 +415,39 @@ func (r *Request) Fail(err error) {
 	if encErr != nil {
 		b, _ = JSON.Encode(e.Body())
 	}
-	if err := r.mr.Error(e.Status(), e.Message, b, r.contentType()); err != nil {
+	r.send(b, e)
+}
+
+// leaveHandler marks the end of the handler call: answers from now on
+// bypass micro.
+func (r *Request) leaveHandler() {
+	r.mu.Lock()
+	r.inline = false
+	r.mu.Unlock()
+}
+
+// send publishes the answer body, with the micro error headers when e is
+// not nil.
+func (r *Request) send(body []byte, e *Error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	switch {
+	case r.inline && e != nil:
+		err = r.mr.Error(e.Status(), e.Message, body, r.contentType())
+	case r.inline:
+		err = r.mr.Respond(body, r.contentType())
+	default:
+		m := nats.NewMsg(r.mr.Reply())
+		m.Data = body
+		m.Header.Set(HeaderContentType, r.codec.String())
+		if e != nil {
+			m.Header.Set(micro.ErrorHeader, e.Message)
+			m.Header.Set(micro.ErrorCodeHeader, e.Status())
+		}
+		err = r.conn.PublishMsg(m)
+	}
+	if err != nil {
 		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
 	}
 }

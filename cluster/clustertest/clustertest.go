@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/streams"
 )
 
 // ReadyTimeout bounds how long a test waits for a cluster to form.
@@ -121,4 +122,18 @@ func Eventually(t testing.TB, deadline time.Duration, cond func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Provisioned is Start followed by provisioning every platform stream and
+// KV bucket at the cluster's replica count; it returns the cluster and a
+// JetStream context on a new connection.
+func Provisioned(t testing.TB, n int) (*cluster.Cluster, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	c := Start(t, n)
+	nc, js := JetStream(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+	defer cancel()
+	_, err := streams.Ensure(ctx, js, streams.All(c.Replicas()))
+	require.NoError(t, err, "provision streams")
+	return c, nc, js
 }

@@ -23,12 +23,7 @@ import (
 // liveCluster starts a 1-node cluster with the platform's streams.
 func liveCluster(t *testing.T) (*cluster.Cluster, jetstream.JetStream) {
 	t.Helper()
-	c := clustertest.Start(t, 1)
-	_, js := clustertest.JetStream(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := streams.Ensure(ctx, js, streams.All(1))
-	require.NoError(t, err)
+	c, _, js := clustertest.Provisioned(t, 1)
 	return c, js
 }
 

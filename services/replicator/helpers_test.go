@@ -11,7 +11,6 @@ import (
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/streams"
 )
 
 // env is a cluster with the platform's streams provisioned.
@@ -23,12 +22,7 @@ type env struct {
 
 func newEnv(t *testing.T, nodes int) *env {
 	t.Helper()
-	c := clustertest.Start(t, nodes)
-	nc, js := clustertest.JetStream(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := streams.Ensure(ctx, js, streams.All(c.Replicas())[:1])
-	require.NoError(t, err)
+	c, nc, js := clustertest.Provisioned(t, nodes)
 	return &env{c: c, nc: nc, js: js}
 }
 

@@ -25,12 +25,9 @@ type env struct {
 
 func newEnv(t *testing.T, nodes int) *env {
 	t.Helper()
-	c := clustertest.Start(t, nodes)
-	nc, js := clustertest.JetStream(t, c)
+	c, nc, js := clustertest.Provisioned(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := streams.Ensure(ctx, js, streams.All(c.Replicas()))
-	require.NoError(t, err)
 	kv, err := js.KeyValue(ctx, streams.BucketState)
 	require.NoError(t, err)
 	store, err := NewStore(nc, WithLogger(clustertest.Logger()))
