@@ -139,7 +139,7 @@ func (a *App) Cluster() *cluster.Cluster {
 	return a.cluster
 }
 
-func (a *App) defer_(f func()) {
+func (a *App) onClose(f func()) {
 	a.mu.Lock()
 	a.cleanups = append(a.cleanups, f)
 	a.mu.Unlock()
@@ -182,7 +182,7 @@ func (a *App) Run(ctx context.Context) error {
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, len(registry))
-	a.defer_(func() {
+	a.onClose(func() {
 		stopServices()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
@@ -218,7 +218,7 @@ func (a *App) startCluster(ctx context.Context) error {
 	a.mu.Lock()
 	a.cluster = c
 	a.mu.Unlock()
-	a.defer_(c.Shutdown)
+	a.onClose(c.Shutdown)
 	reg := a.opts.Registry
 	if err := reg.Register(cluster.NewCollector(c)); err != nil {
 		return fmt.Errorf("register cluster metrics: %w", err)
@@ -260,7 +260,7 @@ func (a *App) connect() error {
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", url, err)
 	}
-	a.defer_(func() {
+	a.onClose(func() {
 		if err := drain(nc, a.opts.StopTimeout); err != nil {
 			a.log.Warn("drain connection", "err", err)
 		}
@@ -409,7 +409,7 @@ func (a *App) serveHTTP() error {
 			a.log.Error("http server failed", "component", "http", "err", err)
 		}
 	}()
-	a.defer_(func() {
+	a.onClose(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), a.opts.StopTimeout)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
