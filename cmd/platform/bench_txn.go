@@ -15,14 +15,17 @@ func init() { benchCommands = append(benchCommands, newBenchTxnCmd) }
 func newBenchTxnCmd(f *benchFlags) *cobra.Command {
 	var o txnbench.Options
 	cmd := &cobra.Command{
-		Use:   "txn [all|kv|1key|4key|disjoint|kvdisjoint|hot|scheduler]",
+		Use:   "txn [all|kv|1key|4key|disjoint|shared|kvdisjoint|hot|scheduler]",
 		Short: "Multi-key transactions vs raw kv.Update compare-and-set",
 		Long: `Measure the txn library on one cluster, row by row:
 
   kv         raw kv.Get + kv.Update (single-key compare-and-set), 1 client
   1key       1-key transaction (read, write back +1), 1 client
   4key       4-key transaction, 1 client
-  disjoint   1-key transactions from --clients clients on disjoint keys
+  disjoint   1-key transactions from --clients clients on disjoint keys,
+             each with its own connection
+  shared     the same from --clients goroutines sharing one connection
+             (their commits are group-committed into shared atomic batches)
   kvdisjoint raw kv.Get + kv.Update from --clients clients on disjoint keys
   hot        2-key transactions on --hot-keys keys from --clients clients
              (commit rate, abort rate, P99)
@@ -32,7 +35,7 @@ func newBenchTxnCmd(f *benchFlags) *cobra.Command {
 "all" (the default) runs every row side by side and adds the ratios the
 targets are stated in (x_kv_update, x_1key, x_1client, x_one_by_one).`,
 		Args:      cobra.MaximumNArgs(1),
-		ValidArgs: []string{"all", "kv", "1key", "4key", "disjoint", "kvdisjoint", "hot", "scheduler"},
+		ValidArgs: []string{"all", "kv", "1key", "4key", "disjoint", "shared", "kvdisjoint", "hot", "scheduler"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			which := "all"
 			if len(args) == 1 {
@@ -73,6 +76,8 @@ func runTxnBench(ctx context.Context, r *txnbench.Runner, which string) ([]bench
 		return one(r.Keys(ctx, 4))
 	case "disjoint":
 		return one(r.Disjoint(ctx))
+	case "shared":
+		return one(r.DisjointShared(ctx))
 	case "kvdisjoint":
 		return one(r.KVDisjoint(ctx))
 	case "hot":
@@ -81,5 +86,5 @@ func runTxnBench(ctx context.Context, r *txnbench.Runner, which string) ([]bench
 		s, o, err := r.Scheduler(ctx)
 		return []bench.Result{s, o}, err
 	}
-	return nil, fmt.Errorf("unknown txn bench %q (want all, kv, 1key, 4key, disjoint, kvdisjoint, hot or scheduler)", which)
+	return nil, fmt.Errorf("unknown txn bench %q (want all, kv, 1key, 4key, disjoint, shared, kvdisjoint, hot or scheduler)", which)
 }

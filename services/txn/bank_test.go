@@ -50,17 +50,24 @@ func TestBank(t *testing.T) {
 		attempts  = map[string]outcome{} // log key → what the client was told
 		runErrs   = map[string]int{}
 	)
+	// Half the clients have a connection and store each; the other half
+	// share one store, so their commits are group-committed together.
+	shared, err := NewStore(clustertest.Connect(t, e.c), WithLogger(clustertest.Logger()))
+	require.NoError(t, err)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nc := clustertest.Connect(t, e.c)
-			store, err := NewStore(nc, WithLogger(clustertest.Logger()))
-			if err != nil {
-				t.Error(err)
-				return
+			store := shared
+			if c < clients/2 {
+				var err error
+				store, err = NewStore(clustertest.Connect(t, e.c), WithLogger(clustertest.Logger()))
+				if err != nil {
+					t.Error(err)
+					return
+				}
 			}
 			rng := rand.New(rand.NewPCG(uint64(c), 7))
 			n := 0

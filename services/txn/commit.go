@@ -136,7 +136,7 @@ func (s *Store) commitPlanned(ctx context.Context, ops []op) (map[string]uint64,
 	if len(ops) == 0 || (len(ops) == 1 && ops[0].kind == opCheck) {
 		return map[string]uint64{}, nil
 	}
-	revs, err := s.commitOps(ctx, ops)
+	revs, err := s.group.commit(ctx, s, ops)
 	if err != nil {
 		return nil, fmt.Errorf("txn: commit: %w", err)
 	}
@@ -155,11 +155,11 @@ type pubAck struct {
 // commitOps sends the ops and resolves the outcome. Every attempt carries
 // the same Nats-Msg-Id, so a resend after a lost acknowledgement is
 // recognised by the stream as a duplicate instead of being applied twice.
-func (s *Store) commitOps(ctx context.Context, ops []op) (map[string]uint64, error) {
-	id := newID()
+// uncertain says an earlier attempt under the same id (a group batch) may
+// have been applied.
+func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bool) (map[string]uint64, error) {
 	deadline := time.Now().Add(s.opTimeout)
 	backoff := 5 * time.Millisecond
-	uncertain := false
 	busyRetries := 0
 	for {
 		ack, err := s.send(ctx, id, ops)

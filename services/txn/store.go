@@ -94,6 +94,7 @@ type Store struct {
 	maxValueBytes  int
 	requestTimeout time.Duration
 	opTimeout      time.Duration
+	group          groupCommitter
 }
 
 // Option configures a Store.

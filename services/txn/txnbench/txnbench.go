@@ -307,6 +307,27 @@ func (r *Runner) Disjoint(ctx context.Context) (bench.Result, error) {
 	})
 }
 
+// DisjointShared measures 1-key increments from Clients goroutines on
+// disjoint keys sharing one connection and one Store, as the goroutines of
+// one process do (and as the txn service does for all its requesters):
+// their commits are group-committed, several per atomic batch.
+func (r *Runner) DisjointShared(ctx context.Context) (bench.Result, error) {
+	s, err := txn.NewStore(r.t.Conn)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	keys := make([]string, r.opts.Clients)
+	for i := range keys {
+		keys[i] = r.key("shared", i)
+	}
+	if err := seed(ctx, s, keys); err != nil {
+		return bench.Result{}, err
+	}
+	return r.timed(ctx, fmt.Sprintf("%s %d clients, one connection", RowDisjoint, len(keys)), len(keys), func(ctx context.Context, c, _ int) (int, error) {
+		return Increment(ctx, s, keys[c])
+	})
+}
+
 // KVDisjoint is Disjoint's baseline: raw kv.Get + kv.Update from Clients
 // clients on disjoint keys, to tell the txn layer's cost from the
 // cluster's own limit.
@@ -461,7 +482,8 @@ func (r *Runner) Scheduler(ctx context.Context) (bench.Result, bench.Result, err
 }
 
 // All runs every row in order and adds the ratios the targets are stated
-// in: 1-key vs kv.Update, 4-key vs 1-key, 16 clients vs 1 client,
+// in: 1-key vs kv.Update, 4-key vs 1-key, 16 clients (own connections, and
+// sharing one) vs 1 client,
 // scheduler vs one by one.
 func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	var out []bench.Result
@@ -487,13 +509,18 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 		return out, err
 	}
 	dis.Extra["x_1client"] = ratio(dis, one)
+	shared, err := r.DisjointShared(ctx)
+	if err != nil {
+		return out, err
+	}
+	shared.Extra["x_1client"] = ratio(shared, one)
 	kvdis, err := r.KVDisjoint(ctx)
 	if err != nil {
 		return out, err
 	}
 	kvdis.Extra["x_1client"] = ratio(kvdis, kvu)
 	dis.Extra["x_kv_update"] = ratio(dis, kvdis)
-	out = append(out, dis, kvdis)
+	out = append(out, dis, shared, kvdis)
 	hot, err := r.Hot(ctx)
 	if err != nil {
 		return out, err
