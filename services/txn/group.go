@@ -110,7 +110,10 @@ func (g *groupCommitter) leadRound(ctx context.Context, s *Store, m *groupMember
 // disjoint from all commits before it, within maxOps messages.
 func (g *groupCommitter) pick(maxOps int) []*groupMember {
 	members := []*groupMember{g.queue[0]}
-	used := keySet(g.queue[0])
+	used := make(map[string]struct{}, 2*len(g.queue[0].ops))
+	for k := range keySet(g.queue[0]) {
+		used[k] = struct{}{}
+	}
 	ops := len(g.queue[0].ops)
 	blocked := map[string]struct{}{}
 	for _, x := range g.queue[1:] {

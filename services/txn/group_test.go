@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -10,16 +11,87 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestGroupCommit runs counters from many goroutines on one store: some
-// keys private to a goroutine, some shared by all, so rounds merge
-// disjoint commits and hold back overlapping ones. Every increment that was
-// acknowledged must be counted exactly once.
-func TestGroupCommit(t *testing.T) {
+func member(t *testing.T, s *Store, c Commit) *groupMember {
+	t.Helper()
+	ops, err := s.plan(c)
+	require.NoError(t, err)
+	return &groupMember{id: newID(), ops: ops}
+}
+
+func TestGroupPick(t *testing.T) {
+	w := func(keys ...string) *groupMember {
+		c := Commit{Writes: map[string][]byte{}}
+		for _, k := range keys {
+			c.Writes[k] = []byte("v")
+		}
+		return member(t, &Store{maxKeys: 1000, maxValueBytes: 1 << 20}, c)
+	}
+	a, b, c, d, e := w("a"), w("b", "c"), w("a", "d"), w("d"), w("e")
+	g := &groupCommitter{queue: []*groupMember{a, b, c, d, e}}
+	got := g.pick(1000)
+	// c shares a with the head, so it waits; d comes after c on key d, so
+	// it must not overtake c; e is free.
+	require.Equal(t, []*groupMember{a, b, e}, got)
+
+	g = &groupCommitter{queue: []*groupMember{a, b, e}}
+	require.Equal(t, []*groupMember{a, b}, g.pick(3), "at most 3 messages")
+}
+
+func TestSendGroup(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := testCtx(t, 20*time.Second)
+	revA := put(t, e.store, "grp.a", "1")
+	revB := put(t, e.store, "grp.b", "1")
+
+	t.Run("one batch for all members", func(t *testing.T) {
+		m1 := member(t, e.store, Commit{Reads: map[string]uint64{"grp.a": revA}, Writes: map[string][]byte{"grp.a": []byte("2")}})
+		m2 := member(t, e.store, Commit{Reads: map[string]uint64{"grp.b": revB}, Writes: map[string][]byte{"grp.b": []byte("2"), "grp.c": []byte("new")}})
+		e.store.sendGroup(ctx, []*groupMember{m1, m2})
+		require.False(t, m1.alone || m2.alone, "the batch was accepted")
+		for _, m := range []*groupMember{m1, m2} {
+			for key, rev := range m.revs {
+				got, err := e.store.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, rev, got.Revision, "%s revision", key)
+				require.Equal(t, m.id, func() string { l, _ := e.store.load(ctx, key); return l.hdr.Get(HeaderTxnID) }(), "%s written by its own commit", key)
+			}
+		}
+		require.Equal(t, m1.revs["grp.a"]+1, m2.revs["grp.b"], "consecutive in one batch")
+	})
+
+	t.Run("a refused batch writes nothing and members commit alone", func(t *testing.T) {
+		cur, err := e.store.GetMany(ctx, []string{"grp.a", "grp.b"})
+		require.NoError(t, err)
+		fresh := member(t, e.store, Commit{Reads: map[string]uint64{"grp.a": cur["grp.a"].Revision}, Writes: map[string][]byte{"grp.a": []byte("3")}})
+		stale := member(t, e.store, Commit{Reads: map[string]uint64{"grp.b": revB}, Writes: map[string][]byte{"grp.b": []byte("3")}})
+		e.store.sendGroup(ctx, []*groupMember{fresh, stale})
+		require.True(t, fresh.alone && stale.alone)
+		require.False(t, fresh.uncertain || stale.uncertain, "a refusal is certain")
+		after, err := e.store.GetMany(ctx, []string{"grp.a", "grp.b"})
+		require.NoError(t, err)
+		require.Equal(t, cur, after, "nothing written")
+
+		revs, err := e.store.commitOps(ctx, fresh.id, fresh.ops, fresh.uncertain)
+		require.NoError(t, err, "the fresh member commits alone")
+		require.NotZero(t, revs["grp.a"])
+		_, err = e.store.commitOps(ctx, stale.id, stale.ops, stale.uncertain)
+		var ce *ConflictError
+		require.True(t, errors.As(err, &ce), "the stale member gets its own conflict, got %v", err)
+		require.Equal(t, "grp.b", ce.Key)
+	})
+}
+
+// TestGroupCommitConcurrent runs counters from many goroutines on one
+// store, some keys private to a goroutine and some shared by all, so rounds
+// merge disjoint commits and hold back overlapping ones. Every
+// acknowledged increment is counted exactly once; an increment whose
+// outcome is unknown (an acknowledgement lost under load) may or may not be.
+func TestGroupCommitConcurrent(t *testing.T) {
 	e := newEnv(t, 3)
 	ctx := testCtx(t, 60*time.Second)
 	const workers, each, hot = 12, 15, 3
 	var mu sync.Mutex
-	acked := map[string]int{}
+	acked, unknown := map[string]int{}, map[string]int{}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
@@ -38,12 +110,15 @@ func TestGroupCommit(t *testing.T) {
 					n, _ := strconv.Atoi(string(v.Value))
 					return tx.Put(key, []byte(strconv.Itoa(n+1)))
 				}, WithMaxAttempts(200))
-				if err != nil {
-					t.Errorf("increment %s: %v", key, err)
-					return
-				}
 				mu.Lock()
-				acked[key]++
+				switch {
+				case err == nil:
+					acked[key]++
+				case errors.Is(err, ErrUnknownOutcome):
+					unknown[key]++
+				default:
+					t.Errorf("increment %s: %v", key, err)
+				}
 				mu.Unlock()
 			}
 		}()
@@ -52,11 +127,10 @@ func TestGroupCommit(t *testing.T) {
 	for key, want := range acked {
 		got, err := e.store.Get(ctx, key)
 		require.NoError(t, err)
-		if string(got.Value) != strconv.Itoa(want) {
-			t.Errorf("%s = %s, want %d acknowledged increments", key, got.Value, want)
+		n, _ := strconv.Atoi(string(got.Value))
+		if n < want || n > want+unknown[key] {
+			t.Errorf("%s = %d, want %d acknowledged increments (+ up to %d unknown)", key, n, want, unknown[key])
 		}
 	}
-	rounds, members := e.store.group.rounds.Load(), e.store.group.members.Load()
-	t.Logf("%d commits in %d rounds", members, rounds)
-	require.Less(t, rounds, members, "some rounds carried several commits")
+	t.Logf("%d commits in %d rounds", e.store.group.members.Load(), e.store.group.rounds.Load())
 }
