@@ -1,6 +1,10 @@
 package txn
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/service"
+)
 
 // metrics are the txn service's Prometheus metrics; with a nil Registerer
 // they are collected but not exported.
@@ -33,9 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.commits, m.latency, m.window, m.levels)
-	}
+	// Shared with other instances in the process, as every service does.
+	m.commits = service.Register(reg, m.commits)
+	m.latency = service.Register(reg, m.latency)
+	m.window = service.Register(reg, m.window)
+	m.levels = service.Register(reg, m.levels)
 	return m
 }
 
