@@ -34,59 +34,11 @@ func All(replicas int) []jetstream.StreamConfig {
 	if replicas < 1 {
 		replicas = 1
 	}
-	events := jetstream.StreamConfig{
-		Name:        Events,
-		Description: "Platform events ingested by the replicator (events.<topic>)",
-		Subjects:    []string{"events.>"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		Compression: jetstream.S2Compression,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
-		AllowDirect: true,
-		MaxMsgSize:  8 << 20,
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		// The server stores "no limit" as -1; declaring it so keeps
-		// Ensure's comparison exact.
-		MaxMsgsPerSubject: -1,
-		MaxConsumers:      -1,
-	}
-	detector := jetstream.StreamConfig{
-		Name:              Detector,
-		Description:       "Failure detector state transitions (detector.<state>.<service>.<instance>)",
-		Subjects:          []string{"detector.>"},
-		Storage:           jetstream.FileStorage,
-		Replicas:          replicas,
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxAge:            7 * 24 * time.Hour,
-		Duplicates:        2 * time.Minute,
-		AllowDirect:       true,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxMsgsPerSubject: -1,
-		MaxConsumers:      -1,
-		MaxMsgSize:        -1,
-	}
-	alerts := jetstream.StreamConfig{
-		Name:              Alerts,
-		Description:       "Alert notifications (alerts.<severity>.<alertname>)",
-		Subjects:          []string{"alerts.>"},
-		Storage:           jetstream.FileStorage,
-		Replicas:          replicas,
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxAge:            30 * 24 * time.Hour,
-		Duplicates:        2 * time.Minute,
-		AllowDirect:       true,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxMsgsPerSubject: -1,
-		MaxConsumers:      -1,
-		MaxMsgSize:        -1,
-	}
+	events := stream(Events, "Platform events ingested by the replicator (events.<topic>)", "events.>", replicas, 0)
+	events.Compression = jetstream.S2Compression
+	events.MaxMsgSize = 8 << 20
+	detector := stream(Detector, "Failure detector state transitions (detector.<state>.<service>.<instance>)", "detector.>", replicas, 7*24*time.Hour)
+	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", "alerts.>", replicas, 30*24*time.Hour)
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true
 	state.AllowAtomicPublish = true
@@ -99,6 +51,30 @@ func All(replicas int) []jetstream.StreamConfig {
 		kv(BucketWeights, "Balancer weight table", replicas, 1),
 		kv(BucketSilences, "Alert silences", replicas, 1),
 		kv(BucketLeases, "Leases that pick one active instance of a service (key: service name)", replicas, 1),
+	}
+}
+
+// stream builds a file-backed limits stream on subject keeping messages
+// for maxAge (0: forever), with direct get and a 2-minute duplicate window.
+// Unlimited limits are declared as -1, as the server stores them, so
+// Ensure's comparison stays exact.
+func stream(name, desc, subject string, replicas int, maxAge time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              name,
+		Description:       desc,
+		Subjects:          []string{subject},
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            maxAge,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
+		MaxConsumers:      -1,
+		MaxMsgSize:        -1,
 	}
 }
 
