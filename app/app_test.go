@@ -165,28 +165,45 @@ func TestThreeNodePlatform(t *testing.T) {
 func TestNodeDownAndCatchUp(t *testing.T) {
 	p := startApp(t, embedded(t, 3, t.TempDir()))
 	c := p.app.Cluster()
-	nc, js := connect(t, c.ClientURLs())
-	_ = nc
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	_, js := connect(t, c.ClientURLs())
+	// Each request gets its own short deadline: a stream whose leader was
+	// on the stopped node answers nothing until it elects another.
+	try := func(op func(ctx context.Context) error) func() error {
+		return func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return op(ctx)
+		}
+	}
 
 	c.StopNode(2)
 	for _, spec := range streams.All(3) {
 		subject := strings.TrimSuffix(spec.Subjects[0], ">") + "probe"
-		clustertest.Eventually(t, 20*time.Second, func() error {
-			_, err := js.Publish(ctx, subject, []byte("while n3 is down"))
+		clustertest.Eventually(t, 30*time.Second, try(func(ctx context.Context) error {
+			_, err := js.Publish(ctx, subject, []byte("while n3 is down"), jetstream.WithMsgID("probe-"+spec.Name))
 			return err
-		})
-		s, err := js.Stream(ctx, spec.Name)
-		require.NoError(t, err)
-		m, err := s.GetLastMsgForSubject(ctx, subject)
-		require.NoError(t, err, "read back from %s", spec.Name)
-		require.Equal(t, "while n3 is down", string(m.Data))
+		}))
+		clustertest.Eventually(t, 30*time.Second, try(func(ctx context.Context) error {
+			s, err := js.Stream(ctx, spec.Name)
+			if err != nil {
+				return err
+			}
+			m, err := s.GetLastMsgForSubject(ctx, subject)
+			if err != nil {
+				return fmt.Errorf("read back from %s: %w", spec.Name, err)
+			}
+			if string(m.Data) != "while n3 is down" {
+				return fmt.Errorf("%s: read %q", spec.Name, m.Data)
+			}
+			return nil
+		}))
 	}
 
-	require.NoError(t, c.RestartNode(ctx, 2))
+	rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, c.RestartNode(rctx, 2))
 	for _, spec := range streams.All(3) {
-		clustertest.Eventually(t, 30*time.Second, func() error {
+		clustertest.Eventually(t, 30*time.Second, try(func(ctx context.Context) error {
 			s, err := js.Stream(ctx, spec.Name)
 			if err != nil {
 				return err
@@ -204,7 +221,7 @@ func TestNodeDownAndCatchUp(t *testing.T) {
 				}
 			}
 			return fmt.Errorf("%s: n3 not caught up: %+v", spec.Name, info.Cluster.Replicas)
-		})
+		}))
 	}
 }
 
