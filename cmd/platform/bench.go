@@ -62,6 +62,21 @@ func (f *benchFlags) progressOut() io.Writer {
 	return os.Stderr
 }
 
+// run opens the target cluster, runs the benchmark on it and prints what
+// it measured, even when it stopped with an error part way.
+func (f *benchFlags) run(cmd *cobra.Command, bench func(ctx context.Context, t *bench.Target) ([]bench.Result, error)) error {
+	t, err := f.open(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	results, err := bench(cmd.Context(), t)
+	if perr := f.print(cmd, results...); perr != nil {
+		return perr
+	}
+	return err
+}
+
 // print writes the results to the command's output.
 func (f *benchFlags) print(cmd *cobra.Command, results ...bench.Result) error {
 	return bench.Print(cmd.OutOrStdout(), f.json, results...)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
+	"github.com/platform/platform/bench"
 	"github.com/platform/platform/services/replicator"
 )
 
@@ -24,17 +27,10 @@ in-flight window, one after the other on the same cluster. --envelope packs
 events into envelopes (compared in events/s).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := f.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer t.Close()
 			o.Progress = f.progressOut()
-			results, err := replicator.BenchPublish(cmd.Context(), t, envelope, o)
-			if perr := f.print(cmd, results...); perr != nil {
-				return perr
-			}
-			return err
+			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+				return replicator.BenchPublish(ctx, t, envelope, o)
+			})
 		},
 	}
 	cmd.Flags().IntVar(&o.Events, "events", 100_000, "events to publish (each side)")
@@ -55,17 +51,10 @@ publishing synchronously straight to JetStream, then as requests to ingest.bench
 answered at quorum by an ingest service instance started in this process.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := f.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer t.Close()
 			o.Progress = f.progressOut()
-			results, err := replicator.BenchIngest(cmd.Context(), t, o, replicator.Options{PerEvent: perEvent})
-			if perr := f.print(cmd, results...); perr != nil {
-				return perr
-			}
-			return err
+			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+				return replicator.BenchIngest(ctx, t, o, replicator.Options{PerEvent: perEvent})
+			})
 		},
 	}
 	cmd.Flags().IntVar(&o.Clients, "clients", 100, "concurrent request clients")

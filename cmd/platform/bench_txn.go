@@ -41,17 +41,10 @@ targets are stated in (x_kv_update, x_1key, x_1client, x_one_by_one).`,
 			if len(args) == 1 {
 				which = args[0]
 			}
-			t, err := f.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer t.Close()
 			o.Progress = f.progressOut()
-			results, err := runTxnBench(cmd.Context(), txnbench.New(t, o), which)
-			if perr := f.print(cmd, results...); perr != nil {
-				return perr
-			}
-			return err
+			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+				return runTxnBench(ctx, txnbench.New(t, o), which)
+			})
 		},
 	}
 	fl := cmd.Flags()
