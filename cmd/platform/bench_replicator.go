@@ -41,8 +41,10 @@ events into envelopes (compared in events/s).`,
 }
 
 func newBenchIngestCmd(f *benchFlags) *cobra.Command {
-	var o replicator.BenchOptions
-	var perEvent bool
+	var (
+		o  replicator.BenchOptions
+		so replicator.Options
+	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Request clients through ingest.* at quorum vs synchronous JetStream publishing",
@@ -53,7 +55,7 @@ answered at quorum by an ingest service instance started in this process.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
 			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
-				return replicator.BenchIngest(ctx, t, o, replicator.Options{PerEvent: perEvent})
+				return replicator.BenchIngest(ctx, t, o, so)
 			})
 		},
 	}
@@ -61,7 +63,9 @@ answered at quorum by an ingest service instance started in this process.`,
 	cmd.Flags().IntVar(&o.Conns, "conns", 0, "NATS connections the clients share (default: one per client)")
 	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client")
 	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
-	cmd.Flags().BoolVar(&perEvent, "per-event", false, "store one stream message per event instead of envelopes")
+	cmd.Flags().BoolVar(&so.PerEvent, "per-event", false, "store one stream message per event instead of envelopes")
+	cmd.Flags().IntVar(&so.MaxInFlight, "in-flight", 0, "the ingest service's publish pipeline depth (default: the Publisher's)")
+	cmd.Flags().DurationVar(&so.Linger, "linger", 0, "how long the ingest service lets a batch wait for more events")
 	return cmd
 }
 

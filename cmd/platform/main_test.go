@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -117,6 +118,30 @@ func TestBinary(t *testing.T) {
 			require.NoError(t, cmd.Wait(), "exit status after SIGINT")
 		}
 		require.DirExists(t, filepath.Join(dir, "n1", "jetstream"))
+	})
+
+	t.Run("bench --json prints one result object per line", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"bench", "--nodes", "1", "--json", "ingest", "--clients", "4", "--events", "20"},
+			{"bench", "--nodes", "1", "--json", "publish", "--events", "600"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			out, err := exec.CommandContext(ctx, bin, args...).Output()
+			cancel()
+			require.NoError(t, err, "%v", args)
+			var names []string
+			for line := range strings.Lines(strings.TrimSpace(string(out))) {
+				var r map[string]any
+				require.NoError(t, json.Unmarshal([]byte(line), &r), "line %q", line)
+				for _, k := range []string{"name", "events", "seconds", "events_per_sec", "p50_ms", "p95_ms", "p99_ms"} {
+					require.Contains(t, r, k, "line %q", line)
+				}
+				require.Positive(t, r["events_per_sec"], "line %q", line)
+				names = append(names, r["name"].(string))
+			}
+			require.NotEmpty(t, names, "%v", args)
+			t.Logf("%v: %v", args[3:], names)
+		}
 	})
 }
 

@@ -335,8 +335,9 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 
 // BenchIngest compares o.Clients request clients, each sending o.Events
 // events one after another through ingest.bench at quorum, with the same
-// clients publishing synchronously straight to JetStream. It runs one
-// ingest service instance in this process.
+// clients publishing synchronously straight to JetStream, and reports the
+// ceiling of request-reply itself: the same clients against a responder
+// that stores nothing. It runs one ingest service instance in this process.
 func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Options) ([]bench.Result, error) {
 	o.defaults()
 	corpus := Corpus(10_000, o.Size)
@@ -413,6 +414,30 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 		return []bench.Result{raw}, fmt.Errorf("raw sync publish: %w", err)
 	}
 
+	// The ceiling: the same clients sending requests to a responder on one
+	// connection that answers at once and stores nothing. No service that
+	// answers over NATS request-reply can beat it on this cluster.
+	enc, err := t.Connect()
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	echoAck := []byte(`{"stream":"EVENTS","seq":0,"duplicate":false}`)
+	if _, err := enc.Subscribe("bench.echo", func(m *nats.Msg) { _ = m.Respond(echoAck) }); err != nil {
+		return nil, err
+	}
+	if err := enc.Flush(); err != nil {
+		return nil, err
+	}
+	ceiling, err := runClients("request-reply-ceiling", func(_ int, nc *nats.Conn, data []byte) error {
+		_, err := nc.Request("bench.echo", data, 30*time.Second)
+		return err
+	})
+	if err != nil {
+		return []bench.Result{raw, ceiling}, fmt.Errorf("request-reply ceiling: %w", err)
+	}
+	enc.Close()
+
 	snc, err := t.Connect()
 	if err != nil {
 		return nil, err
@@ -437,9 +462,7 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 	}
 	ok := []byte(`"seq":`)
 	ing, err := runClients("ingest-request", func(c int, nc *nats.Conn, data []byte) error {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		m, err := nc.RequestWithContext(rctx, "ingest.bench", data)
+		m, err := nc.Request("ingest.bench", data, 30*time.Second)
 		if err != nil {
 			return err
 		}
@@ -449,7 +472,8 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 		return nil
 	})
 	ing.Extra["ratio_vs_raw_sync"] = ing.EventsPerSec / raw.EventsPerSec
-	return []bench.Result{raw, ing}, err
+	ing.Extra["ratio_vs_ceiling"] = ing.EventsPerSec / ceiling.EventsPerSec
+	return []bench.Result{raw, ceiling, ing}, err
 }
 
 // BenchCompress measures each codec on the corpus, compressing events one
