@@ -181,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for _, so := range nodeOpts {
 		n := &Node{opts: so}
 		c.nodes = append(c.nodes, n)
-		go func() { errs <- c.startNode(n) }()
+		go func() { errs <- c.startNode(n, len(nodeOpts) > 1) }()
 	}
 	var startErr error
 	for range nodeOpts {
@@ -204,8 +204,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) startNode(n *Node) error {
+// startNode starts one node. withSiblings says other nodes of this process
+// start at the same time, so its first refused route dials are expected.
+func (c *Cluster) startNode(n *Node, withSiblings bool) error {
 	n.log = newServerLogger(c.opts.Logger.With("component", "nats"), n.opts.ServerName)
+	if withSiblings {
+		n.log.startingUntil = time.Now().Add(c.opts.ReadyTimeout)
+	}
 	s, err := server.NewServer(n.opts)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.opts.ServerName, err)
@@ -435,7 +440,7 @@ func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	if running {
 		return fmt.Errorf("node %s is already running", n.Name())
 	}
-	if err := c.startNode(n); err != nil {
+	if err := c.startNode(n, false); err != nil {
 		return err
 	}
 	return c.WaitReady(ctx)
@@ -452,6 +457,11 @@ func (c *Cluster) Shutdown() {
 	c.closed = true
 	nodes := append([]*Node(nil), c.nodes...)
 	c.mu.Unlock()
+	for _, n := range nodes {
+		if n.log != nil {
+			n.log.stopping.Store(true)
+		}
+	}
 	for i := len(nodes) - 1; i >= 0; i-- {
 		c.StopNode(i)
 	}
