@@ -347,7 +347,9 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 // events one after another through ingest.bench at quorum, with the same
 // clients publishing synchronously straight to JetStream, and reports the
 // ceiling of request-reply itself: the same clients against a responder
-// that stores nothing. It runs one ingest service instance in this process.
+// that stores nothing. The three sides alternate in o.Rounds rounds so
+// that noise from elsewhere on the machine hits them alike. It runs one
+// ingest service instance in this process.
 func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Options) ([]bench.Result, error) {
 	o.defaults()
 	corpus := Corpus(10_000, o.Size)
@@ -355,6 +357,7 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 		o.Conns = o.Clients
 	}
 	conns := make([]*nats.Conn, o.Conns)
+	jss := make([]jetstream.JetStream, o.Conns)
 	for i := range conns {
 		nc, err := t.Connect()
 		if err != nil {
@@ -362,71 +365,12 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 		}
 		defer nc.Close()
 		conns[i] = nc
-	}
-	total := int64(o.Clients * o.Events)
-
-	runClients := func(name string, one func(c int, nc *nats.Conn, data []byte) error) (bench.Result, error) {
-		prog := bench.NewProgress(o.Progress, name, total)
-		var lat bench.Latencies
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var firstErr error
-		var acked int64
-		start := time.Now()
-		for c := range o.Clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var n int64
-				for i := range o.Events {
-					if ctx.Err() != nil {
-						break
-					}
-					t0 := time.Now()
-					if err := one(c%len(conns), conns[c%len(conns)], corpus[(c*o.Events+i)%len(corpus)]); err != nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-						}
-						mu.Unlock()
-						break
-					}
-					lat.Add(time.Since(t0))
-					prog.Add(1)
-					n++
-				}
-				mu.Lock()
-				acked += n
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		prog.Stop()
-		r := bench.Result{Name: name, Extra: map[string]float64{"clients": float64(o.Clients), "conns": float64(len(conns))}}
-		r.Finish(acked, elapsed, &lat)
-		return r, firstErr
-	}
-
-	jss := make([]jetstream.JetStream, len(conns))
-	for i, nc := range conns {
-		js, err := jetstream.New(nc)
-		if err != nil {
+		if jss[i], err = jetstream.New(nc); err != nil {
 			return nil, err
 		}
-		jss[i] = js
-	}
-	raw, err := runClients("raw-sync-publish", func(c int, _ *nats.Conn, data []byte) error {
-		_, err := jss[c].Publish(ctx, "events.bench.rawsync", data)
-		return err
-	})
-	if err != nil {
-		return []bench.Result{raw}, fmt.Errorf("raw sync publish: %w", err)
 	}
 
-	// The ceiling: the same clients sending requests to a responder on one
-	// connection that answers at once and stores nothing. No service that
-	// answers over NATS request-reply can beat it on this cluster.
+	// The ceiling's responder: one connection that answers at once.
 	enc, err := t.Connect()
 	if err != nil {
 		return nil, err
@@ -439,14 +383,6 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 	if err := enc.Flush(); err != nil {
 		return nil, err
 	}
-	ceiling, err := runClients("request-reply-ceiling", func(_ int, nc *nats.Conn, data []byte) error {
-		_, err := nc.Request("bench.echo", data, 30*time.Second)
-		return err
-	})
-	if err != nil {
-		return []bench.Result{raw, ceiling}, fmt.Errorf("request-reply ceiling: %w", err)
-	}
-	enc.Close()
 
 	snc, err := t.Connect()
 	if err != nil {
@@ -470,20 +406,105 @@ func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Opt
 	case err := <-done:
 		return nil, fmt.Errorf("ingest service: %w", err)
 	}
+
 	ok := []byte(`"seq":`)
-	ing, err := runClients("ingest-request", func(c int, nc *nats.Conn, data []byte) error {
-		m, err := nc.Request("ingest.bench", data, 30*time.Second)
-		if err != nil {
+	sides := []struct {
+		name string
+		one  func(c int, nc *nats.Conn, data []byte) error
+	}{
+		{"raw-sync-publish", func(c int, _ *nats.Conn, data []byte) error {
+			_, err := jss[c].Publish(ctx, "events.bench.rawsync", data)
 			return err
+		}},
+		{"request-reply-ceiling", func(_ int, nc *nats.Conn, data []byte) error {
+			_, err := nc.Request("bench.echo", data, 30*time.Second)
+			return err
+		}},
+		{"ingest-request", func(_ int, nc *nats.Conn, data []byte) error {
+			m, err := nc.Request("ingest.bench", data, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			if !bytes.Contains(m.Data, ok) || bytes.Contains(m.Data, []byte(`"error"`)) {
+				return fmt.Errorf("ingest answered %s", m.Data)
+			}
+			return nil
+		}},
+	}
+
+	// runClients runs one round of one side: every client sends per events.
+	runClients := func(name string, round, per int, lat *bench.Latencies, one func(c int, nc *nats.Conn, data []byte) error) (int64, time.Duration, error) {
+		prog := bench.NewProgress(o.Progress, fmt.Sprintf("%s %d/%d", name, round+1, o.Rounds), int64(o.Clients*per))
+		defer prog.Stop()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		var acked int64
+		start := time.Now()
+		for c := range o.Clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var n int64
+				for i := range per {
+					if ctx.Err() != nil {
+						break
+					}
+					t0 := time.Now()
+					data := corpus[(c*o.Events+round*o.Events/o.Rounds+i)%len(corpus)]
+					if err := one(c%len(conns), conns[c%len(conns)], data); err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						break
+					}
+					lat.Add(time.Since(t0))
+					prog.Add(1)
+					n++
+				}
+				mu.Lock()
+				acked += n
+				mu.Unlock()
+			}()
 		}
-		if !bytes.Contains(m.Data, ok) || bytes.Contains(m.Data, []byte(`"error"`)) {
-			return fmt.Errorf("ingest answered %s", m.Data)
+		wg.Wait()
+		return acked, time.Since(start), firstErr
+	}
+
+	o.Rounds = max(1, min(o.Rounds, o.Events))
+	acked := make([]int64, len(sides))
+	elapsed := make([]time.Duration, len(sides))
+	lats := make([]bench.Latencies, len(sides))
+	var runErr error
+rounds:
+	for round := range o.Rounds {
+		per := o.Events / o.Rounds
+		if round < o.Events%o.Rounds {
+			per++
 		}
-		return nil
-	})
-	ing.Extra["ratio_vs_raw_sync"] = ing.EventsPerSec / raw.EventsPerSec
-	ing.Extra["ratio_vs_ceiling"] = ing.EventsPerSec / ceiling.EventsPerSec
-	return []bench.Result{raw, ceiling, ing}, err
+		for i, side := range sides {
+			n, d, err := runClients(side.name, round, per, &lats[i], side.one)
+			acked[i] += n
+			elapsed[i] += d
+			if err != nil {
+				runErr = fmt.Errorf("%s: %w", side.name, err)
+				break rounds
+			}
+		}
+	}
+	results := make([]bench.Result, len(sides))
+	for i, side := range sides {
+		results[i] = bench.Result{Name: side.name, Extra: map[string]float64{
+			"clients": float64(o.Clients), "conns": float64(len(conns)), "rounds": float64(o.Rounds),
+		}}
+		results[i].Finish(acked[i], elapsed[i], &lats[i])
+	}
+	ing := &results[2]
+	ing.Extra["ratio_vs_raw_sync"] = ing.EventsPerSec / max(results[0].EventsPerSec, 1e-9)
+	ing.Extra["ratio_vs_ceiling"] = ing.EventsPerSec / max(results[1].EventsPerSec, 1e-9)
+	return results, runErr
 }
 
 // BenchCompress measures each codec on the corpus, compressing events one
