@@ -123,16 +123,39 @@ var ErrImmutable = errors.New("setting cannot be changed in place")
 // Ensure creates every stream in specs that is missing and updates those
 // whose settings drifted. A stream whose storage type or retention differs
 // is refused with ErrImmutable and left untouched. Ensure is idempotent.
+//
+// A refusal for want of peers is retried until ctx ends: the meta leader
+// counts a node as a placement candidate only once it has had the node's
+// first statistics, and counts it out for a while when its heartbeats run
+// late, so a cluster that has just formed, or is busy, refuses briefly.
 func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig) ([]Result, error) {
 	var results []Result
 	for _, want := range specs {
 		r, err := ensureOne(ctx, js, want)
+		for wait := 50 * time.Millisecond; noPeersYet(err); wait = min(2*wait, time.Second) {
+			select {
+			case <-ctx.Done():
+				return results, err
+			case <-time.After(wait):
+			}
+			r, err = ensureOne(ctx, js, want)
+		}
 		if err != nil {
 			return results, err
 		}
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement"
+// (JSClusterNoPeersErr), which nats.go does not name.
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// noPeersYet reports a refusal for want of placement peers.
+func noPeersYet(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeNoPeers
 }
 
 func ensureOne(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {

@@ -90,3 +90,21 @@ func TestReplicasFollowClusterSize(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureWaitsForPeers: a refusal for want of placement peers is
+// retried until the context ends, then returned as JetStream's error.
+func TestEnsureWaitsForPeers(t *testing.T) {
+	t.Parallel()
+	c := clustertest.Start(t, 3)
+	_, js := clustertest.JetStream(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	spec := streams.All(3)[0]
+	spec.Name, spec.Subjects, spec.Replicas = "FIVE", []string{"five.>"}, 5
+	start := time.Now()
+	_, err := streams.Ensure(ctx, js, []jetstream.StreamConfig{spec})
+	var ae *jetstream.APIError
+	require.ErrorAs(t, err, &ae)
+	require.EqualValues(t, 10005, ae.ErrorCode, "no suitable peers: %v", err)
+	require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "retried until the deadline")
+}
