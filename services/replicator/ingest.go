@@ -362,7 +362,7 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 // '~', '=', ':' or '@'.
 func checkTopic(topic string) error {
 	if topic == "" {
-		return errors.New("no topic after ingest.")
+		return errors.New(`no topic after "ingest."`)
 	}
 	toks := strings.Split(topic, ".")
 	if len(toks) > maxTopicTokens {
