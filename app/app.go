@@ -309,35 +309,17 @@ func (a *App) replicaCount() int {
 
 func (a *App) ensureStreams(ctx context.Context) error {
 	a.replicas = a.replicaCount()
-	specs := streams.All(a.replicas)
-	backoff := 50 * time.Millisecond
-	for {
-		// Short attempts: right after a restart a stream answers only once
-		// its RAFT group has a leader, and a request sent before that is
-		// never answered.
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		results, err := streams.Ensure(cctx, a.js, specs)
-		cancel()
-		if err == nil {
-			for _, r := range results {
-				a.log.Debug("stream provisioned", "component", "streams", "stream", r.Stream, "action", r.Action)
-			}
-			a.log.Info("streams ready", "component", "streams", "count", len(results), "replicas", a.replicas, "changed", changed(results))
-			return nil
-		}
-		// Refusals are final; a cluster still electing its meta leader
-		// (a multi-host cluster coming up) is worth waiting for.
-		if errors.Is(err, streams.ErrImmutable) || ctx.Err() != nil {
-			return err
-		}
-		a.log.Warn("streams not provisioned yet, retrying", "component", "streams", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("provision streams: %w", ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+	results, err := streams.Provision(ctx, a.js, streams.All(a.replicas), func(err error, wait time.Duration) {
+		a.log.Warn("streams not provisioned yet, retrying", "component", "streams", "err", err, "retry_in", wait)
+	})
+	if err != nil {
+		return err
 	}
+	for _, r := range results {
+		a.log.Debug("stream provisioned", "component", "streams", "stream", r.Stream, "action", r.Action)
+	}
+	a.log.Info("streams ready", "component", "streams", "count", len(results), "replicas", a.replicas, "changed", changed(results))
+	return nil
 }
 
 func changed(rs []streams.Result) []string {

@@ -283,7 +283,9 @@ func Open(ctx context.Context, opts TargetOptions) (*Target, error) {
 	if t.Cluster == nil && opts.Replicas > 0 {
 		replicas = opts.Replicas
 	}
-	if _, err := streams.Ensure(ctx, t.JS, streams.All(replicas)); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := streams.Provision(pctx, t.JS, streams.All(replicas), nil); err != nil {
 		t.Close()
 		return nil, err
 	}

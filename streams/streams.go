@@ -148,6 +148,35 @@ func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.Strea
 	return results, nil
 }
 
+// Provision is Ensure in short attempts until one succeeds, ctx ends or a
+// stream is refused with ErrImmutable. Right after a start or a restart the
+// meta leader, or a stream's RAFT group, may not answer yet, and a request
+// sent then is never answered; a later attempt finds it ready. retry, when
+// not nil, hears of each failed attempt and the wait before the next.
+func Provision(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig, retry func(err error, wait time.Duration)) ([]Result, error) {
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		results, err := Ensure(actx, js, specs)
+		cancel()
+		if err == nil || errors.Is(err, ErrImmutable) {
+			return results, err
+		}
+		if ctx.Err() != nil {
+			return results, fmt.Errorf("provision streams: %w (last attempt: %w)", ctx.Err(), err)
+		}
+		if retry != nil {
+			retry(err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return results, fmt.Errorf("provision streams: %w (last attempt: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
 // errCodeNoPeers is JetStream's "no suitable peers for placement"
 // (JSClusterNoPeersErr), which nats.go does not name.
 const errCodeNoPeers jetstream.ErrorCode = 10005

@@ -107,4 +107,25 @@ func TestEnsureWaitsForPeers(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	require.EqualValues(t, 10005, ae.ErrorCode, "no suitable peers: %v", err)
 	require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "retried until the deadline")
+
+	// Provision makes attempts until its own context ends, reporting each.
+	pctx, pcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer pcancel()
+	retries := 0
+	_, err = streams.Provision(pctx, js, []jetstream.StreamConfig{spec}, func(err error, wait time.Duration) {
+		require.Error(t, err)
+		require.Positive(t, wait)
+		retries++
+	})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "last attempt", "the last attempt's error is kept")
+	require.GreaterOrEqual(t, retries, 1)
+
+	// A good spec is provisioned at once.
+	spec.Replicas = 3
+	gctx, gcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer gcancel()
+	res, err := streams.Provision(gctx, js, []jetstream.StreamConfig{spec}, nil)
+	require.NoError(t, err)
+	require.Equal(t, streams.Created, res[0].Action)
 }

@@ -133,7 +133,7 @@ func Provisioned(t testing.TB, n int) (*cluster.Cluster, *nats.Conn, jetstream.J
 	nc, js := JetStream(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 	defer cancel()
-	_, err := streams.Ensure(ctx, js, streams.All(c.Replicas()))
+	_, err := streams.Provision(ctx, js, streams.All(c.Replicas()), nil)
 	require.NoError(t, err, "provision streams")
 	return c, nc, js
 }
