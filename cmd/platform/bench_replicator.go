@@ -65,6 +65,7 @@ answered at quorum by an ingest service instance started in this process.`,
 	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
 	cmd.Flags().BoolVar(&so.PerEvent, "per-event", false, "store one stream message per event instead of envelopes")
 	cmd.Flags().IntVar(&so.MaxInFlight, "in-flight", 0, "the ingest service's publish pipeline depth (default: the Publisher's)")
+	cmd.Flags().IntVar(&so.BatchesInFlight, "batches-in-flight", 0, "batches the ingest service may have in flight (default 1 with envelopes, no cap per event; -1: no cap)")
 	cmd.Flags().DurationVar(&so.Linger, "linger", 0, "how long the ingest service lets a batch wait for more events")
 	return cmd
 }

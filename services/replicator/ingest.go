@@ -61,6 +61,11 @@ type Options struct {
 	MaxEventBytes int
 	// MaxInFlight is the publish pipeline depth (0: the Publisher's default).
 	MaxInFlight int
+	// BatchesInFlight caps the batches published and not yet acknowledged
+	// (0: 1 with envelopes, so each batch holds everything that arrived
+	// while the previous one was being stored; no cap per event; negative:
+	// no cap).
+	BatchesInFlight int
 	// Linger is how long a batch waits for more events (default 0: it
 	// grows only while the pipeline is full).
 	Linger time.Duration
@@ -219,8 +224,15 @@ func (s *Service) Run(ctx context.Context) error {
 		WithLogger(s.opts.Logger),
 		WithRegisterer(s.opts.Registerer),
 	}
+	batches := s.opts.BatchesInFlight
 	if !s.opts.PerEvent {
 		popts = append(popts, WithEnvelope())
+		if batches == 0 {
+			batches = 1
+		}
+	}
+	if batches > 0 {
+		popts = append(popts, WithMaxBatchesInFlight(batches))
 	}
 	if s.opts.MaxInFlight > 0 {
 		popts = append(popts, WithMaxInFlight(s.opts.MaxInFlight))

@@ -17,6 +17,7 @@ type config struct {
 	level          Level
 	envelope       bool
 	maxInFlight    int
+	maxBatches     int
 	maxBatchEvents int
 	maxBatchBytes  int
 	linger         time.Duration
@@ -76,6 +77,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: %d", ErrUnknownLevel, c.level)
 	case c.maxInFlight < 1:
 		return fmt.Errorf("max in flight must be at least 1, got %d", c.maxInFlight)
+	case c.maxBatches < 0:
+		return fmt.Errorf("max batches in flight must not be negative, got %d", c.maxBatches)
 	case c.maxBatchEvents < 1:
 		return fmt.Errorf("max batch events must be at least 1, got %d", c.maxBatchEvents)
 	case c.maxBatchBytes < 1:
@@ -114,6 +117,15 @@ func WithEnvelope() Option {
 // When it is full, batches wait and grow.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) error { c.maxInFlight = n; return nil }
+}
+
+// WithMaxBatchesInFlight caps how many batches may be published and not
+// yet wholly acknowledged (default 0: no cap beyond WithMaxInFlight). With
+// 1 the next batch forms while one is in flight and is sent when that one
+// is acknowledged: the classic group commit, whose batches grow with the
+// load, so fewer and larger stream messages carry the same events.
+func WithMaxBatchesInFlight(n int) Option {
+	return func(c *config) error { c.maxBatches = n; return nil }
 }
 
 // WithBatch caps a batch at events events and bytes bytes (defaults 4096

@@ -101,7 +101,14 @@ type unit struct {
 	first    time.Time
 	sent     time.Time
 	attempts int
+	// group is the batch the unit was sent with, when batches in flight
+	// are capped.
+	group *sendGroup
 }
+
+// sendGroup counts the units of one batch still in flight; the last to
+// settle frees the batch's slot.
+type sendGroup struct{ left atomic.Int32 }
 
 // batch is a group of accepted events sent together.
 type batch struct {
@@ -125,6 +132,7 @@ type Publisher struct {
 	maxEvent    int
 	sub         *nats.Subscription
 	slots       chan struct{}
+	batchSlots  chan struct{} // nil: batches in flight are not capped
 	nextKey     atomic.Uint64
 	all         *allWaiter
 	// levelMetrics caches the per-level series, indexed by Level.
@@ -196,6 +204,9 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 		wake:        make(chan struct{}, 1),
 		inflight:    make(map[uint64]*unit, cfg.maxInFlight),
 		stop:        make(chan struct{}),
+	}
+	if cfg.maxBatches > 0 {
+		p.batchSlots = make(chan struct{}, cfg.maxBatches)
 	}
 	for l := Async; l <= All; l++ {
 		p.levelMetrics[l].in = p.m.eventsIn.WithLabelValues(l.String())
@@ -459,23 +470,56 @@ func (p *Publisher) release() {
 	p.m.inFlightMsgs.Dec()
 }
 
-// sendLoop takes batches and publishes them. It takes a pipeline slot
-// before it takes a batch, so while the pipeline is full the open batch
-// keeps growing: the group commit.
+// acquireBatch takes a batch slot when batches in flight are capped, or
+// reports false when the Publisher stops.
+func (p *Publisher) acquireBatch() bool {
+	if p.batchSlots == nil {
+		return true
+	}
+	select {
+	case p.batchSlots <- struct{}{}:
+		return true
+	case <-p.stop:
+		return false
+	}
+}
+
+func (p *Publisher) releaseBatch() {
+	if p.batchSlots != nil {
+		<-p.batchSlots
+	}
+}
+
+// sendLoop takes batches and publishes them. It takes a batch slot (when
+// batches in flight are capped) and a pipeline slot before it takes a
+// batch, so while either is full the open batch keeps growing: the group
+// commit.
 func (p *Publisher) sendLoop() {
 	defer p.wg.Done()
 	for {
+		if !p.acquireBatch() {
+			return
+		}
 		if !p.acquire() {
+			p.releaseBatch()
 			return
 		}
 		b := p.takeBatch()
 		if b == nil {
 			p.release()
+			p.releaseBatch()
 			return
 		}
 		p.m.batchesOut.Inc()
 		p.m.batchEvents.Observe(float64(len(b.events)))
 		units := p.pack(b)
+		if p.batchSlots != nil {
+			g := &sendGroup{}
+			g.left.Store(int32(len(units)))
+			for _, u := range units {
+				u.group = g
+			}
+		}
 		// Send in bursts: take the slots for a group of messages first,
 		// then write them back to back. The stream leader then proposes
 		// them to RAFT together (one append, one fsync per replica)
@@ -808,6 +852,9 @@ func (p *Publisher) finish(u *unit, ack Ack, err error) { p.settle(u, ack, err, 
 func (p *Publisher) settle(u *unit, ack Ack, err error, held bool) {
 	if held {
 		p.release()
+	}
+	if u.group != nil && u.group.left.Add(-1) == 0 {
+		p.releaseBatch()
 	}
 	var waitAll []*pending
 	var acks []Ack

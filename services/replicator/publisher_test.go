@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,49 @@ func TestBackPressure(t *testing.T) {
 	require.ErrorIs(t, p.Close(cctx), context.DeadlineExceeded)
 	_, err = p.PublishAsync(ctx, Message{Subject: "events.x", Data: []byte("x")})
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// TestMaxBatchesInFlight: with one batch in flight, no more stream
+// messages are ever in flight than one batch holds, and every event still
+// arrives.
+func TestMaxBatchesInFlight(t *testing.T) {
+	e := newEnv(t, 1)
+	_, err := NewPublisher(e.js, WithMaxBatchesInFlight(-1))
+	require.Error(t, err, "a negative cap is refused")
+
+	const batch, n = 10, 2000
+	p := e.publisher(t, WithMaxBatchesInFlight(1), WithBatch(batch, 1<<20), WithMaxInFlight(256))
+	ctx := testCtx(t, 30*time.Second)
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		most := 0
+		for {
+			select {
+			case <-stop:
+				peak <- most
+				return
+			default:
+			}
+			p.flightMu.Lock()
+			most = max(most, len(p.inflight))
+			p.flightMu.Unlock()
+			runtime.Gosched()
+		}
+	}()
+	futs := make([]*Future, n)
+	for i := range futs {
+		f, err := p.PublishAsync(ctx, Message{Subject: "events.batches", Data: fmt.Appendf(nil, "e%d", i)})
+		require.NoError(t, err)
+		futs[i] = f
+	}
+	for i, f := range futs {
+		_, err := f.Result()
+		require.NoError(t, err, "event %d", i)
+	}
+	close(stop)
+	most := <-peak
+	require.Positive(t, most)
+	require.LessOrEqual(t, most, batch, "messages in flight never exceed one batch")
+	require.Len(t, readAll(t, e.js, n, WithFilter("events.batches")), n)
 }
