@@ -38,6 +38,11 @@ const (
 	maxTokenBytes  = 64
 )
 
+// ingestEnvelopeInFlight is the ingest service's pipeline depth with
+// envelopes and one batch in flight: 10 topics sharing the load measured
+// 18.9k acked events/s with 64 against 16.5k with the Publisher's 4.
+const ingestEnvelopeInFlight = 64
+
 // DefaultMaxEventBytes is the largest event the ingest service accepts.
 const DefaultMaxEventBytes = 1 << 20
 
@@ -59,7 +64,8 @@ type Options struct {
 	// MaxEventBytes is the largest event accepted (default 1 MiB, at most
 	// the server's max payload minus room for headers).
 	MaxEventBytes int
-	// MaxInFlight is the publish pipeline depth (0: the Publisher's default).
+	// MaxInFlight is the publish pipeline depth (0: 64 with envelopes and a
+	// cap on batches, else the Publisher's default).
 	MaxInFlight int
 	// BatchesInFlight caps the batches published and not yet acknowledged
 	// (0: 1 with envelopes, so each batch holds everything that arrived
@@ -234,8 +240,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if batches > 0 {
 		popts = append(popts, WithMaxBatchesInFlight(batches))
 	}
-	if s.opts.MaxInFlight > 0 {
-		popts = append(popts, WithMaxInFlight(s.opts.MaxInFlight))
+	inFlight := s.opts.MaxInFlight
+	if inFlight == 0 && !s.opts.PerEvent && batches > 0 {
+		// One batch in flight holds an envelope per topic: let the
+		// envelopes of many topics go out together.
+		inFlight = ingestEnvelopeInFlight
+	}
+	if inFlight > 0 {
+		popts = append(popts, WithMaxInFlight(inFlight))
 	}
 	pub, err := NewPublisher(s.opts.JS, popts...)
 	if err != nil {
