@@ -176,6 +176,7 @@ func TestNoLossNoDuplicates(t *testing.T) {
 	}{
 		{"per event", []Option{WithMaxInFlight(64)}},
 		{"envelope", []Option{WithEnvelope()}},
+		{"envelope one batch in flight", []Option{WithEnvelope(), WithMaxBatchesInFlight(1), WithMaxInFlight(64)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t, 90*time.Second)
