@@ -93,7 +93,10 @@ func (t *loadTracker) snapshot(now time.Time) Load {
 	l := Load{InFlight: t.inFlight.Load(), Mem: memoryFraction()}
 	if elapsed > 0 {
 		l.RPS = float64(requests) / elapsed.Seconds()
-		l.CPU = cpuUsed.Seconds() / elapsed.Seconds() / float64(runtime.NumCPU())
+		// Getrusage counts in scheduler ticks, so over a short interval a
+		// process busy on every core can read a little above 1; the
+		// figure is a share, and receivers refuse one above 1.
+		l.CPU = min(1, max(0, cpuUsed.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU())))
 	}
 	if requests > 0 {
 		l.ErrorRate = float64(errs) / float64(requests)
