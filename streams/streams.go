@@ -122,24 +122,12 @@ var ErrImmutable = errors.New("setting cannot be changed in place")
 
 // Ensure creates every stream in specs that is missing and updates those
 // whose settings drifted. A stream whose storage type or retention differs
-// is refused with ErrImmutable and left untouched. Ensure is idempotent.
-//
-// A refusal for want of peers is retried until ctx ends: the meta leader
-// counts a node as a placement candidate only once it has had the node's
-// first statistics, and counts it out for a while when its heartbeats run
-// late, so a cluster that has just formed, or is busy, refuses briefly.
+// is refused with ErrImmutable and left untouched. Ensure is idempotent;
+// it makes one attempt (see Provision).
 func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig) ([]Result, error) {
 	var results []Result
 	for _, want := range specs {
 		r, err := ensureOne(ctx, js, want)
-		for wait := 50 * time.Millisecond; noPeersYet(err); wait = min(2*wait, time.Second) {
-			select {
-			case <-ctx.Done():
-				return results, err
-			case <-time.After(wait):
-			}
-			r, err = ensureOne(ctx, js, want)
-		}
 		if err != nil {
 			return results, err
 		}
@@ -151,8 +139,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.Strea
 // Provision is Ensure in short attempts until one succeeds, ctx ends or a
 // stream is refused with ErrImmutable. Right after a start or a restart the
 // meta leader, or a stream's RAFT group, may not answer yet, and a request
-// sent then is never answered; a later attempt finds it ready. retry, when
-// not nil, hears of each failed attempt and the wait before the next.
+// sent then is never answered; and the meta leader refuses placement ("no
+// suitable peers") until it has a node's first statistics, or for a while
+// when a busy node's heartbeats run late. A later attempt finds it ready.
+// retry, when not nil, hears of each failed attempt and the wait before the
+// next.
 func Provision(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig, retry func(err error, wait time.Duration)) ([]Result, error) {
 	wait := 50 * time.Millisecond
 	for {
@@ -175,16 +166,6 @@ func Provision(ctx context.Context, js jetstream.JetStream, specs []jetstream.St
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
-}
-
-// errCodeNoPeers is JetStream's "no suitable peers for placement"
-// (JSClusterNoPeersErr), which nats.go does not name.
-const errCodeNoPeers jetstream.ErrorCode = 10005
-
-// noPeersYet reports a refusal for want of placement peers.
-func noPeersYet(err error) bool {
-	var ae *jetstream.APIError
-	return errors.As(err, &ae) && ae.ErrorCode == errCodeNoPeers
 }
 
 func ensureOne(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {

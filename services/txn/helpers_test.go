@@ -49,7 +49,7 @@ func (e *env) addBucket(t *testing.T, name string) *Store {
 	cfg.Subjects = []string{"$KV." + name + ".>"}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := streams.Ensure(ctx, e.js, []jetstream.StreamConfig{cfg})
+	_, err := streams.Provision(ctx, e.js, []jetstream.StreamConfig{cfg}, nil)
 	require.NoError(t, err)
 	s, err := NewStore(e.nc, WithBucket(name), WithLogger(clustertest.Logger()))
 	require.NoError(t, err)
