@@ -1,5 +1,6 @@
 // Package streams declares every JetStream stream and KV bucket the platform
-// owns, as data, and provisions them idempotently with Ensure.
+// owns, as data, provisions them idempotently with Ensure, and owns every
+// subject scheme (subjects.go).
 package streams
 
 import (
@@ -34,11 +35,11 @@ func All(replicas int) []jetstream.StreamConfig {
 	if replicas < 1 {
 		replicas = 1
 	}
-	events := stream(Events, "Platform events ingested by the replicator (events.<topic>)", "events.>", replicas, 0)
+	events := stream(Events, "Platform events ingested by the replicator (events.<topic>)", all(EventsPrefix), replicas, 0)
 	events.Compression = jetstream.S2Compression
 	events.MaxMsgSize = 8 << 20
-	detector := stream(Detector, "Failure detector state transitions (detector.<state>.<service>.<instance>)", "detector.>", replicas, 7*24*time.Hour)
-	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", "alerts.>", replicas, 30*24*time.Hour)
+	detector := stream(Detector, "Failure detector state transitions (detector.<state>.<service>.<instance>)", all(DetectorPrefix), replicas, 7*24*time.Hour)
+	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", all(AlertsPrefix), replicas, 30*24*time.Hour)
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true
 	state.AllowAtomicPublish = true
@@ -84,7 +85,7 @@ func kv(bucket, desc string, replicas, history int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              KVStream(bucket),
 		Description:       desc,
-		Subjects:          []string{"$KV." + bucket + ".>"},
+		Subjects:          []string{all(KVSubjectPrefix(bucket))},
 		MaxMsgsPerSubject: int64(history),
 		MaxBytes:          -1,
 		MaxMsgSize:        -1,

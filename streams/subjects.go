@@ -1,0 +1,157 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Subject prefixes of the platform. Each builder and parser below is the
+// one place its scheme is spelled out.
+const (
+	// EventsPrefix starts every stored event: events.<topic>.
+	EventsPrefix = "events."
+	// IngestPrefix starts every ingest subject: ingest.<topic>.
+	IngestPrefix = "ingest."
+	// HeartbeatPrefix starts every heartbeat: hb.<service>.<instance>.
+	HeartbeatPrefix = "hb."
+	// DetectorPrefix starts every detector transition:
+	// detector.<state>.<service>.<instance>.
+	DetectorPrefix = "detector."
+	// AlertsPrefix starts every alert notification:
+	// alerts.<severity>.<alertname>.
+	AlertsPrefix = "alerts."
+	// KVPrefix starts every KV bucket's subjects: $KV.<bucket>.<key>.
+	KVPrefix = "$KV."
+)
+
+// Topic limits: 1 to MaxTopicTokens tokens of 1 to MaxTokenBytes bytes each.
+const (
+	MaxTopicTokens = 16
+	MaxTokenBytes  = 64
+)
+
+// ErrBadSubject is wrapped by every parse error of this file.
+var ErrBadSubject = errors.New("bad subject")
+
+func badSubject(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadSubject, fmt.Sprintf(format, args...))
+}
+
+// EventSubject returns events.<topic>.
+func EventSubject(topic string) string { return EventsPrefix + topic }
+
+// IngestSubject returns ingest.<topic>.
+func IngestSubject(topic string) string { return IngestPrefix + topic }
+
+// IngestTopic returns the topic of ingest.<topic>, checked with CheckTopic.
+func IngestTopic(subject string) (string, error) {
+	topic, ok := strings.CutPrefix(subject, IngestPrefix)
+	if !ok {
+		return "", badSubject("%q does not start with %q", subject, IngestPrefix)
+	}
+	if err := CheckTopic(topic); err != nil {
+		return "", err
+	}
+	return topic, nil
+}
+
+// CheckTopic accepts 1 to 16 tokens of 1 to 64 letters, digits, '-', '_',
+// '~', '=', ':' or '@': what every NATS tool can type and no wildcard.
+func CheckTopic(topic string) error {
+	if topic == "" {
+		return badSubject(`no topic after %q`, IngestPrefix)
+	}
+	toks := strings.Split(topic, ".")
+	if len(toks) > MaxTopicTokens {
+		return badSubject("%d tokens, at most %d", len(toks), MaxTopicTokens)
+	}
+	for _, t := range toks {
+		if t == "" {
+			return badSubject("empty token")
+		}
+		if len(t) > MaxTokenBytes {
+			return badSubject("token of %d bytes, at most %d", len(t), MaxTokenBytes)
+		}
+		for i := 0; i < len(t); i++ {
+			c := t[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+				c == '-' || c == '_' || c == '~' || c == '=' || c == ':' || c == '@') {
+				return badSubject("character %q not allowed in token %q", c, t)
+			}
+		}
+	}
+	return nil
+}
+
+// HeartbeatSubject returns hb.<service>.<instance>.
+func HeartbeatSubject(service, instance string) string {
+	return HeartbeatPrefix + service + "." + instance
+}
+
+// ParseHeartbeatSubject splits hb.<service>.<instance> into its service and
+// instance. Both must be valid member tokens (see ValidMemberToken),
+// because together they name the member's MEMBERS key.
+func ParseHeartbeatSubject(subject string) (service, instance string, err error) {
+	rest, ok := strings.CutPrefix(subject, HeartbeatPrefix)
+	if !ok {
+		return "", "", badSubject("%q does not start with %q", subject, HeartbeatPrefix)
+	}
+	service, instance, ok = strings.Cut(rest, ".")
+	if !ok || strings.Contains(instance, ".") {
+		return "", "", badSubject("%q: want hb.<service>.<instance>", subject)
+	}
+	if !ValidMemberToken(service) || !ValidMemberToken(instance) {
+		return "", "", badSubject("%q: service and instance must be non-empty and use only letters, digits, '-', '_', '=' or '/'", subject)
+	}
+	return service, instance, nil
+}
+
+// ValidMemberToken reports whether s can be a service or instance name in
+// a heartbeat subject and a MEMBERS key: 1 to 256 letters, digits, '-',
+// '_', '=' or '/'.
+func ValidMemberToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '=' || c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// MemberKey returns <service>.<instance>, the key of an instance in the
+// MEMBERS and WEIGHTS buckets.
+func MemberKey(service, instance string) string { return service + "." + instance }
+
+// DetectorSubject returns detector.<state>.<service>.<instance>.
+func DetectorSubject(state, service, instance string) string {
+	return DetectorPrefix + state + "." + service + "." + instance
+}
+
+// AlertSubject returns alerts.<severity>.<alertname>.
+func AlertSubject(severity, alertname string) string {
+	return AlertsPrefix + severity + "." + alertname
+}
+
+// KVSubjectPrefix returns $KV.<bucket>., the prefix of every key's subject.
+func KVSubjectPrefix(bucket string) string { return KVPrefix + bucket + "." }
+
+// KVSubject returns $KV.<bucket>.<key>, the subject a key is stored on.
+func KVSubject(bucket, key string) string { return KVPrefix + bucket + "." + key }
+
+// KVKey returns the key of $KV.<bucket>.<key>, and false when subject is
+// not in bucket.
+func KVKey(bucket, subject string) (string, bool) {
+	key, ok := strings.CutPrefix(subject, KVSubjectPrefix(bucket))
+	return key, ok && key != ""
+}
+
+// all returns prefix + ">", the wildcard of a whole scheme.
+func all(prefix string) string { return prefix + ">" }

@@ -1,0 +1,82 @@
+package streams
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestSubjectBuilders(t *testing.T) {
+	for _, tc := range []struct{ name, got, want string }{
+		{"event", EventSubject("orders.eu"), "events.orders.eu"},
+		{"ingest", IngestSubject("orders"), "ingest.orders"},
+		{"heartbeat", HeartbeatSubject("platform-txn", "abc"), "hb.platform-txn.abc"},
+		{"detector", DetectorSubject("dead", "svc", "i1"), "detector.dead.svc.i1"},
+		{"alert", AlertSubject("critical", "InstanceDead"), "alerts.critical.InstanceDead"},
+		{"kv", KVSubject(BucketMembers, "svc.i1"), "$KV.MEMBERS.svc.i1"},
+		{"member key", MemberKey("svc", "i1"), "svc.i1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("got %q, want %q", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseHeartbeatSubject(t *testing.T) {
+	for _, tc := range []struct {
+		name, subject, svc, inst string
+		ok                       bool
+	}{
+		{"valid", "hb.platform-txn.Ab_1", "platform-txn", "Ab_1", true},
+		{"wrong prefix", "hx.a.b", "", "", false},
+		{"no instance", "hb.a", "", "", false},
+		{"too many tokens", "hb.a.b.c", "", "", false},
+		{"empty service", "hb..b", "", "", false},
+		{"bad character", "hb.a.b*", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, inst, err := ParseHeartbeatSubject(tc.subject)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ParseHeartbeatSubject(%q) error = %v, want ok=%v", tc.subject, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadSubject) {
+				t.Fatalf("error %v does not wrap ErrBadSubject", err)
+			}
+			if svc != tc.svc || inst != tc.inst {
+				t.Fatalf("got %q %q, want %q %q", svc, inst, tc.svc, tc.inst)
+			}
+		})
+	}
+}
+
+func TestIngestTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name, subject, topic string
+		ok                   bool
+	}{
+		{"one token", "ingest.orders", "orders", true},
+		{"many tokens", "ingest.orders.eu:1.x@y", "orders.eu:1.x@y", true},
+		{"no topic", "ingest.", "", false},
+		{"empty token", "ingest.a..b", "", false},
+		{"wildcard", "ingest.a.*", "", false},
+		{"wrong prefix", "events.a", "", false},
+		{"long token", "ingest." + string(make([]byte, 65)), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic, err := IngestTopic(tc.subject)
+			if tc.ok != (err == nil) || topic != tc.topic {
+				t.Fatalf("IngestTopic(%q) = %q, %v; want %q ok=%v", tc.subject, topic, err, tc.topic, tc.ok)
+			}
+		})
+	}
+}
+
+func TestKVKey(t *testing.T) {
+	if k, ok := KVKey(BucketMembers, "$KV.MEMBERS.svc.i1"); !ok || k != "svc.i1" {
+		t.Fatalf("got %q %v", k, ok)
+	}
+	if _, ok := KVKey(BucketMembers, "$KV.STATE.x"); ok {
+		t.Fatal("key of another bucket accepted")
+	}
+}
