@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 )
 
 // benchFlags are the flags every `platform bench` subcommand shares.
@@ -48,8 +49,8 @@ Each prints events/s and P50/P95/P99 latency, side by side with its baseline;
 }
 
 // open returns the benchmark's target cluster.
-func (f *benchFlags) open(ctx context.Context) (*bench.Target, error) {
-	return bench.Open(ctx, bench.TargetOptions{
+func (f *benchFlags) open(ctx context.Context) (*target.Target, error) {
+	return target.Open(ctx, target.Options{
 		Server: f.server, Nodes: f.nodes, SyncAlways: f.sync, Replicas: f.replicas,
 	})
 }
@@ -64,7 +65,7 @@ func (f *benchFlags) progressOut() io.Writer {
 
 // run opens the target cluster, runs the benchmark on it and prints what
 // it measured, even when it stopped with an error part way.
-func (f *benchFlags) run(cmd *cobra.Command, bench func(ctx context.Context, t *bench.Target) ([]bench.Result, error)) error {
+func (f *benchFlags) run(cmd *cobra.Command, bench func(ctx context.Context, t *target.Target) ([]bench.Result, error)) error {
 	t, err := f.open(cmd.Context())
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 	"github.com/platform/platform/services/replicator"
 )
 
@@ -28,7 +29,7 @@ events into envelopes (compared in events/s).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
-			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				return replicator.BenchPublish(ctx, t, envelope, o)
 			})
 		},
@@ -54,7 +55,7 @@ answered at quorum by an ingest service instance started in this process.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
-			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				return replicator.BenchIngest(ctx, t, o, so)
 			})
 		},

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 	"github.com/platform/platform/services/txn/txnbench"
 )
 
@@ -42,7 +43,7 @@ targets are stated in (x_kv_update, x_1key, x_1client, x_one_by_one).`,
 				which = args[0]
 			}
 			o.Progress = f.progressOut()
-			return f.run(cmd, func(ctx context.Context, t *bench.Target) ([]bench.Result, error) {
+			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				return runTxnBench(ctx, txnbench.New(t, o), which)
 			})
 		},

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 )
 
 // BenchOptions size the replicator's benchmarks.
@@ -144,7 +145,7 @@ func (w *ackWaiter) wait() error {
 // every message a unique id in that header: jetstream.MsgIDHeader as the
 // Publisher does, or any other header to tell the price of deduplication
 // from the price of carrying a header at all.
-func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, corpus [][]byte, o BenchOptions, idHeader string) (bench.Result, error) {
+func BenchRawAsync(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o BenchOptions, idHeader string) (bench.Result, error) {
 	o.defaults()
 	nc, err := t.Connect()
 	if err != nil {
@@ -195,7 +196,7 @@ func BenchRawAsync(ctx context.Context, t *bench.Target, name, subject string, c
 
 // BenchPublisher publishes opts.Events events of the corpus with a
 // Publisher at Quorum and reports events/s and latency from accept to ack.
-func BenchPublisher(ctx context.Context, t *bench.Target, name, subject string, corpus [][]byte, o BenchOptions, popts ...Option) (bench.Result, error) {
+func BenchPublisher(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o BenchOptions, popts ...Option) (bench.Result, error) {
 	o.defaults()
 	nc, err := t.Connect()
 	if err != nil {
@@ -255,7 +256,7 @@ func BenchPublisher(ctx context.Context, t *bench.Target, name, subject string, 
 // BenchPublish runs the raw async baseline and the Publisher side by side
 // (envelope mode when envelope is set), in alternating rounds, and adds the
 // ratio to the Publisher's result.
-func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOptions) ([]bench.Result, error) {
+func BenchPublish(ctx context.Context, t *target.Target, envelope bool, o BenchOptions) ([]bench.Result, error) {
 	o.defaults()
 	corpus := Corpus(10_000, o.Size)
 	name := "publisher"
@@ -350,7 +351,7 @@ func BenchPublish(ctx context.Context, t *bench.Target, envelope bool, o BenchOp
 // that stores nothing. The three sides alternate in o.Rounds rounds so
 // that noise from elsewhere on the machine hits them alike. It runs one
 // ingest service instance in this process.
-func BenchIngest(ctx context.Context, t *bench.Target, o BenchOptions, sopts Options) ([]bench.Result, error) {
+func BenchIngest(ctx context.Context, t *target.Target, o BenchOptions, sopts Options) ([]bench.Result, error) {
 	o.defaults()
 	corpus := Corpus(10_000, o.Size)
 	if o.Conns <= 0 || o.Conns > o.Clients {

@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 )
 
 // openBench starts an embedded 3-node cluster for a Go benchmark (fsync
 // on every write, the platform default, unless PLATFORM_BENCH_SYNC=0).
-func openBench(b *testing.B) *bench.Target {
+func openBench(b *testing.B) *target.Target {
 	b.Helper()
-	t, err := bench.Open(context.Background(), bench.TargetOptions{
+	t, err := target.Open(context.Background(), target.Options{
 		Nodes: 3, SyncAlways: os.Getenv("PLATFORM_BENCH_SYNC") != "0",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/services/txn/txnbench"
 	"github.com/platform/platform/streams"
@@ -21,15 +21,15 @@ import (
 // default) shared by the package's benchmarks.
 var (
 	benchOnce   sync.Once
-	benchTarget *bench.Target
+	benchTarget *target.Target
 	benchErr    error
 	benchKey    atomic.Int64
 )
 
-func target(b *testing.B) *bench.Target {
+func openTarget(b *testing.B) *target.Target {
 	b.Helper()
 	benchOnce.Do(func() {
-		benchTarget, benchErr = bench.Open(context.Background(), bench.TargetOptions{Nodes: 3, SyncAlways: true})
+		benchTarget, benchErr = target.Open(context.Background(), target.Options{Nodes: 3, SyncAlways: true})
 	})
 	require.NoError(b, benchErr)
 	return benchTarget
@@ -45,7 +45,7 @@ func freshKeys(n int) []string {
 }
 
 func BenchmarkKVUpdate(b *testing.B) {
-	t := target(b)
+	t := openTarget(b)
 	js, err := jetstream.New(t.Conn)
 	require.NoError(b, err)
 	kv, err := js.KeyValue(b.Context(), streams.BucketState)
@@ -61,7 +61,7 @@ func BenchmarkKVUpdate(b *testing.B) {
 }
 
 func benchmarkKeys(b *testing.B, n int) {
-	t := target(b)
+	t := openTarget(b)
 	s, err := txn.NewStore(t.Conn)
 	require.NoError(b, err)
 	keys := freshKeys(n)
@@ -76,7 +76,7 @@ func BenchmarkTxn1Key(b *testing.B) { benchmarkKeys(b, 1) }
 func BenchmarkTxn4Key(b *testing.B) { benchmarkKeys(b, 4) }
 
 func BenchmarkTxn1KeyParallel(b *testing.B) {
-	t := target(b)
+	t := openTarget(b)
 	s, err := txn.NewStore(t.Conn)
 	require.NoError(b, err)
 	b.SetParallelism(8) // 16 clients on 2 cores
@@ -94,7 +94,7 @@ func BenchmarkTxn1KeyParallel(b *testing.B) {
 // BenchmarkScheduler1000 commits 1000 disjoint 2-key commits through the
 // scheduler per iteration.
 func BenchmarkScheduler1000(b *testing.B) {
-	t := target(b)
+	t := openTarget(b)
 	s, err := txn.NewStore(t.Conn)
 	require.NoError(b, err)
 	sc := txn.NewScheduler(s)

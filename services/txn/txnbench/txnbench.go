@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
 	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
@@ -72,13 +73,13 @@ const (
 
 // Runner runs the rows against one target.
 type Runner struct {
-	t    *bench.Target
+	t    *target.Target
 	opts Options
 	run  string // key prefix unique to this runner
 }
 
 // New returns a runner on the target (its streams already provisioned).
-func New(t *bench.Target, opts Options) *Runner {
+func New(t *target.Target, opts Options) *Runner {
 	opts.setDefaults()
 	return &Runner{t: t, opts: opts, run: fmt.Sprintf("%s.%d", runID, time.Now().UnixNano())}
 }
