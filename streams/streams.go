@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/internal/jsapi"
 )
 
 // Names of the platform's streams and KV buckets.
@@ -146,27 +148,21 @@ func Ensure(ctx context.Context, js jetstream.JetStream, specs []jetstream.Strea
 // retry, when not nil, hears of each failed attempt and the wait before the
 // next.
 func Provision(ctx context.Context, js jetstream.JetStream, specs []jetstream.StreamConfig, retry func(err error, wait time.Duration)) ([]Result, error) {
-	wait := 50 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		results, err := Ensure(actx, js, specs)
-		cancel()
-		if err == nil || errors.Is(err, ErrImmutable) {
-			return results, err
-		}
-		if ctx.Err() != nil {
-			return results, fmt.Errorf("provision streams: %w (last attempt: %w)", ctx.Err(), err)
-		}
-		if retry != nil {
-			retry(err, wait)
-		}
-		select {
-		case <-ctx.Done():
-			return results, fmt.Errorf("provision streams: %w (last attempt: %w)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 2*time.Second)
+	var results []Result
+	err := jsapi.Retry{
+		Backoff:        jsapi.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second},
+		AttemptTimeout: 2 * time.Second,
+		Retryable:      func(err error) bool { return !errors.Is(err, ErrImmutable) },
+		OnRetry:        retry,
+	}.Do(ctx, func(actx context.Context) error {
+		var err error
+		results, err = Ensure(actx, js, specs)
+		return err
+	})
+	if errors.Is(err, jsapi.ErrGaveUp) {
+		return results, fmt.Errorf("provision streams: %w", err)
 	}
+	return results, err
 }
 
 func ensureOne(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {
