@@ -1,9 +1,6 @@
 package replicator
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,83 +14,18 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// leader returns the name of the EVENTS stream leader, or an error while
-// there is none.
-func (e *env) leader(ctx context.Context) (string, error) {
-	s, err := e.js.Stream(ctx, streams.Events)
-	if err != nil {
-		return "", err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	if info.Cluster == nil || info.Cluster.Leader == "" {
-		return "", errors.New("no stream leader")
-	}
-	return info.Cluster.Leader, nil
-}
-
-// waitLeader waits for a stream leader other than not ("" for any).
-func (e *env) waitLeader(t *testing.T, not string) string {
-	t.Helper()
-	var name string
-	clustertest.Eventually(t, 30*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		l, err := e.leader(ctx)
-		if err != nil {
-			return err
-		}
-		if l == not {
-			return fmt.Errorf("leader is still %s", l)
-		}
-		name = l
-		return nil
-	})
-	return name
-}
-
-// stepDown asks the EVENTS leader to step down and waits for a new one.
-func (e *env) stepDown(t *testing.T) {
-	t.Helper()
-	old := e.waitLeader(t, "")
-	m, err := e.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+streams.Events, nil, 5*time.Second)
-	require.NoError(t, err)
-	var resp struct {
-		Success bool `json:"success"`
-		Error   *apiError
-	}
-	require.NoError(t, json.Unmarshal(m.Data, &resp))
-	require.True(t, resp.Success, "step down: %s", m.Data)
-	e.waitLeader(t, old)
-}
-
-// nodeIndex returns the index of the node named name.
-func (e *env) nodeIndex(t *testing.T, name string) int {
-	t.Helper()
-	for i, n := range e.c.Nodes() {
-		if n.Name() == name {
-			return i
-		}
-	}
-	t.Fatalf("no node %s", name)
-	return -1
-}
-
 func TestQuorumSurvivesStepDownAndRestart(t *testing.T) {
 	e := newEnv(t, 3)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := clustertest.Context(t, 60*time.Second)
 	p := e.publisher(t)
 	a, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("a")})
 	require.NoError(t, err)
 
-	e.stepDown(t)
+	clustertest.StepDown(t, e.c, e.nc, streams.Events)
 	b, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("b")})
 	require.NoError(t, err, "publishing goes on after a leader change")
 
-	leader := e.waitLeader(t, "")
-	i := e.nodeIndex(t, leader)
+	i := clustertest.WaitStreamLeader(t, e.c, streams.Events, -1)
 	e.c.StopNode(i)
 	c, err := p.Publish(ctx, Message{Subject: "events.lv.q", Data: []byte("c")})
 	require.NoError(t, err, "a quorum remains with one node down")
@@ -105,7 +37,7 @@ func TestQuorumSurvivesStepDownAndRestart(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want.data, string(ev.Data))
 	}
-	require.NoError(t, e.c.RestartNode(ctx, i))
+	clustertest.RestartNode(t, e.c, i)
 	evs := readAll(t, e.js, 3, WithFilter("events.lv.q"))
 	for k, want := range []string{"a", "b", "c"} {
 		require.Equal(t, want, string(evs[k].Data))
@@ -114,14 +46,14 @@ func TestQuorumSurvivesStepDownAndRestart(t *testing.T) {
 
 func TestAllWaitsForEveryReplica(t *testing.T) {
 	e := newEnv(t, 3)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := clustertest.Context(t, 60*time.Second)
 	p := e.publisher(t, WithLevel(All))
 	_, err := p.Publish(ctx, Message{Subject: "events.lv.all", Data: []byte("1")})
 	require.NoError(t, err)
 
 	// Stop a follower: a quorum still acknowledges, All cannot complete.
-	leader := e.waitLeader(t, "")
-	follower := (e.nodeIndex(t, leader) + 1) % 3
+	leader := clustertest.WaitStreamLeader(t, e.c, streams.Events, -1)
+	follower := (leader + 1) % 3
 	e.c.StopNode(follower)
 	waiting, err := p.PublishAsync(ctx, Message{Subject: "events.lv.all", Data: []byte("2")})
 	require.NoError(t, err)
@@ -153,7 +85,7 @@ func TestAsyncReportsFailureThroughCallback(t *testing.T) {
 	results := make(chan error, 1)
 	p := e.publisher(t, WithLevel(Async), WithRetry(100*time.Millisecond, 300*time.Millisecond),
 		WithResultHandler(func(m *Message, ack Ack, err error) { results <- err }))
-	ctx := testCtx(t, 10*time.Second)
+	ctx := clustertest.Context(t, 10*time.Second)
 	ack, err := p.Publish(ctx, Message{Subject: "nostream.async", Data: []byte("x")})
 	require.NoError(t, err, "async returns once buffered")
 	require.Zero(t, ack.Seq)
@@ -179,7 +111,7 @@ func TestNoLossNoDuplicates(t *testing.T) {
 		{"envelope one batch in flight", []Option{WithEnvelope(), WithMaxBatchesInFlight(1), WithMaxInFlight(64)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testCtx(t, 90*time.Second)
+			ctx := clustertest.Context(t, 90*time.Second)
 			subj := "events.chaos." + strings.ReplaceAll(tc.name, " ", "_")
 			reg := prometheus.NewRegistry()
 			p := e.publisher(t, append(tc.opts, WithRegisterer(reg))...)
@@ -214,12 +146,11 @@ func TestNoLossNoDuplicates(t *testing.T) {
 				}
 			}()
 			for range 3 {
-				e.stepDown(t)
+				clustertest.StepDown(t, e.c, e.nc, streams.Events)
 			}
-			leader := e.waitLeader(t, "")
-			i := e.nodeIndex(t, leader)
+			i := clustertest.WaitStreamLeader(t, e.c, streams.Events, -1)
 			e.c.StopNode(i)
-			require.NoError(t, e.c.RestartNode(ctx, i))
+			clustertest.RestartNode(t, e.c, i)
 			close(chaosDone)
 			wg.Wait()
 			require.NoError(t, p.Flush(ctx))

@@ -39,16 +39,10 @@ func (e *env) publisher(t *testing.T, opts ...Option) *Publisher {
 	return p
 }
 
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // readAll reads events with an ordered Reader until n are read.
 func readAll(t *testing.T, js jetstream.JetStream, n int, opts ...ReaderOption) []Event {
 	t.Helper()
-	ctx := testCtx(t, 30*time.Second)
+	ctx := clustertest.Context(t, 30*time.Second)
 	r, err := NewReader(ctx, js, opts...)
 	require.NoError(t, err)
 	defer r.Close()

@@ -45,7 +45,7 @@ func startIngest(t *testing.T, e *env, opts Options) (*Service, *prometheus.Regi
 
 func request(t *testing.T, nc *nats.Conn, subject string, data []byte, h nats.Header) (IngestAck, *service.Error) {
 	t.Helper()
-	ctx := testCtx(t, 10*time.Second)
+	ctx := clustertest.Context(t, 10*time.Second)
 	m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: h})
 	require.NoError(t, err)
 	if e := service.ParseError(service.JSON, m.Data); e != nil {
@@ -69,7 +69,7 @@ func TestIngest(t *testing.T) {
 			require.Equal(t, "EVENTS", a.Stream)
 			require.NotZero(t, a.Seq)
 			require.False(t, a.Duplicate)
-			ev, err := Get(testCtx(t, 5*time.Second), nc, "EVENTS", Position{Seq: a.Seq}, Strong)
+			ev, err := Get(clustertest.Context(t, 5*time.Second), nc, "EVENTS", Position{Seq: a.Seq}, Strong)
 			require.NoError(t, err)
 			require.Equal(t, "events."+topic, ev.Subject)
 			require.Equal(t, `{"id":2}`, string(ev.Data))
@@ -96,7 +96,7 @@ func TestIngest(t *testing.T) {
 			if a.Index != nil {
 				pos.Index = *a.Index
 			}
-			ev, err = Get(testCtx(t, 5*time.Second), nc, "EVENTS", pos, Strong)
+			ev, err = Get(clustertest.Context(t, 5*time.Second), nc, "EVENTS", pos, Strong)
 			require.NoError(t, err)
 			require.Equal(t, []byte{0, 1, 2}, ev.Data)
 

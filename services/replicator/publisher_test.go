@@ -28,7 +28,7 @@ func TestPublishRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			subj := "events.rt." + fmt.Sprint(len(tc.opts))
 			p := e.publisher(t, tc.opts...)
-			ctx := testCtx(t, 20*time.Second)
+			ctx := clustertest.Context(t, 20*time.Second)
 			const n = 500
 			futs := make([]*Future, n)
 			for i := range n {
@@ -56,7 +56,7 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 	text := func(n int) []byte { return []byte(strings.Repeat("abcdefgh", n/8+1)[:n]) }
 	noise := make([]byte, 2048)
 	_, _ = rand.Read(noise)
-	stream, err := e.js.Stream(testCtx(t, 5*time.Second), streams.Events)
+	stream, err := e.js.Stream(clustertest.Context(t, 5*time.Second), streams.Events)
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name     string
@@ -78,7 +78,7 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 			[][]byte{noise[:1024], noise[1024:]}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testCtx(t, 10*time.Second)
+			ctx := clustertest.Context(t, 10*time.Second)
 			p := e.publisher(t, tc.opts...)
 			subj := "events.comp." + strings.ReplaceAll(tc.name, " ", "_")
 			futs := make([]*Future, len(tc.data))
@@ -107,7 +107,7 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 
 func TestReaderPositionsAndSingleReads(t *testing.T) {
 	e := newEnv(t, 1)
-	ctx := testCtx(t, 20*time.Second)
+	ctx := clustertest.Context(t, 20*time.Second)
 	p := e.publisher(t, WithEnvelope(), WithLinger(20*time.Millisecond))
 	const subj = "events.pos"
 	var futs []*Future
@@ -149,7 +149,7 @@ func TestReaderPositionsAndSingleReads(t *testing.T) {
 func TestPublishRejectsBadInput(t *testing.T) {
 	e := newEnv(t, 1)
 	p := e.publisher(t)
-	ctx := testCtx(t, 5*time.Second)
+	ctx := clustertest.Context(t, 5*time.Second)
 	for _, tc := range []struct {
 		name string
 		m    Message
@@ -177,7 +177,7 @@ func TestBackPressure(t *testing.T) {
 	// No stream listens on nostream.>: every publish waits for its retry
 	// deadline, so the pipeline and then the buffer fill up.
 	p := e.publisher(t, WithMaxInFlight(1), WithBatch(1, 100), WithMaxBuffered(100), WithRetry(100*time.Millisecond, time.Minute))
-	ctx := testCtx(t, 10*time.Second)
+	ctx := clustertest.Context(t, 10*time.Second)
 	fill := func() error {
 		for range 20 {
 			if err := p.TryPublish(Message{Subject: "nostream.x", Data: make([]byte, 60)}, nil); err != nil {
@@ -221,7 +221,7 @@ func TestMaxBatchesInFlight(t *testing.T) {
 
 	const batch, n = 10, 2000
 	p := e.publisher(t, WithMaxBatchesInFlight(1), WithBatch(batch, 1<<20), WithMaxInFlight(256))
-	ctx := testCtx(t, 30*time.Second)
+	ctx := clustertest.Context(t, 30*time.Second)
 	stop := make(chan struct{})
 	peak := make(chan int)
 	go func() {

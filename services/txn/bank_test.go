@@ -32,7 +32,7 @@ func TestBank(t *testing.T) {
 		initial  = 1000
 	)
 	e := newEnv(t, 3)
-	ctx := testCtx(t, 90*time.Second)
+	ctx := clustertest.Context(t, 90*time.Second)
 	acct := func(i int) string { return fmt.Sprintf("bank.acct.%02d", i) }
 	for i := range accounts {
 		put(t, e.store, acct(i), strconv.Itoa(initial))
@@ -140,40 +140,16 @@ func TestBank(t *testing.T) {
 			return nil
 		})
 	}
-	leaderNode := func() int {
-		for i, n := range e.c.Nodes() {
-			if s := n.Server(); s != nil && s.JetStreamIsStreamLeader("$G", "KV_STATE") {
-				return i
-			}
-		}
-		return -1
-	}
-	waitLeader := func(not int) int {
-		var l int
-		clustertest.Eventually(t, 30*time.Second, func() error {
-			if l = leaderNode(); l < 0 || l == not {
-				return fmt.Errorf("no new KV_STATE leader yet (have %d)", l)
-			}
-			return nil
-		})
-		return l
-	}
 	admin := clustertest.Connect(t, e.c)
 	progress(150)
-	old := waitLeader(-1)
-	resp, err := admin.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_STATE", nil, 5*time.Second)
-	require.NoError(t, err)
-	require.NotContains(t, string(resp.Data), `"error"`)
-	leader := waitLeader(old)
+	old, leader := clustertest.StepDown(t, e.c, admin, "KV_STATE")
 	t.Logf("stepped down: leader %d -> %d", old, leader)
 	progress(150)
 	e.c.StopNode(leader)
 	t.Logf("stopped node %d", leader)
-	waitLeader(leader)
+	clustertest.WaitStreamLeader(t, e.c, "KV_STATE", leader)
 	progress(150)
-	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-	require.NoError(t, e.c.RestartNode(rctx, leader))
-	rcancel()
+	clustertest.RestartNode(t, e.c, leader)
 	t.Logf("restarted node %d", leader)
 	progress(150)
 	close(stop)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
 )
 
 func member(t *testing.T, s *Store, c Commit) *groupMember {
@@ -39,7 +41,7 @@ func TestGroupPick(t *testing.T) {
 
 func TestSendGroup(t *testing.T) {
 	e := newEnv(t, 1)
-	ctx := testCtx(t, 20*time.Second)
+	ctx := clustertest.Context(t, 20*time.Second)
 	revA := put(t, e.store, "grp.a", "1")
 	revB := put(t, e.store, "grp.b", "1")
 
@@ -88,7 +90,7 @@ func TestSendGroup(t *testing.T) {
 // outcome is unknown (an acknowledgement lost under load) may or may not be.
 func TestGroupCommitConcurrent(t *testing.T) {
 	e := newEnv(t, 3)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := clustertest.Context(t, 60*time.Second)
 	const workers, each, hot = 12, 15, 3
 	var mu sync.Mutex
 	acked, unknown := map[string]int{}, map[string]int{}

@@ -56,17 +56,10 @@ func (e *env) addBucket(t *testing.T, name string) *Store {
 	return s
 }
 
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // put writes key through the store (no expectation) and returns its revision.
 func put(t *testing.T, s *Store, key, value string) uint64 {
 	t.Helper()
-	revs, err := s.Commit(testCtx(t, 10*time.Second), Commit{Writes: map[string][]byte{key: []byte(value)}})
+	revs, err := s.Commit(clustertest.Context(t, 10*time.Second), Commit{Writes: map[string][]byte{key: []byte(value)}})
 	require.NoError(t, err)
 	return revs[key]
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
 )
 
 // TestReplicated runs the isolation, atomicity and scheduler checks on a
@@ -20,7 +22,7 @@ func TestReplicated(t *testing.T) {
 	e := newEnv(t, 3)
 
 	t.Run("write skew: two on-call doctors cannot both leave", func(t *testing.T) {
-		ctx := testCtx(t, 30*time.Second)
+		ctx := clustertest.Context(t, 30*time.Second)
 		leave := func(me, other string) func(tx *Tx) error {
 			return func(tx *Tx) error {
 				got, err := tx.GetAll(me, other)
@@ -85,7 +87,7 @@ func TestReplicated(t *testing.T) {
 	})
 
 	t.Run("atomicity: a conflict on the last key writes none", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		reads := map[string]uint64{}
 		writes := map[string][]byte{}
 		for i := range 5 {
@@ -106,7 +108,7 @@ func TestReplicated(t *testing.T) {
 	})
 
 	t.Run("scheduler gives the state of committing one by one in arrival order", func(t *testing.T) {
-		ctx := testCtx(t, 60*time.Second)
+		ctx := clustertest.Context(t, 60*time.Second)
 		serial := e.addBucket(t, "SERIAL")
 		sched := e.addBucket(t, "SCHED")
 		const nkeys, ncommits = 64, 300

@@ -89,7 +89,7 @@ func TestService(t *testing.T) {
 		require.Equal(t, float64(ra), errBody["expected"])
 		require.Equal(t, revs["acct.alice"], errBody["actual"])
 
-		kve, err := e.kv.Get(testCtx(t, 5*time.Second), "acct.bob")
+		kve, err := e.kv.Get(clustertest.Context(t, 5*time.Second), "acct.bob")
 		require.NoError(t, err)
 		require.Equal(t, "10", string(kve.Value()))
 	})
@@ -119,9 +119,9 @@ func TestService(t *testing.T) {
 	})
 
 	t.Run("bad input gets a clear code and writes nothing", func(t *testing.T) {
-		stream, err := e.js.Stream(testCtx(t, 5*time.Second), "KV_STATE")
+		stream, err := e.js.Stream(clustertest.Context(t, 5*time.Second), "KV_STATE")
 		require.NoError(t, err)
-		info, err := stream.Info(testCtx(t, 5*time.Second))
+		info, err := stream.Info(clustertest.Context(t, 5*time.Second))
 		require.NoError(t, err)
 		before := info.State.LastSeq
 		manyKeys := make([]string, 9)
@@ -156,7 +156,7 @@ func TestService(t *testing.T) {
 				require.NotEmpty(t, msg)
 			})
 		}
-		info, err = stream.Info(testCtx(t, 5*time.Second))
+		info, err = stream.Info(clustertest.Context(t, 5*time.Second))
 		require.NoError(t, err)
 		require.Equal(t, before, info.State.LastSeq, "bad requests must not write")
 

@@ -23,7 +23,7 @@ func TestTxnSingleNode(t *testing.T) {
 	e := newEnv(t, 1)
 
 	t.Run("get records revisions and absent keys", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		rev := put(t, e.store, "basic.a", "100")
 		var got, absent Entry
 		err := Run(ctx, e.store, func(tx *Tx) error {
@@ -40,7 +40,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("reads see own writes and commit is visible to nats kv", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		var revs map[string]uint64
 		err := Run(ctx, e.store, func(tx *Tx) error {
 			if err := tx.Put("own.a", []byte("1")); err != nil {
@@ -72,7 +72,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("delete is a KV delete and reads back with its revision", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		put(t, e.store, "del.a", "x")
 		var revs map[string]uint64
 		require.NoError(t, Run(ctx, e.store, func(tx *Tx) error {
@@ -95,7 +95,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("atomicity: a conflict on the last key writes nothing", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		ra := put(t, e.store, "atom.a", "1")
 		rz := put(t, e.store, "atom.z", "1")
 		put(t, e.store, "atom.z", "moved")
@@ -119,7 +119,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("a key only read is validated by a marker", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		rr := put(t, e.store, "mark.read", "1")
 		put(t, e.store, "mark.read", "2")
 		_, err := e.store.Commit(ctx, Commit{
@@ -159,7 +159,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("invalid input is refused before anything is sent", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		small, err := NewStore(e.nc, WithMaxKeys(3), WithMaxValueBytes(4))
 		require.NoError(t, err)
 		tests := []struct {
@@ -188,7 +188,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("run retries conflicts and calls the resolver", func(t *testing.T) {
-		ctx := testCtx(t, 30*time.Second)
+		ctx := clustertest.Context(t, 30*time.Second)
 		const workers, each = 6, 10
 		var conflicts atomic.Int64
 		var wg sync.WaitGroup
@@ -231,7 +231,7 @@ func TestTxnSingleNode(t *testing.T) {
 	})
 
 	t.Run("run gives up after max attempts and stops on resolver error", func(t *testing.T) {
-		ctx := testCtx(t, 10*time.Second)
+		ctx := clustertest.Context(t, 10*time.Second)
 		calls := 0
 		err := Run(ctx, e.store, func(tx *Tx) error {
 			calls++
