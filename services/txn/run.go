@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/platform/platform/internal/jsapi"
 )
 
 // Defaults of Run.
@@ -97,11 +99,14 @@ func Run(ctx context.Context, s *Store, fn func(tx *Tx) error, opts ...RunOption
 				return rerr
 			}
 		}
-		d := min(cfg.max, cfg.base<<min(attempt-1, 20))
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d/2 {
+		var wait time.Duration
+		if cfg.base > 0 && cfg.max > 0 {
+			wait = jsapi.Backoff{Base: cfg.base, Max: cfg.max}.Delay(attempt - 1)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return fmt.Errorf("txn: run: deadline too near to retry after %d attempts: %w", attempt, last)
 		}
-		if err := sleep(ctx, jitter(d)); err != nil {
+		if err := jsapi.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("txn: run: %w (after %w)", err, last)
 		}
 	}
