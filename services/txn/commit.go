@@ -2,7 +2,6 @@ package txn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/internal/jsapi"
+	"github.com/platform/platform/streams"
 )
 
 // Commit is a transaction ready to commit: the revision each key was read
@@ -143,42 +146,41 @@ func (s *Store) commitPlanned(ctx context.Context, ops []op) (map[string]uint64,
 	return revs, nil
 }
 
-// pubAck is the stream's answer to a publish or a batch commit.
-type pubAck struct {
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate"`
-	Count     int       `json:"count"`
-	Error     *apiError `json:"error"`
-}
+// commitBackoff spaces the resends of one commit.
+var commitBackoff = jsapi.Backoff{Base: 5 * time.Millisecond, Max: 250 * time.Millisecond}
 
 // commitOps sends the ops and resolves the outcome. Every attempt carries
 // the same Nats-Msg-Id, so a resend after a lost acknowledgement is
 // recognised by the stream as a duplicate instead of being applied twice.
 // uncertain says an earlier attempt under the same id (a group batch) may
 // have been applied.
+//
+// The loop is its own rather than a jsapi.Retry: giving up means
+// ErrUnknownOutcome or ErrUnavailable depending on what earlier attempts
+// may have written, a "busy" refusal is resent on its own short schedule
+// without advancing the backoff, and an answer that ends the commit (a
+// conflict, an applied duplicate) must win over a context that ended
+// meanwhile, where Retry.Do gives up as soon as the context is done.
 func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bool) (map[string]uint64, error) {
 	deadline := time.Now().Add(s.opTimeout)
-	backoff := 5 * time.Millisecond
-	busyRetries := 0
+	busyRetries, resends := 0, 0
 	for {
 		ack, err := s.send(ctx, id, ops)
-		var aerr *apiError
 		switch {
 		case err == nil && ack.Error == nil:
 			return revisions(ops, ack.Seq), nil
 
-		case err == nil && ack.Error.ErrCode == errCodeBatchDuplicate:
+		case err == nil && ack.Error.ErrorCode == jsapi.CodeBatchDuplicate:
 			// An earlier attempt of this very commit was applied.
 			return s.resolveApplied(ctx, id, ops)
 
-		case err == nil && (ack.Error.ErrCode == errCodeWrongLastSeq || ack.Error.ErrCode == errCodeWrongLastSeqBusy):
-			busy := ack.Error.ErrCode == errCodeWrongLastSeqBusy
+		case err == nil && (ack.Error.ErrorCode == jsapi.CodeWrongLastSequence || ack.Error.ErrorCode == jsapi.CodeWrongLastSequenceConstant):
+			busy := ack.Error.ErrorCode == jsapi.CodeWrongLastSequenceConstant
 			if busy && busyRetries < 3 && !uncertain {
 				// Another commit on one of our keys is in flight; it may
 				// have only validated the key. Try the same commit again.
 				busyRetries++
-				if err := sleep(ctx, jitter(time.Duration(busyRetries)*2*time.Millisecond)); err != nil {
+				if err := jsapi.Sleep(ctx, jsapi.Jitter(time.Duration(busyRetries)*2*time.Millisecond)); err != nil {
 					return nil, err
 				}
 				continue
@@ -191,9 +193,8 @@ func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bo
 			}
 			return nil, s.conflict(ctx, ops, ack.Error, busy)
 
-		case err == nil && ack.Error.transient():
-			aerr = ack.Error
-			err = aerr
+		case err == nil && jsapi.IsTransient(ack.Error):
+			err = ack.Error
 
 		case err == nil:
 			return nil, ack.Error
@@ -201,7 +202,7 @@ func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bo
 		case errors.Is(err, nats.ErrNoResponders):
 			// Nobody took the request: nothing was written.
 
-		case ctx.Err() == nil && retryableNATS(ctx, err):
+		case ctx.Err() == nil && jsapi.IsTransient(err):
 			// The request may have reached the stream: from now on a
 			// conflict may be our own earlier write.
 			uncertain = true
@@ -212,20 +213,21 @@ func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bo
 			}
 			return nil, err
 		}
-		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+		wait := commitBackoff.Delay(resends)
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			if uncertain {
 				return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 			}
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		s.log.Debug("commit retry", "txn", id, "err", err, "uncertain", uncertain)
-		if serr := sleep(ctx, jitter(backoff)); serr != nil {
+		if serr := jsapi.Sleep(ctx, wait); serr != nil {
 			if uncertain {
 				return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, serr)
 			}
 			return nil, serr
 		}
-		backoff = min(2*backoff, 250*time.Millisecond)
+		resends++
 	}
 }
 
@@ -244,8 +246,8 @@ func revisions(ops []op, last uint64) map[string]uint64 {
 
 // send publishes the ops once: a single message as a plain publish, more
 // as an atomic batch under a fresh batch id.
-func (s *Store) send(ctx context.Context, id string, ops []op) (pubAck, error) {
-	var ack pubAck
+func (s *Store) send(ctx context.Context, id string, ops []op) (jsapi.PubAck, error) {
+	var ack jsapi.PubAck
 	actx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
 	if len(ops) == 1 {
@@ -255,8 +257,8 @@ func (s *Store) send(ctx context.Context, id string, ops []op) (pubAck, error) {
 		if err != nil {
 			return ack, err
 		}
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return ack, fmt.Errorf("decode publish ack: %w", err)
+		if ack, err = jsapi.ParsePubAck(resp.Data); err != nil {
+			return ack, fmt.Errorf("publish: %w", err)
 		}
 		return ack, nil
 	}
@@ -279,8 +281,8 @@ func (s *Store) send(ctx context.Context, id string, ops []op) (pubAck, error) {
 		if err != nil {
 			return ack, err
 		}
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return ack, fmt.Errorf("decode batch ack: %w", err)
+		if ack, err = jsapi.ParsePubAck(resp.Data); err != nil {
+			return ack, fmt.Errorf("batch commit: %w", err)
 		}
 	}
 	return ack, nil
@@ -294,16 +296,16 @@ func (s *Store) message(id string, o op) *nats.Msg {
 	}
 	switch o.kind {
 	case opPut:
-		m.Subject = s.subjPrefix + o.key
+		m.Subject = streams.KVSubject(s.bucket, o.key)
 		m.Data = o.value
 		m.Header.Set(HeaderTxnID, id)
 	case opDelete:
-		m.Subject = s.subjPrefix + o.key
+		m.Subject = streams.KVSubject(s.bucket, o.key)
 		m.Header.Set(hdrKVOperation, kvOpDelete)
 		m.Header.Set(HeaderTxnID, id)
 	case opCheck:
-		m.Subject = s.subjPrefix + MarkerKey
-		m.Header.Set(hdrExpectedLastSubjSeqSubj, s.subjPrefix+o.key)
+		m.Subject = streams.KVSubject(s.bucket, MarkerKey)
+		m.Header.Set(hdrExpectedLastSubjSeqSubj, streams.KVSubject(s.bucket, o.key))
 		m.Header.Set(hdrKVOperation, kvOpDelete)
 		m.Header.Set(hdrTTL, markerTTL)
 	}
@@ -346,7 +348,7 @@ func (s *Store) appliedBy(ctx context.Context, id string, ops []op) (map[string]
 // conflict builds the *ConflictError for a rejected commit. The server
 // names the revision it found but not the key, so the keys with an
 // expectation are read again, in batch order, to find the first that moved.
-func (s *Store) conflict(ctx context.Context, ops []op, e *apiError, busy bool) error {
+func (s *Store) conflict(ctx context.Context, ops []op, e *jetstream.APIError, busy bool) error {
 	var actual uint64
 	if i := strings.LastIndexByte(e.Description, ' '); i >= 0 {
 		actual, _ = strconv.ParseUint(e.Description[i+1:], 10, 64)

@@ -2,13 +2,14 @@ package txn
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/platform/platform/internal/jsapi"
 )
 
 // maxGroup bounds the transactions merged into one atomic batch.
@@ -183,7 +184,7 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 		msg.Header.Set(hdrMsgID, members[0].id)
 		var err error
 		if resp, err = s.nc.RequestMsgWithContext(actx, msg); err != nil {
-			fallback(retryableNATS(ctx, err))
+			fallback(ctx.Err() == nil && jsapi.IsTransient(err))
 			return
 		}
 	}
@@ -211,17 +212,20 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 			resp, err = s.nc.RequestMsgWithContext(actx, msg)
 			if err != nil {
 				// The commit may have reached the stream.
-				fallback(retryableNATS(ctx, err))
+				fallback(ctx.Err() == nil && jsapi.IsTransient(err))
 				return
 			}
 		}
 	}
-	var ack pubAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil || ack.Error != nil || ack.Seq < uint64(total) {
-		if err == nil && ack.Error == nil {
-			err = fmt.Errorf("batch acknowledged at sequence %d for %d messages", ack.Seq, total)
-		}
-		s.log.Debug("group commit refused, members commit alone", "members", len(members), "err", ackErr(err, ack))
+	ack, err := jsapi.ParsePubAck(resp.Data)
+	if err == nil {
+		err = ack.Err()
+	}
+	if err == nil && ack.Seq < uint64(total) {
+		err = fmt.Errorf("batch acknowledged at sequence %d for %d messages", ack.Seq, total)
+	}
+	if err != nil {
+		s.log.Debug("group commit refused, members commit alone", "members", len(members), "err", err)
 		fallback(false)
 		return
 	}
@@ -230,11 +234,4 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 		last += uint64(len(x.ops))
 		x.revs = revisions(x.ops, last)
 	}
-}
-
-func ackErr(err error, ack pubAck) any {
-	if err != nil {
-		return err
-	}
-	return ack.Error
 }

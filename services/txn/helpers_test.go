@@ -46,7 +46,7 @@ func (e *env) addBucket(t *testing.T, name string) *Store {
 		}
 	}
 	cfg.Name = streams.KVStream(name)
-	cfg.Subjects = []string{"$KV." + name + ".>"}
+	cfg.Subjects = []string{streams.KVSubject(name, ">")}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := streams.Provision(ctx, e.js, []jetstream.StreamConfig{cfg}, nil)

@@ -3,17 +3,17 @@ package txn
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/streams"
 )
 
@@ -54,19 +54,6 @@ const (
 	markerTTL  = "1s"
 )
 
-// JetStream API error codes the store branches on.
-const (
-	errCodeNoMessage          = 10037
-	errCodeWrongLastSeq       = 10071
-	errCodeWrongLastSeqBusy   = 10164
-	errCodeBatchDuplicate     = 10201
-	errCodeBatchIncomplete    = 10176
-	errCodeBatchTooMany       = 10210
-	errCodeDuplicateInProcess = 10158
-	errCodeClusterNotLeader   = 10009
-	errCodeClusterNotAvail    = 10008
-)
-
 // Entry is one key as a transaction read it.
 type Entry struct {
 	// Key is the key.
@@ -87,8 +74,6 @@ type Store struct {
 	nc             *nats.Conn
 	bucket         string
 	stream         string
-	subjPrefix     string
-	getSubject     string
 	log            *slog.Logger
 	maxKeys        int
 	maxValueBytes  int
@@ -151,8 +136,6 @@ func NewStore(nc *nats.Conn, opts ...Option) (*Store, error) {
 		s.log = slog.Default()
 	}
 	s.stream = streams.KVStream(s.bucket)
-	s.subjPrefix = "$KV." + s.bucket + "."
-	s.getSubject = "$JS.API.STREAM.MSG.GET." + s.stream
 	s.log = s.log.With("component", "txn")
 	return s, nil
 }
@@ -250,129 +233,33 @@ func (m storedMsg) entry(key string) Entry {
 	return e
 }
 
-type apiError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (status %d, error %d)", e.Description, e.Code, e.ErrCode)
-}
-
-// transient reports whether the error means the request was not handled
-// and may be retried: no leader, leader moving, batch lost in a leader
-// change, too many batches in flight.
-func (e *apiError) transient() bool {
-	switch e.ErrCode {
-	case errCodeBatchIncomplete, errCodeBatchTooMany, errCodeClusterNotLeader, errCodeClusterNotAvail, errCodeDuplicateInProcess:
-		return true
-	}
-	return e.Code == 503
-}
-
 // load fetches the last message of key's subject from the stream leader,
-// retrying while the stream is unavailable.
+// retrying while the stream is unavailable: each request is bounded by the
+// request timeout, the whole read by the operation timeout, after which
+// the last error is returned wrapped in ErrUnavailable.
 func (s *Store) load(ctx context.Context, key string) (storedMsg, error) {
-	body, _ := json.Marshal(struct {
-		LastBySubj string `json:"last_by_subj"`
-	}{s.subjPrefix + key})
-	var resp struct {
-		Message *struct {
-			Seq    uint64 `json:"seq"`
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *apiError `json:"error"`
-	}
+	req := jsapi.GetRequest{LastBySubject: streams.KVSubject(s.bucket, key)}
 	var out storedMsg
-	err := s.retry(ctx, func(actx context.Context) (bool, error) {
-		msg, err := s.nc.RequestWithContext(actx, s.getSubject, body)
-		if err != nil {
-			return retryableNATS(ctx, err), err
-		}
-		resp.Message, resp.Error = nil, nil
-		if err := json.Unmarshal(msg.Data, &resp); err != nil {
-			return false, fmt.Errorf("decode stream message: %w", err)
-		}
-		if resp.Error != nil {
-			if resp.Error.ErrCode == errCodeNoMessage {
-				out = storedMsg{}
-				return false, nil
-			}
-			return resp.Error.transient(), resp.Error
-		}
-		if resp.Message == nil {
-			return false, errors.New("empty stream message response")
-		}
-		out = storedMsg{found: true, seq: resp.Message.Seq, data: resp.Message.Data}
-		if len(resp.Message.Header) > 0 {
-			h, err := nats.DecodeHeadersMsg(resp.Message.Header)
-			if err != nil {
-				return false, fmt.Errorf("decode stream message headers: %w", err)
-			}
-			out.hdr = h
-		}
-		return false, nil
-	})
-	return out, err
-}
-
-// retry calls attempt with a per-request timeout until it succeeds, fails
-// for good (retryable false) or the operation timeout passes; then the last
-// error is returned wrapped in ErrUnavailable.
-func (s *Store) retry(ctx context.Context, attempt func(actx context.Context) (retryable bool, err error)) error {
-	deadline := time.Now().Add(s.opTimeout)
-	backoff := 10 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, s.requestTimeout)
-		retryable, err := attempt(actx)
-		cancel()
-		if err == nil {
+	err := jsapi.Retry{
+		Backoff:        jsapi.Backoff{Base: 10 * time.Millisecond, Max: 250 * time.Millisecond},
+		AttemptTimeout: s.requestTimeout,
+		Timeout:        s.opTimeout,
+	}.Do(ctx, func(ctx context.Context) error {
+		m, err := jsapi.GetMsg(ctx, s.nc, s.stream, req, jsapi.Leader)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			out = storedMsg{}
 			return nil
-		}
-		if !retryable {
+		case err != nil:
 			return err
 		}
-		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if err := sleep(ctx, jitter(backoff)); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		backoff = min(2*backoff, 250*time.Millisecond)
-	}
-}
-
-// retryableNATS reports whether a request error is worth retrying: the
-// request timed out or found no responder (no stream leader), and the
-// caller's context is still live.
-func retryableNATS(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+		out = storedMsg{found: true, seq: m.Seq, hdr: m.Header, data: m.Data}
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	})
+	if errors.Is(err, jsapi.ErrGaveUp) {
+		return storedMsg{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-}
-
-// jitter returns a random duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
+	return out, err
 }
 
 // newID returns a random transaction id (26 base32 characters).

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/streams"
 )
 
 // TestTxnSingleNode covers the library on a 1-node cluster: reads, own
@@ -150,7 +151,7 @@ func TestTxnSingleNode(t *testing.T) {
 		stream, err := e.js.Stream(ctx, "KV_STATE")
 		require.NoError(t, err)
 		clustertest.Eventually(t, 10*time.Second, func() error {
-			_, err := stream.GetLastMsgForSubject(ctx, "$KV.STATE."+MarkerKey)
+			_, err := stream.GetLastMsgForSubject(ctx, streams.KVSubject(streams.BucketState, MarkerKey))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
