@@ -2,6 +2,7 @@ package txnbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -63,6 +64,11 @@ func Increment(ctx context.Context, s *txn.Store, keys ...string) (int, error) {
 func KVIncrement(ctx context.Context, kv jetstream.KeyValue, key string) (int, error) {
 	for aborts := 0; ; aborts++ {
 		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && aborts <= 100 {
+			// KV reads go direct to any replica, which may not hold the
+			// seeding put yet: a stale read, retried like a conflict.
+			continue
+		}
 		if err != nil {
 			return aborts, err
 		}
