@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
@@ -53,6 +54,23 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			require.NoError(t, msgpack.Unmarshal(b, &generic))
 			require.Len(t, generic, len(tc.entries))
 		})
+	}
+}
+
+func TestEncodeEnvelope(t *testing.T) {
+	payloads := [][]byte{[]byte(`{"id":1}`), {}, bytes.Repeat([]byte("p"), 300)}
+	entries := make([]entry, len(payloads))
+	for i, d := range payloads {
+		entries[i] = entry{data: d}
+	}
+	b := EncodeEnvelope(payloads)
+	require.Equal(t, encodeEnvelope(entries), b, "the bytes the Publisher stores")
+	h := nats.Header{HeaderEnvelope: {envelopeVersion}, HeaderEnvelopeCount: {"3"}}
+	evs, err := Decode("events.x", 7, time.Time{}, h, b)
+	require.NoError(t, err)
+	require.Len(t, evs, len(payloads))
+	for i, ev := range evs {
+		require.Equal(t, payloads[i], ev.Data, "event %d", i)
 	}
 }
 
@@ -115,18 +133,24 @@ func TestCompression(t *testing.T) {
 	_, _ = rand.Read(noise)
 	for _, codec := range []Compression{S2, Zstd, Gzip} {
 		t.Run(codec.String(), func(t *testing.T) {
-			c := compress(codec, text)
+			c := codec.Compress(text)
 			require.NotNil(t, c, "compressible text is compressed")
 			require.Less(t, len(c), len(text))
 			d, err := decompress(codec.String(), c)
 			require.NoError(t, err)
 			require.Equal(t, text, d)
-			require.Nil(t, compress(codec, noise), "incompressible data is left as is")
+			d, err = codec.Decompress(c)
+			require.NoError(t, err)
+			require.Equal(t, text, d, "Decompress undoes Compress")
+			require.Nil(t, codec.Compress(noise), "incompressible data is left as is")
 			_, err = decompress(codec.String(), []byte("not compressed at all"))
 			require.Error(t, err)
 		})
 	}
-	_, err := decompress("brotli", text)
+	d, err := NoCompression.Decompress(text)
+	require.NoError(t, err)
+	require.Equal(t, text, d, "NoCompression leaves data as is")
+	_, err = decompress("brotli", text)
 	require.ErrorIs(t, err, ErrUnknownEncoding)
 	for _, s := range []string{"s2", "ZSTD", "gzip", "none"} {
 		_, err := ParseCompression(s)

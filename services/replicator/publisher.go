@@ -315,6 +315,10 @@ func (p *Publisher) Close(ctx context.Context) error {
 	return err
 }
 
+// MaxInFlight returns the pipeline depth in use: WithMaxInFlight's value,
+// or the default for the Publisher's mode.
+func (p *Publisher) MaxInFlight() int { return p.cfg.maxInFlight }
+
 func (p *Publisher) levelOf(m Message) Level {
 	if m.Level == LevelDefault {
 		return p.cfg.level
@@ -607,7 +611,7 @@ func (p *Publisher) single(e *pending) *unit {
 	h[jetstream.MsgIDHeader] = []string{e.msg.ID}
 	data := e.msg.Data
 	if p.cfg.compression != NoCompression && len(data) >= p.cfg.compressAbove && len(data) > 0 {
-		if c := compress(p.cfg.compression, data); c != nil {
+		if c := p.cfg.compression.Compress(data); c != nil {
 			p.m.compression.Observe(float64(len(data)) / float64(len(c)))
 			data = c
 			h[HeaderContentEncoding] = []string{p.cfg.compression.String()}
@@ -639,7 +643,7 @@ func (p *Publisher) envelope(subj string, evs []*pending) *unit {
 	}
 	data := buf
 	if p.cfg.compression != NoCompression && len(buf) >= p.cfg.compressAbove {
-		if c := compress(p.cfg.compression, buf); c != nil {
+		if c := p.cfg.compression.Compress(buf); c != nil {
 			p.m.compression.Observe(float64(len(buf)) / float64(len(c)))
 			data = c
 			h[HeaderContentEncoding] = []string{p.cfg.compression.String()}
