@@ -3,7 +3,6 @@ package replicator
 import (
 	"bytes"
 	"crypto/rand"
-	"fmt"
 	"testing"
 	"time"
 
@@ -158,36 +157,6 @@ func TestCompression(t *testing.T) {
 	}
 	_, err = ParseCompression("lz4")
 	require.ErrorIs(t, err, ErrUnknownEncoding)
-}
-
-func TestCheckTopic(t *testing.T) {
-	long := string(bytes.Repeat([]byte("a"), maxTokenBytes+1))
-	for _, tc := range []struct {
-		topic string
-		ok    bool
-	}{
-		{"orders", true},
-		{"orders.eu-west_1", true},
-		{"a:b=c@d~e", true},
-		{"", false},
-		{"orders..x", false},
-		{"orders.", false},
-		{"orders.*", false},
-		{"orders.>", false},
-		{"orders$", false},
-		{"ordérs", false},
-		{long, false},
-		{"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q", false},
-	} {
-		t.Run(fmt.Sprintf("%q", tc.topic), func(t *testing.T) {
-			err := checkTopic(tc.topic)
-			if tc.ok {
-				require.NoError(t, err)
-			} else {
-				require.Error(t, err)
-			}
-		})
-	}
 }
 
 func TestParsePubAck(t *testing.T) {
