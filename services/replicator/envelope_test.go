@@ -158,23 +158,3 @@ func TestCompression(t *testing.T) {
 	_, err = ParseCompression("lz4")
 	require.ErrorIs(t, err, ErrUnknownEncoding)
 }
-
-func TestParsePubAck(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want pubAck
-		ok   bool
-	}{
-		{`{"stream":"EVENTS","seq":42}`, pubAck{Stream: "EVENTS", Seq: 42}, true},
-		{`{"stream":"EVENTS","domain":"hub","seq":7,"duplicate":true}`, pubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}, true},
-		{`{"stream":"EVENTS","seq":7,"duplicate": true}`, pubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}, true},
-		{`{"error":{"code":503,"err_code":10008,"description":"x"},"stream":"EVENTS","seq":0}`, pubAck{}, false},
-		{`{"seq":1,"stream":"EVENTS"}`, pubAck{}, false},
-	} {
-		got, ok := parsePubAck([]byte(tc.in))
-		require.Equal(t, tc.ok, ok, tc.in)
-		if ok {
-			require.Equal(t, tc.want, got, tc.in)
-		}
-	}
-}

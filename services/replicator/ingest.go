@@ -404,7 +404,7 @@ func (s *Service) refuse(r *service.Request, err *service.Error) {
 
 // publishError maps a Publisher error to what a requester sees.
 func publishError(err error) *service.Error {
-	var ae *apiError
+	var ae *jetstream.APIError
 	switch {
 	case errors.Is(err, ErrBufferFull):
 		return service.Errorf(service.CodeUnavailable, "ingest is overloaded, retry later").With("reason", "buffer_full").With("retry_after_ms", 100)
@@ -418,7 +418,7 @@ func publishError(err error) *service.Error {
 		return service.Errorf(service.CodeTimeout, "%v", err).With("reason", "replicas_behind")
 	case errors.Is(err, ErrDeadline):
 		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "deadline")
-	case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500:
+	case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500: // the stream refused it for good
 		return service.Errorf(service.CodeBadRequest, "%v", err).With("reason", "rejected")
 	}
 	return service.Errorf(service.CodeInternal, "%v", err).With("reason", "internal")

@@ -1,9 +1,7 @@
 package replicator
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/internal/jsapi"
 )
 
 // Message is one event to publish.
@@ -685,40 +685,6 @@ func (p *Publisher) publishUnit(u *unit) {
 	}
 }
 
-// pubAck is JetStream's answer to a publish.
-type pubAck struct {
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate,omitempty"`
-	Error     *apiError `json:"error,omitempty"`
-}
-
-type apiError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("jetstream: %s (code %d, err_code %d)", e.Description, e.Code, e.ErrCode)
-}
-
-// retryable reports whether another attempt may succeed: the stream has no
-// leader for now, or the cluster is briefly unavailable.
-func (e *apiError) retryable() bool {
-	switch e.ErrCode {
-	case 10008, 10009, 10118, 10194: // cluster unavailable, not leader, stream offline
-		return true
-	}
-	return e.Code == 503
-}
-
-// errRetryable marks transport failures worth another attempt.
-type errRetryable struct{ err error }
-
-func (e errRetryable) Error() string { return e.err.Error() }
-func (e errRetryable) Unwrap() error { return e.err }
-
 var (
 	errAckTimeout   = errors.New("no acknowledgement within the ack timeout")
 	errNoResponders = errors.New("no stream leader is listening (503 no responders)")
@@ -737,64 +703,44 @@ func (p *Publisher) onAck(m *nats.Msg) {
 	if u == nil {
 		return // a late answer to an attempt already retried or finished
 	}
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		p.retry(u, errNoResponders)
-		return
-	}
-	pa, ok := parsePubAck(m.Data)
-	if !ok {
-		err = json.Unmarshal(m.Data, &pa)
-	}
+	pa, err := parseAck(m)
 	if err != nil {
-		p.retry(u, fmt.Errorf("bad acknowledgement %q: %w", m.Data, err))
-		return
-	}
-	if pa.Error != nil {
-		p.retry(u, pa.Error)
+		p.retry(u, err)
 		return
 	}
 	ack := Ack{Stream: pa.Stream, Seq: pa.Seq, Duplicate: pa.Duplicate && u.attempts == 1}
 	p.finish(u, ack, nil)
 }
 
-// parsePubAck reads the common successful PubAck,
-// {"stream":"EVENTS","seq":42} with an optional "domain" and
-// "duplicate":true, without reflection; anything else is left to
-// encoding/json (ok false).
-func parsePubAck(b []byte) (pubAck, bool) {
-	var pa pubAck
-	if bytes.Contains(b, []byte(`"error"`)) || !bytes.HasPrefix(b, []byte(`{"stream":"`)) {
-		return pa, false
+// parseAck reads the answer to one publish: a PubAck, an API error (a
+// *jetstream.APIError), no responders, or a body that is no answer.
+func parseAck(m *nats.Msg) (jsapi.PubAck, error) {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return jsapi.PubAck{}, errNoResponders
 	}
-	rest := b[len(`{"stream":"`):]
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
-		return pa, false
-	}
-	pa.Stream = string(rest[:end])
-	i := bytes.Index(rest, []byte(`"seq":`))
-	if i < 0 {
-		return pa, false
-	}
-	digits := rest[i+len(`"seq":`):]
-	n := 0
-	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
-		n++
-	}
-	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
+	pa, err := jsapi.ParsePubAck(m.Data)
 	if err != nil {
-		return pa, false
+		return jsapi.PubAck{}, fmt.Errorf("bad acknowledgement: %w", err)
 	}
-	pa.Seq = seq
-	pa.Duplicate = bytes.Contains(rest, []byte(`"duplicate":true`)) || bytes.Contains(rest, []byte(`"duplicate": true`))
-	return pa, true
+	if err := pa.Err(); err != nil {
+		return jsapi.PubAck{}, err
+	}
+	return pa, nil
 }
 
+// retryBackoff spaces the attempts of one stream message: 25ms doubling up
+// to 1s, jittered.
+var retryBackoff = jsapi.Backoff{Base: 25 * time.Millisecond, Max: time.Second}
+
 // retry publishes u again after a backoff, or fails it when the error is
-// permanent or the deadline would pass.
+// permanent or the deadline would pass. An API error is retried when
+// jsapi.IsTransient says another attempt may succeed; any other failure
+// (a lost ack, no responders, a connection hiccup) is retried unless the
+// connection is closed or the message can never be sent, since message
+// ids make a retry idempotent.
 func (p *Publisher) retry(u *unit, cause error) {
-	var ae *apiError
-	if errors.As(cause, &ae) && !ae.retryable() {
+	var ae *jetstream.APIError
+	if errors.As(cause, &ae) && !jsapi.IsTransient(cause) {
 		p.m.errors.WithLabelValues("rejected").Inc()
 		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w", u.msg.Subject, cause))
 		return
@@ -804,7 +750,7 @@ func (p *Publisher) retry(u *unit, cause error) {
 		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w", u.msg.Subject, cause))
 		return
 	}
-	backoff := min(25*time.Millisecond<<min(u.attempts-1, 6), time.Second)
+	backoff := retryBackoff.Delay(u.attempts - 1)
 	if time.Since(u.first)+backoff > p.cfg.retryDeadline {
 		p.m.errors.WithLabelValues("deadline").Inc()
 		p.finish(u, Ack{}, fmt.Errorf("publish %s after %d attempts: %w: %w", u.msg.Subject, u.attempts, ErrDeadline, cause))
@@ -842,7 +788,7 @@ func (p *Publisher) sweepLoop() {
 			}
 			p.flightMu.Unlock()
 			for _, u := range expired {
-				p.retry(u, errRetryable{errAckTimeout})
+				p.retry(u, errAckTimeout)
 			}
 		}
 	}
