@@ -10,11 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/streams"
 )
 
@@ -192,10 +190,10 @@ func TestBackPressure(t *testing.T) {
 	// is retried; once the sender has taken it, nothing drains the buffer.
 	require.NoError(t, p.TryPublish(Message{Subject: "nostream.x", Data: make([]byte, 60)}, nil))
 	clustertest.Eventually(t, 5*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.buffered != 0 {
-			return fmt.Errorf("%d bytes still buffered", p.buffered)
+		p.batches.mu.Lock()
+		defer p.batches.mu.Unlock()
+		if p.batches.buffered != 0 {
+			return fmt.Errorf("%d bytes still buffered", p.batches.buffered)
 		}
 		return nil
 	})
@@ -235,9 +233,9 @@ func TestMaxBatchesInFlight(t *testing.T) {
 				return
 			default:
 			}
-			p.flightMu.Lock()
-			most = max(most, len(p.inflight))
-			p.flightMu.Unlock()
+			p.flight.mu.Lock()
+			most = max(most, len(p.flight.inflight))
+			p.flight.mu.Unlock()
 			runtime.Gosched()
 		}
 	}()
@@ -256,46 +254,4 @@ func TestMaxBatchesInFlight(t *testing.T) {
 	require.Positive(t, most)
 	require.LessOrEqual(t, most, batch, "messages in flight never exceed one batch")
 	require.Len(t, readAll(t, e.js, n, WithFilter("events.batches")), n)
-}
-
-func TestParseAck(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		msg  *nats.Msg
-		want jsapi.PubAck
-		// When the answer is no ack: the code of the API error, or the
-		// error it wraps, or a part of its text.
-		code    jetstream.ErrorCode
-		is      error
-		message string
-	}{
-		{name: "ack", msg: &nats.Msg{Data: []byte(`{"stream":"EVENTS","seq":42}`)},
-			want: jsapi.PubAck{Stream: "EVENTS", Seq: 42}},
-		{name: "domain and duplicate", msg: &nats.Msg{Data: []byte(`{"stream":"EVENTS","domain":"hub","seq":7,"duplicate":true}`)},
-			want: jsapi.PubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}},
-		{name: "spaced duplicate", msg: &nats.Msg{Data: []byte(`{"stream":"EVENTS","seq":7,"duplicate": true}`)},
-			want: jsapi.PubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}},
-		{name: "fields in another order", msg: &nats.Msg{Data: []byte(`{"seq":1,"stream":"EVENTS"}`)},
-			want: jsapi.PubAck{Stream: "EVENTS", Seq: 1}},
-		{name: "api error", msg: &nats.Msg{Data: []byte(`{"error":{"code":503,"err_code":10008,"description":"x"},"stream":"EVENTS","seq":0}`)},
-			code: jsapi.CodeClusterNotAvail},
-		{name: "no responders", msg: &nats.Msg{Header: nats.Header{"Status": {"503"}}}, is: errNoResponders},
-		{name: "not an ack", msg: &nats.Msg{Data: []byte(`{}`)}, message: "bad acknowledgement"},
-		{name: "not json", msg: &nats.Msg{Data: []byte(`+OK`)}, message: "bad acknowledgement"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseAck(tc.msg)
-			switch {
-			case tc.code != 0:
-				require.True(t, jsapi.HasCode(err, tc.code), "got %v, want code %d", err, tc.code)
-			case tc.is != nil:
-				require.ErrorIs(t, err, tc.is)
-			case tc.message != "":
-				require.ErrorContains(t, err, tc.message)
-			default:
-				require.NoError(t, err)
-				require.Equal(t, tc.want, got)
-			}
-		})
-	}
 }
