@@ -8,6 +8,7 @@ import (
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/bench/target"
 	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/replicator/replicatorbench"
 )
 
 func init() {
@@ -16,7 +17,7 @@ func init() {
 
 func newBenchPublishCmd(f *benchFlags) *cobra.Command {
 	var (
-		o        replicator.BenchOptions
+		o        replicatorbench.Options
 		envelope bool
 	)
 	cmd := &cobra.Command{
@@ -30,7 +31,7 @@ events into envelopes (compared in events/s).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
-				return replicator.BenchPublish(ctx, t, envelope, o)
+				return replicatorbench.Publish(ctx, t, envelope, o)
 			})
 		},
 	}
@@ -43,7 +44,7 @@ events into envelopes (compared in events/s).`,
 
 func newBenchIngestCmd(f *benchFlags) *cobra.Command {
 	var (
-		o  replicator.BenchOptions
+		o  replicatorbench.Options
 		so replicator.Options
 	)
 	cmd := &cobra.Command{
@@ -56,7 +57,7 @@ answered at quorum by an ingest service instance started in this process.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
-				return replicator.BenchIngest(ctx, t, o, so)
+				return replicatorbench.Ingest(ctx, t, o, so)
 			})
 		},
 	}
@@ -80,7 +81,7 @@ func newBenchCompressCmd(f *benchFlags) *cobra.Command {
 one event at a time and as envelopes. Runs in this process; no cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			results, err := replicator.BenchCompress(events, size, per, f.progressOut())
+			results, err := replicatorbench.Compress(events, size, per, f.progressOut())
 			if perr := f.print(cmd, results...); perr != nil {
 				return perr
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // allWaiter holds events acknowledged at Quorum until every replica of
@@ -21,12 +22,26 @@ import (
 // event acknowledged before it was sent, so the check is shared by all
 // waiting events and polled only while some wait.
 type allWaiter struct {
-	p    *Publisher
+	allOptions
 	mu   sync.Mutex
 	wait []allItem
 	wake chan struct{}
+}
 
-	streams map[string]jetstream.Stream // owned by loop
+// allOptions is what an allWaiter is handed.
+type allOptions struct {
+	// info asks a stream's leader for the stream's info; only the
+	// waiter's loop calls it.
+	info func(ctx context.Context, stream string) (*jetstream.StreamInfo, error)
+	// resolve reports an event's outcome.
+	resolve func(e *pending, ack Ack, err error)
+	// deadline is how long events may wait for the replicas.
+	deadline time.Duration
+	// poll is the pause between two checks while events wait.
+	poll time.Duration
+	// failed counts failed events by reason; the waiter's is
+	// replicas_behind.
+	failed *prometheus.CounterVec
 }
 
 type allItem struct {
@@ -37,8 +52,26 @@ type allItem struct {
 	since  time.Time
 }
 
-func newAllWaiter(p *Publisher) *allWaiter {
-	return &allWaiter{p: p, wake: make(chan struct{}, 1), streams: map[string]jetstream.Stream{}}
+func newAllWaiter(o allOptions) *allWaiter {
+	return &allWaiter{allOptions: o, wake: make(chan struct{}, 1)}
+}
+
+// streamInfos returns an info function for an allWaiter that keeps one
+// handle per stream, so that each check costs one request. Like the
+// waiter's loop that calls it, it is not safe for concurrent use.
+func streamInfos(js jetstream.JetStream) func(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
+	handles := map[string]jetstream.Stream{}
+	return func(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+		s, ok := handles[name]
+		if !ok {
+			var err error
+			if s, err = js.Stream(ctx, name); err != nil {
+				return nil, err
+			}
+			handles[name] = s
+		}
+		return s.Info(ctx)
+	}
 }
 
 func (a *allWaiter) add(stream string, seq uint64, events []*pending, acks []Ack) {
@@ -51,9 +84,9 @@ func (a *allWaiter) add(stream string, seq uint64, events []*pending, acks []Ack
 	}
 }
 
-func (a *allWaiter) loop() {
-	defer a.p.wg.Done()
-	t := time.NewTicker(a.p.cfg.allPoll)
+// loop checks while events wait, until stop is closed.
+func (a *allWaiter) loop(stop <-chan struct{}) {
+	t := time.NewTicker(a.poll)
 	defer t.Stop()
 	for {
 		a.mu.Lock()
@@ -61,14 +94,14 @@ func (a *allWaiter) loop() {
 		a.mu.Unlock()
 		if n == 0 {
 			select {
-			case <-a.p.stop:
+			case <-stop:
 				return
 			case <-a.wake:
 			}
 		}
 		a.check()
 		select {
-		case <-a.p.stop:
+		case <-stop:
 			return
 		case <-t.C:
 		}
@@ -97,12 +130,12 @@ func (a *allWaiter) check() {
 		switch {
 		case err == nil:
 			for i, e := range it.events {
-				a.p.resolve(e, it.acks[i], nil)
+				a.resolve(e, it.acks[i], nil)
 			}
-		case time.Since(it.since) > a.p.cfg.retryDeadline:
-			a.p.m.errors.WithLabelValues("replicas_behind").Inc()
+		case time.Since(it.since) > a.deadline:
+			a.failed.WithLabelValues("replicas_behind").Inc()
 			for i, e := range it.events {
-				a.p.resolve(e, it.acks[i], fmt.Errorf("stream %s seq %d: %w: %v", it.stream, it.seq, ErrReplicasBehind, err))
+				a.resolve(e, it.acks[i], fmt.Errorf("stream %s seq %d: %w: %v", it.stream, it.seq, ErrReplicasBehind, err))
 			}
 		default:
 			keep = append(keep, it)
@@ -119,16 +152,7 @@ func (a *allWaiter) check() {
 func (a *allWaiter) caughtUp(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	s, ok := a.streams[name]
-	if !ok {
-		var err error
-		s, err = a.p.js.Stream(ctx, name)
-		if err != nil {
-			return fmt.Errorf("stream info %s: %w", name, err)
-		}
-		a.streams[name] = s
-	}
-	info, err := s.Info(ctx)
+	info, err := a.info(ctx, name)
 	if err != nil {
 		return fmt.Errorf("stream info %s: %w", name, err)
 	}
@@ -169,7 +193,7 @@ func (a *allWaiter) failAll(err error) {
 	a.mu.Unlock()
 	for _, it := range items {
 		for i, e := range it.events {
-			a.p.resolve(e, it.acks[i], err)
+			a.resolve(e, it.acks[i], err)
 		}
 	}
 }

@@ -88,9 +88,10 @@ var (
 	}}
 )
 
-// compress returns data compressed with c, or nil when c is NoCompression
-// or the result would not be smaller than data.
-func compress(c Compression, data []byte) []byte {
+// Compress returns data compressed with c, or nil when c is NoCompression
+// or the result would not be smaller than data: the Publisher then stores
+// data as it is, without a Content-Encoding.
+func (c Compression) Compress(data []byte) []byte {
 	var out []byte
 	switch c {
 	case S2:
@@ -118,6 +119,15 @@ func compress(c Compression, data []byte) []byte {
 		return nil
 	}
 	return out
+}
+
+// Decompress undoes c (NoCompression returns data unchanged). Like a
+// Reader, it refuses output beyond 64 MiB.
+func (c Compression) Decompress(data []byte) ([]byte, error) {
+	if c == NoCompression {
+		return data, nil
+	}
+	return decompress(c.String(), data)
 }
 
 // decompress undoes the Content-Encoding enc. An empty enc returns data

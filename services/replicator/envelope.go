@@ -32,6 +32,22 @@ type entry struct {
 	header nats.Header
 }
 
+// EncodeEnvelope returns the envelope of payloads (events without headers)
+// as the Publisher stores it, before compression. Stored with the headers
+// HeaderEnvelope: 1 and HeaderEnvelopeCount: len(payloads), Decode and a
+// Reader unpack it.
+func EncodeEnvelope(payloads [][]byte) []byte {
+	n := 5
+	for _, d := range payloads {
+		n += entrySize(d, nil)
+	}
+	b := appendEnvelopeHeader(make([]byte, 0, n), len(payloads))
+	for _, d := range payloads {
+		b = appendEntry(b, d, nil)
+	}
+	return b
+}
+
 // appendEnvelopeHeader appends the array header for n events.
 func appendEnvelopeHeader(b []byte, n int) []byte { return appendArrayLen(b, n) }
 

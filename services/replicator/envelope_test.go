@@ -3,8 +3,8 @@ package replicator
 import (
 	"bytes"
 	"crypto/rand"
-	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
@@ -53,6 +53,23 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			require.NoError(t, msgpack.Unmarshal(b, &generic))
 			require.Len(t, generic, len(tc.entries))
 		})
+	}
+}
+
+func TestEncodeEnvelope(t *testing.T) {
+	payloads := [][]byte{[]byte(`{"id":1}`), {}, bytes.Repeat([]byte("p"), 300)}
+	entries := make([]entry, len(payloads))
+	for i, d := range payloads {
+		entries[i] = entry{data: d}
+	}
+	b := EncodeEnvelope(payloads)
+	require.Equal(t, encodeEnvelope(entries), b, "the bytes the Publisher stores")
+	h := nats.Header{HeaderEnvelope: {envelopeVersion}, HeaderEnvelopeCount: {"3"}}
+	evs, err := Decode("events.x", 7, time.Time{}, h, b)
+	require.NoError(t, err)
+	require.Len(t, evs, len(payloads))
+	for i, ev := range evs {
+		require.Equal(t, payloads[i], ev.Data, "event %d", i)
 	}
 }
 
@@ -115,18 +132,24 @@ func TestCompression(t *testing.T) {
 	_, _ = rand.Read(noise)
 	for _, codec := range []Compression{S2, Zstd, Gzip} {
 		t.Run(codec.String(), func(t *testing.T) {
-			c := compress(codec, text)
+			c := codec.Compress(text)
 			require.NotNil(t, c, "compressible text is compressed")
 			require.Less(t, len(c), len(text))
 			d, err := decompress(codec.String(), c)
 			require.NoError(t, err)
 			require.Equal(t, text, d)
-			require.Nil(t, compress(codec, noise), "incompressible data is left as is")
+			d, err = codec.Decompress(c)
+			require.NoError(t, err)
+			require.Equal(t, text, d, "Decompress undoes Compress")
+			require.Nil(t, codec.Compress(noise), "incompressible data is left as is")
 			_, err = decompress(codec.String(), []byte("not compressed at all"))
 			require.Error(t, err)
 		})
 	}
-	_, err := decompress("brotli", text)
+	d, err := NoCompression.Decompress(text)
+	require.NoError(t, err)
+	require.Equal(t, text, d, "NoCompression leaves data as is")
+	_, err = decompress("brotli", text)
 	require.ErrorIs(t, err, ErrUnknownEncoding)
 	for _, s := range []string{"s2", "ZSTD", "gzip", "none"} {
 		_, err := ParseCompression(s)
@@ -134,54 +157,4 @@ func TestCompression(t *testing.T) {
 	}
 	_, err = ParseCompression("lz4")
 	require.ErrorIs(t, err, ErrUnknownEncoding)
-}
-
-func TestCheckTopic(t *testing.T) {
-	long := string(bytes.Repeat([]byte("a"), maxTokenBytes+1))
-	for _, tc := range []struct {
-		topic string
-		ok    bool
-	}{
-		{"orders", true},
-		{"orders.eu-west_1", true},
-		{"a:b=c@d~e", true},
-		{"", false},
-		{"orders..x", false},
-		{"orders.", false},
-		{"orders.*", false},
-		{"orders.>", false},
-		{"orders$", false},
-		{"ordérs", false},
-		{long, false},
-		{"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q", false},
-	} {
-		t.Run(fmt.Sprintf("%q", tc.topic), func(t *testing.T) {
-			err := checkTopic(tc.topic)
-			if tc.ok {
-				require.NoError(t, err)
-			} else {
-				require.Error(t, err)
-			}
-		})
-	}
-}
-
-func TestParsePubAck(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want pubAck
-		ok   bool
-	}{
-		{`{"stream":"EVENTS","seq":42}`, pubAck{Stream: "EVENTS", Seq: 42}, true},
-		{`{"stream":"EVENTS","domain":"hub","seq":7,"duplicate":true}`, pubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}, true},
-		{`{"stream":"EVENTS","seq":7,"duplicate": true}`, pubAck{Stream: "EVENTS", Seq: 7, Duplicate: true}, true},
-		{`{"error":{"code":503,"err_code":10008,"description":"x"},"stream":"EVENTS","seq":0}`, pubAck{}, false},
-		{`{"seq":1,"stream":"EVENTS"}`, pubAck{}, false},
-	} {
-		got, ok := parsePubAck([]byte(tc.in))
-		require.Equal(t, tc.ok, ok, tc.in)
-		if ok {
-			require.Equal(t, tc.want, got, tc.in)
-		}
-	}
 }

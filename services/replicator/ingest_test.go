@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 // startIngest runs an ingest service on its own connection until the test
@@ -170,7 +172,7 @@ func TestIngestBadInput(t *testing.T) {
 		{"oversize event", "ingest.x", make([]byte, 2048), nil, service.CodeTooLarge},
 		{"empty event", "ingest.x", nil, nil, service.CodeBadRequest},
 		{"invalid token character", "ingest.or$ders", []byte("{}"), nil, service.CodeBadRequest},
-		{"token too long", "ingest." + strings.Repeat("a", maxTokenBytes+1), []byte("{}"), nil, service.CodeBadRequest},
+		{"token too long", "ingest." + strings.Repeat("a", streams.MaxTokenBytes+1), []byte("{}"), nil, service.CodeBadRequest},
 		{"too many tokens", "ingest." + strings.Repeat("a.", 16) + "a", []byte("{}"), nil, service.CodeBadRequest},
 		{"unknown consistency level", "ingest.x", []byte("{}"), nats.Header{HeaderConsistency: {"eventual"}}, service.CodeBadRequest},
 		{"reserved header", "ingest.x", []byte("{}"), nats.Header{"Content-Encoding": {"gzip"}}, service.CodeBadRequest},
@@ -265,4 +267,37 @@ func TestIngestRateLimit(t *testing.T) {
 		return nil
 	})
 	require.GreaterOrEqual(t, counterValue(t, reg, "platform_replicator_errors_total", "rate_limited"), 3.0)
+}
+
+// TestIngestTopics: the topics the ingest service takes, as streams
+// checks them for it.
+func TestIngestTopics(t *testing.T) {
+	long := string(bytes.Repeat([]byte("a"), streams.MaxTokenBytes+1))
+	for _, tc := range []struct {
+		topic string
+		ok    bool
+	}{
+		{"orders", true},
+		{"orders.eu-west_1", true},
+		{"a:b=c@d~e", true},
+		{"", false},
+		{"orders..x", false},
+		{"orders.", false},
+		{"orders.*", false},
+		{"orders.>", false},
+		{"orders$", false},
+		{"ordérs", false},
+		{long, false},
+		{"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q", false},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.topic), func(t *testing.T) {
+			topic, err := streams.IngestTopic(streams.IngestSubject(tc.topic))
+			if tc.ok {
+				require.NoError(t, err)
+				require.Equal(t, tc.topic, topic)
+			} else {
+				require.ErrorIs(t, err, streams.ErrBadSubject)
+			}
+		})
+	}
 }

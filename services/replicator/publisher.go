@@ -1,16 +1,11 @@
 package replicator
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,79 +76,26 @@ func (f *Future) Wait(ctx context.Context) (Ack, error) {
 	}
 }
 
-// pending is one accepted event until its outcome.
-type pending struct {
-	msg      Message
-	level    Level
-	size     int
-	accepted time.Time
-	fut      *Future
-	done     func(Ack, error)
-	ep       *epoch
-}
-
-// unit is one stream message in flight: one event or an envelope.
-type unit struct {
-	key      uint64
-	msg      *nats.Msg
-	events   []*pending
-	envelope bool
-	first    time.Time
-	sent     time.Time
-	attempts int
-	// group is the batch the unit was sent with, when batches in flight
-	// are capped.
-	group *sendGroup
-}
-
-// sendGroup counts the units of one batch still in flight; the last to
-// settle frees the batch's slot.
-type sendGroup struct{ left atomic.Int32 }
-
-// batch is a group of accepted events sent together.
-type batch struct {
-	events []*pending
-	bytes  int
-	first  time.Time
-}
-
 // Publisher publishes events to JetStream in batches, with a bounded
 // pipeline of acknowledgements, compression and idempotent retries. It is
 // safe for concurrent use. Make one with NewPublisher and Close it.
+//
+// An event goes through four parts: the batcher accepts it and groups it
+// with others (batcher.go), the packer turns each batch into stream
+// messages (pack.go), the flight tracker publishes them and matches their
+// acks, retrying as needed (flight.go), and at level All the allWaiter
+// holds the events until every replica has them (all.go).
 type Publisher struct {
-	nc  *nats.Conn
-	js  jetstream.JetStream
 	cfg config
 	log *slog.Logger
 	m   *metrics
+	// latency caches the per-level ack latency series, indexed by Level.
+	latency [All + 1]prometheus.Observer
 
-	idPrefix    string
-	replyPrefix string
-	maxEvent    int
-	sub         *nats.Subscription
-	slots       chan struct{}
-	batchSlots  chan struct{} // nil: batches in flight are not capped
-	nextKey     atomic.Uint64
-	all         *allWaiter
-	// levelMetrics caches the per-level series, indexed by Level.
-	levelMetrics [All + 1]struct {
-		in      prometheus.Counter
-		latency prometheus.Observer
-	}
-
-	mu       sync.Mutex
-	open     *batch
-	sealed   []*batch
-	buffered int
-	bufWait  chan struct{}
-	closed   bool
-	flushNow bool
-	ep       *epoch
-	epochs   []*epoch
-	wake     chan struct{}
-
-	flightMu sync.Mutex
-	inflight map[uint64]*unit
+	batches *batcher
+	packer  *packer
+	flight  *flight
+	all     *allWaiter
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -190,40 +132,52 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 		return nil, fmt.Errorf("new publisher: max batch bytes %d must stay below the server's max payload %d", cfg.maxBatchBytes, maxPayload)
 	}
 	p := &Publisher{
-		nc:          nc,
-		js:          js,
-		cfg:         cfg,
-		log:         cfg.logger.With("component", "replicator.publisher"),
-		m:           newMetrics(cfg.registerer),
-		idPrefix:    nuid.Next() + ".",
-		replyPrefix: nc.NewInbox() + ".",
-		maxEvent:    maxPayload - 1024,
-		slots:       make(chan struct{}, cfg.maxInFlight),
-		open:        &batch{},
-		ep:          newEpoch(),
-		wake:        make(chan struct{}, 1),
-		inflight:    make(map[uint64]*unit, cfg.maxInFlight),
-		stop:        make(chan struct{}),
-	}
-	if cfg.maxBatches > 0 {
-		p.batchSlots = make(chan struct{}, cfg.maxBatches)
+		cfg:  cfg,
+		log:  cfg.logger.With("component", "replicator.publisher"),
+		m:    newMetrics(cfg.registerer),
+		stop: make(chan struct{}),
 	}
 	for l := Async; l <= All; l++ {
-		p.levelMetrics[l].in = p.m.eventsIn.WithLabelValues(l.String())
-		p.levelMetrics[l].latency = p.m.ackLatency.WithLabelValues(l.String())
+		p.latency[l] = p.m.ackLatency.WithLabelValues(l.String())
 	}
-	sub, err := nc.Subscribe(p.replyPrefix+"*", p.onAck)
+	replyPrefix := nc.NewInbox() + "."
+	p.batches = newBatcher(cfg, p.m)
+	p.packer = &packer{
+		envelope:      cfg.envelope,
+		compression:   cfg.compression,
+		compressAbove: cfg.compressAbove,
+		maxEvent:      maxPayload - 1024,
+		idPrefix:      nuid.Next() + ".",
+		replyPrefix:   replyPrefix,
+		ratios:        p.m.compression,
+	}
+	p.all = newAllWaiter(allOptions{
+		info:     streamInfos(js),
+		resolve:  p.resolve,
+		deadline: cfg.retryDeadline,
+		poll:     cfg.allPoll,
+		failed:   p.m.errors,
+	})
+	flight, err := newFlight(nc, flightOptions{
+		replyPrefix:   replyPrefix,
+		maxInFlight:   cfg.maxInFlight,
+		maxBatches:    cfg.maxBatches,
+		ackTimeout:    cfg.ackTimeout,
+		retryDeadline: cfg.retryDeadline,
+		burst:         max(1, cfg.maxInFlight/cfg.burstDiv),
+		m:             p.m,
+		log:           p.log,
+		stop:          p.stop,
+		settled:       p.complete,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("new publisher: subscribe to acks: %w", err)
+		return nil, fmt.Errorf("new publisher: %w", err)
 	}
-	// Acks are bounded by the pipeline depth; never drop one as a slow consumer.
-	_ = sub.SetPendingLimits(-1, -1)
-	p.sub = sub
-	p.all = newAllWaiter(p)
+	p.flight = flight
 	p.wg.Add(3)
-	go p.sendLoop()
-	go p.sweepLoop()
-	go p.all.loop()
+	go func() { defer p.wg.Done(); p.sendLoop() }()
+	go func() { defer p.wg.Done(); p.flight.sweepLoop() }()
+	go func() { defer p.wg.Done(); p.all.loop(p.stop) }()
 	return p, nil
 }
 
@@ -268,23 +222,7 @@ func (p *Publisher) TryPublish(m Message, done func(Ack, error)) error {
 // Flush sends what is buffered without lingering and waits until every
 // event accepted before the call has its outcome, or ctx ends.
 func (p *Publisher) Flush(ctx context.Context) error {
-	p.mu.Lock()
-	p.flushNow = true
-	old := p.ep
-	p.ep = newEpoch()
-	old.seal()
-	wait := append(p.epochs[:0:0], p.epochs...)
-	wait = append(wait, old)
-	live := p.epochs[:0]
-	for _, e := range wait {
-		if !e.finished() {
-			live = append(live, e)
-		}
-	}
-	p.epochs = live
-	p.mu.Unlock()
-	p.signal()
-	for _, e := range wait {
+	for _, e := range p.batches.flush() {
 		select {
 		case <-e.done:
 		case <-ctx.Done():
@@ -298,22 +236,20 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // then stops. Events still without an outcome when ctx ends fail with
 // ErrClosed. Close may be called more than once.
 func (p *Publisher) Close(ctx context.Context) error {
-	p.mu.Lock()
-	p.closed = true
-	if p.bufWait != nil {
-		close(p.bufWait)
-		p.bufWait = nil
-	}
-	p.mu.Unlock()
+	p.batches.close()
 	err := p.Flush(ctx)
 	p.stopOnce.Do(func() {
 		close(p.stop)
 		p.wg.Wait()
-		_ = p.sub.Unsubscribe()
+		p.flight.close()
 		p.failAll(ErrClosed)
 	})
 	return err
 }
+
+// MaxInFlight returns the pipeline depth in use: WithMaxInFlight's value,
+// or the default for the Publisher's mode.
+func (p *Publisher) MaxInFlight() int { return p.cfg.maxInFlight }
 
 func (p *Publisher) levelOf(m Message) Level {
 	if m.Level == LevelDefault {
@@ -322,14 +258,7 @@ func (p *Publisher) levelOf(m Message) Level {
 	return m.Level
 }
 
-func (p *Publisher) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// enqueue validates m and adds it to the open batch.
+// enqueue validates m and hands it to the batcher.
 func (p *Publisher) enqueue(ctx context.Context, m Message, wait bool, f *Future, done func(Ack, error)) error {
 	if !validSubject(m.Subject) {
 		return fmt.Errorf("publish %q: %w", m.Subject, ErrInvalidSubject)
@@ -338,524 +267,43 @@ func (p *Publisher) enqueue(ctx context.Context, m Message, wait bool, f *Future
 	if level < Async || level > All {
 		return fmt.Errorf("publish %s: %w: %d", m.Subject, ErrUnknownLevel, level)
 	}
-	size := len(m.Data)
-	for k, vs := range m.Header {
-		if strings.EqualFold(k, HeaderContentEncoding) || strings.HasPrefix(strings.ToLower(k), "platform-envelope") {
-			return fmt.Errorf("publish %s: %w: %s", m.Subject, ErrReservedHeader, k)
-		}
-		size += len(k) + 4
-		for _, v := range vs {
-			size += len(v) + 2
-		}
-		if m.ID == "" && k == jetstream.MsgIDHeader && len(vs) > 0 {
-			m.ID = vs[0]
-		}
+	size, err := p.packer.check(&m)
+	if err != nil {
+		return err
 	}
-	if size+len(m.Subject)+len(m.ID) > p.maxEvent {
-		return fmt.Errorf("publish %s: %w: %d bytes, the limit is %d", m.Subject, ErrTooLarge, size, p.maxEvent)
-	}
-	pe := &pending{msg: m, level: level, size: size, fut: f, done: done}
-	p.mu.Lock()
-	for !p.closed && p.buffered > 0 && p.buffered+size > p.cfg.maxBuffered {
-		if !wait {
-			p.mu.Unlock()
-			return fmt.Errorf("publish %s: %w", m.Subject, ErrBufferFull)
-		}
-		if p.bufWait == nil {
-			p.bufWait = make(chan struct{})
-		}
-		ch := p.bufWait
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("publish %s: waiting for buffer space: %w", m.Subject, ctx.Err())
-		}
-		p.mu.Lock()
-	}
-	if p.closed {
-		p.mu.Unlock()
-		return fmt.Errorf("publish %s: %w", m.Subject, ErrClosed)
-	}
-	now := time.Now()
-	pe.accepted = now
-	pe.ep = p.ep
-	p.ep.add()
-	b := p.open
-	if len(b.events) > 0 && (len(b.events) >= p.cfg.maxBatchEvents || b.bytes+size > p.cfg.maxBatchBytes) {
-		p.sealed = append(p.sealed, b)
-		b = &batch{}
-		p.open = b
-	}
-	if len(b.events) == 0 {
-		b.first = now
-	}
-	b.events = append(b.events, pe)
-	b.bytes += size
-	p.buffered += size
-	p.mu.Unlock()
-	p.levelMetrics[level].in.Inc()
-	p.signal()
-	return nil
+	return p.batches.add(ctx, &pending{msg: m, level: level, size: size, fut: f, done: done}, wait)
 }
 
-// takeBatch returns the next batch to send, waiting for one (and for the
-// linger time) until the Publisher stops.
-func (p *Publisher) takeBatch() *batch {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		p.mu.Lock()
-		var b *batch
-		var lingerLeft time.Duration
-		switch {
-		case len(p.sealed) > 0:
-			b = p.sealed[0]
-			p.sealed[0] = nil
-			p.sealed = p.sealed[1:]
-		case len(p.open.events) > 0:
-			lingerLeft = p.cfg.linger - time.Since(p.open.first)
-			if lingerLeft <= 0 || p.flushNow || p.closed {
-				b = p.open
-				p.open = &batch{}
-			}
-		default:
-			p.flushNow = false
-		}
-		if b != nil {
-			p.buffered -= b.bytes
-			if p.bufWait != nil {
-				close(p.bufWait)
-				p.bufWait = nil
-			}
-			p.mu.Unlock()
-			return b
-		}
-		p.mu.Unlock()
-		var tc <-chan time.Time
-		if lingerLeft > 0 {
-			if timer == nil {
-				timer = time.NewTimer(lingerLeft)
-			} else {
-				timer.Reset(lingerLeft)
-			}
-			tc = timer.C
-		}
-		select {
-		case <-p.wake:
-		case <-tc:
-		case <-p.stop:
-			return nil
-		}
-	}
-}
-
-// acquire takes a pipeline slot, or reports false when the Publisher stops.
-func (p *Publisher) acquire() bool {
-	select {
-	case p.slots <- struct{}{}:
-		p.m.inFlightMsgs.Inc()
-		return true
-	case <-p.stop:
-		return false
-	}
-}
-
-func (p *Publisher) release() {
-	<-p.slots
-	p.m.inFlightMsgs.Dec()
-}
-
-// acquireBatch takes a batch slot when batches in flight are capped, or
-// reports false when the Publisher stops.
-func (p *Publisher) acquireBatch() bool {
-	if p.batchSlots == nil {
-		return true
-	}
-	select {
-	case p.batchSlots <- struct{}{}:
-		return true
-	case <-p.stop:
-		return false
-	}
-}
-
-func (p *Publisher) releaseBatch() {
-	if p.batchSlots != nil {
-		<-p.batchSlots
-	}
-}
-
-// sendLoop takes batches and publishes them. It takes a batch slot (when
-// batches in flight are capped) and a pipeline slot before it takes a
-// batch, so while either is full the open batch keeps growing: the group
-// commit.
+// sendLoop takes batches, packs them and publishes them. It takes a batch
+// slot (when batches in flight are capped) and a pipeline slot before it
+// takes a batch, so while either is full the open batch keeps growing: the
+// group commit.
 func (p *Publisher) sendLoop() {
-	defer p.wg.Done()
 	for {
-		if !p.acquireBatch() {
+		if !p.flight.acquireBatch() {
 			return
 		}
-		if !p.acquire() {
-			p.releaseBatch()
+		if !p.flight.acquire() {
+			p.flight.releaseBatch()
 			return
 		}
-		b := p.takeBatch()
+		b := p.batches.take(p.stop)
 		if b == nil {
-			p.release()
-			p.releaseBatch()
+			p.flight.release()
+			p.flight.releaseBatch()
 			return
 		}
 		p.m.batchesOut.Inc()
 		p.m.batchEvents.Observe(float64(len(b.events)))
-		units := p.pack(b)
-		if p.batchSlots != nil {
-			g := &sendGroup{}
-			g.left.Store(int32(len(units)))
-			for _, u := range units {
-				u.group = g
-			}
-		}
-		// Send in bursts: take the slots for a group of messages first,
-		// then write them back to back. The stream leader then proposes
-		// them to RAFT together (one append, one fsync per replica)
-		// instead of one by one as acks trickle back.
-		burst := max(1, p.cfg.maxInFlight/p.cfg.burstDiv)
-		held := 1
-		for i := 0; i < len(units); {
-			n := min(burst, len(units)-i)
-			for held < n {
-				if !p.acquire() {
-					for range held {
-						p.release()
-					}
-					for _, rest := range units[i:] {
-						p.settle(rest, Ack{}, ErrClosed, false)
-					}
-					return
-				}
-				held++
-			}
-			now := time.Now()
-			for _, u := range units[i : i+n] {
-				u.first = now
-				p.publishUnit(u)
-			}
-			i += n
-			held = 0
-		}
-	}
-}
-
-// pack turns a batch into stream messages.
-func (p *Publisher) pack(b *batch) []*unit {
-	if !p.cfg.envelope {
-		units := make([]*unit, 0, len(b.events))
-		for _, e := range b.events {
-			units = append(units, p.single(e))
-		}
-		return units
-	}
-	// Group by subject, keeping arrival order within a subject.
-	var units []*unit
-	groups := make(map[string][]*pending)
-	var order []string
-	for _, e := range b.events {
-		if e.msg.ID != "" || hasNatsHeader(e.msg.Header) {
-			units = append(units, p.single(e))
-			continue
-		}
-		if _, ok := groups[e.msg.Subject]; !ok {
-			order = append(order, e.msg.Subject)
-		}
-		groups[e.msg.Subject] = append(groups[e.msg.Subject], e)
-	}
-	for _, subj := range order {
-		evs := groups[subj]
-		if len(evs) == 1 {
-			units = append(units, p.single(evs[0]))
-			continue
-		}
-		units = append(units, p.envelope(subj, evs))
-	}
-	return units
-}
-
-func hasNatsHeader(h nats.Header) bool {
-	for k := range h {
-		if len(k) > 5 && strings.EqualFold(k[:5], "nats-") {
-			return true
-		}
-	}
-	return false
-}
-
-// single makes the stream message of one event.
-func (p *Publisher) single(e *pending) *unit {
-	key := p.nextKey.Add(1)
-	if e.msg.ID == "" {
-		e.msg.ID = p.idPrefix + strconv.FormatUint(key, 36)
-	}
-	h := make(nats.Header, len(e.msg.Header)+2)
-	for k, v := range e.msg.Header {
-		h[k] = v
-	}
-	h[jetstream.MsgIDHeader] = []string{e.msg.ID}
-	data := e.msg.Data
-	if p.cfg.compression != NoCompression && len(data) >= p.cfg.compressAbove && len(data) > 0 {
-		if c := compress(p.cfg.compression, data); c != nil {
-			p.m.compression.Observe(float64(len(data)) / float64(len(c)))
-			data = c
-			h[HeaderContentEncoding] = []string{p.cfg.compression.String()}
-		}
-	}
-	return &unit{
-		key:    key,
-		events: []*pending{e},
-		msg:    &nats.Msg{Subject: e.msg.Subject, Reply: p.replyPrefix + strconv.FormatUint(key, 36), Header: h, Data: data},
-	}
-}
-
-// envelope packs events sharing a subject into one stream message.
-func (p *Publisher) envelope(subj string, evs []*pending) *unit {
-	key := p.nextKey.Add(1)
-	id := p.idPrefix + strconv.FormatUint(key, 36)
-	n := 5
-	for _, e := range evs {
-		n += entrySize(e.msg.Data, e.msg.Header)
-	}
-	buf := appendEnvelopeHeader(make([]byte, 0, n), len(evs))
-	for _, e := range evs {
-		buf = appendEntry(buf, e.msg.Data, e.msg.Header)
-	}
-	h := nats.Header{
-		jetstream.MsgIDHeader: []string{id},
-		HeaderEnvelope:        []string{envelopeVersion},
-		HeaderEnvelopeCount:   []string{strconv.Itoa(len(evs))},
-	}
-	data := buf
-	if p.cfg.compression != NoCompression && len(buf) >= p.cfg.compressAbove {
-		if c := compress(p.cfg.compression, buf); c != nil {
-			p.m.compression.Observe(float64(len(buf)) / float64(len(c)))
-			data = c
-			h[HeaderContentEncoding] = []string{p.cfg.compression.String()}
-		}
-	}
-	for i, e := range evs {
-		e.msg.ID = id + ":" + strconv.Itoa(i)
-	}
-	return &unit{
-		key:      key,
-		events:   evs,
-		envelope: true,
-		msg:      &nats.Msg{Subject: subj, Reply: p.replyPrefix + strconv.FormatUint(key, 36), Header: h, Data: data},
-	}
-}
-
-// publishUnit sends one attempt of u. The unit is registered before it is
-// sent so that an ack arriving at once finds it.
-func (p *Publisher) publishUnit(u *unit) {
-	select {
-	case <-p.stop:
-		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w", u.msg.Subject, ErrClosed))
-		return
-	default:
-	}
-	u.attempts++
-	u.sent = time.Now()
-	p.flightMu.Lock()
-	p.inflight[u.key] = u
-	p.flightMu.Unlock()
-	if err := p.nc.PublishMsg(u.msg); err != nil {
-		p.flightMu.Lock()
-		_, mine := p.inflight[u.key]
-		delete(p.inflight, u.key)
-		p.flightMu.Unlock()
-		if mine {
-			p.retry(u, fmt.Errorf("publish: %w", err))
-		}
-	}
-}
-
-// pubAck is JetStream's answer to a publish.
-type pubAck struct {
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate,omitempty"`
-	Error     *apiError `json:"error,omitempty"`
-}
-
-type apiError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("jetstream: %s (code %d, err_code %d)", e.Description, e.Code, e.ErrCode)
-}
-
-// retryable reports whether another attempt may succeed: the stream has no
-// leader for now, or the cluster is briefly unavailable.
-func (e *apiError) retryable() bool {
-	switch e.ErrCode {
-	case 10008, 10009, 10118, 10194: // cluster unavailable, not leader, stream offline
-		return true
-	}
-	return e.Code == 503
-}
-
-// errRetryable marks transport failures worth another attempt.
-type errRetryable struct{ err error }
-
-func (e errRetryable) Error() string { return e.err.Error() }
-func (e errRetryable) Unwrap() error { return e.err }
-
-var (
-	errAckTimeout   = errors.New("no acknowledgement within the ack timeout")
-	errNoResponders = errors.New("no stream leader is listening (503 no responders)")
-)
-
-// onAck handles every acknowledgement on the Publisher's inbox.
-func (p *Publisher) onAck(m *nats.Msg) {
-	key, err := strconv.ParseUint(m.Subject[len(p.replyPrefix):], 36, 64)
-	if err != nil {
-		return
-	}
-	p.flightMu.Lock()
-	u := p.inflight[key]
-	delete(p.inflight, key)
-	p.flightMu.Unlock()
-	if u == nil {
-		return // a late answer to an attempt already retried or finished
-	}
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		p.retry(u, errNoResponders)
-		return
-	}
-	pa, ok := parsePubAck(m.Data)
-	if !ok {
-		err = json.Unmarshal(m.Data, &pa)
-	}
-	if err != nil {
-		p.retry(u, fmt.Errorf("bad acknowledgement %q: %w", m.Data, err))
-		return
-	}
-	if pa.Error != nil {
-		p.retry(u, pa.Error)
-		return
-	}
-	ack := Ack{Stream: pa.Stream, Seq: pa.Seq, Duplicate: pa.Duplicate && u.attempts == 1}
-	p.finish(u, ack, nil)
-}
-
-// parsePubAck reads the common successful PubAck,
-// {"stream":"EVENTS","seq":42} with an optional "domain" and
-// "duplicate":true, without reflection; anything else is left to
-// encoding/json (ok false).
-func parsePubAck(b []byte) (pubAck, bool) {
-	var pa pubAck
-	if bytes.Contains(b, []byte(`"error"`)) || !bytes.HasPrefix(b, []byte(`{"stream":"`)) {
-		return pa, false
-	}
-	rest := b[len(`{"stream":"`):]
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
-		return pa, false
-	}
-	pa.Stream = string(rest[:end])
-	i := bytes.Index(rest, []byte(`"seq":`))
-	if i < 0 {
-		return pa, false
-	}
-	digits := rest[i+len(`"seq":`):]
-	n := 0
-	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
-		n++
-	}
-	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
-	if err != nil {
-		return pa, false
-	}
-	pa.Seq = seq
-	pa.Duplicate = bytes.Contains(rest, []byte(`"duplicate":true`)) || bytes.Contains(rest, []byte(`"duplicate": true`))
-	return pa, true
-}
-
-// retry publishes u again after a backoff, or fails it when the error is
-// permanent or the deadline would pass.
-func (p *Publisher) retry(u *unit, cause error) {
-	var ae *apiError
-	if errors.As(cause, &ae) && !ae.retryable() {
-		p.m.errors.WithLabelValues("rejected").Inc()
-		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w", u.msg.Subject, cause))
-		return
-	}
-	if errors.Is(cause, nats.ErrConnectionClosed) || errors.Is(cause, nats.ErrMaxPayload) || errors.Is(cause, nats.ErrBadSubject) {
-		p.m.errors.WithLabelValues("connection").Inc()
-		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w", u.msg.Subject, cause))
-		return
-	}
-	backoff := min(25*time.Millisecond<<min(u.attempts-1, 6), time.Second)
-	if time.Since(u.first)+backoff > p.cfg.retryDeadline {
-		p.m.errors.WithLabelValues("deadline").Inc()
-		p.finish(u, Ack{}, fmt.Errorf("publish %s after %d attempts: %w: %w", u.msg.Subject, u.attempts, ErrDeadline, cause))
-		return
-	}
-	select {
-	case <-p.stop:
-		p.finish(u, Ack{}, fmt.Errorf("publish %s: %w (last error: %v)", u.msg.Subject, ErrClosed, cause))
-		return
-	default:
-	}
-	p.m.retries.Inc()
-	p.log.Debug("retrying publish", "subject", u.msg.Subject, "attempt", u.attempts, "err", cause)
-	time.AfterFunc(backoff, func() { p.publishUnit(u) })
-}
-
-// sweepLoop retries attempts whose ack did not come in time.
-func (p *Publisher) sweepLoop() {
-	defer p.wg.Done()
-	t := time.NewTicker(max(p.cfg.ackTimeout/4, 5*time.Millisecond))
-	defer t.Stop()
-	var expired []*unit
-	for {
-		select {
-		case <-p.stop:
+		if !p.flight.send(p.packer.pack(b.events)) {
 			return
-		case now := <-t.C:
-			expired = expired[:0]
-			p.flightMu.Lock()
-			for k, u := range p.inflight {
-				if now.Sub(u.sent) > p.cfg.ackTimeout {
-					delete(p.inflight, k)
-					expired = append(expired, u)
-				}
-			}
-			p.flightMu.Unlock()
-			for _, u := range expired {
-				p.retry(u, errRetryable{errAckTimeout})
-			}
 		}
 	}
 }
 
-// finish ends u's flight: it frees the pipeline slot and resolves the
-// events, handing those at level All to the replica check.
-func (p *Publisher) finish(u *unit, ack Ack, err error) { p.settle(u, ack, err, true) }
-
-// settle is finish for a unit that holds a pipeline slot (held) or not.
-func (p *Publisher) settle(u *unit, ack Ack, err error, held bool) {
-	if held {
-		p.release()
-	}
-	if u.group != nil && u.group.left.Add(-1) == 0 {
-		p.releaseBatch()
-	}
+// complete resolves the events of a settled unit, handing those at level
+// All to the replica check.
+func (p *Publisher) complete(u *unit, ack Ack, err error) {
 	var waitAll []*pending
 	var acks []Ack
 	for i, e := range u.events {
@@ -880,7 +328,7 @@ func (p *Publisher) settle(u *unit, ack Ack, err error, held bool) {
 // resolve reports an event's outcome everywhere it is awaited.
 func (p *Publisher) resolve(e *pending, ack Ack, err error) {
 	if err == nil {
-		p.levelMetrics[e.level].latency.Observe(time.Since(e.accepted).Seconds())
+		p.latency[e.level].Observe(time.Since(e.accepted).Seconds())
 	} else if e.level == Async && e.done == nil && e.fut == nil {
 		p.m.dropped.WithLabelValues("publish_failed").Inc()
 	}
@@ -900,57 +348,12 @@ func (p *Publisher) resolve(e *pending, ack Ack, err error) {
 	e.ep.release()
 }
 
-// failAll fails everything still buffered or in flight, after the
-// goroutines stopped.
+// failAll fails everything still buffered, in flight or waiting for the
+// replicas, after the goroutines stopped.
 func (p *Publisher) failAll(err error) {
-	p.mu.Lock()
-	var rest []*pending
-	for _, b := range p.sealed {
-		rest = append(rest, b.events...)
-	}
-	rest = append(rest, p.open.events...)
-	p.sealed, p.open = nil, &batch{}
-	p.mu.Unlock()
-	for _, e := range rest {
+	for _, e := range p.batches.drain() {
 		p.resolve(e, Ack{}, err)
 	}
-	p.flightMu.Lock()
-	units := make([]*unit, 0, len(p.inflight))
-	for k, u := range p.inflight {
-		delete(p.inflight, k)
-		units = append(units, u)
-	}
-	p.flightMu.Unlock()
-	for _, u := range units {
-		p.finish(u, Ack{}, err)
-	}
+	p.flight.failAll(err)
 	p.all.failAll(err)
-}
-
-// epoch counts the events accepted between two flushes.
-type epoch struct {
-	n    atomic.Int64
-	done chan struct{}
-}
-
-func newEpoch() *epoch {
-	e := &epoch{done: make(chan struct{})}
-	e.n.Store(1) // the open epoch's own reference, dropped by seal
-	return e
-}
-
-func (e *epoch) add()  { e.n.Add(1) }
-func (e *epoch) seal() { e.release() }
-func (e *epoch) release() {
-	if e.n.Add(-1) == 0 {
-		close(e.done)
-	}
-}
-func (e *epoch) finished() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
 }

@@ -190,10 +190,10 @@ func TestBackPressure(t *testing.T) {
 	// is retried; once the sender has taken it, nothing drains the buffer.
 	require.NoError(t, p.TryPublish(Message{Subject: "nostream.x", Data: make([]byte, 60)}, nil))
 	clustertest.Eventually(t, 5*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.buffered != 0 {
-			return fmt.Errorf("%d bytes still buffered", p.buffered)
+		p.batches.mu.Lock()
+		defer p.batches.mu.Unlock()
+		if p.batches.buffered != 0 {
+			return fmt.Errorf("%d bytes still buffered", p.batches.buffered)
 		}
 		return nil
 	})
@@ -233,9 +233,9 @@ func TestMaxBatchesInFlight(t *testing.T) {
 				return
 			default:
 			}
-			p.flightMu.Lock()
-			most = max(most, len(p.inflight))
-			p.flightMu.Unlock()
+			p.flight.mu.Lock()
+			most = max(most, len(p.flight.inflight))
+			p.flight.mu.Unlock()
 			runtime.Gosched()
 		}
 	}()

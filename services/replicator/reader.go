@@ -2,7 +2,6 @@ package replicator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/streams"
 )
 
@@ -278,60 +278,24 @@ func Get(ctx context.Context, nc *nats.Conn, stream string, pos Position, level 
 }
 
 // GetMessage reads every event of the stream message seq at the given read
-// level.
+// level. A missing message (or stream) returns an error wrapping
+// ErrNotFound and jetstream.ErrMsgNotFound.
 func GetMessage(ctx context.Context, nc *nats.Conn, stream string, seq uint64, level ReadLevel) ([]Event, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	req, _ := json.Marshal(map[string]uint64{"seq": seq})
+	op, via := "get", jsapi.Leader
 	if level == Eventual {
-		m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, req)
-		if err != nil {
-			return nil, fmt.Errorf("direct get %s %d: %w", stream, seq, err)
-		}
-		if st := m.Header.Get("Status"); st != "" {
-			if st == "404" {
-				return nil, fmt.Errorf("direct get %s %d: %w", stream, seq, ErrNotFound)
-			}
-			return nil, fmt.Errorf("direct get %s %d: status %s %s", stream, seq, st, m.Header.Get("Description"))
-		}
-		stamp, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		return Decode(m.Header.Get(jetstream.SubjectHeader), seq, stamp, m.Header, m.Data)
+		op, via = "direct get", jsapi.Direct
 	}
-	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
-	if err != nil {
-		return nil, fmt.Errorf("get %s %d: %w", stream, seq, err)
+	m, err := jsapi.GetMsg(ctx, nc, stream, jsapi.GetRequest{Seq: seq}, via)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound), jsapi.HasCode(err, jsapi.CodeStreamNotFound):
+		return nil, fmt.Errorf("%s %s %d: %w: %w", op, stream, seq, ErrNotFound, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s %s %d: %w", op, stream, seq, err)
 	}
-	var resp struct {
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Header  []byte    `json:"hdrs"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-		Error *apiError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, fmt.Errorf("get %s %d: %w", stream, seq, err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == 10037 || resp.Error.Code == 404 {
-			return nil, fmt.Errorf("get %s %d: %w", stream, seq, ErrNotFound)
-		}
-		return nil, fmt.Errorf("get %s %d: %w", stream, seq, resp.Error)
-	}
-	if resp.Message == nil {
-		return nil, fmt.Errorf("get %s %d: empty answer", stream, seq)
-	}
-	var h nats.Header
-	if len(resp.Message.Header) > 0 {
-		h, err = nats.DecodeHeadersMsg(resp.Message.Header)
-		if err != nil {
-			return nil, fmt.Errorf("get %s %d: headers: %w", stream, seq, err)
-		}
-	}
-	return Decode(resp.Message.Subject, resp.Message.Seq, resp.Message.Time, h, resp.Message.Data)
+	return Decode(m.Subject, m.Seq, m.Time, m.Header, m.Data)
 }

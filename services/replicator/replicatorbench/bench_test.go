@@ -1,4 +1,4 @@
-package replicator
+package replicatorbench
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/bench/target"
+	"github.com/platform/platform/services/replicator"
 )
 
 // openBench starts an embedded 3-node cluster for a Go benchmark (fsync
@@ -52,7 +53,7 @@ func BenchmarkPublish(b *testing.B) {
 			if envelope {
 				n *= 10
 			}
-			rs, err := BenchPublish(context.Background(), t, envelope, BenchOptions{Events: n})
+			rs, err := Publish(context.Background(), t, envelope, Options{Events: n})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -67,7 +68,7 @@ func BenchmarkIngest(b *testing.B) {
 	t := openBench(b)
 	clients := 100
 	per := max(b.N/clients, 10)
-	rs, err := BenchIngest(context.Background(), t, BenchOptions{Clients: clients, Events: per}, Options{})
+	rs, err := Ingest(context.Background(), t, Options{Clients: clients, Events: per}, replicator.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func BenchmarkIngest(b *testing.B) {
 
 // BenchmarkCompress is `platform bench compress`.
 func BenchmarkCompress(b *testing.B) {
-	rs, err := BenchCompress(max(b.N, 10_000), 128, 1000, nil)
+	rs, err := Compress(max(b.N, 10_000), 128, 1000, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
