@@ -2,6 +2,7 @@ package jsapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -55,6 +56,9 @@ func TestParsePubAck(t *testing.T) {
 	}{
 		{"ack", `{"stream":"EVENTS","seq":7}`, false, 7, 0},
 		{"duplicate", `{"stream":"EVENTS","seq":7,"duplicate":true}`, false, 7, 0},
+		{"with domain", `{"stream":"EVENTS","domain":"hub","seq":8}`, false, 8, 0},
+		{"batch commit", `{"stream":"KV_STATE","seq":12,"batch":"b1","count":3}`, false, 12, 0},
+		{"escaped stream name", `{"stream":"A\"B","seq":3}`, false, 3, 0},
 		{"api error", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}`, false, 0, jsapi.CodeWrongLastSequence},
 		{"not json", `+OK`, true, 0, 0},
 		{"not an ack", `{}`, true, 0, 0},
@@ -74,6 +78,34 @@ func TestParsePubAck(t *testing.T) {
 				t.Fatalf("unexpected API error %v", a.Err())
 			}
 		})
+	}
+}
+
+// TestParsePubAckFastPathAgrees checks that the reflection-free path
+// reads every common acknowledgement as encoding/json does.
+func TestParsePubAckFastPathAgrees(t *testing.T) {
+	for _, body := range []string{
+		`{"stream":"EVENTS","seq":1}`,
+		`{"stream":"EVENTS","seq":18446744073709551615,"duplicate":true}`,
+		`{"stream":"EVENTS","domain":"hub","seq":8}`,
+		`{"stream":"EVENTS", "seq":9,"duplicate": true}`,
+	} {
+		got, err := jsapi.ParsePubAck([]byte(body))
+		require.NoError(t, err)
+		var want jsapi.PubAck
+		require.NoError(t, json.Unmarshal([]byte(body), &want))
+		if got != want {
+			t.Errorf("ParsePubAck(%s) = %+v, encoding/json reads %+v", body, got, want)
+		}
+	}
+}
+
+func BenchmarkParsePubAck(b *testing.B) {
+	body := []byte(`{"stream":"EVENTS","seq":123456789}`)
+	for b.Loop() {
+		if _, err := jsapi.ParsePubAck(body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
