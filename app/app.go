@@ -1,7 +1,8 @@
 // Package app wires the platform together: the embedded cluster (or a
 // connection to an external one), stream provisioning, the services, and
 // the HTTP endpoints for metrics and health. cmd/platform parses flags into
-// Options and calls Run.
+// Options (each service's own flags come from its entry in Services) and
+// calls Run.
 package app
 
 import (
@@ -40,10 +41,14 @@ type Options struct {
 	// Replicas overrides the stream replica count (default: 3 on a cluster
 	// of three or more servers, else 1).
 	Replicas int
-	// Services lists the services to run (empty or "all": every one).
+	// Catalog lists every service this process can run, in start order,
+	// each entry's options already set (default: Services(), every option
+	// at its default). cmd/platform registers the entries' flags on its
+	// run command, so parsing flags sets them.
+	Catalog []Service
+	// Services lists the services to run by name (empty or "all": every
+	// one in Catalog).
 	Services []string
-	// Ingest configures the ingest service.
-	Ingest IngestOptions
 	// HTTPAddr serves /metrics, /healthz and /readyz ("" disables HTTP).
 	HTTPAddr string
 	// HeartbeatInterval is how often every service instance heartbeats
@@ -59,6 +64,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.Catalog == nil {
+		o.Catalog = Services()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -78,7 +86,10 @@ func (o *Options) setDefaults() {
 }
 
 func (o *Options) validate() error {
-	if _, err := selectServices(o.Services); err != nil {
+	if err := checkList(o.Catalog); err != nil {
+		return err
+	}
+	if _, err := selectServices(o.Catalog, o.Services); err != nil {
 		return err
 	}
 	if o.NATS == "" && (o.Creds != "" || o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "") {
@@ -87,8 +98,12 @@ func (o *Options) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
-	if o.Ingest.TopicRate < 0 || o.Ingest.ClientRate < 0 {
-		return errors.New("ingest rates must not be negative")
+	for _, s := range o.Catalog {
+		if s.Validate != nil {
+			if err := s.Validate(); err != nil {
+				return err
+			}
+		}
 	}
 	if o.Replicas < 0 || o.Replicas > 5 {
 		return fmt.Errorf("replicas must be between 1 and 5, got %d", o.Replicas)
@@ -99,8 +114,9 @@ func (o *Options) validate() error {
 // App is one platform process. Close releases what Run acquired, last
 // acquired first; it is safe to call twice.
 type App struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	selected []Service // in start order
 
 	ready     chan struct{}
 	mu        sync.Mutex
@@ -119,7 +135,8 @@ func New(opts Options) (*App, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &App{opts: opts, log: opts.Logger, ready: make(chan struct{})}, nil
+	selected, _ := selectServices(opts.Catalog, opts.Services)
+	return &App{opts: opts, log: opts.Logger, selected: selected, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the cluster, streams, HTTP and every service are up.
@@ -181,7 +198,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	errs := make(chan error, len(registry))
+	errs := make(chan error, len(a.selected))
 	a.onClose(func() {
 		stopServices()
 		done := make(chan struct{})
@@ -333,14 +350,13 @@ func changed(rs []streams.Result) []string {
 }
 
 func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup, errs chan error) error {
-	names, _ := selectServices(a.opts.Services)
 	deps := Deps{
 		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
 		Replicas: a.replicas, HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
-		Ingest: a.opts.Ingest,
 	}
-	for _, name := range names {
-		r, err := registry[name].build(deps)
+	for _, svc := range a.selected {
+		name := svc.Name
+		r, err := svc.New(deps)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", name, err)
 		}
@@ -426,8 +442,8 @@ func (a *App) checkReady(ctx context.Context) error {
 	a.mu.Lock()
 	n := a.servicesN
 	a.mu.Unlock()
-	if want, _ := selectServices(a.opts.Services); n < len(want) {
-		return fmt.Errorf("%d of %d services running", n, len(want))
+	if n < len(a.selected) {
+		return fmt.Errorf("%d of %d services running", n, len(a.selected))
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster"
@@ -185,4 +186,16 @@ func TestParseSync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunFlags pins the flags of platform run, the services' own included.
+func TestRunFlags(t *testing.T) {
+	var got []string
+	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
+	want := []string{
+		"client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
+		"ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
+		"nats", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key",
+	}
+	require.Equal(t, want, got)
 }

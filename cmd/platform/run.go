@@ -15,7 +15,7 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		o         app.Options
+		o         = app.Options{Catalog: app.Services()}
 		sync      string
 		services  string
 		logFormat string
@@ -75,13 +75,16 @@ Services only, on any NATS cluster: platform run --nats nats://host:4222 --servi
 	f.StringVar(&o.TLSKey, "tls-key", "", "client key (with --nats)")
 	f.IntVar(&o.Replicas, "replicas", 0, "stream replicas (default: 3 on 3+ servers, else 1)")
 	f.StringVar(&services, "services", "all", "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
-	f.BoolVar(&o.Ingest.PerEvent, "ingest-per-event", false, "store one EVENTS message per ingested event (default: events of a topic arriving together share an envelope)")
-	f.Float64Var(&o.Ingest.TopicRate, "ingest-topic-rate", 0, "ingest events per second allowed per topic (0: unlimited)")
-	f.Float64Var(&o.Ingest.ClientRate, "ingest-client-rate", 0, "ingest events per second allowed per client (0: unlimited)")
 	f.StringVar(&sync, "sync", "always", `JetStream fsync policy: "always" (fsync before every ack) or an interval such as 2m`)
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat", time.Second, "service instance heartbeat interval")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	// Each service declares its own flags (the replicator's --ingest-*).
+	for _, s := range o.Catalog {
+		if s.Flags != nil {
+			s.Flags(f)
+		}
+	}
 	return cmd
 }
 

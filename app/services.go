@@ -1,0 +1,204 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/services/detector"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
+)
+
+// Services returns every service this binary can run, in start order (they
+// stop in reverse), each entry with options of its own at their defaults.
+// Every call returns fresh entries, so two lists never share settings.
+//
+// Adding a service means writing its entry below and listing it here.
+func Services() []Service {
+	return []Service{
+		adminService(),
+		detectorService(),
+		replicatorService(),
+		txnService(),
+	}
+}
+
+// Service is one entry of the service list: the service's name, the flags
+// and options it owns, and how it is built.
+type Service struct {
+	// Name selects the service in --services and names it in logs and
+	// errors.
+	Name string
+	// Flags registers the service's own flags on fs, bound to options the
+	// entry owns (nil: the service has no flags).
+	Flags func(fs *pflag.FlagSet)
+	// Validate checks the entry's options once flags are parsed (nil:
+	// nothing to check). It runs for every entry, selected or not; its
+	// error is reported as is, so it names what is wrong.
+	Validate func() error
+	// New builds the service from the shared infrastructure and the
+	// entry's options.
+	New func(d Deps) (Runner, error)
+}
+
+// Deps is the shared infrastructure the wiring hands every service's New.
+// A service's own settings live in its entry, not here.
+type Deps struct {
+	// Conn is the process's NATS connection.
+	Conn *nats.Conn
+	// JS is a JetStream context on Conn.
+	JS jetstream.JetStream
+	// Logger is the process logger; constructors add their component.
+	Logger *slog.Logger
+	// Registerer is the process's one Prometheus registry.
+	Registerer prometheus.Registerer
+	// Replicas is the replica count of the platform's streams.
+	Replicas int
+	// HeartbeatInterval is how often service instances heartbeat.
+	HeartbeatInterval time.Duration
+	// Cluster is the embedded cluster, nil when services run against an
+	// external NATS cluster (--nats).
+	Cluster *cluster.Cluster
+}
+
+// Runner is a constructed service: Run serves until ctx is done; Ready is
+// closed once it serves.
+type Runner interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+}
+
+// adminService answers admin.status with the cluster's nodes, streams and
+// service instances.
+func adminService() Service {
+	return Service{
+		Name: "admin",
+		New: func(d Deps) (Runner, error) {
+			return admin.New(admin.Options{
+				Conn: d.Conn, JS: d.JS, Cluster: d.Cluster,
+				HeartbeatInterval: d.HeartbeatInterval,
+				Logger:            d.Logger, Registerer: d.Registerer,
+			})
+		},
+	}
+}
+
+// detectorService decides from heartbeats which service instances are
+// alive, suspect, dead or left.
+func detectorService() Service {
+	return Service{
+		Name: "detector",
+		New: func(d Deps) (Runner, error) {
+			o := detector.DefaultOptions()
+			o.Conn = d.Conn
+			o.Logger = d.Logger
+			o.Registerer = d.Registerer
+			if d.HeartbeatInterval != 0 {
+				o.HeartbeatInterval = d.HeartbeatInterval
+			}
+			return detector.New(o)
+		},
+	}
+}
+
+// replicatorService ingests events into the EVENTS stream; its --ingest-*
+// flags set its envelope and rate-limit options.
+func replicatorService() Service {
+	var o replicator.Options
+	return Service{
+		Name: "replicator",
+		Flags: func(fs *pflag.FlagSet) {
+			fs.BoolVar(&o.PerEvent, "ingest-per-event", false, "store one EVENTS message per ingested event (default: events of a topic arriving together share an envelope)")
+			fs.Float64Var(&o.TopicRate, "ingest-topic-rate", 0, "ingest events per second allowed per topic (0: unlimited)")
+			fs.Float64Var(&o.ClientRate, "ingest-client-rate", 0, "ingest events per second allowed per client (0: unlimited)")
+		},
+		Validate: func() error {
+			if o.TopicRate < 0 || o.ClientRate < 0 {
+				return errors.New("ingest rates must not be negative")
+			}
+			return nil
+		},
+		New: func(d Deps) (Runner, error) {
+			opts := o
+			opts.Conn, opts.JS = d.Conn, d.JS
+			opts.HeartbeatInterval = d.HeartbeatInterval
+			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			return replicator.New(opts)
+		},
+	}
+}
+
+// txnService serves serializable multi-key transactions on the STATE bucket.
+func txnService() Service {
+	return Service{
+		Name: "txn",
+		New: func(d Deps) (Runner, error) {
+			return txn.New(txn.Options{
+				Conn:              d.Conn,
+				HeartbeatInterval: d.HeartbeatInterval,
+				Logger:            d.Logger,
+				Registerer:        d.Registerer,
+			})
+		},
+	}
+}
+
+// ServiceNames returns the name of every service this binary can run, in
+// start order.
+func ServiceNames() []string { return names(Services()) }
+
+func names(list []Service) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// checkList refuses a list with an entry lacking a name or a constructor,
+// or a service listed twice.
+func checkList(list []Service) error {
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		if s.Name == "" || s.New == nil {
+			return fmt.Errorf("service list: entry %q lacks a name or a constructor", s.Name)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("service list: %q listed twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// selectServices resolves a --services list ("all" or empty = every one)
+// against list, keeping list's order.
+func selectServices(list []Service, selection []string) ([]Service, error) {
+	if len(selection) == 0 || (len(selection) == 1 && selection[0] == "all") {
+		return list, nil
+	}
+	known := names(list)
+	for _, n := range selection {
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("unknown service %q (known: %v)", n, known)
+		}
+	}
+	var out []Service
+	for _, s := range list {
+		if slices.Contains(selection, s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
