@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/streams"
@@ -118,15 +119,16 @@ type App struct {
 	log      *slog.Logger
 	selected []Service // in start order
 
-	ready     chan struct{}
-	mu        sync.Mutex
-	cleanups  []func()
-	cluster   *cluster.Cluster
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	httpAddr  string
-	replicas  int
-	servicesN int
+	ready    chan struct{}
+	mu       sync.Mutex
+	cleanups []func()
+	cluster  *cluster.Cluster
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	httpAddr string
+	replicas int
+	phase    error         // what start-up waits for; nil once services start
+	sups     []*supervisor // one per started service, in start order
 }
 
 // New validates the options.
@@ -136,7 +138,7 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	selected, _ := selectServices(opts.Catalog, opts.Services)
-	return &App{opts: opts, log: opts.Logger, selected: selected, ready: make(chan struct{})}, nil
+	return &App{opts: opts, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
 }
 
 // Ready is closed once the cluster, streams, HTTP and every service are up.
@@ -178,27 +180,37 @@ func (a *App) Close() {
 }
 
 // Run starts everything, serves until ctx is done, then shuts down in
-// order: services, HTTP, the client connection, the servers.
+// order: services, HTTP, the client connection, the servers. It returns
+// early only for what cannot heal: a port in use, a bad configuration, a
+// stream change JetStream refuses. Whatever is only briefly unavailable
+// (no meta leader yet, a stream without a leader) is waited out, with
+// /readyz saying what is awaited, and a service that fails is restarted.
 func (a *App) Run(ctx context.Context) error {
 	defer a.Close()
 	start := time.Now()
-	if err := a.startCluster(ctx); err != nil {
-		return err
-	}
-	if err := a.connect(); err != nil {
-		return err
-	}
-	if err := a.ensureStreams(ctx); err != nil {
-		return err
-	}
 	if a.opts.HTTPAddr != "" {
 		if err := a.serveHTTP(); err != nil {
 			return err
 		}
 	}
+	a.setPhase(errors.New("starting the embedded cluster"))
+	if err := a.startCluster(ctx); err != nil {
+		return err
+	}
+	a.setPhase(errors.New("connecting to NATS"))
+	if err := a.connect(); err != nil {
+		return err
+	}
+	a.setPhase(errors.New("provisioning streams"))
+	if err := a.ensureStreams(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop while waiting for JetStream
+		}
+		return err
+	}
+	a.setPhase(nil)
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	errs := make(chan error, len(a.selected))
 	a.onClose(func() {
 		stopServices()
 		done := make(chan struct{})
@@ -209,18 +221,38 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("services did not stop in time", "timeout", a.opts.StopTimeout)
 		}
 	})
-	if err := a.startServices(ctx, svcCtx, &wg, errs); err != nil {
+	if err := a.startServices(ctx, svcCtx, &wg); err != nil {
 		return err
 	}
-	close(a.ready)
-	a.log.Info("platform ready", "took", time.Since(start).Round(time.Millisecond), "services", a.servicesN, "http", a.HTTPAddr())
+	allReady := make(chan struct{})
+	go func() {
+		defer close(allReady)
+		for _, s := range a.sups {
+			select {
+			case <-s.firstReady:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	select {
+	case <-allReady:
+		if ctx.Err() == nil {
+			close(a.ready)
+			a.log.Info("platform ready", "took", time.Since(start).Round(time.Millisecond), "services", len(a.sups), "http", a.HTTPAddr())
+		}
 	case <-ctx.Done():
-		a.log.Info("shutting down")
-		return nil
-	case err := <-errs:
-		return err
 	}
+	<-ctx.Done()
+	a.log.Info("shutting down")
+	return nil
+}
+
+// setPhase records what start-up waits for (nil: done), for /readyz.
+func (a *App) setPhase(err error) {
+	a.mu.Lock()
+	a.phase = err
+	a.mu.Unlock()
 }
 
 func (a *App) startCluster(ctx context.Context) error {
@@ -326,8 +358,14 @@ func (a *App) replicaCount() int {
 
 func (a *App) ensureStreams(ctx context.Context) error {
 	a.replicas = a.replicaCount()
+	// Right after a whole-cluster restart this waits for the meta leader
+	// and the streams' leaders; say so now and then, not on every attempt.
+	logEvery := rate.Sometimes{First: 1, Interval: 10 * time.Second}
 	results, err := streams.Provision(ctx, a.js, streams.All(a.replicas), func(err error, wait time.Duration) {
-		a.log.Warn("streams not provisioned yet, retrying", "component", "streams", "err", err, "retry_in", wait)
+		a.setPhase(fmt.Errorf("provisioning streams: %w", err))
+		logEvery.Do(func() {
+			a.log.Warn("waiting for JetStream to provision the streams", "component", "streams", "err", err, "retry_in", wait.Round(time.Millisecond))
+		})
 	})
 	if err != nil {
 		return err
@@ -349,37 +387,42 @@ func changed(rs []streams.Result) []string {
 	return out
 }
 
-func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup, errs chan error) error {
+// serviceStartWait is how long startServices waits for one service to be
+// ready before it starts the next anyway: start order is kept while the
+// cluster is healthy, and one service waiting for JetStream does not hold
+// its siblings back.
+const serviceStartWait = 10 * time.Second
+
+// startServices builds every selected service (a constructor's error is a
+// configuration error and stops the process), then starts each under a
+// supervisor, in order.
+func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup) error {
 	deps := Deps{
 		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
 		Replicas: a.replicas, HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
 	}
-	for _, svc := range a.selected {
-		name := svc.Name
+	runners := make([]Runner, len(a.selected))
+	for i, svc := range a.selected {
 		r, err := svc.New(deps)
 		if err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
+			return fmt.Errorf("service %s: %w", svc.Name, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(svcCtx); err != nil {
-				a.log.Error("service failed", "component", name, "err", err)
-				errs <- fmt.Errorf("service %s: %w", name, err)
-			}
-		}()
-		select {
-		case <-r.Ready():
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-errs:
-			return err
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("service %s not ready within 30s", name)
-		}
+		runners[i] = r
+	}
+	restarts := newRestartsMetric(a.opts.Registry)
+	for i, svc := range a.selected {
+		s := newSupervisor(svc, deps, restarts)
 		a.mu.Lock()
-		a.servicesN++
+		a.sups = append(a.sups, s)
 		a.mu.Unlock()
+		wg.Go(func() { s.run(svcCtx, runners[i]) })
+		select {
+		case <-s.firstReady:
+		case <-ctx.Done():
+			return nil
+		case <-time.After(serviceStartWait):
+			a.log.Warn("service not ready yet, starting the next ones", "component", svc.Name, "waiting_for", s.status())
+		}
 	}
 	return nil
 }
@@ -422,10 +465,11 @@ func (a *App) serveHTTP() error {
 // checkReady is /readyz: a meta leader exists, every stream exists and
 // every selected service has started.
 func (a *App) checkReady(ctx context.Context) error {
-	select {
-	case <-a.ready:
-	default:
-		return errors.New("starting")
+	a.mu.Lock()
+	phase, sups, js := a.phase, a.sups, a.js
+	a.mu.Unlock()
+	if phase != nil {
+		return phase
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -435,15 +479,18 @@ func (a *App) checkReady(ctx context.Context) error {
 		return errors.New("no JetStream meta leader")
 	}
 	for _, s := range streams.All(a.replicas) {
-		if _, err := a.js.Stream(ctx, s.Name); err != nil {
+		if _, err := js.Stream(ctx, s.Name); err != nil {
 			return fmt.Errorf("stream %s: %w", s.Name, err)
 		}
 	}
-	a.mu.Lock()
-	n := a.servicesN
-	a.mu.Unlock()
-	if n < len(a.selected) {
-		return fmt.Errorf("%d of %d services running", n, len(a.selected))
+	var errs []error
+	for _, s := range sups {
+		if err := s.status(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	if len(sups) < len(a.selected) {
+		errs = append(errs, fmt.Errorf("%d of %d services started", len(sups), len(a.selected)))
+	}
+	return errors.Join(errs...)
 }

@@ -35,6 +35,27 @@ type running struct {
 // called) and waits until it is ready.
 func startApp(t *testing.T, opts app.Options) *running {
 	t.Helper()
+	r := launchApp(t, opts)
+	r.waitReady(t, 60*time.Second)
+	return r
+}
+
+// waitReady waits until the platform is ready.
+func (r *running) waitReady(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-r.app.Ready():
+	case err := <-r.done:
+		t.Fatalf("platform stopped before ready: %v", err)
+	case <-time.After(d):
+		t.Fatalf("platform not ready within %s", d)
+	}
+}
+
+// launchApp runs a platform with opts until the test ends (or stop is
+// called), without waiting for it to be ready.
+func launchApp(t *testing.T, opts app.Options) *running {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = clustertest.Logger()
 	}
@@ -64,13 +85,6 @@ func startApp(t *testing.T, opts app.Options) *running {
 		}
 	}
 	t.Cleanup(r.stop)
-	select {
-	case <-a.Ready():
-	case err := <-r.done:
-		t.Fatalf("platform stopped before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("platform not ready within 60s")
-	}
 	return r
 }
 
