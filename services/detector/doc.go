@@ -9,7 +9,7 @@
 //
 // Every detector instance receives every heartbeat and keeps the whole
 // table warm, but only the holder of the LEASES key "detector" publishes
-// transitions and writes MEMBERS (lease.go). The lease is a
+// transitions and writes MEMBERS (package lease). The lease is a
 // compare-and-set on the key's revision, renewed every 250 ms; a standby
 // takes over once it has seen no renewal for the 1 s TTL, so a crashed
 // active one is replaced within 1.5 s, and a stopped one at once (it

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/detector/accrual"
@@ -28,6 +29,9 @@ const (
 	SubjectMembers = "members.list"
 	SubjectStatus  = "members.status"
 )
+
+// LeaseKey is the key of the active detector's lease in bucket LEASES.
+const LeaseKey = "detector"
 
 // Service is one detector instance: it listens to every heartbeat, keeps
 // the membership table, and, while it holds the lease, publishes
@@ -162,6 +166,12 @@ func (s *Service) Run(ctx context.Context) error {
 	id := s.svc.ID()
 	s.m.active = s.m.activeVec.WithLabelValues(id)
 	s.log = s.log.With("id", id)
+	l, err := lease.New(leasesKV, LeaseKey, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("detector: %w", err)
+	}
 
 	hb := streams.HeartbeatPrefix + ">"
 	sub, err := nc.Subscribe(hb, func(msg *nats.Msg) {
@@ -182,8 +192,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	wg.Go(func() { s.follow(ctx, watcher) })
-	l := newLease(leasesKV, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
-	wg.Go(func() { s.leaseLoop(ctx, l) })
+	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
 	wg.Go(func() { s.evalLoop(ctx, js) })
 	if s.opts.ProbeInterval > 0 {
 		wg.Go(func() { s.probeLoop(ctx, nc) })
@@ -241,25 +250,6 @@ func (s *Service) loop(ctx context.Context, period time.Duration, fn func()) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// leaseLoop competes for the lease; on the way out it releases it.
-func (s *Service) leaseLoop(ctx context.Context, l *lease) {
-	s.loop(ctx, s.opts.LeaseRenew, func() {
-		rctx, cancel := context.WithTimeout(ctx, s.opts.LeaseRenew)
-		held, err := l.step(rctx, time.Now())
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("lease", "err", err)
-		}
-		s.setActive(held)
-	})
-	s.setActive(false)
-	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := l.release(rctx); err != nil {
-		s.log.Warn("release lease", "err", err)
 	}
 }
 
