@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
@@ -183,15 +184,13 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("detector: subscribe %s: %w", hb, err)
 	}
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
-	watcher, err := membersKV.WatchAll(ctx)
+	follower, err := kvfollow.Start(ctx, membersKV, kvfollow.Options{Put: s.adopt, Delete: s.forget, Logger: s.log})
 	if err != nil {
 		_ = sub.Unsubscribe()
 		cancel()
 		wg.Wait()
-		return fmt.Errorf("detector: watch %s: %w", streams.BucketMembers, err)
+		return fmt.Errorf("detector: %w", err)
 	}
-
-	wg.Go(func() { s.follow(ctx, watcher) })
 	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
 	wg.Go(func() { s.evalLoop(ctx, js) })
 	if s.opts.ProbeInterval > 0 {
@@ -204,6 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := sub.Drain(); err != nil {
 		s.log.Debug("drain heartbeat subscription", "err", err)
 	}
+	follower.Stop()
 	wg.Wait() // every loop has exited: the lease loop released the lease
 	select {
 	case <-js.PublishAsyncComplete():
@@ -267,33 +267,21 @@ func (s *Service) setActive(held bool) {
 	}
 }
 
-// follow keeps the table's view of MEMBERS: it adopts instances recorded
-// there, and while standby it tracks what the active detector published.
-func (s *Service) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				continue // initial values delivered
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				s.tab.Forget(e.Key(), s.active.Load())
-				continue
-			}
-			var rec membership.Member
-			if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Key() != e.Key() ||
-				!streams.ValidMemberToken(rec.Service) || !streams.ValidMemberToken(rec.Instance) {
-				continue // not written by a detector
-			}
-			s.tab.Adopt(rec, s.now(), s.active.Load())
-		}
+// adopt keeps the table's view of MEMBERS, as followed: it adopts
+// instances recorded there, and while standby it tracks what the active
+// detector published.
+func (s *Service) adopt(e jetstream.KeyValueEntry) {
+	var rec membership.Member
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Key() != e.Key() ||
+		!streams.ValidMemberToken(rec.Service) || !streams.ValidMemberToken(rec.Instance) {
+		return // not written by a detector
 	}
+	s.tab.Adopt(rec, s.now(), s.active.Load())
+}
+
+// forget takes a deleted or purged MEMBERS key out of the published view.
+func (s *Service) forget(e jetstream.KeyValueEntry) {
+	s.tab.Forget(e.Key(), s.active.Load())
 }
 
 // evalLoop evaluates states every EvalInterval and, while active,
