@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/streams"
 )
 
 // Version is the platform version every service registers with.
@@ -178,8 +180,10 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // HeartbeatSubject returns the subject this instance heartbeats on.
 func (s *Service) HeartbeatSubject() string { return HeartbeatSubject(s.MicroName(), s.ID()) }
 
-// HeartbeatSubject returns hb.<service>.<instance>.
-func HeartbeatSubject(service, instance string) string { return "hb." + service + "." + instance }
+// HeartbeatSubject returns hb.<service>.<instance> (streams.HeartbeatSubject).
+func HeartbeatSubject(service, instance string) string {
+	return streams.HeartbeatSubject(service, instance)
+}
 
 // Run registers the micro service, serves its endpoints and heartbeats until
 // ctx is done, then says goodbye with a leaving heartbeat and drains the

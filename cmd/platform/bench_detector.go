@@ -6,15 +6,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/bench"
-	"github.com/platform/platform/services/detector"
+	"github.com/platform/platform/services/detector/detectorbench"
 )
 
 func init() { benchCommands = append(benchCommands, newBenchDetectorCmd) }
 
 func newBenchDetectorCmd(f *benchFlags) *cobra.Command {
 	var (
-		ev    detector.EvalOptions
-		scale detector.ScaleOptions
+		ev    detectorbench.EvalOptions
+		scale detectorbench.ScaleOptions
 		skip  bool
 	)
 	cmd := &cobra.Command{
@@ -31,15 +31,18 @@ scale row runs 10,000 instances at one heartbeat a second through the
 detector's heartbeat path and reports the share of a core it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := bench.NewProgress(f.progressOut(), "detector evaluation", int64(len(detector.Scenarios)+1))
+			p := bench.NewProgress(f.progressOut(), "detector evaluation", int64(len(detectorbench.Scenarios)+1))
 			ev.Progress = func() { p.Add(1) }
-			rep := detector.Evaluate(ev)
+			rep, err := detectorbench.Evaluate(ev)
 			p.Stop()
+			if err != nil {
+				return err
+			}
 			results := rep.Results()
 			if !skip {
 				sp := bench.NewProgress(f.progressOut(), "detector scale", int64(max(scale.Seconds, 1)))
 				scale.Progress = func() { sp.Add(1) }
-				sr, err := detector.MeasureScale(scale)
+				sr, err := detectorbench.MeasureScale(scale)
 				sp.Stop()
 				if err != nil {
 					return err

@@ -6,17 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/detector/accrual"
+	"github.com/platform/platform/streams"
 )
-
-// HeartbeatPrefix is the first token of every heartbeat subject:
-// hb.<service>.<instance>.
-const HeartbeatPrefix = "hb"
 
 // MaxHeartbeatBytes bounds a heartbeat body; anything larger is dropped.
 const MaxHeartbeatBytes = 16 << 10
@@ -37,10 +35,17 @@ var errBadHeartbeat = errors.New("bad heartbeat")
 type badHeartbeatError struct {
 	reason string
 	msg    string
+	cause  error // what the reason was found by, if an error
 }
 
 func (e *badHeartbeatError) Error() string { return "bad heartbeat (" + e.reason + "): " + e.msg }
-func (e *badHeartbeatError) Unwrap() error { return errBadHeartbeat }
+
+func (e *badHeartbeatError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{errBadHeartbeat, e.cause}
+	}
+	return []error{errBadHeartbeat}
+}
 
 func bad(reason, format string, args ...any) error {
 	return &badHeartbeatError{reason: reason, msg: fmt.Sprintf(format, args...)}
@@ -55,38 +60,32 @@ func reasonOf(err error) string {
 	return badBody
 }
 
-// ParseSubject splits hb.<service>.<instance> into its service and
-// instance. Both tokens must be valid MEMBERS key tokens (letters, digits,
-// '-', '_', '=', '/'), because together they name the member's key.
-func ParseSubject(subject string) (svc, instance string, err error) {
-	rest, ok := strings.CutPrefix(subject, HeartbeatPrefix+".")
-	if !ok {
-		return "", "", bad(badSubject, "subject %q does not start with %s.", subject, HeartbeatPrefix)
+// Ingest decodes one heartbeat message received at now (time since tab's
+// epoch) and records it in tab. A bad heartbeat is not recorded; its error
+// wraps an error whose reason is one of the bad-heartbeat labels: subject
+// (not hb.<service>.<instance>, see streams.ParseHeartbeatSubject), body,
+// value or size (see DecodeHeartbeat).
+func Ingest(tab *accrual.Table, subject string, h nats.Header, data []byte, now time.Duration) error {
+	svc, inst, err := parseSubject(subject)
+	if err != nil {
+		return err
 	}
-	svc, instance, ok = strings.Cut(rest, ".")
-	if !ok || strings.Contains(instance, ".") {
-		return "", "", bad(badSubject, "subject %q: want hb.<service>.<instance>", subject)
+	l, err := DecodeHeartbeat(h, data)
+	if err != nil {
+		return err
 	}
-	if !validToken(svc) || !validToken(instance) {
-		return "", "", bad(badSubject, "subject %q: service and instance must be non-empty and use only letters, digits, '-', '_', '=' or '/'", subject)
-	}
-	return svc, instance, nil
+	tab.Heartbeat(svc, inst, accrual.Load(l), now)
+	return nil
 }
 
-func validToken(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
+// parseSubject is streams.ParseHeartbeatSubject with the bad-heartbeat
+// reason "subject".
+func parseSubject(subject string) (svc, instance string, err error) {
+	svc, instance, err = streams.ParseHeartbeatSubject(subject)
+	if err != nil {
+		return "", "", &badHeartbeatError{reason: badSubject, msg: err.Error(), cause: err}
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '_' || c == '=' || c == '/':
-		default:
-			return false
-		}
-	}
-	return true
+	return svc, instance, nil
 }
 
 // DecodeHeartbeat decodes a heartbeat body leniently, in the codec its

@@ -11,6 +11,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 func TestParseSubject(t *testing.T) {
@@ -30,10 +31,11 @@ func TestParseSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
-			svc, inst, err := ParseSubject(tt.subject)
+			svc, inst, err := parseSubject(tt.subject)
 			if !tt.ok {
 				require.Error(t, err)
 				require.ErrorIs(t, err, errBadHeartbeat)
+				require.ErrorIs(t, err, streams.ErrBadSubject)
 				require.Equal(t, badSubject, reasonOf(err))
 				return
 			}

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/services/detector/accrual"
 )
 
 func TestLoopStartsWithinAPeriodRunsEachPeriodAndStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, err := newService(Options{Seed: 3})
+		s, err := newService(Options{Options: accrual.Options{Seed: 3}})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls atomic.Int64

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +14,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
+	"github.com/platform/platform/kvfollow"
+	"github.com/platform/platform/lease"
+	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/detector/accrual"
 	"github.com/platform/platform/streams"
 )
 
@@ -27,6 +31,9 @@ const (
 	SubjectStatus  = "members.status"
 )
 
+// LeaseKey is the key of the active detector's lease in bucket LEASES.
+const LeaseKey = "detector"
+
 // Service is one detector instance: it listens to every heartbeat, keeps
 // the membership table, and, while it holds the lease, publishes
 // transitions and writes MEMBERS. It is also the micro service
@@ -34,7 +41,7 @@ const (
 type Service struct {
 	opts  Options
 	log   *slog.Logger
-	tab   *table
+	tab   *accrual.Table
 	m     *metrics
 	epoch time.Time
 	rngMu sync.Mutex
@@ -75,22 +82,27 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
-// newService builds the detection core without NATS (the simulation and
-// the scale measurement drive it directly).
+// newService fills and checks the options and builds the detector
+// without its micro service.
 func newService(opts Options) (*Service, error) {
 	opts.fill()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	epoch := time.Now()
+	tab, err := accrual.NewTable(opts.Options, epoch)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	opts.Options = tab.Options()
 	seed := opts.Seed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	epoch := time.Now()
 	return &Service{
 		opts:  opts,
 		log:   opts.Logger.With("component", "detector"),
-		tab:   newTable(opts, epoch),
+		tab:   tab,
 		m:     newMetrics(opts.Registerer),
 		epoch: epoch,
 		rng:   rand.New(rand.NewPCG(seed, seed>>1|1)),
@@ -109,11 +121,12 @@ func (s *Service) Active() bool { return s.active.Load() }
 
 // Members returns the current view: members of svc (all when empty) in
 // state (all when empty), sorted by key.
-func (s *Service) Members(svc string, state State) []Member {
-	return s.tab.snapshot(s.now(), svc, state)
+func (s *Service) Members(svc string, state membership.State) []membership.Member {
+	return s.tab.Snapshot(s.now(), svc, state)
 }
 
-func (s *Service) now() int64 { return int64(time.Since(s.epoch)) }
+// now returns the time since the table's epoch, on the monotonic clock.
+func (s *Service) now() time.Duration { return time.Since(s.epoch) }
 
 // Run serves until ctx is done: it starts the micro service, listens on
 // hb.>, follows MEMBERS, competes for the lease and evaluates states. On
@@ -154,27 +167,31 @@ func (s *Service) Run(ctx context.Context) error {
 	id := s.svc.ID()
 	s.m.active = s.m.activeVec.WithLabelValues(id)
 	s.log = s.log.With("id", id)
+	l, err := lease.New(leasesKV, LeaseKey, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("detector: %w", err)
+	}
 
-	sub, err := nc.Subscribe(HeartbeatPrefix+".>", func(msg *nats.Msg) {
+	hb := streams.HeartbeatPrefix + ">"
+	sub, err := nc.Subscribe(hb, func(msg *nats.Msg) {
 		s.ingest(msg.Subject, msg.Header, msg.Data, s.now())
 	})
 	if err != nil {
 		cancel()
 		wg.Wait()
-		return fmt.Errorf("detector: subscribe %s.>: %w", HeartbeatPrefix, err)
+		return fmt.Errorf("detector: subscribe %s: %w", hb, err)
 	}
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
-	watcher, err := membersKV.WatchAll(ctx)
+	follower, err := kvfollow.Start(ctx, membersKV, kvfollow.Options{Put: s.adopt, Delete: s.forget, Logger: s.log})
 	if err != nil {
 		_ = sub.Unsubscribe()
 		cancel()
 		wg.Wait()
-		return fmt.Errorf("detector: watch %s: %w", streams.BucketMembers, err)
+		return fmt.Errorf("detector: %w", err)
 	}
-
-	wg.Go(func() { s.follow(ctx, watcher) })
-	l := newLease(leasesKV, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
-	wg.Go(func() { s.leaseLoop(ctx, l) })
+	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
 	wg.Go(func() { s.evalLoop(ctx, js) })
 	if s.opts.ProbeInterval > 0 {
 		wg.Go(func() { s.probeLoop(ctx, nc) })
@@ -186,6 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := sub.Drain(); err != nil {
 		s.log.Debug("drain heartbeat subscription", "err", err)
 	}
+	follower.Stop()
 	wg.Wait() // every loop has exited: the lease loop released the lease
 	select {
 	case <-js.PublishAsyncComplete():
@@ -199,15 +217,11 @@ func (s *Service) Run(ctx context.Context) error {
 
 // ingest handles one heartbeat received at now: bad ones are counted and
 // dropped.
-func (s *Service) ingest(subject string, h nats.Header, data []byte, now int64) {
-	svc, inst, err := ParseSubject(subject)
+func (s *Service) ingest(subject string, h nats.Header, data []byte, now time.Duration) {
+	err := Ingest(s.tab, subject, h, data, now)
 	if err == nil {
-		var l service.Load
-		if l, err = DecodeHeartbeat(h, data); err == nil {
-			s.tab.heartbeat(svc, inst, l, now)
-			s.m.heartbeats.Inc()
-			return
-		}
+		s.m.heartbeats.Inc()
+		return
 	}
 	s.bad.Add(1)
 	s.m.bad[reasonOf(err)].Inc()
@@ -239,25 +253,6 @@ func (s *Service) loop(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
-// leaseLoop competes for the lease; on the way out it releases it.
-func (s *Service) leaseLoop(ctx context.Context, l *lease) {
-	s.loop(ctx, s.opts.LeaseRenew, func() {
-		rctx, cancel := context.WithTimeout(ctx, s.opts.LeaseRenew)
-		held, err := l.step(rctx, time.Now())
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("lease", "err", err)
-		}
-		s.setActive(held)
-	})
-	s.setActive(false)
-	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := l.release(rctx); err != nil {
-		s.log.Warn("release lease", "err", err)
-	}
-}
-
 func (s *Service) setActive(held bool) {
 	if s.active.Swap(held) == held {
 		return
@@ -272,32 +267,21 @@ func (s *Service) setActive(held bool) {
 	}
 }
 
-// follow keeps the table's view of MEMBERS: it adopts instances recorded
-// there, and while standby it tracks what the active detector published.
-func (s *Service) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				continue // initial values delivered
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				s.tab.forget(e.Key(), s.active.Load())
-				continue
-			}
-			var rec Member
-			if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Key() != e.Key() {
-				continue // not written by a detector
-			}
-			s.tab.adopt(rec, s.now(), s.active.Load())
-		}
+// adopt keeps the table's view of MEMBERS, as followed: it adopts
+// instances recorded there, and while standby it tracks what the active
+// detector published.
+func (s *Service) adopt(e jetstream.KeyValueEntry) {
+	var rec membership.Member
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Key() != e.Key() ||
+		!streams.ValidMemberToken(rec.Service) || !streams.ValidMemberToken(rec.Instance) {
+		return // not written by a detector
 	}
+	s.tab.Adopt(rec, s.now(), s.active.Load())
+}
+
+// forget takes a deleted or purged MEMBERS key out of the published view.
+func (s *Service) forget(e jetstream.KeyValueEntry) {
+	s.tab.Forget(e.Key(), s.active.Load())
 }
 
 // evalLoop evaluates states every EvalInterval and, while active,
@@ -307,12 +291,15 @@ func (s *Service) evalLoop(ctx context.Context, js jetstream.JetStream) {
 	s.loop(ctx, s.opts.EvalInterval, func() {
 		start := time.Now()
 		active := s.active.Load()
-		res := s.tab.tick(s.now(), active, budget)
-		msgs := s.encode(res)
+		res := s.tab.Tick(s.now(), active, budget)
+		msgs, err := Messages(res)
+		if err != nil {
+			s.log.Error("encode", "err", err)
+		}
 		for _, m := range msgs {
 			var opts []jetstream.PublishOpt
-			if id := m.Header.Get(nats.MsgIdHdr); id != "" {
-				m.Header.Del(nats.MsgIdHdr)
+			if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+				m.Header.Del(jetstream.MsgIDHeader)
 				opts = append(opts, jetstream.WithMsgID(id))
 			}
 			if _, err := js.PublishMsgAsync(m, opts...); err != nil {
@@ -325,57 +312,19 @@ func (s *Service) evalLoop(ctx context.Context, js jetstream.JetStream) {
 	})
 }
 
-// encode turns an evaluation into messages: transitions to DETECTOR (with
-// a message id), records and deletions to MEMBERS.
-func (s *Service) encode(res tickResult) []*nats.Msg {
-	out := make([]*nats.Msg, 0, len(res.transitions)+len(res.writes)+len(res.deletes))
-	for _, t := range res.transitions {
-		b, err := json.Marshal(t)
-		if err != nil {
-			s.log.Error("encode transition", "err", err)
-			continue
-		}
-		m := nats.NewMsg(t.Subject())
-		m.Data = b
-		m.Header.Set(service.HeaderContentType, service.ContentTypeJSON)
-		m.Header.Set(nats.MsgIdHdr, msgID(t))
-		out = append(out, m)
-	}
-	for _, w := range res.writes {
-		b, err := json.Marshal(w)
-		if err != nil {
-			s.log.Error("encode member", "err", err)
-			continue
-		}
-		out = append(out, &nats.Msg{Subject: "$KV." + streams.BucketMembers + "." + w.Key(), Data: b})
-	}
-	for _, k := range res.deletes {
-		m := nats.NewMsg("$KV." + streams.BucketMembers + "." + k)
-		m.Header.Set("KV-Operation", "DEL")
-		out = append(out, m)
-	}
-	return out
-}
-
-// msgID names a transition the same on every detector that derives it:
-// the instance, the new state, the sequence of its last heartbeat and the
-// arrival of that heartbeat to a tenth of a second (sequences restart with
-// the process; the time tells incarnations apart).
-func msgID(t Transition) string {
-	return t.Key() + "." + string(t.State) + "." + strconv.FormatUint(t.seq, 10) + "." +
-		strconv.FormatInt(t.LastSeen.UnixMilli()/100, 10)
-}
-
-func (s *Service) account(res tickResult) {
-	for _, t := range res.transitions {
+func (s *Service) account(res accrual.TickResult) {
+	for _, t := range res.Transitions {
 		s.m.transitions.WithLabelValues(string(t.State)).Inc()
 		s.log.Debug("transition", "member", t.Key(), "from", t.Previous, "to", t.State, "phi", t.Phi)
 	}
-	s.m.writes.Add(float64(len(res.writes)))
-	for _, st := range []State{Alive, Suspect, Dead, Left} {
-		s.m.members.WithLabelValues(string(st)).Set(float64(res.counts[st]))
+	s.m.writes.Add(float64(len(res.Writes)))
+	for _, st := range states {
+		s.m.members.WithLabelValues(string(st)).Set(float64(res.Counts[st]))
 	}
 }
+
+// states are the member states, in the order the endpoints name them.
+var states = []membership.State{membership.Alive, membership.Suspect, membership.Dead, membership.Left}
 
 // probeLoop measures round trips to micro service instances with
 // $SRV.PING.<service>.<instance>, within ProbesPerSecond. Instances that
@@ -390,7 +339,7 @@ func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 		if !s.active.Load() {
 			return
 		}
-		for _, key := range s.tab.probeTargets(per, s.now()) {
+		for _, key := range s.tab.ProbeTargets(per, s.now()) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -406,34 +355,38 @@ func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 
 func (s *Service) probe(ctx context.Context, nc *nats.Conn, key string) {
 	svc, inst, _ := strings.Cut(key, ".")
+	subject, err := micro.ControlSubject(micro.PingVerb, svc, inst)
+	if err != nil {
+		return
+	}
 	pctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	_, err := nc.RequestWithContext(pctx, "$SRV.PING."+svc+"."+inst, nil)
+	_, err = nc.RequestWithContext(pctx, subject, nil)
 	rtt := time.Since(start)
 	switch {
 	case err == nil:
-		s.tab.observeRTT(key, rtt)
+		s.tab.ObserveRTT(key, rtt)
 		s.m.rtt.Observe(rtt.Seconds())
 	case errors.Is(err, nats.ErrNoResponders):
-		s.tab.noProbe(key, s.now()+int64(10*time.Minute))
+		s.tab.NoProbe(key, s.now()+10*time.Minute)
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		s.tab.observeRTT(key, s.opts.ProbeTimeout)
+		s.tab.ObserveRTT(key, s.opts.ProbeTimeout)
 	}
 }
 
 // membersRequest is the optional body of detector.members.
 type membersRequest struct {
-	Service string `json:"service"`
-	State   State  `json:"state"`
-	Limit   int    `json:"limit"`
+	Service string           `json:"service"`
+	State   membership.State `json:"state"`
+	Limit   int              `json:"limit"`
 }
 
 // MembersResponse answers detector.members.
 type MembersResponse struct {
-	Members   []Member `json:"members"`
-	Count     int      `json:"count"`
-	Truncated bool     `json:"truncated"`
+	Members   []membership.Member `json:"members"`
+	Count     int                 `json:"count"`
+	Truncated bool                `json:"truncated"`
 }
 
 const defaultMembersLimit = 1000
@@ -446,7 +399,7 @@ func (s *Service) handleMembers(_ context.Context, r *service.Request) (any, err
 		}
 	}
 	switch req.State {
-	case "", Alive, Suspect, Dead, Left:
+	case "", membership.Alive, membership.Suspect, membership.Dead, membership.Left:
 	default:
 		return nil, service.Errorf(service.CodeBadRequest, "unknown state %q: use alive, suspect, dead or left", req.State)
 	}
@@ -463,14 +416,14 @@ func (s *Service) handleMembers(_ context.Context, r *service.Request) (any, err
 
 // StatusResponse answers detector.status.
 type StatusResponse struct {
-	ID        string           `json:"id"`
-	Active    bool             `json:"active"`
-	Members   map[State]int    `json:"members"`
-	Bad       uint64           `json:"bad_heartbeats"`
-	Reordered uint64           `json:"reordered_heartbeats"`
-	Restarts  uint64           `json:"restarts"`
-	Model     StatusModel      `json:"model"`
-	Options   map[string]int64 `json:"options_ms"`
+	ID        string                   `json:"id"`
+	Active    bool                     `json:"active"`
+	Members   map[membership.State]int `json:"members"`
+	Bad       uint64                   `json:"bad_heartbeats"`
+	Reordered uint64                   `json:"reordered_heartbeats"`
+	Restarts  uint64                   `json:"restarts"`
+	Model     StatusModel              `json:"model"`
+	Options   map[string]int64         `json:"options_ms"`
 }
 
 // StatusModel is what the predictor learned from, and its weights.
@@ -482,18 +435,18 @@ type StatusModel struct {
 }
 
 func (s *Service) handleStatus(_ context.Context, _ *service.Request) (any, error) {
-	counts := map[State]int{Alive: 0, Suspect: 0, Dead: 0, Left: 0}
+	counts := make(map[membership.State]int, len(states))
+	for _, st := range states {
+		counts[st] = 0
+	}
 	for _, m := range s.Members("", "") {
 		counts[m.State]++
 	}
-	pos, neg, w, b := s.tab.modelStats()
-	s.tab.mu.Lock()
-	reordered, restarts := s.tab.reordered, s.tab.restarts
-	s.tab.mu.Unlock()
+	st := s.tab.Stats()
 	return StatusResponse{
 		ID: s.ID(), Active: s.Active(), Members: counts,
-		Bad: s.bad.Load(), Reordered: reordered, Restarts: restarts,
-		Model: StatusModel{Positives: pos, Negatives: neg, Bias: b, Weights: w},
+		Bad: s.bad.Load(), Reordered: st.Reordered, Restarts: st.Restarts,
+		Model: StatusModel{Positives: st.Positives, Negatives: st.Negatives, Bias: st.Bias, Weights: st.Weights},
 		Options: map[string]int64{
 			"eval_interval":    s.opts.EvalInterval.Milliseconds(),
 			"refresh_interval": s.opts.RefreshInterval.Milliseconds(),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/streams"
 )
@@ -117,19 +118,19 @@ func (b *beater) stop() {
 }
 
 // memberState reads key's record from MEMBERS.
-func memberState(ctx context.Context, kv jetstream.KeyValue, key string) (Member, error) {
+func memberState(ctx context.Context, kv jetstream.KeyValue, key string) (membership.Member, error) {
 	e, err := kv.Get(ctx, key)
 	if err != nil {
-		return Member{}, err
+		return membership.Member{}, err
 	}
-	var m Member
+	var m membership.Member
 	err = json.Unmarshal(e.Value(), &m)
 	return m, err
 }
 
-func waitState(t *testing.T, kv jetstream.KeyValue, key string, want State, deadline time.Duration) Member {
+func waitState(t *testing.T, kv jetstream.KeyValue, key string, want membership.State, deadline time.Duration) membership.Member {
 	t.Helper()
-	var got Member
+	var got membership.Member
 	clustertest.Eventually(t, deadline, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -177,20 +178,20 @@ func TestLiveDeadAfterStopAliveOnResume(t *testing.T) {
 
 	b := newBeater(clustertest.Connect(t, c), "demo", "i1", 50*time.Millisecond)
 	b.start()
-	m := waitState(t, kv, "demo.i1", Alive, 5*time.Second)
+	m := waitState(t, kv, "demo.i1", membership.Alive, 5*time.Second)
 	require.Equal(t, "demo", m.Service)
 	require.Equal(t, "i1", m.Instance)
 	b.stop()
-	m = waitState(t, kv, "demo.i1", Dead, 5*time.Second)
+	m = waitState(t, kv, "demo.i1", membership.Dead, 5*time.Second)
 	require.GreaterOrEqual(t, m.Phi, 8.0, "a dead member's phi passed the threshold")
 	require.False(t, m.LastSeen.IsZero())
 
 	b.start() // the same process resumes: sequence continues
 	defer b.stop()
-	waitState(t, kv, "demo.i1", Alive, 5*time.Second)
+	waitState(t, kv, "demo.i1", membership.Alive, 5*time.Second)
 	clustertest.Eventually(t, 5*time.Second, func() error {
 		got := transitions(t, js, "demo", "i1")
-		// Suspect comes between alive and dead unless one evaluation tick
+		// membership.Suspect comes between alive and dead unless one evaluation tick
 		// saw both deadlines pass (a stalled machine): at most once.
 		if got["detector.alive.demo.i1"] != 2 || got["detector.dead.demo.i1"] != 1 || got["detector.suspect.demo.i1"] > 1 || len(got) > 3 {
 			return fmt.Errorf("transitions %v, want alive 2, dead 1, suspect at most 1", got)
@@ -210,20 +211,20 @@ func TestLiveLeavingGivesLeft(t *testing.T) {
 	witness := newBeater(nc, "demo", "witness", 50*time.Millisecond)
 	leaver.start()
 	witness.start()
-	waitState(t, kv, "demo.leaver", Alive, 5*time.Second)
-	waitState(t, kv, "demo.witness", Alive, 5*time.Second)
+	waitState(t, kv, "demo.leaver", membership.Alive, 5*time.Second)
+	waitState(t, kv, "demo.witness", membership.Alive, 5*time.Second)
 	leaver.stop()
 	leaver.send(true)
 	witness.stop()
-	waitState(t, kv, "demo.leaver", Left, 5*time.Second)
+	waitState(t, kv, "demo.leaver", membership.Left, 5*time.Second)
 	// The witness stopped at the same time without a goodbye: once it is
 	// dead, the leaver has been silent as long and must still be left.
-	waitState(t, kv, "demo.witness", Dead, 5*time.Second)
+	waitState(t, kv, "demo.witness", membership.Dead, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	m, err := memberState(ctx, kv, "demo.leaver")
 	require.NoError(t, err)
-	require.Equal(t, Left, m.State)
+	require.Equal(t, membership.Left, m.State)
 	require.Zero(t, transitions(t, js, "demo", "leaver")["detector.dead.demo.leaver"], "a leaving instance is never dead")
 }
 
@@ -249,7 +250,7 @@ func TestLiveBadHeartbeatsCountedAndDropped(t *testing.T) {
 		require.NoError(t, nc.Publish(m.subject, []byte(m.data)))
 	}
 	require.NoError(t, nc.Publish("hb.demo.ok", nil)) // empty body: valid
-	waitState(t, kv, "demo.ok", Alive, 5*time.Second)
+	waitState(t, kv, "demo.ok", membership.Alive, 5*time.Second)
 	clustertest.Eventually(t, 5*time.Second, func() error {
 		if got := d.bad.Load(); got != uint64(len(bad)) {
 			return fmt.Errorf("bad heartbeats counted %v, want %d", got, len(bad))
@@ -286,9 +287,9 @@ func TestLiveTwoDetectorsOneTransitionAndHandover(t *testing.T) {
 	nc := clustertest.Connect(t, c)
 	i1 := newBeater(nc, "demo", "i1", 50*time.Millisecond)
 	i1.start()
-	waitState(t, kv, "demo.i1", Alive, 5*time.Second)
+	waitState(t, kv, "demo.i1", membership.Alive, 5*time.Second)
 	i1.stop()
-	waitState(t, kv, "demo.i1", Dead, 5*time.Second)
+	waitState(t, kv, "demo.i1", membership.Dead, 5*time.Second)
 
 	// Kill the active detector without a goodbye: its connection goes.
 	active, standby := a, b
@@ -297,7 +298,7 @@ func TestLiveTwoDetectorsOneTransitionAndHandover(t *testing.T) {
 	}
 	i2 := newBeater(nc, "demo", "i2", 50*time.Millisecond)
 	i2.start()
-	waitState(t, kv, "demo.i2", Alive, 5*time.Second)
+	waitState(t, kv, "demo.i2", membership.Alive, 5*time.Second)
 	killed := time.Now()
 	active.nc.Close()
 	i2.stop() // dies while the active detector is gone
@@ -309,12 +310,12 @@ func TestLiveTwoDetectorsOneTransitionAndHandover(t *testing.T) {
 	})
 	took := time.Since(killed)
 	require.Less(t, took, 2*time.Second, "handover took %s", took)
-	waitState(t, kv, "demo.i2", Dead, 5*time.Second)
+	waitState(t, kv, "demo.i2", membership.Dead, 5*time.Second)
 
 	// Exactly one transition per change, from two detectors and a handover.
 	for _, inst := range []string{"i1", "i2"} {
 		clustertest.Eventually(t, 5*time.Second, func() error {
-			// Suspect may be skipped: when the standby takes over after the
+			// membership.Suspect may be skipped: when the standby takes over after the
 			// instance died, it publishes the one change alive -> dead.
 			got := transitions(t, js, "demo", inst)
 			if got["detector.alive.demo."+inst] != 1 || got["detector.dead.demo."+inst] != 1 ||
@@ -323,5 +324,44 @@ func TestLiveTwoDetectorsOneTransitionAndHandover(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// Options{Conn: nc} is a production detector: it learns and it probes.
+func TestLiveZeroOptionsLearnAndProbe(t *testing.T) {
+	t.Parallel()
+	c, _ := liveCluster(t)
+	nc := clustertest.Connect(t, c)
+	d, err := New(Options{Conn: nc})
+	require.NoError(t, err)
+	require.False(t, d.tab.Options().NoLearn, "the predictor learns")
+	require.Equal(t, DefaultOptions().ProbeInterval, d.opts.ProbeInterval)
+
+	// The detector is itself a micro service instance that heartbeats: once
+	// active, it probes it.
+	pings := make(chan string, 16)
+	sub, err := clustertest.Connect(t, c).Subscribe("$SRV.PING.platform-detector.>", func(m *nats.Msg) {
+		select {
+		case pings <- m.Subject:
+		default:
+		}
+	})
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	select {
+	case subject := <-pings:
+		<-d.Ready()
+		require.Equal(t, "$SRV.PING.platform-detector."+d.ID(), subject)
+	case err := <-done:
+		t.Fatalf("detector stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no probe within 10s")
 	}
 }

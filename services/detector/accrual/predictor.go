@@ -1,10 +1,9 @@
-package detector
+package accrual
 
 import (
 	"math"
 	"math/rand/v2"
-
-	"github.com/platform/platform/service"
+	"slices"
 )
 
 // The predictor is online logistic regression over features of each
@@ -78,7 +77,7 @@ type trend struct {
 }
 
 // figures extracts the figures, compressing the unbounded ones.
-func figures(l service.Load) [nMetrics]float32 {
+func figures(l Load) [nMetrics]float32 {
 	return [nMetrics]float32{
 		mCPU:      float32(l.CPU),
 		mMem:      float32(l.Mem),
@@ -92,7 +91,7 @@ func figures(l service.Load) [nMetrics]float32 {
 
 // observe folds one heartbeat into the instance's averages and returns its
 // features. lateness is (gap-interval)/interval; jitter the path's.
-func (t *trend) observe(l service.Load, lateness, jitter float64) features {
+func (t *trend) observe(l Load, lateness, jitter float64) features {
 	m := figures(l)
 	if !t.started {
 		t.fast, t.slow, t.started = m, m, true
@@ -190,6 +189,14 @@ func newPredictor(rate, sampling float64, rng *rand.Rand) *predictor {
 	p := &predictor{rate: rate, sampling: sampling, rng: rng}
 	p.w[nFeatures] = math.Log(priorProbability / (1 - priorProbability))
 	return p
+}
+
+// clone returns a copy that shares nothing with p but draws from rng.
+func (p *predictor) clone(rng *rand.Rand) *predictor {
+	c := *p
+	c.replay = slices.Clone(p.replay)
+	c.rng = rng
+	return &c
 }
 
 // probability returns the model's failure probability for f.

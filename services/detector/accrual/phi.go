@@ -1,10 +1,11 @@
-package detector
+package accrual
 
 import "math"
 
-// window holds the last inter-arrival times of one instance (milliseconds)
-// in a ring, with running sums for the mean and variance.
-type window struct {
+// Window holds the last inter-arrival times of one instance (milliseconds)
+// in a ring, with running sums for the mean and standard deviation. The
+// zero Window has no room: make one with NewWindow.
+type Window struct {
 	buf   []float32
 	next  int
 	n     int
@@ -13,10 +14,11 @@ type window struct {
 	adds  int
 }
 
-func newWindow(size int) window { return window{buf: make([]float32, size)} }
+// NewWindow returns a window that keeps the last size inter-arrival times.
+func NewWindow(size int) Window { return Window{buf: make([]float32, size)} }
 
-// add records one inter-arrival time, evicting the oldest when full.
-func (w *window) add(ms float64) {
+// Add records one inter-arrival time, evicting the oldest when full.
+func (w *Window) Add(ms float64) {
 	if w.n == len(w.buf) {
 		old := float64(w.buf[w.next])
 		w.sum -= old
@@ -42,24 +44,29 @@ func (w *window) add(ms float64) {
 	}
 }
 
-func (w *window) reset() {
+// Reset forgets every recorded time.
+func (w *Window) Reset() {
 	w.next, w.n, w.sum, w.sumSq, w.adds = 0, 0, 0, 0, 0
 }
 
-func (w *window) len() int { return w.n }
+// Len returns how many times the window holds.
+func (w *Window) Len() int { return w.n }
 
-func (w *window) mean() float64 {
+// Mean returns the mean of the recorded times, 0 when there are none.
+func (w *Window) Mean() float64 {
 	if w.n == 0 {
 		return 0
 	}
 	return w.sum / float64(w.n)
 }
 
-func (w *window) stdDev() float64 {
+// StdDev returns the population standard deviation of the recorded times,
+// 0 with fewer than two.
+func (w *Window) StdDev() float64 {
 	if w.n < 2 {
 		return 0
 	}
-	m := w.mean()
+	m := w.Mean()
 	v := w.sumSq/float64(w.n) - m*m
 	if v <= 0 {
 		return 0
@@ -84,11 +91,11 @@ func Phi(elapsed, mean, stdDev float64) float64 {
 	return -math.Log10(1 - 1/(1+e))
 }
 
-// phiZ returns the number of standard deviations past the mean at which
+// PhiZ returns the number of standard deviations past the mean at which
 // Phi reaches threshold: Phi(mean + z*std, mean, std) == threshold. Solving
-// once lets the detector turn each heartbeat into deadlines instead of
+// once lets a detector turn each heartbeat into deadlines instead of
 // computing phi for every instance on every tick.
-func phiZ(threshold float64) float64 {
+func PhiZ(threshold float64) float64 {
 	// Phi(y) for y > 0 is -log10(e/(1+e)) with e = exp(-g(y)), g the cubic
 	// below; so g(y) = -ln(p/(1-p)) with p = 10^-threshold. g is
 	// increasing: solve by Newton from a safe start.

@@ -1,4 +1,4 @@
-package detector
+package detectorbench
 
 import (
 	"math"
@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/detector/accrual"
 )
 
 // The simulation generates heartbeat traces from a seed, so every detector
@@ -54,7 +54,7 @@ type TraceOptions struct {
 // simBeat is one heartbeat as it arrives at the detector.
 type simBeat struct {
 	at   int64 // arrival, ns since the trace start
-	load service.Load
+	load accrual.Load
 }
 
 // incarnation is one process's life: [start, end); end < 0: lives on.
@@ -243,7 +243,7 @@ func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net fun
 
 // load returns one heartbeat's figures: the profile with noise, a busy
 // spell, a GC spike, or ramp (0..1) of the way into a slow death.
-func (g *generator) load(p profile, ramp float64, busy, gc bool) service.Load {
+func (g *generator) load(p profile, ramp float64, busy, gc bool) accrual.Load {
 	noise := func(sd float64) float64 { return g.rng.NormFloat64() * sd }
 	cpu, mem, lat, err, rps := p.cpu, p.mem, p.lat, p.err, p.rps
 	p99 := lat * p.p99x
@@ -266,7 +266,7 @@ func (g *generator) load(p profile, ramp float64, busy, gc bool) service.Load {
 		rps *= 1 - 0.5*ramp
 	}
 	clamp := func(x float64) float64 { return min(max(x, 0), 1) }
-	l := service.Load{
+	l := accrual.Load{
 		CPU:       clamp(cpu + noise(0.04)),
 		Mem:       clamp(mem + noise(0.01)),
 		LatencyMS: max(0.1, lat*(1+noise(0.15))),

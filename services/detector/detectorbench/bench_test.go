@@ -1,41 +1,43 @@
-package detector
+package detectorbench
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/detector"
+	"github.com/platform/platform/services/detector/accrual"
+	"github.com/platform/platform/streams"
 )
 
-func benchService(b *testing.B) *Service {
+func benchTable(b *testing.B) *accrual.Table {
 	b.Helper()
-	o := DefaultOptions()
+	o := detector.DefaultOptions()
 	o.Seed = 1
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := newService(o)
+	tab, err := accrual.NewTable(o.Options, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	return s
+	return tab
 }
 
 // BenchmarkIngest is one heartbeat through subject parsing, decoding, the
 // table and the predictor, over 10,000 instances.
 func BenchmarkIngest(b *testing.B) {
-	s := benchService(b)
+	tab := benchTable(b)
 	const n = 10000
 	subjects := make([]string, n)
 	for i := range subjects {
-		subjects[i] = "hb.bench.i" + itoa(i)
+		subjects[i] = streams.HeartbeatSubject("bench", "i"+itoa(i))
 	}
 	body, _ := json.Marshal(service.Load{Seq: 1, IntervalMS: 1000, CPU: 0.3, Mem: 0.5, LatencyMS: 10, P99MS: 40, ErrorRate: 0.001, RPS: 100})
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.ingest(subjects[i%n], nil, body, int64(i)*int64(100*time.Microsecond))
+		if err := detector.Ingest(tab, subjects[i%n], nil, body, time.Duration(i)*100*time.Microsecond); err != nil {
+			b.Fatal(err)
+		}
 		i++
 	}
 }
@@ -44,7 +46,7 @@ func BenchmarkDecodeHeartbeat(b *testing.B) {
 	body := []byte(`{"seq":1,"interval_ms":1000,"cpu":0.31,"mem":0.52,"latency_ms":12,"p99_ms":40,"error_rate":0.01,"rps":120,"leaving":false}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeHeartbeat(nil, body); err != nil {
+		if _, err := detector.DecodeHeartbeat(nil, body); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -52,16 +54,16 @@ func BenchmarkDecodeHeartbeat(b *testing.B) {
 
 // BenchmarkTick10k is one evaluation of 10,000 alive instances.
 func BenchmarkTick10k(b *testing.B) {
-	s := benchService(b)
+	tab := benchTable(b)
 	for i := range 10000 {
-		s.tab.heartbeat("bench", "i"+itoa(i), service.Load{Seq: 1, IntervalMS: 1000}, 0)
+		tab.Heartbeat("bench", "i"+itoa(i), accrual.Load{Seq: 1, IntervalMS: 1000}, 0)
 	}
-	s.tab.tick(0, true, 1<<30)
+	tab.Tick(0, true, 1<<30)
 	b.ReportAllocs()
-	now := int64(0)
+	now := time.Duration(0)
 	for b.Loop() {
-		now += int64(time.Millisecond)
-		s.tab.tick(now, true, 200)
+		now += time.Millisecond
+		tab.Tick(now, true, 200)
 	}
 }
 
@@ -72,6 +74,10 @@ func BenchmarkEvaluateSteady(b *testing.B) {
 	opts := EvalOptions{Trace: tr.opts}
 	opts.fill()
 	for b.Loop() {
-		run(tr, newOurs(opts, len(tr.instances)), opts.Tick, nil)
+		d, err := newOurs(opts, len(tr.instances), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(tr, d, opts.Tick, nil)
 	}
 }

@@ -1,65 +1,18 @@
-package detector
+package accrual
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "github.com/platform/platform/membership"
 
-// Quality is the class of an instance's network path, judged from the
-// jitter of its heartbeats, the heartbeats lost on the way (gaps in seq)
-// and the round trip of probes. A worse class widens the pause the
-// instance may show before it is declared dead.
-type Quality uint8
-
-// Quality classes, best first.
-const (
-	Excellent Quality = iota
-	Good
-	Fair
-	Poor
-	VeryPoor
-)
-
-var qualityNames = [...]string{"excellent", "good", "fair", "poor", "very_poor"}
-
-// String returns the class as written in MEMBERS: excellent, good, fair,
-// poor or very_poor.
-func (q Quality) String() string {
-	if int(q) < len(qualityNames) {
-		return qualityNames[q]
-	}
-	return fmt.Sprintf("quality(%d)", q)
-}
-
-// MarshalJSON writes the class name.
-func (q Quality) MarshalJSON() ([]byte, error) { return json.Marshal(q.String()) }
-
-// UnmarshalJSON reads a class name.
-func (q *Quality) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	for i, n := range qualityNames {
-		if n == s {
-			*q = Quality(i)
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown quality %q", s)
-}
-
-// Multiplier is how much the class widens the tolerated pause (the
-// reference design's AdaptiveFailureDetector multipliers).
-func (q Quality) Multiplier() float64 {
+// multiplier is how much a network quality class widens the tolerated
+// pause (the reference design's AdaptiveFailureDetector multipliers).
+func multiplier(q membership.Quality) float64 {
 	switch q {
-	case Excellent:
+	case membership.Excellent:
 		return 1.0
-	case Good:
+	case membership.Good:
 		return 1.2
-	case Fair:
+	case membership.Fair:
 		return 1.5
-	case Poor:
+	case membership.Poor:
 		return 2.0
 	default:
 		return 3.0
@@ -86,9 +39,9 @@ const hysteresis = 0.8
 
 // classify returns the class for one signal's value against its limits,
 // given the current class (for hysteresis).
-func classify(v float64, limits [4]float64, cur Quality) Quality {
+func classify(v float64, limits [4]float64, cur membership.Quality) membership.Quality {
 	for i, lim := range limits {
-		q := Quality(i)
+		q := membership.Quality(i)
 		if q < cur {
 			lim *= hysteresis
 		}
@@ -96,7 +49,7 @@ func classify(v float64, limits [4]float64, cur Quality) Quality {
 			return q
 		}
 	}
-	return VeryPoor
+	return membership.VeryPoor
 }
 
 // pathStats are the running estimates behind an instance's class.
@@ -104,7 +57,7 @@ type pathStats struct {
 	jitter  float64 // EWMA of |gap - interval| / interval (RFC 3550 style, gain 1/16)
 	loss    float64 // EWMA of the fraction of heartbeats lost per received one
 	rtt     float64 // EWMA of probe round trips / interval; 0: never probed
-	quality Quality
+	quality membership.Quality
 }
 
 const (
@@ -146,7 +99,7 @@ func (p *pathStats) observeRTT(rtt, interval float64) {
 }
 
 // classify recomputes the class: the worst of the three signals.
-func (p *pathStats) classify() Quality {
+func (p *pathStats) classify() membership.Quality {
 	q := classify(p.jitter, qualityLimits.jitter, p.quality)
 	q = max(q, classify(p.loss, qualityLimits.loss, p.quality))
 	if p.rtt > 0 {

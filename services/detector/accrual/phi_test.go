@@ -1,4 +1,4 @@
-package detector
+package accrual
 
 import (
 	"math"
@@ -40,33 +40,33 @@ func TestPhiIsMonotonic(t *testing.T) {
 
 func TestPhiZInvertsPhi(t *testing.T) {
 	for _, threshold := range []float64{0.5, 1, 3, 8, 12} {
-		z := phiZ(threshold)
+		z := PhiZ(threshold)
 		got := Phi(100+z*10, 100, 10)
 		require.InDelta(t, threshold, got, 1e-6, "threshold %v: z=%v", threshold, z)
 	}
 }
 
 func TestWindow(t *testing.T) {
-	w := newWindow(4)
-	require.Zero(t, w.mean())
+	w := NewWindow(4)
+	require.Zero(t, w.Mean())
 	for _, x := range []float64{10, 20, 30, 40, 50, 60} {
-		w.add(x)
+		w.Add(x)
 	}
-	require.Equal(t, 4, w.len(), "keeps the newest four")
-	require.InDelta(t, 45, w.mean(), 1e-9)
-	require.InDelta(t, math.Sqrt(125), w.stdDev(), 1e-6)
-	w.reset()
-	require.Zero(t, w.len())
+	require.Equal(t, 4, w.Len(), "keeps the newest four")
+	require.InDelta(t, 45, w.Mean(), 1e-9)
+	require.InDelta(t, math.Sqrt(125), w.StdDev(), 1e-6)
+	w.Reset()
+	require.Zero(t, w.Len())
 }
 
 func TestWindowSumsDoNotDrift(t *testing.T) {
-	w := newWindow(100)
+	w := NewWindow(100)
 	for i := range 1_000_000 {
-		w.add(100 + float64(i%7))
+		w.Add(100 + float64(i%7))
 	}
 	var sum float64
 	for i := range w.n {
 		sum += float64(w.buf[i])
 	}
-	require.InDelta(t, sum/100, w.mean(), 1e-9)
+	require.InDelta(t, sum/100, w.Mean(), 1e-9)
 }

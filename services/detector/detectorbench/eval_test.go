@@ -1,6 +1,7 @@
-package detector
+package detectorbench
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // trace that warns at least 10 heartbeats ahead.
 func TestEvaluationTargets(t *testing.T) {
 	t.Parallel()
-	rep := Evaluate(EvalOptions{Trace: TraceOptions{Instances: 80, Duration: 60 * time.Second, Seed: 1}})
+	rep, err := Evaluate(EvalOptions{Trace: TraceOptions{Instances: 80, Duration: 60 * time.Second, Seed: 1}})
+	require.NoError(t, err)
 	t.Logf("\n%s", rep)
 	score := func(sc Scenario, det string) Score {
 		for _, s := range rep.Scores {
@@ -66,4 +68,11 @@ func TestScaleMeasurementKeepsUp(t *testing.T) {
 	// instances, no race detector); here only that the path works and
 	// writes stay bounded: joins plus refreshes, not one per heartbeat.
 	require.Less(t, r.WritesPerSec, 2000.0/5+2000.0/10+1)
+}
+
+func TestAUC(t *testing.T) {
+	require.Equal(t, 1.0, auc([]float64{0.9, 0.8}, []float64{0.1, 0.2}))
+	require.Equal(t, 0.0, auc([]float64{0.1}, []float64{0.9}))
+	require.Equal(t, 0.5, auc([]float64{0.5}, []float64{0.5}))
+	require.True(t, math.IsNaN(auc(nil, []float64{1})))
 }

@@ -1,17 +1,19 @@
-package detector
+package detectorbench
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/detector"
+	"github.com/platform/platform/services/detector/accrual"
+	"github.com/platform/platform/streams"
 )
 
 // ScaleOptions size the scale measurement.
@@ -63,20 +65,19 @@ func MeasureScale(opts ScaleOptions) (ScaleReport, error) {
 	if opts.Interval == 0 {
 		opts.Interval = time.Second
 	}
-	o := DefaultOptions()
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := detector.DefaultOptions()
 	o.Seed = 1
-	s, err := newService(o)
+	tab, err := accrual.NewTable(o.Options, time.Now())
 	if err != nil {
 		return ScaleReport{}, err
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := opts.Instances
 	subjects := make([]string, n)
-	offsets := make([]int64, n)
+	offsets := make([]time.Duration, n)
 	for i := range n {
-		subjects[i] = "hb.platform-scale.i" + itoa(i)
-		offsets[i] = rng.Int64N(int64(opts.Interval))
+		subjects[i] = streams.HeartbeatSubject("platform-scale", "i"+itoa(i))
+		offsets[i] = time.Duration(rng.Int64N(int64(opts.Interval)))
 	}
 	// Bodies are encoded before the clock starts: making them is the
 	// senders' work, not the detector's.
@@ -93,24 +94,27 @@ func MeasureScale(opts ScaleOptions) (ScaleReport, error) {
 	}
 	runtime.GC()
 
-	tick := int64(o.EvalInterval)
+	tick := o.EvalInterval
 	budget := max(1, int(o.MaxWriteRate*o.EvalInterval.Seconds()))
 	var writes, transitions int64
 	start, cpu0 := time.Now(), processCPU()
-	interval := int64(opts.Interval)
 	nextTick := tick
 	for round := range opts.Seconds * beatsPerSec {
-		base := int64(round) * interval
+		base := time.Duration(round) * opts.Interval
 		for i := range n {
 			at := base + offsets[i]
 			for nextTick <= at {
-				res := s.tab.tick(nextTick, true, budget)
-				writes += int64(len(res.writes))
-				transitions += int64(len(res.transitions))
-				_ = s.encode(res)
+				res := tab.Tick(nextTick, true, budget)
+				writes += int64(len(res.Writes))
+				transitions += int64(len(res.Transitions))
+				if _, err := detector.Messages(res); err != nil {
+					return ScaleReport{}, fmt.Errorf("scale: %w", err)
+				}
 				nextTick += tick
 			}
-			s.ingest(subjects[i], nil, bodies[round*n+i], at)
+			if err := detector.Ingest(tab, subjects[i], nil, bodies[round*n+i], at); err != nil {
+				return ScaleReport{}, fmt.Errorf("scale: %w", err)
+			}
 		}
 		if opts.Progress != nil && (round+1)%beatsPerSec == 0 {
 			opts.Progress()
@@ -119,7 +123,7 @@ func MeasureScale(opts ScaleOptions) (ScaleReport, error) {
 	cpu, wall := processCPU()-cpu0, time.Since(start)
 	simulated := float64(opts.Seconds)
 	hb := int64(len(bodies))
-	if st, _ := s.tab.stateOf("platform-scale.i0"); st != Alive {
+	if st, _ := tab.State(membership.Key("platform-scale", "i0")); st != membership.Alive {
 		return ScaleReport{}, fmt.Errorf("scale: instance 0 is %q after steady heartbeats, want alive", st)
 	}
 	return ScaleReport{

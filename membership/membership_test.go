@@ -1,0 +1,68 @@
+package membership_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/membership"
+	"github.com/platform/platform/streams"
+)
+
+var lastSeen = time.Date(2025, 3, 1, 12, 30, 45, 123456789, time.UTC)
+
+// The records' encoding is what MEMBERS and DETECTOR hold: readers and
+// stored data depend on it byte for byte.
+func TestEncodingIsStable(t *testing.T) {
+	m := membership.Member{
+		Service: "platform-txn", Instance: "Kx3", State: membership.Suspect, Phi: 3.25,
+		LastSeen: lastSeen, Quality: membership.Fair, FailureProbability: 0.0125,
+	}
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"member", m, `{"service":"platform-txn","instance":"Kx3","state":"suspect","phi":3.25,"last_seen":"2025-03-01T12:30:45.123456789Z","quality":"fair","failure_probability":0.0125}`},
+		{"transition", membership.Transition{Member: m, Previous: membership.Alive, At: lastSeen.Add(time.Second)},
+			`{"service":"platform-txn","instance":"Kx3","state":"suspect","phi":3.25,"last_seen":"2025-03-01T12:30:45.123456789Z","quality":"fair","failure_probability":0.0125,"previous":"alive","at":"2025-03-01T12:30:46.123456789Z"}`},
+		{"first sighting", membership.Transition{Member: membership.Member{Service: "a", Instance: "b", State: membership.Alive}},
+			`{"service":"a","instance":"b","state":"alive","phi":0,"last_seen":"0001-01-01T00:00:00Z","quality":"excellent","failure_probability":0,"previous":"","at":"0001-01-01T00:00:00Z"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.v)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(got))
+		})
+	}
+	var back membership.Transition
+	require.NoError(t, json.Unmarshal([]byte(tests[1].want), &back))
+	require.Equal(t, tests[1].v, back)
+}
+
+func TestKeyIsTheMembersKey(t *testing.T) {
+	for _, tt := range []struct{ svc, inst string }{{"demo", "i1"}, {"platform-txn", "Kx3abc"}, {"a_b", "c=d/e"}} {
+		m := membership.Member{Service: tt.svc, Instance: tt.inst}
+		require.Equal(t, streams.MemberKey(tt.svc, tt.inst), m.Key())
+		require.Equal(t, m.Key(), membership.Key(tt.svc, tt.inst))
+	}
+}
+
+func TestQualityJSON(t *testing.T) {
+	for q := membership.Excellent; q <= membership.VeryPoor; q++ {
+		b, err := json.Marshal(q)
+		require.NoError(t, err)
+		var back membership.Quality
+		require.NoError(t, json.Unmarshal(b, &back))
+		require.Equal(t, q, back)
+	}
+	var q membership.Quality
+	require.Error(t, json.Unmarshal([]byte(`"superb"`), &q))
+	b, err := json.Marshal(membership.VeryPoor)
+	require.NoError(t, err)
+	require.Equal(t, `"very_poor"`, string(b))
+	require.Equal(t, "quality(9)", membership.Quality(9).String())
+}

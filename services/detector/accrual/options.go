@@ -1,0 +1,180 @@
+package accrual
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Options are the detection settings of a Table. Every duration that
+// shapes detection is expressed relative to an instance's heartbeat
+// interval, so one set of options serves instances that beat every 50 ms
+// and every 10 s alike. The zero value of a field means its value in
+// DefaultOptions; use DefaultOptions or LocalOptions and change what you
+// need.
+type Options struct {
+	// DefaultInterval is the heartbeat interval assumed for an instance
+	// that announces none (no interval_ms) and has not yet sent two
+	// heartbeats.
+	DefaultInterval time.Duration
+	// WindowSize is how many inter-arrival times are kept per instance for
+	// the phi accrual estimate (Akka keeps 1000; fewer adapts faster).
+	WindowSize int
+	// PhiThreshold is the suspicion level at which an instance is declared
+	// dead (Akka's default is 8: a one in 10^8 chance the silence is
+	// normal).
+	PhiThreshold float64
+	// SuspectFraction places the suspect threshold: an instance becomes
+	// suspect when it has been silent for this fraction of the pause it is
+	// allowed before it is dead (0.5: half-way).
+	SuspectFraction float64
+	// MinStdDevFraction is the floor of the inter-arrival standard
+	// deviation, as a fraction of the interval (Akka: 100 ms for 1 s
+	// heartbeats, 0.1), so a perfectly regular sender is not declared dead
+	// the moment one heartbeat is a little late.
+	MinStdDevFraction float64
+	// PauseIntervals is the silence, in heartbeat intervals, that an
+	// instance on an excellent path may show without being declared dead:
+	// Akka's acceptable heartbeat pause, relative. A worse network quality
+	// class multiplies it: good 1.2, fair 1.5, poor 2, very poor 3.
+	PauseIntervals float64
+	// PauseMemoryMargin widens the tolerated pause to this multiple of the
+	// longest silence the instance recently recovered from, so an instance
+	// known to stall (GC, loss bursts) is not declared dead for doing it
+	// again.
+	PauseMemoryMargin float64
+	// PauseMemoryDecay is the per-heartbeat decay of that remembered
+	// silence (0.995: it halves in about 140 heartbeats).
+	PauseMemoryDecay float64
+	// MaxPauseFactor caps the tolerated pause at this multiple of the
+	// quality-scaled PauseIntervals, so one long stall does not blind the
+	// detector to a real death.
+	MaxPauseFactor float64
+
+	// PredictionHorizon is how many heartbeats before a death count as
+	// "preceded the death": the predictor learns from them and its
+	// probability means "dies within this many heartbeats".
+	PredictionHorizon int
+	// LearningRate is the predictor's AdaGrad step size.
+	LearningRate float64
+	// NegativeSampling is the fraction of healthy heartbeats the predictor
+	// trains on (the rest only update feature scaling), to keep training
+	// cheap and the classes less lopsided.
+	NegativeSampling float64
+	// ConfirmDeath is how long an instance must stay dead before the
+	// heartbeats that preceded the death are used for training, so a
+	// stall that is declared dead and then recovers teaches nothing wrong.
+	ConfirmDeath time.Duration
+	// NoLearn turns off online training of the predictor: it only scores,
+	// with the model it has (the prior, or one given to SetModel).
+	NoLearn bool
+
+	// RefreshInterval is how often an alive instance's record is due for
+	// rewriting (phi, last_seen, quality, failure_probability) when its
+	// state has not changed. State changes are due at once.
+	RefreshInterval time.Duration
+	// ForgetAfter is how long a dead or left instance is kept before it is
+	// dropped from the table (and its record deleted).
+	ForgetAfter time.Duration
+
+	// Seed seeds the table's randomness (refresh spreading, training
+	// samples); 0 picks one from the clock. Simulations set it so runs
+	// repeat exactly.
+	Seed uint64
+}
+
+// DefaultOptions returns the settings for production: 1 s heartbeats by
+// default, phi threshold 8 over a 200-interval window, a tolerated pause
+// of 6 intervals on an excellent path, a 20-heartbeat prediction horizon
+// and a record refresh every 10 s.
+func DefaultOptions() Options {
+	return Options{
+		DefaultInterval:   time.Second,
+		WindowSize:        200,
+		PhiThreshold:      8,
+		SuspectFraction:   0.5,
+		MinStdDevFraction: 0.1,
+		PauseIntervals:    6,
+		PauseMemoryMargin: 1.25,
+		PauseMemoryDecay:  0.995,
+		MaxPauseFactor:    3,
+		PredictionHorizon: 20,
+		LearningRate:      0.05,
+		NegativeSampling:  0.1,
+		ConfirmDeath:      5 * time.Second,
+		RefreshInterval:   10 * time.Second,
+		ForgetAfter:       24 * time.Hour,
+	}
+}
+
+// LocalOptions returns DefaultOptions tuned for one machine and short
+// heartbeat intervals (tests, demos): 100 ms heartbeats by default, deaths
+// confirmed after 1 s and a 1 s refresh.
+func LocalOptions() Options {
+	o := DefaultOptions()
+	o.DefaultInterval = 100 * time.Millisecond
+	o.ConfirmDeath = time.Second
+	o.RefreshInterval = time.Second
+	return o
+}
+
+// fill completes zero fields from DefaultOptions.
+func (o *Options) fill() {
+	d := DefaultOptions()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setF := func(v *float64, def float64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&o.DefaultInterval, d.DefaultInterval)
+	if o.WindowSize == 0 {
+		o.WindowSize = d.WindowSize
+	}
+	setF(&o.PhiThreshold, d.PhiThreshold)
+	setF(&o.SuspectFraction, d.SuspectFraction)
+	setF(&o.MinStdDevFraction, d.MinStdDevFraction)
+	setF(&o.PauseIntervals, d.PauseIntervals)
+	setF(&o.PauseMemoryMargin, d.PauseMemoryMargin)
+	setF(&o.PauseMemoryDecay, d.PauseMemoryDecay)
+	setF(&o.MaxPauseFactor, d.MaxPauseFactor)
+	if o.PredictionHorizon == 0 {
+		o.PredictionHorizon = d.PredictionHorizon
+	}
+	setF(&o.LearningRate, d.LearningRate)
+	setF(&o.NegativeSampling, d.NegativeSampling)
+	setDur(&o.ConfirmDeath, d.ConfirmDeath)
+	setDur(&o.RefreshInterval, d.RefreshInterval)
+	setDur(&o.ForgetAfter, d.ForgetAfter)
+}
+
+// validate checks filled options.
+func (o *Options) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(o.DefaultInterval > 0, "default interval must be positive")
+	check(o.WindowSize >= 2 && o.WindowSize <= 100000, "window size %d out of range [2,100000]", o.WindowSize)
+	check(o.PhiThreshold > 0 && o.PhiThreshold <= 30, "phi threshold %g out of range (0,30]", o.PhiThreshold)
+	check(o.SuspectFraction > 0 && o.SuspectFraction <= 1, "suspect fraction %g out of range (0,1]", o.SuspectFraction)
+	check(o.MinStdDevFraction > 0, "min std dev fraction must be positive")
+	check(o.PauseIntervals >= 0, "pause intervals must not be negative")
+	check(o.PauseMemoryMargin >= 1, "pause memory margin must be at least 1")
+	check(o.PauseMemoryDecay > 0 && o.PauseMemoryDecay <= 1, "pause memory decay %g out of range (0,1]", o.PauseMemoryDecay)
+	check(o.MaxPauseFactor >= 1, "max pause factor must be at least 1")
+	check(o.PredictionHorizon >= 1 && o.PredictionHorizon <= 1000, "prediction horizon %d out of range [1,1000]", o.PredictionHorizon)
+	check(o.LearningRate > 0, "learning rate must be positive")
+	check(o.NegativeSampling > 0 && o.NegativeSampling <= 1, "negative sampling %g out of range (0,1]", o.NegativeSampling)
+	check(o.RefreshInterval > 0, "refresh interval must be positive")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("detection options: %w", err)
+	}
+	return nil
+}
