@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,24 +98,14 @@ func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setF := func(v *float64, def float64) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDur(&o.HeartbeatInterval, d.HeartbeatInterval)
-	setDur(&o.EvalInterval, d.EvalInterval)
-	setF(&o.MaxWriteRate, d.MaxWriteRate)
-	setDur(&o.LeaseTTL, d.LeaseTTL)
-	setDur(&o.LeaseRenew, d.LeaseRenew)
-	setDur(&o.ProbeInterval, d.ProbeInterval)
-	setF(&o.ProbesPerSecond, d.ProbesPerSecond)
-	setDur(&o.ProbeTimeout, d.ProbeTimeout)
+	o.HeartbeatInterval = cmp.Or(o.HeartbeatInterval, d.HeartbeatInterval)
+	o.EvalInterval = cmp.Or(o.EvalInterval, d.EvalInterval)
+	o.MaxWriteRate = cmp.Or(o.MaxWriteRate, d.MaxWriteRate)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, d.LeaseTTL)
+	o.LeaseRenew = cmp.Or(o.LeaseRenew, d.LeaseRenew)
+	o.ProbeInterval = cmp.Or(o.ProbeInterval, d.ProbeInterval)
+	o.ProbesPerSecond = cmp.Or(o.ProbesPerSecond, d.ProbesPerSecond)
+	o.ProbeTimeout = cmp.Or(o.ProbeTimeout, d.ProbeTimeout)
 }
 
 // validate checks the service's settings (not Conn, see New; the

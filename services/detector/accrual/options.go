@@ -1,6 +1,7 @@
 package accrual
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -121,35 +122,21 @@ func LocalOptions() Options {
 // fill completes zero fields from DefaultOptions.
 func (o *Options) fill() {
 	d := DefaultOptions()
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setF := func(v *float64, def float64) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDur(&o.DefaultInterval, d.DefaultInterval)
-	if o.WindowSize == 0 {
-		o.WindowSize = d.WindowSize
-	}
-	setF(&o.PhiThreshold, d.PhiThreshold)
-	setF(&o.SuspectFraction, d.SuspectFraction)
-	setF(&o.MinStdDevFraction, d.MinStdDevFraction)
-	setF(&o.PauseIntervals, d.PauseIntervals)
-	setF(&o.PauseMemoryMargin, d.PauseMemoryMargin)
-	setF(&o.PauseMemoryDecay, d.PauseMemoryDecay)
-	setF(&o.MaxPauseFactor, d.MaxPauseFactor)
-	if o.PredictionHorizon == 0 {
-		o.PredictionHorizon = d.PredictionHorizon
-	}
-	setF(&o.LearningRate, d.LearningRate)
-	setF(&o.NegativeSampling, d.NegativeSampling)
-	setDur(&o.ConfirmDeath, d.ConfirmDeath)
-	setDur(&o.RefreshInterval, d.RefreshInterval)
-	setDur(&o.ForgetAfter, d.ForgetAfter)
+	o.DefaultInterval = cmp.Or(o.DefaultInterval, d.DefaultInterval)
+	o.WindowSize = cmp.Or(o.WindowSize, d.WindowSize)
+	o.PhiThreshold = cmp.Or(o.PhiThreshold, d.PhiThreshold)
+	o.SuspectFraction = cmp.Or(o.SuspectFraction, d.SuspectFraction)
+	o.MinStdDevFraction = cmp.Or(o.MinStdDevFraction, d.MinStdDevFraction)
+	o.PauseIntervals = cmp.Or(o.PauseIntervals, d.PauseIntervals)
+	o.PauseMemoryMargin = cmp.Or(o.PauseMemoryMargin, d.PauseMemoryMargin)
+	o.PauseMemoryDecay = cmp.Or(o.PauseMemoryDecay, d.PauseMemoryDecay)
+	o.MaxPauseFactor = cmp.Or(o.MaxPauseFactor, d.MaxPauseFactor)
+	o.PredictionHorizon = cmp.Or(o.PredictionHorizon, d.PredictionHorizon)
+	o.LearningRate = cmp.Or(o.LearningRate, d.LearningRate)
+	o.NegativeSampling = cmp.Or(o.NegativeSampling, d.NegativeSampling)
+	o.ConfirmDeath = cmp.Or(o.ConfirmDeath, d.ConfirmDeath)
+	o.RefreshInterval = cmp.Or(o.RefreshInterval, d.RefreshInterval)
+	o.ForgetAfter = cmp.Or(o.ForgetAfter, d.ForgetAfter)
 }
 
 // validate checks filled options.
