@@ -17,6 +17,7 @@ import (
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
 )
 
 // readyz returns /readyz's status and body, or 0 while HTTP is not up.
@@ -182,4 +183,40 @@ func labelValue(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestStartWaitsForKVLeader starts the platform while the cluster has a
+// meta leader but bucket MEMBERS has no leader (its only replica's node is
+// down, and with it whatever else was placed there): the process stays up,
+// /readyz says what it waits for, and it is ready once the node is back.
+func TestStartWaitsForKVLeader(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	_, js := clustertest.JetStream(t, c)
+	ctx := clustertest.Context(t, 2*time.Minute)
+	_, err := streams.Provision(ctx, js, streams.All(1), nil)
+	require.NoError(t, err)
+	down := clustertest.WaitStreamLeader(t, c, streams.KVStream(streams.BucketMembers), -1)
+	c.StopNode(down)
+	up := c.Nodes()[(down+1)%3].ClientURL()
+
+	r := launchApp(t, app.Options{NATS: up, Replicas: 1, Services: []string{"detector"}})
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		code, body := readyz(t, r)
+		if code != http.StatusServiceUnavailable || body == "" {
+			return fmt.Errorf("/readyz %d %q, want 503 with a reason", code, body)
+		}
+		return nil
+	})
+	select {
+	case err := <-r.done:
+		t.Fatalf("platform exited while MEMBERS had no leader: %v", err)
+	case <-r.app.Ready():
+		t.Fatal("ready without a MEMBERS leader")
+	case <-time.After(3 * time.Second):
+	}
+	_, body := readyz(t, r)
+	t.Logf("while MEMBERS has no leader: /readyz says %q", body)
+
+	clustertest.RestartNode(t, c, down)
+	r.waitReady(t, 90*time.Second)
 }
