@@ -64,3 +64,40 @@ func TestAllWaiterCheck(t *testing.T) {
 		require.Equal(t, 1.0, counterValue(t, reg, "platform_replicator_errors_total", "replicas_behind"))
 	})
 }
+
+// TestAllWaiterFollowersCatchUpApart: an event is settled once each
+// follower has shown lag 0 in some check after its ack, even when they
+// never do in the same check; a check from before the ack does not count.
+func TestAllWaiterFollowersCatchUpApart(t *testing.T) {
+	lags := [][2]uint64{{0, 4}, {3, 0}, {0, 2}, {5, 0}}
+	check := 0
+	var settled []int
+	a := newAllWaiter(allOptions{
+		info: func(context.Context, string) (*jetstream.StreamInfo, error) {
+			l := lags[check]
+			return &jetstream.StreamInfo{
+				Config: jetstream.StreamConfig{Replicas: 3},
+				Cluster: &jetstream.ClusterInfo{Leader: "n1", Replicas: []*jetstream.PeerInfo{
+					{Name: "n2", Current: l[0] == 0, Lag: l[0]},
+					{Name: "n3", Current: l[1] == 0, Lag: l[1]},
+				}},
+			}, nil
+		},
+		resolve: func(e *pending, ack Ack, err error) {
+			require.NoError(t, err)
+			settled = append(settled, int(ack.Seq))
+		},
+		deadline: time.Minute,
+		failed:   newMetrics(prometheus.NewRegistry()).errors,
+	})
+	a.add("S", 1, []*pending{{}}, []Ack{{Seq: 1}})
+	a.check() // n2 caught up, n3 behind
+	require.Empty(t, settled)
+	check++
+	a.add("S", 2, []*pending{{}}, []Ack{{Seq: 2}})
+	a.check() // n3 caught up: seq 1 has seen both since its ack
+	require.Equal(t, []int{1}, settled)
+	check++
+	a.check() // n2 caught up again: seq 2 now has both since its ack
+	require.Equal(t, []int{1, 2}, settled)
+}

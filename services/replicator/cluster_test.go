@@ -1,12 +1,14 @@
 package replicator
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -74,7 +76,7 @@ func TestAllWaitsForEveryReplica(t *testing.T) {
 	require.NotZero(t, ack.Seq, "the event is stored at quorum")
 
 	// Once the follower is back and caught up, the waiting event completes.
-	require.NoError(t, e.c.RestartNode(ctx, follower))
+	clustertest.RestartNode(t, e.c, follower)
 	ack, err = waiting.Wait(ctx)
 	require.NoError(t, err)
 	require.NotZero(t, ack.Seq)
@@ -212,4 +214,70 @@ func counterTotal(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestAllUnderSustainedLoad publishes at level All while other publishers
+// keep the stream busy, so the followers are rarely all at lag 0 at one
+// instant: every event must still complete, none with ErrReplicasBehind.
+func TestAllUnderSustainedLoad(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := clustertest.Context(t, 90*time.Second)
+	_, js := clustertest.JetStream(t, e.c)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Go(func() {
+			subj := fmt.Sprintf("events.lv.load.%d", c)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// 256 in flight at a time: a steady stream of commits.
+				futs := make([]jetstream.PubAckFuture, 0, 256)
+				for range 256 {
+					f, err := js.PublishAsync(subj, []byte("load"))
+					if err != nil {
+						break
+					}
+					futs = append(futs, f)
+				}
+				for _, f := range futs {
+					select {
+					case <-f.Ok():
+					case <-f.Err():
+					case <-stop:
+						return
+					}
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	// A deadline long enough for any follower to persist an event, and
+	// far shorter than a run of sustained writes.
+	p := e.publisher(t, WithLevel(All), WithRetry(2*time.Second, 2*time.Second))
+	var futs []*Future
+	for i := range 300 {
+		f, err := p.PublishAsync(ctx, Message{Subject: "events.lv.allload", Data: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		futs = append(futs, f)
+		if i%10 == 9 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	behind := 0
+	for i, f := range futs {
+		_, err := f.Wait(ctx)
+		if errors.Is(err, ErrReplicasBehind) {
+			behind++
+			continue
+		}
+		require.NoError(t, err, "event %d", i)
+	}
+	if behind > 0 {
+		t.Fatalf("%d of %d events failed with ErrReplicasBehind under load while every follower was up", behind, len(futs))
+	}
 }
