@@ -136,14 +136,24 @@ func (s *Store) Commit(ctx context.Context, c Commit) (map[string]uint64, error)
 
 // commitPlanned commits validated ops.
 func (s *Store) commitPlanned(ctx context.Context, ops []op) (map[string]uint64, error) {
+	return s.queuePlanned(ops)(ctx)
+}
+
+// queuePlanned queues validated ops behind every commit queued before on
+// this store (commits sharing a key run in that order) and returns the
+// function that waits for their outcome.
+func (s *Store) queuePlanned(ops []op) func(ctx context.Context) (map[string]uint64, error) {
 	if len(ops) == 0 || (len(ops) == 1 && ops[0].kind == opCheck) {
-		return map[string]uint64{}, nil
+		return func(context.Context) (map[string]uint64, error) { return map[string]uint64{}, nil }
 	}
-	revs, err := s.group.commit(ctx, s, ops)
-	if err != nil {
-		return nil, fmt.Errorf("txn: commit: %w", err)
+	m := s.group.enqueue(ops)
+	return func(ctx context.Context) (map[string]uint64, error) {
+		revs, err := s.group.await(ctx, s, m)
+		if err != nil {
+			return nil, fmt.Errorf("txn: commit: %w", err)
+		}
+		return revs, nil
 	}
-	return revs, nil
 }
 
 // commitBackoff spaces the resends of one commit.

@@ -22,19 +22,25 @@ const maxGroup = 64
 // RAFT proposal, one fsync per replica and one acknowledgement instead of
 // queueing behind each other's.
 //
-// The first waiting commit leads: it holds the lead for one attempt, so
-// that commits arriving meanwhile queue up, then takes every queued commit whose keys
-// are disjoint from those already taken (a commit sharing a key with an
-// earlier one waits for the next round, so conflicting commits keep their
-// arrival order), sends them as one batch, hands leadership to the next
+// Commits queue in arrival order. One queued commit at a time leads: it
+// takes the earliest commits whose keys are disjoint from every earlier
+// commit still queued or still running (so commits that share a key run
+// in arrival order: the reference design's dependency levels, computed a
+// round at a time), sends them as one batch, hands the lead to the next
 // queued commit and reports each member's result. A lone commit goes out
-// the same way, in one attempt. If the first attempt is refused for any reason (a key moved,
-// a duplicate, no leader, a lost acknowledgement), every member commits
-// again on its own under its own id, which turns the group's outcome into
-// each member's precise one and keeps resends idempotent.
+// the same way, in one attempt. If that attempt is refused for any reason
+// (a key moved, a duplicate, no leader, a lost acknowledgement), every
+// member commits again on its own under its own id, which turns the
+// group's outcome into each member's precise one and keeps resends
+// idempotent; until it has, later commits on its keys wait.
 type groupCommitter struct {
 	mu    sync.Mutex
 	queue []*groupMember
+	// leading is set while a queued commit holds the lead.
+	leading bool
+	// alone counts, per key, the members committing on their own after a
+	// refused round.
+	alone map[string]int
 	// rounds and members count the batches sent and the commits in them.
 	rounds, members atomic.Int64
 }
@@ -53,40 +59,68 @@ type groupMember struct {
 	uncertain bool
 }
 
+// commit queues ops and waits for their outcome.
 func (g *groupCommitter) commit(ctx context.Context, s *Store, ops []op) (map[string]uint64, error) {
+	return g.await(ctx, s, g.enqueue(ops))
+}
+
+// enqueue queues ops behind every commit queued before, and gives the new
+// member the lead when nobody holds it.
+func (g *groupCommitter) enqueue(ops []op) *groupMember {
 	m := &groupMember{id: newID(), ops: ops, lead: make(chan struct{}, 1), done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, m)
-	if len(g.queue) == 1 {
+	if !g.leading {
+		g.leading = true
 		m.lead <- struct{}{}
 	}
 	g.mu.Unlock()
-
-	select {
-	case <-m.done:
-	case <-m.lead:
-		g.leadRound(ctx, s, m)
-	}
-	if m.alone {
-		return s.commitOps(ctx, m.id, m.ops, m.uncertain)
-	}
-	return m.revs, nil
+	return m
 }
 
-// leadRound sends the round led by m and passes the lead on.
-func (g *groupCommitter) leadRound(ctx context.Context, s *Store, m *groupMember) {
+// await waits for m's outcome, leading rounds while m holds the lead, and
+// commits m on its own when its round was refused.
+func (g *groupCommitter) await(ctx context.Context, s *Store, m *groupMember) (map[string]uint64, error) {
+	for {
+		select {
+		case <-m.done:
+			if !m.alone {
+				return m.revs, nil
+			}
+			revs, err := s.commitOps(ctx, m.id, m.ops, m.uncertain)
+			g.aloneDone(m)
+			return revs, err
+		case <-m.lead:
+			g.leadRound(ctx, s)
+		}
+	}
+}
+
+// leadRound sends one round, if any queued commit may go, and passes the
+// lead on.
+func (g *groupCommitter) leadRound(ctx context.Context, s *Store) {
 	g.mu.Lock()
 	members := g.pick(s.maxKeys)
 	g.mu.Unlock()
 
-	g.rounds.Add(1)
-	g.members.Add(int64(len(members)))
-	s.sendGroup(ctx, members)
+	if len(members) > 0 {
+		g.rounds.Add(1)
+		g.members.Add(int64(len(members)))
+		s.sendGroup(ctx, members)
+	}
 
 	g.mu.Lock()
 	taken := make(map[*groupMember]bool, len(members))
 	for _, x := range members {
 		taken[x] = true
+		if x.alone {
+			if g.alone == nil {
+				g.alone = map[string]int{}
+			}
+			for k := range keySet(x) {
+				g.alone[k]++
+			}
+		}
 	}
 	rest := g.queue[:0]
 	for _, x := range g.queue {
@@ -96,53 +130,78 @@ func (g *groupCommitter) leadRound(ctx context.Context, s *Store, m *groupMember
 	}
 	clear(g.queue[len(rest):])
 	g.queue = rest
-	if len(g.queue) > 0 {
-		g.queue[0].lead <- struct{}{}
-	}
+	g.passLead(s.maxKeys)
 	g.mu.Unlock()
 	for _, x := range members {
-		if x != m {
-			close(x.done)
+		close(x.done)
+	}
+}
+
+// passLead gives the lead to the queue's head when some queued commit may
+// go, else gives it up (the queue is empty, or every queued commit waits
+// for a member committing alone) until enqueue or aloneDone hands it out
+// again. Called with g.mu held.
+func (g *groupCommitter) passLead(maxOps int) {
+	if len(g.queue) == 0 || len(g.pick(maxOps)) == 0 {
+		g.leading = false
+		return
+	}
+	select {
+	case g.queue[0].lead <- struct{}{}:
+	default: // it holds the lead token already
+	}
+}
+
+// aloneDone releases the keys of a member that committed on its own, and
+// restarts the rounds if they waited for it.
+func (g *groupCommitter) aloneDone(m *groupMember) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k := range keySet(m) {
+		if g.alone[k]--; g.alone[k] <= 0 {
+			delete(g.alone, k)
+		}
+	}
+	if !g.leading && len(g.queue) > 0 {
+		g.leading = true
+		select {
+		case g.queue[0].lead <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// pick returns the queue head and every later commit whose keys are
-// disjoint from all commits before it, within maxOps messages.
+// pick returns, in arrival order, the queued commits whose keys are
+// disjoint from every earlier queued commit and from every member
+// committing alone, at most maxGroup of them within maxOps messages.
+// Called with g.mu held.
 func (g *groupCommitter) pick(maxOps int) []*groupMember {
-	members := []*groupMember{g.queue[0]}
-	used := make(map[string]struct{}, 2*len(g.queue[0].ops))
-	for k := range keySet(g.queue[0]) {
-		used[k] = struct{}{}
-	}
-	ops := len(g.queue[0].ops)
-	blocked := map[string]struct{}{}
-	for _, x := range g.queue[1:] {
+	var members []*groupMember
+	used := map[string]struct{}{}
+	ops := 0
+	for _, x := range g.queue {
 		if len(members) == maxGroup {
 			break
 		}
 		ks := keySet(x)
-		disjoint := ops+len(x.ops) <= maxOps
+		free := len(members) == 0 || ops+len(x.ops) <= maxOps
 		for k := range ks {
 			if _, ok := used[k]; ok {
-				disjoint = false
+				free = false
 			}
-			if _, ok := blocked[k]; ok {
-				disjoint = false
+			if g.alone[k] > 0 {
+				free = false
 			}
 		}
-		if !disjoint {
-			// Later commits must not overtake this one on its keys.
-			for k := range ks {
-				blocked[k] = struct{}{}
-			}
-			continue
-		}
+		// Taken or not, later commits must not overtake this one on its
+		// keys.
 		for k := range ks {
 			used[k] = struct{}{}
 		}
-		ops += len(x.ops)
-		members = append(members, x)
+		if free {
+			ops += len(x.ops)
+			members = append(members, x)
+		}
 	}
 	return members
 }

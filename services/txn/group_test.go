@@ -37,6 +37,13 @@ func TestGroupPick(t *testing.T) {
 
 	g = &groupCommitter{queue: []*groupMember{a, b, e}}
 	require.Equal(t, []*groupMember{a, b}, g.pick(3), "at most 3 messages")
+
+	// While a member of a refused round commits alone on key a, commits on
+	// a wait, and so do later ones sharing a key with those.
+	g = &groupCommitter{queue: []*groupMember{a, b, c, d, e}, alone: map[string]int{"a": 1}}
+	require.Equal(t, []*groupMember{b, e}, g.pick(1000))
+	g.alone = map[string]int{"a": 1, "b": 1, "e": 1}
+	require.Empty(t, g.pick(1000), "every queued commit waits")
 }
 
 func TestSendGroup(t *testing.T) {

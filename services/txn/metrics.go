@@ -11,8 +11,6 @@ import (
 type metrics struct {
 	commits *prometheus.CounterVec
 	latency prometheus.Histogram
-	window  prometheus.Histogram
-	levels  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,28 +24,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from a txn.commit request to its result, scheduling included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-		window: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "platform_txn_scheduler_window_commits",
-			Help:    "Commits the scheduler gathered in one window.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
-		}),
-		levels: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "platform_txn_scheduler_window_levels",
-			Help:    "Dependency levels in one scheduler window (1: every commit independent).",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
-		}),
 	}
 	// Shared with other instances in the process, as every service does.
 	m.commits = service.Register(reg, m.commits)
 	m.latency = service.Register(reg, m.latency)
-	m.window = service.Register(reg, m.window)
-	m.levels = service.Register(reg, m.levels)
 	return m
 }
 
 func (m *metrics) result(r string) { m.commits.WithLabelValues(r).Inc() }
-
-func (m *metrics) observeWindow(commits, levels int) {
-	m.window.Observe(float64(commits))
-	m.levels.Observe(float64(levels))
-}

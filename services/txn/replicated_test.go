@@ -152,7 +152,7 @@ func TestReplicated(t *testing.T) {
 			_, want[n] = serial.Commit(ctx, c)
 		}
 
-		s := NewScheduler(sched, WithWindow(5*time.Millisecond), WithConcurrency(16))
+		s := NewScheduler(sched, WithConcurrency(16))
 		sctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go s.Run(sctx)

@@ -5,39 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 )
 
 // Defaults of a Scheduler.
 const (
-	DefaultWindow      = time.Millisecond
-	DefaultMaxBatch    = 1000
-	DefaultConcurrency = 32
+	// DefaultConcurrency bounds the commits a scheduler has in the store
+	// at once. The store's group committer sends one atomic batch at a
+	// time and merges up to 64 waiting commits into it, so a few batches'
+	// worth keep it full without queueing without bound.
+	DefaultConcurrency = 256
+	// queueLen is how many submitted commits may wait to be dispatched
+	// before Submit blocks.
+	queueLen = 4096
 )
 
 // ErrStopped is returned for commits submitted to a scheduler that has
 // stopped.
 var ErrStopped = errors.New("txn: scheduler stopped")
 
-// Scheduler commits many independent requesters' transactions together
-// (the reference design's transaction batch processor, in linear time). It
-// gathers the commits that arrive within a short window, assigns each a
-// level through a key → last-transaction index (one pass over the keys, no
-// pairwise comparison): a commit's level is one more than the highest level
-// of an earlier commit in the window sharing any key with it. Levels then
-// run in order; the commits of one level share no key and run concurrently,
-// so commits that share a key run in arrival order, and the final state is
-// the one running them one by one in arrival order would give. Each
-// submitter gets its own result as soon as its commit finishes.
+// Scheduler commits many requesters' transactions concurrently and in
+// submission order for every key (the reference design's transaction
+// batch processor). Submit returns at once; one dispatcher queues each
+// commit into the store's group committer in submission order, and the
+// group committer runs, round after round, the earliest queued commits
+// whose keys no earlier queued or running commit holds, merged into one
+// atomic batch: the reference design's dependency levels, found a round
+// at a time in one pass over the keys. Independent commits therefore cost
+// what concurrent Store.Commit calls cost, commits on a shared key run in
+// submission order (the final state is the one running them one by one in
+// that order would give), and each submitter gets its own result as soon
+// as its commit finishes. Unlike goroutines calling Store.Commit, whose
+// order is whatever order they reach the store in, a single requester can
+// pipeline many commits and keep their order.
 type Scheduler struct {
 	store       *Store
-	window      time.Duration
-	maxBatch    int
 	concurrency int
 	in          chan *job
-
-	// observe, when set, is told each window's size and level count.
-	observe func(commits, levels int)
 
 	mu      sync.Mutex
 	stopped bool
@@ -47,42 +50,24 @@ type Scheduler struct {
 // SchedulerOption configures a Scheduler.
 type SchedulerOption func(*Scheduler)
 
-// WithWindow sets how long the scheduler waits for more commits after the
-// first one of a window arrives (default DefaultWindow). Commits that
-// arrive while a window runs wait for the next window anyway.
-func WithWindow(d time.Duration) SchedulerOption { return func(s *Scheduler) { s.window = d } }
-
-// WithObserver is told each window's commit count and level count, for
-// metrics and benchmarks.
-func WithObserver(fn func(commits, levels int)) SchedulerOption {
-	return func(s *Scheduler) { s.observe = fn }
-}
-
-// WithMaxBatch bounds the commits of one window (default DefaultMaxBatch).
-func WithMaxBatch(n int) SchedulerOption { return func(s *Scheduler) { s.maxBatch = n } }
-
-// WithConcurrency bounds the commits in flight at once (default
-// DefaultConcurrency; the server allows 50 atomic batches in flight per
-// stream by default).
+// WithConcurrency bounds the commits in the store at once (default
+// DefaultConcurrency).
 func WithConcurrency(n int) SchedulerOption { return func(s *Scheduler) { s.concurrency = n } }
 
 type job struct {
-	ops   []op
-	done  func(map[string]uint64, error)
-	level int
+	ops  []op
+	done func(map[string]uint64, error)
 }
 
 // NewScheduler returns a scheduler committing to store. Call Run to start
 // it.
 func NewScheduler(store *Store, opts ...SchedulerOption) *Scheduler {
-	s := &Scheduler{store: store, window: DefaultWindow, maxBatch: DefaultMaxBatch, concurrency: DefaultConcurrency, done: make(chan struct{})}
+	s := &Scheduler{store: store, concurrency: DefaultConcurrency, done: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
-	s.maxBatch = max(1, s.maxBatch)
 	s.concurrency = max(1, s.concurrency)
-	s.window = max(0, s.window)
-	s.in = make(chan *job, 4*s.maxBatch)
+	s.in = make(chan *job, queueLen)
 	return s
 }
 
@@ -131,9 +116,14 @@ func (s *Scheduler) Commit(ctx context.Context, c Commit) (map[string]uint64, er
 	}
 }
 
-// Run schedules commits until ctx is done, then finishes the window in
-// progress, fails the commits still queued with ErrStopped and returns nil.
+// Run dispatches commits until ctx is done, then waits for the commits it
+// dispatched, fails those still queued with ErrStopped and returns nil.
 func (s *Scheduler) Run(ctx context.Context) error {
+	// Commits already dispatched finish even when ctx ends (each is
+	// bounded by the store's operation timeout).
+	cctx := context.WithoutCancel(ctx)
+	sem := make(chan struct{}, s.concurrency)
+	var wg sync.WaitGroup
 	defer func() {
 		close(s.done) // wakes Submits blocked on a full queue
 		s.mu.Lock()
@@ -144,83 +134,30 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			case j := <-s.in:
 				j.done(nil, ErrStopped)
 			default:
+				wg.Wait()
 				return
 			}
 		}
 	}()
-	// Commits already started finish even when ctx ends (each is bounded
-	// by the store's operation timeout).
-	cctx := context.WithoutCancel(ctx)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var batch []*job
 	for {
-		batch = batch[:0]
 		select {
 		case j := <-s.in:
-			batch = append(batch, j)
+			s.dispatch(cctx, j, sem, &wg)
 		case <-ctx.Done():
 			return nil
 		}
-		timer.Reset(s.window)
-	gather:
-		for len(batch) < s.maxBatch {
-			select {
-			case j := <-s.in:
-				batch = append(batch, j)
-			case <-timer.C:
-				break gather
-			case <-ctx.Done():
-				break gather
-			}
-		}
-		timer.Stop()
-		s.execute(cctx, batch)
 	}
 }
 
-// levels assigns each job its level in one pass over the keys and returns
-// the jobs grouped by level.
-func levels(batch []*job) [][]*job {
-	last := make(map[string]int, len(batch)*2) // key → highest level using it
-	var out [][]*job
-	for _, j := range batch {
-		lvl := 0
-		for _, o := range j.ops {
-			if l, ok := last[o.key]; ok && l+1 > lvl {
-				lvl = l + 1
-			}
-		}
-		for _, o := range j.ops {
-			last[o.key] = lvl
-		}
-		j.level = lvl
-		if lvl == len(out) {
-			out = append(out, nil)
-		}
-		out[lvl] = append(out[lvl], j)
-	}
-	return out
-}
-
-// execute commits the window level by level.
-func (s *Scheduler) execute(ctx context.Context, batch []*job) {
-	lv := levels(batch)
-	if s.observe != nil {
-		s.observe(len(batch), len(lv))
-	}
-	sem := make(chan struct{}, s.concurrency)
-	var wg sync.WaitGroup
-	for _, level := range lv {
-		for _, j := range level {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				revs, err := s.store.commitPlanned(ctx, j.ops)
-				j.done(revs, err)
-			}()
-		}
-		wg.Wait()
-	}
+// dispatch queues j into the store behind every commit dispatched before
+// it, once fewer than the concurrency limit are in the store, and reports
+// its result when it has one.
+func (s *Scheduler) dispatch(ctx context.Context, j *job, sem chan struct{}, wg *sync.WaitGroup) {
+	sem <- struct{}{}
+	wait := s.store.queuePlanned(j.ops)
+	wg.Go(func() {
+		revs, err := wait(ctx)
+		<-sem
+		j.done(revs, err)
+	})
 }

@@ -28,14 +28,8 @@ type Options struct {
 	Conn *nats.Conn
 	// Bucket is the KV bucket transactions run on (default STATE).
 	Bucket string
-	// Window is how long the scheduler gathers commits (default
-	// DefaultWindow).
-	Window time.Duration
-	// MaxBatch bounds the commits the scheduler gathers in one window
-	// (default DefaultMaxBatch).
-	MaxBatch int
-	// Concurrency bounds the commits in flight at once (default
-	// DefaultConcurrency).
+	// Concurrency bounds the commits the scheduler has in the store at
+	// once (default DefaultConcurrency).
 	Concurrency int
 	// MaxKeys bounds the keys of one transaction or txn.get (default
 	// DefaultMaxKeys, the server's atomic batch limit).
@@ -54,8 +48,8 @@ func (o *Options) validate() error {
 	switch {
 	case o.Conn == nil:
 		return errors.New("txn: nil NATS connection")
-	case o.Window < 0 || o.MaxBatch < 0 || o.Concurrency < 0 || o.MaxKeys < 0 || o.MaxValueBytes < 0:
-		return errors.New("txn: window, batch, concurrency and size limits must not be negative")
+	case o.Concurrency < 0 || o.MaxKeys < 0 || o.MaxValueBytes < 0:
+		return errors.New("txn: concurrency and size limits must not be negative")
 	}
 	return nil
 }
@@ -63,12 +57,6 @@ func (o *Options) validate() error {
 func (o *Options) setDefaults() {
 	if o.Bucket == "" {
 		o.Bucket = streams.BucketState
-	}
-	if o.Window == 0 {
-		o.Window = DefaultWindow
-	}
-	if o.MaxBatch == 0 {
-		o.MaxBatch = DefaultMaxBatch
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
@@ -144,9 +132,8 @@ func New(opts Options) (*Service, error) {
 	}
 	m := newMetrics(opts.Registerer)
 	s := &Service{
-		store: store,
-		sched: NewScheduler(store, WithWindow(opts.Window), WithMaxBatch(opts.MaxBatch),
-			WithConcurrency(opts.Concurrency), WithObserver(m.observeWindow)),
+		store:   store,
+		sched:   NewScheduler(store, WithConcurrency(opts.Concurrency)),
 		opts:    opts,
 		metrics: m,
 	}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -163,85 +160,9 @@ func (r *Runner) Hot(ctx context.Context) (bench.Result, error) {
 	return res, err
 }
 
-// Scheduler commits the workload through a Scheduler, then one by one, and
-// returns both rows.
-func (r *Runner) Scheduler(ctx context.Context) (bench.Result, bench.Result, error) {
-	s, err := txn.NewStore(r.t.Conn)
-	if err != nil {
-		return bench.Result{}, bench.Result{}, err
-	}
-	name := fmt.Sprintf("%s %d commits %.0f%% overlap", RowScheduler, r.opts.Commits, r.opts.Overlap*100)
-	sched := bench.Result{Name: name, Extra: map[string]float64{}}
-	var levels, windows atomic.Int64
-	sc := txn.NewScheduler(s, txn.WithObserver(func(commits, lv int) {
-		windows.Add(1)
-		levels.Add(int64(lv))
-	}))
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go sc.Run(sctx)
-	commits := r.schedulerCommits("sched")
-	var lat bench.Latencies
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	var firstErr error
-	var once sync.Once
-	p := bench.NewProgress(r.opts.Progress, name, int64(len(commits)))
-	start := time.Now()
-	for _, c := range commits {
-		wg.Add(1)
-		t0 := time.Now()
-		err := sc.Submit(ctx, c, func(_ map[string]uint64, err error) {
-			if err != nil {
-				failed.Add(1)
-				once.Do(func() { firstErr = err })
-			} else {
-				lat.Add(time.Since(t0))
-			}
-			p.Add(1)
-			wg.Done()
-		})
-		if err != nil {
-			wg.Done()
-			p.Stop()
-			return sched, bench.Result{}, err
-		}
-	}
-	wg.Wait()
-	p.Stop()
-	sched.Finish(int64(len(commits))-failed.Load(), time.Since(start), &lat)
-	if firstErr != nil {
-		return sched, bench.Result{}, fmt.Errorf("scheduler: %d commits failed: %w", failed.Load(), firstErr)
-	}
-	sched.Extra["windows"] = float64(windows.Load())
-	sched.Extra["levels"] = float64(levels.Load())
-
-	serial := bench.Result{Name: fmt.Sprintf("%s %d commits %.0f%% overlap", RowOneByOne, r.opts.Commits, r.opts.Overlap*100)}
-	var slat bench.Latencies
-	commits = r.schedulerCommits("serial")
-	p = bench.NewProgress(r.opts.Progress, serial.Name, int64(len(commits)))
-	start = time.Now()
-	for _, c := range commits {
-		t0 := time.Now()
-		if _, err := s.Commit(ctx, c); err != nil {
-			p.Stop()
-			return sched, serial, fmt.Errorf("one by one: %w", err)
-		}
-		slat.Add(time.Since(t0))
-		p.Add(1)
-	}
-	p.Stop()
-	serial.Finish(int64(len(commits)), time.Since(start), &slat)
-	if serial.EventsPerSec > 0 {
-		sched.Extra["x_one_by_one"] = sched.EventsPerSec / serial.EventsPerSec
-	}
-	return sched, serial, nil
-}
-
 // All runs every row in order and adds the ratios the targets are stated
 // in: 1-key vs kv.Update, 4-key vs 1-key, 16 clients (own connections, and
-// sharing one) vs 1 client,
-// scheduler vs one by one.
+// sharing one) vs 1 client, the scheduler vs concurrent group commit.
 func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	var out []bench.Result
 	kvu, err := r.KVUpdate(ctx)
@@ -283,12 +204,9 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 		return out, err
 	}
 	out = append(out, hot)
-	sched, serial, err := r.Scheduler(ctx)
-	if err != nil {
-		return out, err
-	}
-	out = append(out, sched, serial)
-	return out, nil
+	sched, err := r.SchedulerVsGroup(ctx)
+	out = append(out, sched...)
+	return out, err
 }
 
 func ratio(a, b bench.Result) float64 {

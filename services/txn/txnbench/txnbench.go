@@ -27,10 +27,11 @@ type Options struct {
 	Clients int
 	// HotKeys is the key count of the hot-key row (default 10).
 	HotKeys int
-	// Commits is the commit count of the scheduler row (default 1000).
+	// Commits is the commit count of each scheduler comparison row
+	// (default 1000).
 	Commits int
-	// Overlap is the share of scheduler commits that reuse a key of an
-	// earlier commit (default 0.2).
+	// Overlap is the share of commits of the overlapping scheduler
+	// workload that reuse a key of an earlier commit (default 0.2).
 	Overlap float64
 	// Progress receives progress bars (nil: none).
 	Progress io.Writer
@@ -62,7 +63,7 @@ const (
 	RowDisjoint    = "txn 1-key disjoint"
 	RowHot         = "txn hot keys"
 	RowScheduler   = "scheduler"
-	RowOneByOne    = "one by one"
+	RowGroup       = "group commit"
 	runID          = "bench"
 	counterInitial = "0"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,20 +80,4 @@ func KVIncrement(ctx context.Context, kv jetstream.KeyValue, key string) (int, e
 			return aborts, err
 		}
 	}
-}
-
-// schedulerCommits builds Commits 2-key blind writes; Overlap of them
-// reuse a key of an earlier commit.
-func (r *Runner) schedulerCommits(prefix string) []txn.Commit {
-	rng := rand.New(rand.NewPCG(7, 7))
-	commits := make([]txn.Commit, r.opts.Commits)
-	for i := range commits {
-		a := r.key(prefix, i, "a")
-		b := r.key(prefix, i, "b")
-		if i > 0 && rng.Float64() < r.opts.Overlap {
-			b = r.key(prefix, rng.IntN(i), "a")
-		}
-		commits[i] = txn.Commit{Writes: map[string][]byte{a: []byte(strconv.Itoa(i)), b: []byte(strconv.Itoa(i))}}
-	}
-	return commits
 }
