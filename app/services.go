@@ -15,6 +15,7 @@ import (
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/services/txn"
@@ -31,6 +32,7 @@ func Services() []Service {
 		detectorService(),
 		replicatorService(),
 		txnService(),
+		alertingService(),
 	}
 }
 
@@ -150,6 +152,36 @@ func txnService() Service {
 				Logger:            d.Logger,
 				Registerer:        d.Registerer,
 			})
+		},
+	}
+}
+
+// alertingService evaluates the alerting rules and notifies; its
+// --alerts-* flags name the rules file and the Alertmanager API address.
+func alertingService() Service {
+	var o alerting.Options
+	return Service{
+		Name: "alerting",
+		Flags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&o.RulesFile, "alerts-file", "", "alerting rules file, e.g. deploy/alerts.yaml (default: the built-in rules); reloaded on SIGHUP and alerting.reload")
+			fs.StringVar(&o.HTTPAddr, "alerts-http", "", "serve Alertmanager's API v2 on this address, e.g. 127.0.0.1:9093 (default: off)")
+		},
+		Validate: func() error {
+			if o.RulesFile == "" {
+				return nil
+			}
+			_, err := alerting.LoadConfig(o.RulesFile)
+			return err
+		},
+		New: func(d Deps) (Runner, error) {
+			opts := o
+			opts.Conn = d.Conn
+			opts.HeartbeatInterval = d.HeartbeatInterval
+			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			if g, ok := d.Registerer.(prometheus.Gatherer); ok {
+				opts.Gatherer = g
+			}
+			return alerting.New(opts)
 		},
 	}
 }

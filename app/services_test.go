@@ -12,7 +12,7 @@ import (
 
 func TestServiceList(t *testing.T) {
 	list := app.Services()
-	want := []string{"admin", "detector", "replicator", "txn"} // start order; stop is the reverse
+	want := []string{"admin", "detector", "replicator", "txn", "alerting"} // start order; stop is the reverse
 	require.Equal(t, want, app.ServiceNames(), "start order")
 
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
@@ -28,8 +28,8 @@ func TestServiceList(t *testing.T) {
 			require.NotPanics(t, func() { s.Flags(fs) }, "flags of %q collide with an earlier entry's", s.Name)
 		}
 	}
-	for _, name := range []string{"ingest-per-event", "ingest-topic-rate", "ingest-client-rate"} {
-		require.NotNil(t, fs.Lookup(name), "--%s declared by the replicator's entry", name)
+	for _, name := range []string{"ingest-per-event", "ingest-topic-rate", "ingest-client-rate", "alerts-file", "alerts-http"} {
+		require.NotNil(t, fs.Lookup(name), "--%s declared by a service's entry", name)
 	}
 }
 
@@ -42,7 +42,7 @@ func TestServiceSelectionAndValidation(t *testing.T) {
 	}{
 		{"all", []string{"all"}, nil, ""},
 		{"subset", []string{"txn", "admin"}, nil, ""},
-		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn])`},
+		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn alerting])`},
 		{"unknown among known", []string{"admin", "nope"}, nil, `unknown service "nope"`},
 		{"rates", nil, []string{"--ingest-topic-rate", "100", "--ingest-client-rate", "5"}, ""},
 		{"negative topic rate", nil, []string{"--ingest-topic-rate", "-1"}, "ingest rates must not be negative"},

@@ -26,6 +26,7 @@ const (
 	BucketWeights  = "WEIGHTS"
 	BucketSilences = "SILENCES"
 	BucketLeases   = "LEASES"
+	BucketNFLog    = "NFLOG"
 )
 
 // KVStream returns the name of the stream that backs a KV bucket.
@@ -45,6 +46,10 @@ func All(replicas int) []jetstream.StreamConfig {
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true
 	state.AllowAtomicPublish = true
+	// A group's entry older than any repeat interval is of no use: it
+	// would only delay a repeat that is due anyway.
+	nflog := kv(BucketNFLog, "Alert notification log: the last notification per receiver and group", replicas, 1)
+	nflog.MaxAge = 5 * 24 * time.Hour
 	return []jetstream.StreamConfig{
 		events,
 		detector,
@@ -54,6 +59,7 @@ func All(replicas int) []jetstream.StreamConfig {
 		kv(BucketWeights, "Balancer weight table", replicas, 1),
 		kv(BucketSilences, "Alert silences", replicas, 1),
 		kv(BucketLeases, "Leases that pick one active instance of a service (key: service name)", replicas, 1),
+		nflog,
 	}
 }
 

@@ -1,0 +1,404 @@
+package alerting
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/alertmanager/pkg/labels"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the content of the rules file (deploy/alerts.yaml): the rules,
+// and how their alerts are grouped, routed, inhibited and delivered.
+type Config struct {
+	// EvaluationInterval is how often rules are evaluated (default 5s).
+	EvaluationInterval Duration `yaml:"evaluation_interval"`
+	// Rules are the alerting rules.
+	Rules []*Rule `yaml:"rules"`
+	// Route is the root of the routing tree.
+	Route *Route `yaml:"route"`
+	// Receivers are where notifications go, by name.
+	Receivers []*Receiver `yaml:"receivers"`
+	// InhibitRules hold back target alerts while a source alert fires.
+	InhibitRules []*InhibitRule `yaml:"inhibit_rules"`
+	// Alertmanagers are base URLs (http://host:9093) of real
+	// Alertmanagers every alert is forwarded to at each evaluation, as
+	// Prometheus does; they group, silence and notify on their own.
+	Alertmanagers []string `yaml:"alertmanagers"`
+}
+
+// Rule is one alerting rule: expr is evaluated over every series of the
+// signal named by Over; a series for which it is true for For raises the
+// alert named Alert, labelled with the series' labels and Labels.
+type Rule struct {
+	// Alert is the alert name, one subject token (letters, digits, '_').
+	Alert string `yaml:"alert"`
+	// Over names the signal: heartbeats, members, transitions, streams,
+	// consumers, events or metrics.
+	Over string `yaml:"over"`
+	// Expr is a boolean expression (github.com/expr-lang/expr) over the
+	// series' fields.
+	Expr string `yaml:"expr"`
+	// Value names the field reported as the alert's value ($value in
+	// templates); default: none.
+	Value string `yaml:"value"`
+	// Window is the time window of counts (events, transitions; default
+	// 1m).
+	Window Duration `yaml:"window"`
+	// Metric is the Prometheus metric name read by over: metrics.
+	Metric string `yaml:"metric"`
+	// For is how long the expression must hold before the alert fires.
+	For Duration `yaml:"for"`
+	// KeepFiringFor keeps the alert firing this long after the expression
+	// stops holding, against flapping.
+	KeepFiringFor Duration `yaml:"keep_firing_for"`
+	// Labels are added to the alert's labels; severity belongs here.
+	Labels map[string]string `yaml:"labels"`
+	// Annotations are Go templates with $labels and $value, as in
+	// Prometheus.
+	Annotations map[string]string `yaml:"annotations"`
+
+	line        int
+	program     *vm.Program
+	annotations map[string]*template.Template
+}
+
+// Line returns the line of the rules file the rule starts on.
+func (r *Rule) Line() int { return r.line }
+
+// Route is a node of the routing tree, as in Alertmanager: an alert goes to
+// the first child whose matchers match it (and on to later ones while a
+// match has Continue), else to this node's receiver.
+type Route struct {
+	Receiver       string   `yaml:"receiver"`
+	Matchers       []string `yaml:"matchers"`
+	GroupBy        []string `yaml:"group_by"`
+	GroupWait      Duration `yaml:"group_wait"`
+	GroupInterval  Duration `yaml:"group_interval"`
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	Continue       bool     `yaml:"continue"`
+	Routes         []*Route `yaml:"routes"`
+
+	matchers labels.Matchers
+	id       string
+}
+
+// Receiver is a named set of destinations.
+type Receiver struct {
+	Name string `yaml:"name"`
+	// Stream publishes to stream ALERTS on alerts.<severity>.<alertname>.
+	Stream bool `yaml:"stream"`
+	// Webhooks receive Alertmanager's webhook payload (version 4).
+	Webhooks []string `yaml:"webhook_urls"`
+}
+
+// InhibitRule mutes target alerts while a source alert fires with the same
+// values of the Equal labels.
+type InhibitRule struct {
+	SourceMatchers []string `yaml:"source_matchers"`
+	TargetMatchers []string `yaml:"target_matchers"`
+	Equal          []string `yaml:"equal"`
+
+	source, target labels.Matchers
+}
+
+// Defaults of the route timers (Alertmanager's) and the evaluation.
+const (
+	DefaultGroupWait          = 30 * time.Second
+	DefaultGroupInterval      = 5 * time.Minute
+	DefaultRepeatInterval     = 4 * time.Hour
+	DefaultEvaluationInterval = 5 * time.Second
+	DefaultWindow             = time.Minute
+)
+
+// Signals rules can range over.
+const (
+	OverHeartbeats  = "heartbeats"
+	OverMembers     = "members"
+	OverTransitions = "transitions"
+	OverStreams     = "streams"
+	OverConsumers   = "consumers"
+	OverEvents      = "events"
+	OverMetrics     = "metrics"
+)
+
+var overs = []string{OverHeartbeats, OverMembers, OverTransitions, OverStreams, OverConsumers, OverEvents, OverMetrics}
+
+// Duration is a time.Duration written as "30s", "5m" or "4h" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration, also accepting "1d".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	s := n.Value
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		s = days + "h"
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("line %d: bad duration %q", n.Line, n.Value)
+		}
+		*d = Duration(24 * v)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: bad duration %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// ErrConfig is wrapped by every error of LoadConfig and ParseConfig.
+var ErrConfig = errors.New("bad alerting config")
+
+// LoadConfig reads and checks the rules file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrConfig, path, err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+var alertNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ParseConfig parses and checks a rules file: every expression compiles,
+// every template parses, every matcher parses, and each error names the
+// line it comes from.
+func ParseConfig(b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var c Config
+	if len(root.Content) > 0 {
+		if err := root.Content[0].Decode(&c); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		ruleLines(root.Content[0], c.Rules)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return &c, nil
+}
+
+// ruleLines records the line each rule starts on.
+func ruleLines(doc *yaml.Node, rules []*Rule) {
+	if doc.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "rules" && doc.Content[i+1].Kind == yaml.SequenceNode {
+			for j, n := range doc.Content[i+1].Content {
+				if j < len(rules) && rules[j] != nil {
+					rules[j].line = n.Line
+				}
+			}
+		}
+	}
+}
+
+func (c *Config) check() error {
+	if c.EvaluationInterval == 0 {
+		c.EvaluationInterval = Duration(DefaultEvaluationInterval)
+	}
+	seen := map[string]int{}
+	for i, r := range c.Rules {
+		if r == nil {
+			return fmt.Errorf("rule %d is empty", i+1)
+		}
+		if err := r.compile(); err != nil {
+			return fmt.Errorf("line %d: rule %q: %w", r.line, r.Alert, err)
+		}
+		key := r.Alert + "/" + r.Over + "/" + r.Expr
+		if l, ok := seen[key]; ok {
+			return fmt.Errorf("line %d: rule %q repeats the rule of line %d", r.line, r.Alert, l)
+		}
+		seen[key] = r.line
+	}
+	if len(c.Receivers) == 0 {
+		c.Receivers = []*Receiver{{Name: "platform", Stream: true}}
+	}
+	names := map[string]bool{}
+	for _, rc := range c.Receivers {
+		if rc.Name == "" || names[rc.Name] {
+			return fmt.Errorf("receiver %q: empty or repeated name", rc.Name)
+		}
+		names[rc.Name] = true
+	}
+	if c.Route == nil {
+		c.Route = &Route{}
+	}
+	if c.Route.Receiver == "" {
+		c.Route.Receiver = c.Receivers[0].Name
+	}
+	if len(c.Route.Matchers) > 0 {
+		return errors.New("route: the root route matches every alert; it takes no matchers")
+	}
+	if err := c.Route.fill(nil, "{}", names); err != nil {
+		return err
+	}
+	for i, ir := range c.InhibitRules {
+		var err error
+		if ir.source, err = parseMatchers(ir.SourceMatchers); err != nil {
+			return fmt.Errorf("inhibit rule %d: source: %w", i+1, err)
+		}
+		if ir.target, err = parseMatchers(ir.TargetMatchers); err != nil {
+			return fmt.Errorf("inhibit rule %d: target: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (r *Rule) compile() error {
+	if !alertNameRE.MatchString(r.Alert) {
+		return errors.New(`"alert" must be a name of letters, digits and '_'`)
+	}
+	if !slices.Contains(overs, r.Over) {
+		return fmt.Errorf(`"over" must be one of %s, got %q`, strings.Join(overs, ", "), r.Over)
+	}
+	if r.Over == OverMetrics && r.Metric == "" {
+		return errors.New(`over: metrics needs "metric"`)
+	}
+	if r.Window == 0 {
+		r.Window = Duration(DefaultWindow)
+	}
+	if r.Expr == "" {
+		return errors.New(`"expr" is empty`)
+	}
+	if sev := r.Labels["severity"]; sev == "" || strings.ContainsAny(sev, ".*> ") {
+		return errors.New(`labels.severity must be set to one subject token (e.g. critical, warning)`)
+	}
+	p, err := expr.Compile(r.Expr, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.AsBool())
+	if err != nil {
+		return fmt.Errorf("expr: %w", err)
+	}
+	r.program = p
+	r.annotations = make(map[string]*template.Template, len(r.Annotations))
+	for k, v := range r.Annotations {
+		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)
+		if err != nil {
+			return fmt.Errorf("annotation %s: %w", k, err)
+		}
+		r.annotations[k] = t
+	}
+	return nil
+}
+
+// templatePrelude gives annotation templates Prometheus's $labels and
+// $value.
+const templatePrelude = `{{$labels := .Labels}}{{$value := .Value}}`
+
+// expand renders the rule's annotations for one alert.
+func (r *Rule) expand(lbls map[string]string, value any) map[string]string {
+	out := make(map[string]string, len(r.annotations))
+	data := struct {
+		Labels map[string]string
+		Value  any
+	}{lbls, value}
+	for k, t := range r.annotations {
+		var b bytes.Buffer
+		if err := t.Execute(&b, data); err != nil {
+			out[k] = fmt.Sprintf("template error: %v", err)
+			continue
+		}
+		out[k] = b.String()
+	}
+	return out
+}
+
+func (rt *Route) fill(parent *Route, id string, receivers map[string]bool) error {
+	if parent != nil {
+		if rt.Receiver == "" {
+			rt.Receiver = parent.Receiver
+		}
+		if rt.GroupBy == nil {
+			rt.GroupBy = parent.GroupBy
+		}
+		rt.GroupWait = cmpOr(rt.GroupWait, parent.GroupWait)
+		rt.GroupInterval = cmpOr(rt.GroupInterval, parent.GroupInterval)
+		rt.RepeatInterval = cmpOr(rt.RepeatInterval, parent.RepeatInterval)
+	} else {
+		rt.GroupWait = cmpOr(rt.GroupWait, Duration(DefaultGroupWait))
+		rt.GroupInterval = cmpOr(rt.GroupInterval, Duration(DefaultGroupInterval))
+		rt.RepeatInterval = cmpOr(rt.RepeatInterval, Duration(DefaultRepeatInterval))
+	}
+	if !receivers[rt.Receiver] {
+		return fmt.Errorf("route %s: unknown receiver %q", id, rt.Receiver)
+	}
+	var err error
+	if rt.matchers, err = parseMatchers(rt.Matchers); err != nil {
+		return fmt.Errorf("route %s: %w", id, err)
+	}
+	rt.id = id
+	for i, ch := range rt.Routes {
+		if err := ch.fill(rt, fmt.Sprintf("%s/%d%s", id, i, rt.matchers.String()), receivers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmpOr(a, b Duration) Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+func parseMatchers(ss []string) (labels.Matchers, error) {
+	var out labels.Matchers
+	for _, s := range ss {
+		ms, err := labels.ParseMatchers(s)
+		if err != nil {
+			return nil, fmt.Errorf("matcher %q: %w", s, err)
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
+}
+
+// match returns the routes an alert with lbls goes to, as Alertmanager's
+// routing tree does.
+func (rt *Route) match(lbls map[string]string) []*Route {
+	if !matchAll(rt.matchers, lbls) {
+		return nil
+	}
+	var out []*Route
+	for _, ch := range rt.Routes {
+		m := ch.match(lbls)
+		out = append(out, m...)
+		if len(m) > 0 && !ch.Continue {
+			break
+		}
+	}
+	if len(out) == 0 {
+		out = []*Route{rt}
+	}
+	return out
+}
+
+func matchAll(ms labels.Matchers, lbls map[string]string) bool {
+	for _, m := range ms {
+		if !m.Matches(lbls[m.Name]) {
+			return false
+		}
+	}
+	return true
+}

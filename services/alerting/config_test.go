@@ -1,0 +1,67 @@
+package alerting
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultRulesAreTheDeployedFile(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/alerts.yaml")
+	require.NoError(t, err)
+	require.Equal(t, string(b), DefaultRules, "deploy/alerts.yaml and default_alerts.yaml must stay the same file")
+	c, err := ParseConfig(b)
+	require.NoError(t, err)
+	require.NotEmpty(t, c.Rules)
+}
+
+func TestBadRuleNamesItsLine(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"bad expr", "rules:\n  - alert: A\n    over: members\n    expr: state ==\n    labels: {severity: critical}\n", "line 2: rule \"A\": expr"},
+		{"unknown signal", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: x}\n  - alert: B\n    over: nope\n    expr: 'true'\n    labels: {severity: x}\n", `line 6: rule "B": "over" must be one of`},
+		{"no severity", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n", "line 2: rule \"A\": labels.severity"},
+		{"bad duration", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    for: soon\n", "line 5: bad duration"},
+		{"bad template", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: x}\n    annotations: {summary: '{{ .Nope'}\n", "line 2: rule \"A\": annotation summary"},
+		{"bad matcher", "route: {routes: [{matchers: ['a=~(']}]}\n", "route"},
+		{"unknown receiver", "route: {receiver: nobody}\n", `unknown receiver "nobody"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.yaml))
+			require.Error(t, err)
+			require.ErrorIs(t, err, ErrConfig)
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRouteDefaultsAndMatch(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+receivers: [{name: a, stream: true}, {name: b}]
+route:
+  receiver: a
+  group_wait: 1s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: b
+      continue: true
+    - matchers: ['service=~"platform-.*"']
+`))
+	require.NoError(t, err)
+	require.Equal(t, time.Second, c.Route.GroupWait.Std())
+	require.Equal(t, DefaultGroupInterval, c.Route.Routes[0].GroupInterval.Std())
+	got := c.Route.match(map[string]string{"severity": "critical", "service": "platform-txn"})
+	require.Len(t, got, 2)
+	require.Equal(t, "b", got[0].Receiver)
+	require.Equal(t, "a", got[1].Receiver)
+	got = c.Route.match(map[string]string{"severity": "warning", "service": "other"})
+	require.Len(t, got, 1)
+	require.Same(t, c.Route, got[0])
+}

@@ -1,0 +1,239 @@
+package alerting
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// DefaultResolveTimeout ends a posted alert that carries no end and is not
+// posted again, as Alertmanager's resolve_timeout does.
+const DefaultResolveTimeout = 5 * time.Minute
+
+// PostableAlert is an alert as Prometheus posts it (POST /api/v2/alerts,
+// alerting.post).
+type PostableAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt,omitzero"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// check refuses an alert Alertmanager would refuse.
+func (p PostableAlert) check() error {
+	if len(p.Labels) == 0 {
+		return errors.New("an alert needs labels")
+	}
+	for k, v := range p.Labels {
+		if !model.LabelName(k).IsValid() || v == "" {
+			return fmt.Errorf("label %q=%q: invalid name or empty value", k, v)
+		}
+	}
+	if _, ok := p.Labels[model.AlertNameLabel]; !ok {
+		return errors.New("an alert needs an alertname label")
+	}
+	if !p.EndsAt.IsZero() && !p.StartsAt.IsZero() && p.EndsAt.Before(p.StartsAt) {
+		return errors.New("endsAt is before startsAt")
+	}
+	return nil
+}
+
+// Engine is the alerting pipeline of one instance: rules evaluated over
+// signals, posted alerts, inhibition and silences, and grouping. It is
+// pure (time is passed in) and safe for concurrent use; the service feeds
+// it and sends what it says is due.
+type Engine struct {
+	mu        sync.Mutex
+	cfg       *Config
+	signals   *Signals
+	eval      *Evaluator
+	disp      *Dispatcher
+	inhibit   *Inhibitor
+	silences  *Silences
+	posted    map[model.Fingerprint]Alert
+	current   []Alert // rule and posted alerts of the last step
+	holdUntil time.Time
+	evals     int
+}
+
+// NewEngine returns an engine running cfg over signals, muting by
+// silences. No group flushes before start plus the longest For of the
+// rules, so that after a restart an inhibiting alert that needs its For
+// again is firing before the alerts it inhibits are sent.
+func NewEngine(cfg *Config, signals *Signals, silences *Silences, start time.Time) *Engine {
+	e := &Engine{cfg: cfg, signals: signals, silences: silences, posted: map[model.Fingerprint]Alert{},
+		eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
+	e.holdUntil = start.Add(maxFor(cfg.Rules))
+	return e
+}
+
+func maxFor(rules []*Rule) time.Duration {
+	var m time.Duration
+	for _, r := range rules {
+		m = max(m, r.For.Std())
+	}
+	return m
+}
+
+// Config returns the configuration in force.
+func (e *Engine) Config() *Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// SetConfig replaces the configuration: rules kept keep their states;
+// groups start again when the routing tree changed.
+func (e *Engine) SetConfig(cfg *Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg = cfg
+	e.eval.SetRules(cfg.Rules)
+	e.disp.SetRoute(cfg.Route)
+	e.inhibit.SetRules(cfg.InhibitRules)
+}
+
+// Post adds posted alerts received at now.
+func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range alerts {
+		a := Alert{Labels: p.Labels, Annotations: p.Annotations, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+			GeneratorURL: p.GeneratorURL, UpdatedAt: now}
+		if a.StartsAt.IsZero() {
+			a.StartsAt = now
+		}
+		if a.EndsAt.IsZero() {
+			a.EndsAt, a.Timeout = now.Add(DefaultResolveTimeout), true
+		}
+		fp := a.Fingerprint()
+		if old, ok := e.posted[fp]; ok && !old.Resolved(now) && old.StartsAt.Before(a.StartsAt) {
+			a.StartsAt = old.StartsAt // the same alert, still going
+		}
+		e.posted[fp] = a
+	}
+}
+
+// Step evaluates the rules at now, merges the posted alerts, updates the
+// inhibitor and the groups, and returns the groups due to flush.
+func (e *Engine) Step(now time.Time) []Due {
+	e.Evaluate(now)
+	return e.Flush(now)
+}
+
+// Evaluate evaluates the rules at now and updates the groups.
+func (e *Engine) Evaluate(now time.Time) {
+	e.signals.Prune(now)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ruleAlerts := e.eval.Eval(now, func(r *Rule) []Series { return e.signals.Series(r, now) })
+	all := ruleAlerts
+	for fp, a := range e.posted {
+		if a.Resolved(now) && now.Sub(a.EndsAt) > resolvedRetention {
+			delete(e.posted, fp)
+			continue
+		}
+		all = append(all, a)
+	}
+	e.current = all
+	e.inhibit.Update(all, now)
+	e.disp.Put(now, all...)
+	e.evals++
+}
+
+// Flush returns the groups due at now (none while held after start).
+func (e *Engine) Flush(now time.Time) []Due {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.evals == 0 || now.Before(e.holdUntil) {
+		return nil
+	}
+	return e.disp.Due(now, muters{e.silences, e.inhibit})
+}
+
+// AlertStatus is an alert as the API lists it: its state and what mutes it.
+type AlertStatus struct {
+	Alert
+	Fingerprint string   `json:"fingerprint"`
+	State       string   `json:"state"`
+	SilencedBy  []string `json:"silencedBy"`
+	InhibitedBy []string `json:"inhibitedBy"`
+	Receivers   []string `json:"receivers"`
+}
+
+// Alerts returns the current alerts (firing, and resolved within the
+// retention) with their status at now, sorted by fingerprint.
+func (e *Engine) Alerts(now time.Time) []AlertStatus {
+	e.mu.Lock()
+	cur := slices.Clone(e.current)
+	route := e.cfg.Route
+	e.mu.Unlock()
+	out := make([]AlertStatus, 0, len(cur))
+	for _, a := range cur {
+		st := AlertStatus{Alert: a, Fingerprint: a.Fingerprint().String(), State: "active",
+			SilencedBy: e.silences.Silencing(a.Labels, now), InhibitedBy: []string{}}
+		if st.SilencedBy == nil {
+			st.SilencedBy = []string{}
+		}
+		if e.inhibit.Mutes(a.Labels, now) {
+			st.InhibitedBy = append(st.InhibitedBy, "inhibit_rule")
+		}
+		if len(st.SilencedBy) > 0 || len(st.InhibitedBy) > 0 {
+			st.State = "suppressed"
+		}
+		if a.Resolved(now) {
+			st.State = "resolved"
+		}
+		seen := map[string]bool{}
+		for _, rt := range route.match(a.Labels) {
+			if !seen[rt.Receiver] {
+				seen[rt.Receiver] = true
+				st.Receivers = append(st.Receivers, rt.Receiver)
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Pending returns the rule alerts waiting for their For.
+func (e *Engine) Pending() []Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.eval.Pending()
+}
+
+// Status sums the engine up for alerting.status and GET /api/v2/status.
+type Status struct {
+	Rules      int               `json:"rules"`
+	Firing     int               `json:"firing"`
+	Pending    int               `json:"pending"`
+	Groups     int               `json:"groups"`
+	Silences   int               `json:"silences"`
+	RuleErrors map[string]string `json:"rule_errors,omitempty"`
+}
+
+// Status returns the engine's figures at now.
+func (e *Engine) Status(now time.Time) Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Status{Rules: len(e.cfg.Rules), Pending: len(e.eval.Pending()), Groups: e.disp.Groups(), Silences: len(e.silences.List())}
+	for _, a := range e.current {
+		if !a.Resolved(now) {
+			st.Firing++
+		}
+	}
+	if errs := e.eval.Errors(); len(errs) > 0 {
+		st.RuleErrors = map[string]string{}
+		for _, k := range slices.Sorted(maps.Keys(errs)) {
+			st.RuleErrors[k] = errs[k].Error()
+		}
+	}
+	return st
+}

@@ -1,0 +1,233 @@
+package alerting
+
+import (
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/prometheus/common/model"
+)
+
+// Alert is one alert, in Alertmanager's model: a label set (its identity),
+// annotations, when it started and, once resolved, when it ended.
+type Alert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+	// UpdatedAt is when the alert was last received or evaluated.
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
+	// Timeout says EndsAt was set by the receiver (resolve timeout), not
+	// by the sender: a later update with an EndsAt wins.
+	Timeout bool `json:"-"`
+}
+
+// Fingerprint identifies the alert by its labels, as Alertmanager does.
+func (a *Alert) Fingerprint() model.Fingerprint { return fingerprint(a.Labels) }
+
+func fingerprint(lbls map[string]string) model.Fingerprint {
+	ls := make(model.LabelSet, len(lbls))
+	for k, v := range lbls {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return ls.Fingerprint()
+}
+
+// Resolved reports whether the alert has ended at now.
+func (a *Alert) Resolved(now time.Time) bool { return !a.EndsAt.IsZero() && !a.EndsAt.After(now) }
+
+// Name returns the alert's alertname label.
+func (a *Alert) Name() string { return a.Labels[model.AlertNameLabel] }
+
+// Series is one series of a signal at evaluation time: its labels
+// (identity) and its fields, which a rule's expression reads by name
+// (labels too).
+type Series struct {
+	Labels map[string]string
+	Fields map[string]any
+}
+
+// State of a rule's alert.
+type State string
+
+// States of a rule's alert, as in Prometheus.
+const (
+	StateInactive State = "inactive"
+	StatePending  State = "pending"
+	StateFiring   State = "firing"
+)
+
+// resolvedRetention is how long a resolved alert is still reported, so
+// the resolution reaches every receiver (Prometheus keeps 15 minutes).
+const resolvedRetention = 15 * time.Minute
+
+type ruleAlert struct {
+	alert      Alert
+	state      State
+	activeAt   time.Time
+	lastTrue   time.Time
+	resolvedAt time.Time
+}
+
+// Evaluator runs rules over series and keeps each alert's state:
+// inactive → pending (while For has not passed) → firing → resolved, with
+// KeepFiringFor holding a firing alert through short gaps. It is pure:
+// time is passed in. It is not safe for concurrent use.
+type Evaluator struct {
+	rules  []*Rule
+	states map[string]map[model.Fingerprint]*ruleAlert // by rule key
+	errs   map[string]error
+}
+
+// NewEvaluator returns an evaluator of rules.
+func NewEvaluator(rules []*Rule) *Evaluator {
+	e := &Evaluator{states: map[string]map[model.Fingerprint]*ruleAlert{}}
+	e.SetRules(rules)
+	return e
+}
+
+func ruleKey(r *Rule) string { return r.Alert + "\x00" + r.Over + "\x00" + r.Expr }
+
+// SetRules replaces the rules; a rule kept across the change (same name,
+// signal and expression) keeps its alerts' states.
+func (e *Evaluator) SetRules(rules []*Rule) {
+	keep := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		keep[ruleKey(r)] = true
+	}
+	for k := range e.states {
+		if !keep[k] {
+			delete(e.states, k)
+		}
+	}
+	e.rules = rules
+	e.errs = map[string]error{}
+}
+
+// Rules returns the rules evaluated.
+func (e *Evaluator) Rules() []*Rule { return e.rules }
+
+// Errors returns the last evaluation error of each rule that failed, by
+// alert name.
+func (e *Evaluator) Errors() map[string]error { return maps.Clone(e.errs) }
+
+// Eval evaluates every rule at now over the series series(rule) returns
+// and returns the alerts that are firing, plus those resolved within the
+// last 15 minutes (EndsAt set). Pending alerts are not returned; Pending
+// lists them.
+func (e *Evaluator) Eval(now time.Time, series func(r *Rule) []Series) []Alert {
+	var out []Alert
+	for _, r := range e.rules {
+		key := ruleKey(r)
+		st := e.states[key]
+		if st == nil {
+			st = map[model.Fingerprint]*ruleAlert{}
+			e.states[key] = st
+		}
+		delete(e.errs, r.Alert)
+		seen := map[model.Fingerprint]bool{}
+		for _, s := range series(r) {
+			ok, value, err := r.eval(s)
+			if err != nil {
+				e.errs[r.Alert] = err
+				continue
+			}
+			if !ok {
+				continue
+			}
+			lbls := make(map[string]string, len(s.Labels)+len(r.Labels)+1)
+			maps.Copy(lbls, s.Labels)
+			maps.Copy(lbls, r.Labels)
+			lbls[model.AlertNameLabel] = r.Alert
+			fp := fingerprint(lbls)
+			seen[fp] = true
+			a := st[fp]
+			if a == nil || a.state == StateInactive {
+				a = &ruleAlert{state: StatePending, activeAt: now}
+				st[fp] = a
+			}
+			a.lastTrue = now
+			a.alert.Labels = lbls
+			a.alert.Annotations = r.expand(lbls, value)
+			if a.state == StatePending && now.Sub(a.activeAt) >= r.For.Std() {
+				a.state = StateFiring
+				a.alert.StartsAt = now
+			}
+		}
+		for fp, a := range st {
+			if seen[fp] {
+				if a.state == StateFiring {
+					a.alert.EndsAt = time.Time{}
+				}
+			} else {
+				switch a.state {
+				case StatePending:
+					delete(st, fp)
+					continue
+				case StateFiring:
+					if now.Sub(a.lastTrue) >= r.KeepFiringFor.Std() {
+						a.state = StateInactive
+						a.resolvedAt = now
+						a.alert.EndsAt = now
+					}
+				case StateInactive:
+					if now.Sub(a.resolvedAt) >= resolvedRetention {
+						delete(st, fp)
+						continue
+					}
+				}
+			}
+			if a.state == StatePending {
+				continue
+			}
+			al := a.alert
+			al.UpdatedAt = now
+			out = append(out, al)
+		}
+	}
+	sortAlerts(out)
+	return out
+}
+
+// Pending returns the alerts whose expression holds but whose For has not
+// passed yet.
+func (e *Evaluator) Pending() []Alert {
+	var out []Alert
+	for _, st := range e.states {
+		for _, a := range st {
+			if a.state == StatePending {
+				al := a.alert
+				al.StartsAt = a.activeAt
+				out = append(out, al)
+			}
+		}
+	}
+	sortAlerts(out)
+	return out
+}
+
+func sortAlerts(as []Alert) {
+	sort.Slice(as, func(i, j int) bool { return as[i].Fingerprint() < as[j].Fingerprint() })
+}
+
+// eval runs the rule's expression over one series.
+func (r *Rule) eval(s Series) (bool, any, error) {
+	env := make(map[string]any, len(s.Fields)+len(s.Labels))
+	for k, v := range s.Labels {
+		env[k] = v
+	}
+	maps.Copy(env, s.Fields)
+	out, err := expr.Run(r.program, env)
+	if err != nil {
+		return false, nil, fmt.Errorf("rule %s (line %d): %w", r.Alert, r.line, err)
+	}
+	ok, _ := out.(bool)
+	var value any
+	if r.Value != "" {
+		value = env[r.Value]
+	}
+	return ok, value, nil
+}

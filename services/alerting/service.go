@@ -1,0 +1,500 @@
+// Package alerting evaluates alerting rules over the platform's own signals
+// (heartbeat load, the detector's view, stream state, event counts per
+// window, metrics) and takes firing alerts through Alertmanager's model:
+// grouping, inhibition, silences in KV SILENCES and a notification log in
+// KV NFLOG so that several instances notify once; receivers are stream
+// ALERTS and webhooks, and alerts are forwarded to real Alertmanagers. It
+// speaks enough of Alertmanager's API v2 for Prometheus and amtool.
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/kvfollow"
+	"github.com/platform/platform/lease"
+	"github.com/platform/platform/membership"
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/streams"
+)
+
+// Subjects of the service. They live under alerting., not alerts., which
+// stream ALERTS captures (a request there would be stored and answered by
+// the stream too).
+const (
+	SubjectPost          = "alerting.post"
+	SubjectList          = "alerting.list"
+	SubjectStatus        = "alerting.status"
+	SubjectReload        = "alerting.reload"
+	SubjectSilenceAdd    = "alerting.silence.add"
+	SubjectSilenceList   = "alerting.silence.list"
+	SubjectSilenceExpire = "alerting.silence.expire"
+	// subjectFanout carries accepted posted alerts to every instance.
+	subjectFanout = "alerting.fanout"
+)
+
+// LeaseKey is the key of the active alerting instance's lease.
+const LeaseKey = "alerting"
+
+// Options configure one alerting instance.
+type Options struct {
+	// Conn is the NATS connection. Required.
+	Conn *nats.Conn
+	// RulesFile is the rules file (deploy/alerts.yaml); "" runs the
+	// default rules (DefaultConfig).
+	RulesFile string
+	// HTTPAddr serves Alertmanager's API v2 ("" disables it).
+	HTTPAddr string
+	// ExternalURL is reported in notifications (default http://HTTPAddr).
+	ExternalURL string
+	// Gatherer is read by rules over metrics (nil: no metrics series).
+	Gatherer prometheus.Gatherer
+	// HeartbeatInterval is the instance's heartbeat interval (default 1s).
+	HeartbeatInterval time.Duration
+	// FlushInterval is how often groups are checked for a due flush
+	// (default 250ms): the precision of group_wait and group_interval.
+	FlushInterval time.Duration
+	// StreamPollInterval is how often stream and consumer state is read
+	// (default 10s).
+	StreamPollInterval time.Duration
+	// SilenceRetention keeps expired silences this long (default 120h).
+	SilenceRetention time.Duration
+	// LeaseTTL and LeaseRenew time the active instance's lease (default
+	// 6s and 1s).
+	LeaseTTL, LeaseRenew time.Duration
+	// Logger is the logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives the service's metrics (nil: not exported).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) fill() {
+	if o.FlushInterval == 0 {
+		o.FlushInterval = 250 * time.Millisecond
+	}
+	if o.StreamPollInterval == 0 {
+		o.StreamPollInterval = 10 * time.Second
+	}
+	if o.SilenceRetention == 0 {
+		o.SilenceRetention = 120 * time.Hour
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 6 * time.Second
+	}
+	if o.LeaseRenew == 0 {
+		o.LeaseRenew = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ExternalURL == "" && o.HTTPAddr != "" {
+		o.ExternalURL = "http://" + o.HTTPAddr
+	}
+}
+
+// Service is one alerting instance. Every instance follows the signals,
+// evaluates the rules and keeps the groups; only the lease holder sends,
+// and the notification log makes a handover send nothing twice.
+type Service struct {
+	opts     Options
+	log      *slog.Logger
+	m        *metrics
+	signals  *Signals
+	silences *Silences
+	engine   *Engine
+	notifier *Notifier
+	svc      *service.Service
+	active   atomic.Bool
+	ready    chan struct{}
+	httpAddr string
+	mu       sync.Mutex
+	js       jetstream.JetStream
+	silKV    jetstream.KeyValue
+	start    time.Time
+}
+
+// New loads the rules and returns an instance ready to Run.
+func New(opts Options) (*Service, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("alerting: nil NATS connection")
+	}
+	opts.fill()
+	cfg, err := loadOrDefault(opts.RulesFile)
+	if err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
+	s := &Service{opts: opts, log: opts.Logger.With("component", "alerting"), m: newMetrics(opts.Registerer),
+		signals: NewSignals(), silences: NewSilences(), ready: make(chan struct{}), start: time.Now()}
+	s.engine = NewEngine(cfg, s.signals, s.silences, s.start)
+	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL}
+	s.svc, err = service.New(service.Options{
+		Conn: opts.Conn, Name: "alerting",
+		Description:       "Alerting rules, grouping, inhibition and silences, compatible with Alertmanager",
+		Endpoints:         s.endpoints(),
+		HeartbeatInterval: opts.HeartbeatInterval, Logger: opts.Logger, Registerer: opts.Registerer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
+	return s, nil
+}
+
+func loadOrDefault(path string) (*Config, error) {
+	if path == "" {
+		return ParseConfig([]byte(DefaultRules))
+	}
+	return LoadConfig(path)
+}
+
+// Ready is closed once the instance serves.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Active reports whether this instance holds the lease and sends.
+func (s *Service) Active() bool { return s.active.Load() }
+
+// HTTPAddr returns the API's address once ready ("" when disabled).
+func (s *Service) HTTPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpAddr
+}
+
+// Engine returns the instance's pipeline.
+func (s *Service) Engine() *Engine { return s.engine }
+
+// Reload reads the rules file again; on error the rules in force stay.
+func (s *Service) Reload() error {
+	cfg, err := loadOrDefault(s.opts.RulesFile)
+	if err != nil {
+		s.m.reloads.WithLabelValues("failed").Inc()
+		s.log.Error("rules not reloaded; the previous rules stay", "err", err)
+		return err
+	}
+	s.engine.SetConfig(cfg)
+	s.m.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("rules reloaded", "rules", len(cfg.Rules))
+	return nil
+}
+
+// Run serves until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nc := s.opts.Conn
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("alerting: jetstream: %w", err)
+	}
+	s.js, s.notifier.JS = js, js
+	open := func(bucket string) (jetstream.KeyValue, error) {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			return nil, fmt.Errorf("alerting: open bucket %s: %w", bucket, err)
+		}
+		return kv, nil
+	}
+	membersKV, err := open(streams.BucketMembers)
+	if err != nil {
+		return err
+	}
+	leasesKV, err := open(streams.BucketLeases)
+	if err != nil {
+		return err
+	}
+	if s.silKV, err = open(streams.BucketSilences); err != nil {
+		return err
+	}
+	nflogKV, err := open(streams.BucketNFLog)
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	svcErr := make(chan error, 1)
+	wg.Go(func() { svcErr <- s.svc.Run(ctx) })
+	select {
+	case <-s.svc.Ready():
+	case err := <-svcErr:
+		return fmt.Errorf("alerting: %w", err)
+	}
+	id := s.svc.ID()
+	s.log = s.log.With("id", id)
+
+	subs, err := s.subscribe(nc)
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	members, err := kvfollow.Start(ctx, membersKV, kvfollow.Options{Logger: s.log,
+		Put: func(e jetstream.KeyValueEntry) {
+			if m, ok := decodeMember(e.Key(), e.Value()); ok {
+				s.signals.Member(m)
+			}
+		},
+		Delete: func(e jetstream.KeyValueEntry) { s.signals.ForgetMember(e.Key()) }})
+	if err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	defer members.Stop()
+	sils, err := kvfollow.Start(ctx, s.silKV, kvfollow.Options{Logger: s.log,
+		Put: func(e jetstream.KeyValueEntry) {
+			var sl Silence
+			if json.Unmarshal(e.Value(), &sl) != nil || s.silences.Set(sl) != nil {
+				s.log.Debug("ignored a silence that does not decode", "key", e.Key())
+			}
+		},
+		Delete: func(e jetstream.KeyValueEntry) { s.silences.Delete(e.Key()) }})
+	if err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	defer sils.Stop()
+	l, err := lease.New(leasesKV, LeaseKey, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
+	if err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	if s.opts.HTTPAddr != "" {
+		stop, err := s.serveHTTP()
+		if err != nil {
+			return fmt.Errorf("alerting: %w", err)
+		}
+		defer stop()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
+	wg.Go(func() { s.loop(ctx, nflogKV, hup) })
+	close(s.ready)
+	s.log.Info("alerting ready", "rules", len(s.engine.Config().Rules), "http", s.HTTPAddr())
+	<-ctx.Done()
+	return nil
+}
+
+// subscribe listens to heartbeats, transitions, events and posted alerts.
+func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
+	var subs []*nats.Subscription
+	add := func(subject string, h nats.MsgHandler) error {
+		sub, err := nc.Subscribe(subject, h)
+		if err != nil {
+			return fmt.Errorf("alerting: subscribe %s: %w", subject, err)
+		}
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		subs = append(subs, sub)
+		return nil
+	}
+	errs := []error{
+		add(streams.HeartbeatPrefix+">", func(m *nats.Msg) {
+			svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
+			var l service.Load
+			if err == nil {
+				err = json.Unmarshal(m.Data, &l)
+			}
+			if err != nil {
+				s.m.bad.WithLabelValues("heartbeat").Inc()
+				return
+			}
+			s.signals.Heartbeat(svc, inst, l, time.Now())
+		}),
+		add(streams.DetectorPrefix+">", func(m *nats.Msg) {
+			var t membership.Transition
+			if json.Unmarshal(m.Data, &t) != nil || t.Service == "" {
+				s.m.bad.WithLabelValues("transition").Inc()
+				return
+			}
+			s.signals.Transition(t, time.Now())
+		}),
+		add(streams.EventsPrefix+">", func(m *nats.Msg) {
+			n := uint64(1)
+			if c := m.Header.Get(replicator.HeaderEnvelopeCount); c != "" {
+				if v, err := strconv.ParseUint(c, 10, 32); err == nil {
+					n = v
+				}
+			}
+			s.signals.Events(m.Subject[len(streams.EventsPrefix):], n, time.Now())
+		}),
+		add(subjectFanout, func(m *nats.Msg) {
+			var as []PostableAlert
+			if json.Unmarshal(m.Data, &as) != nil {
+				s.m.bad.WithLabelValues("fanout").Inc()
+				return
+			}
+			s.engine.Post(time.Now(), as...)
+		}),
+	}
+	return subs, errors.Join(errs...)
+}
+
+// loop evaluates every evaluation interval, flushes due groups every
+// flush interval, polls stream state, reloads on SIGHUP and, while
+// active, removes silences past their retention.
+func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan os.Signal) {
+	flush := time.NewTicker(s.opts.FlushInterval)
+	defer flush.Stop()
+	poll := time.NewTicker(s.opts.StreamPollInterval)
+	defer poll.Stop()
+	s.pollStreams(ctx)
+	var nextEval time.Time
+	for {
+		now := time.Now()
+		if !now.Before(nextEval) {
+			if s.opts.Gatherer != nil {
+				if err := s.signals.GatherMetrics(s.opts.Gatherer, now); err != nil {
+					s.log.Debug("gather metrics", "err", err)
+				}
+			}
+			start := time.Now()
+			s.engine.Evaluate(now)
+			s.m.evalSeconds.Observe(time.Since(start).Seconds())
+			nextEval = now.Add(s.engine.Config().EvaluationInterval.Std())
+			if s.active.Load() {
+				s.forward(ctx, now)
+				s.gcSilences(ctx, now)
+			}
+		}
+		for _, d := range s.engine.Flush(now) {
+			if s.active.Load() {
+				s.notify(ctx, nflog, d, now)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = s.Reload()
+		case <-poll.C:
+			s.pollStreams(ctx)
+		case <-flush.C:
+		}
+	}
+}
+
+func (s *Service) pollStreams(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.signals.PollStreams(pctx, s.js); err != nil {
+		s.log.Debug("poll streams", "err", err)
+	}
+}
+
+// notify sends one due group, once across instances: the notification log
+// entry is claimed by compare-and-set before sending.
+func (s *Service) notify(ctx context.Context, nflog jetstream.KeyValue, d Due, now time.Time) {
+	key := LogKey(d.Receiver, d.GroupKey)
+	next := LogEntry{Firing: d.Firing, Resolved: d.Resolved, At: now}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	won, err := KVLog{KV: nflog}.Claim(cctx, key, func(prev *LogEntry) bool {
+		return NeedsUpdate(prev, d.Firing, d.Resolved, now, d.Repeat)
+	}, next)
+	if err != nil {
+		s.m.notifyErrs.WithLabelValues(d.Receiver).Inc()
+		s.log.Warn("notification log", "group", d.GroupKey, "err", err)
+		return
+	}
+	if !won {
+		return
+	}
+	var rc *Receiver
+	for _, r := range s.engine.Config().Receivers {
+		if r.Name == d.Receiver {
+			rc = r
+		}
+	}
+	if rc == nil {
+		return
+	}
+	if err := s.notifier.Send(cctx, rc, d.Notification, msgID(key, now), now); err != nil {
+		s.m.notifyErrs.WithLabelValues(d.Receiver).Inc()
+		s.log.Warn("notification not delivered", "receiver", d.Receiver, "group", d.GroupKey, "err", err)
+		return
+	}
+	s.m.notifications.WithLabelValues(d.Receiver).Inc()
+	s.log.Info("notified", "receiver", d.Receiver, "group", d.GroupKey, "status", d.Status, "alerts", len(d.Alerts))
+}
+
+// forward posts the current alerts to every configured Alertmanager.
+func (s *Service) forward(ctx context.Context, now time.Time) {
+	cfg := s.engine.Config()
+	if len(cfg.Alertmanagers) == 0 {
+		return
+	}
+	var alerts []Alert
+	for _, a := range s.engine.Alerts(now) {
+		alerts = append(alerts, a.Alert)
+	}
+	if len(alerts) == 0 {
+		return
+	}
+	for _, u := range cfg.Alertmanagers {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.notifier.Forward(fctx, u, alerts, 4*cfg.EvaluationInterval.Std()+time.Minute, now)
+		cancel()
+		if err != nil {
+			s.m.notifyErrs.WithLabelValues("alertmanager").Inc()
+			s.log.Warn("forward to alertmanager", "url", u, "err", err)
+		}
+	}
+}
+
+func (s *Service) gcSilences(ctx context.Context, now time.Time) {
+	for _, id := range s.silences.Expired(now, s.opts.SilenceRetention) {
+		if err := s.silKV.Delete(ctx, id); err != nil {
+			s.log.Debug("remove expired silence", "id", id, "err", err)
+			continue
+		}
+		s.silences.Delete(id)
+	}
+}
+
+func (s *Service) setActive(held bool) {
+	if s.active.Swap(held) == held {
+		return
+	}
+	s.m.active.Set(map[bool]float64{true: 1}[held])
+	s.log.Info("alerting lease", "active", held)
+}
+
+func (s *Service) serveHTTP() (stop func(), err error) {
+	l, err := net.Listen("tcp", s.opts.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("http %s is not available: %w", s.opts.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: s.API(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("alerting http server failed", "err", err)
+		}
+	}()
+	s.mu.Lock()
+	s.httpAddr = l.Addr().String()
+	s.mu.Unlock()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
