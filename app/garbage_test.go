@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +41,18 @@ var endpoints = map[string]struct {
 	"txn.get":        {decodes, `{"keys":["garbage.k"]}`},
 	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`},
 	"ingest.>":       {opaque, `{"valid":true}`},
+
+	"alerting.post":           {decodes, `[]`},
+	"alerting.list":           {decodes, `{}`},
+	"alerting.status":         {ignores, ``},
+	"alerting.reload":         {ignores, ``},
+	"alerting.silence.add":    {decodes, silenceJSON},
+	"alerting.silence.list":   {ignores, ``},
+	"alerting.silence.expire": {decodes, `{"id":"%s"}`}, // a silence made for it
 }
+
+const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isRegex":false}],` +
+	`"endsAt":"2099-01-01T00:00:00Z","createdBy":"garbage test","comment":"garbage test"}`
 
 // TestGarbageToEverySubject sends malformed requests to every endpoint of
 // every service (found through $SRV.INFO) and to the heartbeat subjects:
@@ -56,7 +68,8 @@ func TestGarbageToEverySubject(t *testing.T) {
 	infos := serviceInfos(t, nc)
 	require.Len(t, infos, len(app.ServiceNames()), "one instance of every service")
 
-	huge := []byte(strings.Repeat("x", 4<<20))
+	// Over every endpoint's body limit, under the server's max payload.
+	huge := []byte(strings.Repeat("x", 5<<20))
 	garbage := []struct {
 		name, contentType string
 		body              []byte
@@ -100,7 +113,16 @@ func TestGarbageToEverySubject(t *testing.T) {
 					require.NoError(t, decodeAnswer(resp, &ack), "%s: %s: ack", subject, g.name)
 					require.NotZero(t, ack.Seq, "%s: %s: an accepted event is stored", subject, g.name)
 				}
-				code, resp = request(subject, "", []byte(want.valid))
+				valid := want.valid
+				if ep.Subject == "alerting.silence.expire" {
+					_, made := request("alerting.silence.add", "", []byte(silenceJSON))
+					var sl struct {
+						ID string `json:"silenceID"`
+					}
+					require.NoError(t, json.Unmarshal(made.Data, &sl), "%s", made.Data)
+					valid = fmt.Sprintf(valid, sl.ID)
+				}
+				code, resp = request(subject, "", []byte(valid))
 				require.Empty(t, code, "%s: a valid request after %s: %s", subject, g.name, resp.Data)
 			}
 		}
