@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -77,17 +78,21 @@ func StartStock(t testing.TB, n int) *StockCluster {
 		return c // a lone server is its own JetStream, no election
 	}
 	Eventually(t, ReadyTimeout, func() error {
-		leaders := 0
+		var leader *server.Server
 		for _, s := range c.Servers {
 			if s.JetStreamIsLeader() {
-				leaders++
+				leader = s
 			}
-			if !s.JetStreamIsCurrent() || len(s.JetStreamClusterPeers()) != n {
-				return fmt.Errorf("%s: not current or sees peers %v", s.Name(), s.JetStreamClusterPeers())
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("%s: meta state not current", s.Name())
 			}
 		}
-		if leaders != 1 {
-			return fmt.Errorf("%d meta leaders", leaders)
+		if leader == nil {
+			return errors.New("no meta leader")
+		}
+		// Only the leader answers, with the peers it has heard from.
+		if peers := leader.JetStreamClusterPeers(); len(peers) != n {
+			return fmt.Errorf("meta leader %s sees peers %v", leader.Name(), peers)
 		}
 		return nil
 	})
