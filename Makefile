@@ -4,6 +4,9 @@
 GO        ?= go
 BIN       ?= bin/platform
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# VERSION, if set (make build VERSION=1.2.3), is the version every service
+# reports and `platform version` prints; unset, the binary derives it.
+VERSION   ?=
 
 .PHONY: run build test bench lint clean
 
@@ -13,7 +16,7 @@ run:
 
 ## build: build bin/platform
 build:
-	$(GO) build -o $(BIN) ./cmd/platform
+	$(GO) build -ldflags "-X github.com/platform/platform/internal/version.version=$(VERSION)" -o $(BIN) ./cmd/platform
 
 ## test: the whole suite with the race detector, as CI runs it
 test:

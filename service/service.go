@@ -19,11 +19,9 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/version"
 	"github.com/platform/platform/streams"
 )
-
-// Version is the platform version every service registers with.
-var Version = "0.1.0"
 
 // Defaults.
 const (
@@ -191,7 +189,7 @@ func HeartbeatSubject(service, instance string) string {
 func (s *Service) Run(ctx context.Context) error {
 	ms, err := micro.AddService(s.opts.Conn, micro.Config{
 		Name:        s.MicroName(),
-		Version:     Version,
+		Version:     version.String(),
 		Description: s.opts.Description,
 		QueueGroup:  s.opts.QueueGroup,
 		Metadata:    s.opts.Metadata,

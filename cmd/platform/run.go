@@ -11,6 +11,7 @@ import (
 
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/internal/version"
 )
 
 func newRunCmd() *cobra.Command {
@@ -38,6 +39,9 @@ Services only, on any NATS cluster: platform run --nats nats://host:4222 --servi
 			logger, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
+			}
+			if v := version.String(); !version.Valid(v) {
+				return fmt.Errorf("this binary's version %q (set at build time) is not a semantic version such as 1.2.3: NATS micro services refuse it", v)
 			}
 			if err := parseSync(sync, &o.Cluster); err != nil {
 				return err

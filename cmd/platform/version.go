@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/platform/platform/service"
+	"github.com/platform/platform/internal/version"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -17,7 +17,7 @@ func newVersionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "platform %s (%s)\n", service.Version, runtime.Version())
+			fmt.Fprintf(w, "platform %s (%s)\n", version.String(), runtime.Version())
 			if bi, ok := debug.ReadBuildInfo(); ok {
 				for _, d := range bi.Deps {
 					switch d.Path {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/alertmanager/pkg/labels"
 
+	"github.com/platform/platform/internal/version"
 	"github.com/platform/platform/service"
 )
 
@@ -319,7 +320,7 @@ func (s *Service) API() http.Handler {
 	mux.HandleFunc("GET /api/v2/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{
 			"cluster":     map[string]any{"status": "ready", "name": s.svc.ID(), "peers": []any{}},
-			"versionInfo": map[string]string{"version": service.Version, "branch": "", "buildDate": "", "buildUser": "", "goVersion": "", "revision": ""},
+			"versionInfo": map[string]string{"version": version.String(), "branch": "", "buildDate": "", "buildUser": "", "goVersion": "", "revision": ""},
 			"config":      map[string]string{"original": ""},
 			"uptime":      s.start.UTC(),
 			"platform":    s.status(),

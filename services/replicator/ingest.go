@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,8 +51,9 @@ type Options struct {
 	Compression Compression
 	// CompressAbove is the compression threshold in bytes (0: 1024).
 	CompressAbove int
-	// MaxEventBytes is the largest event accepted (default 1 MiB, at most
-	// the server's max payload minus room for headers).
+	// MaxEventBytes is the largest event accepted (default 1 MiB). It is
+	// lowered, with a log line, to the server's max payload less 4 KiB
+	// for the subject and headers.
 	MaxEventBytes int
 	// MaxInFlight is the publish pipeline depth (0: 64 with envelopes and a
 	// cap on batches, else the Publisher's default).
@@ -100,10 +102,22 @@ func (o *Options) validate() error {
 	case o.Compression < S2 || o.Compression > NoCompression:
 		return fmt.Errorf("replicator: %w: %d", ErrUnknownEncoding, o.Compression)
 	}
-	if max := int(o.Conn.MaxPayload()) - 4096; o.MaxEventBytes > max {
-		return fmt.Errorf("replicator: max event bytes %d exceeds what one message can hold (%d)", o.MaxEventBytes, max)
+	if bodyLimit(o.Conn.MaxPayload()) < 1 {
+		return fmt.Errorf("replicator: the server's max payload %d leaves no room for events", o.Conn.MaxPayload())
 	}
 	return nil
+}
+
+// fitMaxEvent sets MaxEventBytes to its default when unset, and lowers it
+// (with a log line) to what fits in one message on the connected server:
+// its max payload less room for the subject and headers.
+func (o *Options) fitMaxEvent() {
+	want := cmp.Or(o.MaxEventBytes, DefaultMaxEventBytes)
+	o.MaxEventBytes = min(want, bodyLimit(o.Conn.MaxPayload()))
+	if o.MaxEventBytes < want {
+		o.Logger.Info("event size limited by the server's max payload", "component", "replicator",
+			"max_event_bytes", o.MaxEventBytes, "configured", want, "max_payload", o.Conn.MaxPayload())
+	}
 }
 
 func (o *Options) setDefaults() error {
@@ -116,9 +130,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.CompressAbove == 0 {
 		o.CompressAbove = DefaultCompressAbove
-	}
-	if o.MaxEventBytes == 0 {
-		o.MaxEventBytes = min(DefaultMaxEventBytes, int(o.Conn.MaxPayload())-4096)
 	}
 	if o.MaxBuffered == 0 {
 		o.MaxBuffered = DefaultMaxBuffered
@@ -135,6 +146,7 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.fitMaxEvent()
 	return nil
 }
 

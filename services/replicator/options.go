@@ -56,6 +56,31 @@ const (
 	DefaultRetryDeadline = 30 * time.Second
 )
 
+// payloadHeadroom is what a message keeps free below the server's max
+// payload for its subject, reply subject and headers: an envelope's body,
+// and an ingested event's, may take the rest.
+const payloadHeadroom = 4096
+
+// bodyLimit returns the largest envelope or event body that fits in one
+// message on a server with the given max payload (nats.Conn.MaxPayload).
+func bodyLimit(maxPayload int64) int { return int(maxPayload) - payloadHeadroom }
+
+// fitPayload shrinks the batch bytes of an envelope Publisher so that an
+// envelope fits in one message of at most maxPayload bytes, and reports
+// whether it did. Without envelopes a batch is many messages and nothing
+// needs to fit.
+func (c *config) fitPayload(maxPayload int64) (bool, error) {
+	limit := bodyLimit(maxPayload)
+	if limit < 1 {
+		return false, fmt.Errorf("the server's max payload %d leaves no room for events", maxPayload)
+	}
+	if !c.envelope || c.maxBatchBytes <= limit {
+		return false, nil
+	}
+	c.maxBatchBytes = limit
+	return true, nil
+}
+
 func defaultConfig() config {
 	return config{
 		level:          Quorum,
@@ -130,7 +155,8 @@ func WithMaxBatchesInFlight(n int) Option {
 
 // WithBatch caps a batch at events events and bytes bytes (defaults 4096
 // and 1 MiB). In envelope mode bytes also caps one envelope before
-// compression; it must stay below the server's max payload.
+// compression, and is lowered (with a log line) to what fits in one
+// message on the connected server: its max payload less 4 KiB.
 func WithBatch(events, bytes int) Option {
 	return func(c *config) error { c.maxBatchEvents, c.maxBatchBytes = events, bytes; return nil }
 }

@@ -33,7 +33,7 @@ type packer struct {
 
 // check validates an event for packing: no reserved header, and small
 // enough for one message. It takes a Nats-Msg-Id header as m.ID when m.ID
-// is empty, and returns the size counted against the buffer.
+// is empty, and returns the size counted against the buffer and the batch.
 func (k *packer) check(m *Message) (int, error) {
 	size := len(m.Data)
 	for h, vs := range m.Header {
@@ -50,6 +50,11 @@ func (k *packer) check(m *Message) (int, error) {
 	}
 	if size+len(m.Subject)+len(m.ID) > k.maxEvent {
 		return 0, fmt.Errorf("publish %s: %w: %d bytes, the limit is %d", m.Subject, ErrTooLarge, size, k.maxEvent)
+	}
+	if k.envelope {
+		// Counted as the most it adds to an envelope, so that a batch's
+		// bytes bound the size of its envelopes.
+		size = entrySize(m.Data, m.Header)
 	}
 	return size, nil
 }

@@ -127,15 +127,21 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 		cfg.logger = slog.Default()
 	}
 	nc := js.Conn()
-	maxPayload := int(nc.MaxPayload())
-	if cfg.envelope && cfg.maxBatchBytes > maxPayload-4096 {
-		return nil, fmt.Errorf("new publisher: max batch bytes %d must stay below the server's max payload %d", cfg.maxBatchBytes, maxPayload)
+	maxPayload := nc.MaxPayload()
+	configured := cfg.maxBatchBytes
+	shrunk, err := cfg.fitPayload(maxPayload)
+	if err != nil {
+		return nil, fmt.Errorf("new publisher: %w", err)
 	}
 	p := &Publisher{
 		cfg:  cfg,
 		log:  cfg.logger.With("component", "replicator.publisher"),
 		m:    newMetrics(cfg.registerer),
 		stop: make(chan struct{}),
+	}
+	if shrunk {
+		p.log.Info("envelope size limited by the server's max payload",
+			"max_batch_bytes", cfg.maxBatchBytes, "configured", configured, "max_payload", maxPayload)
 	}
 	for l := Async; l <= All; l++ {
 		p.latency[l] = p.m.ackLatency.WithLabelValues(l.String())
@@ -146,7 +152,7 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 		envelope:      cfg.envelope,
 		compression:   cfg.compression,
 		compressAbove: cfg.compressAbove,
-		maxEvent:      maxPayload - 1024,
+		maxEvent:      int(maxPayload) - 1024,
 		idPrefix:      nuid.Next() + ".",
 		replyPrefix:   replyPrefix,
 		ratios:        p.m.compression,
