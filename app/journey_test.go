@@ -24,6 +24,7 @@ import (
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
 )
@@ -57,7 +58,7 @@ func moreInstances(t *testing.T, j *journey) {
 			for _, in := range infos {
 				count[in.Name]++
 			}
-			want := map[string]int{"platform-admin": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
+			want := map[string]int{"platform-admin": 1, "platform-alerting": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
 			for name, n := range want {
 				if count[name] != n {
 					return fmt.Errorf("$SRV.INFO: %d instances of %s, want %d (all: %v)", count[name], name, n, count)
@@ -184,7 +185,7 @@ func (j *journey) kvLs(t *testing.T) {
 	for n := range names.Name() {
 		got = append(got, n)
 	}
-	require.ElementsMatch(t, []string{"STATE", "MEMBERS", "WEIGHTS", "SILENCES", "LEASES"}, got)
+	require.ElementsMatch(t, []string{"STATE", "MEMBERS", "WEIGHTS", "SILENCES", "LEASES", "NFLOG"}, got)
 }
 
 // nats stream info EVENTS: 3 replicas (1 on a lone server), one leader.
@@ -219,6 +220,8 @@ func (j *journey) micro(t *testing.T) {
 		"platform-detector":   {"members.list", "members.status"},
 		"platform-replicator": {"ingest.>"},
 		"platform-txn":        {"txn.get", "txn.commit"},
+		"platform-alerting": {alerting.SubjectPost, alerting.SubjectList, alerting.SubjectStatus, alerting.SubjectReload,
+			alerting.SubjectSilenceAdd, alerting.SubjectSilenceList, alerting.SubjectSilenceExpire},
 	}
 	require.Len(t, subjects, len(want), "one instance of each service: %v", subjects)
 	for name, subs := range want {
