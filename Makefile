@@ -8,7 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # reports and `platform version` prints; unset, the binary derives it.
 VERSION   ?=
 
-.PHONY: run build test bench lint clean
+.PHONY: run build test chaos bench lint clean
 
 ## run: start the 3-node embedded cluster and every service (Ctrl-C stops)
 run:
@@ -21,6 +21,10 @@ build:
 ## test: the whole suite with the race detector, as CI runs it
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## chaos: the multi-process fault suite alone (kill -9, SIGSTOP, partition, full restart under load), printing each fault's outage; make test runs it too
+chaos:
+	$(GO) test -race -count=1 -timeout 20m -run '^TestFaults$$' -v ./cmd/platform
 
 ## bench: Go benchmarks of every package (the platform bench command prints the side-by-side tables)
 bench:

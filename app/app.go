@@ -461,36 +461,3 @@ func (a *App) serveHTTP() error {
 	a.log.Info("http ready", "component", "http", "addr", a.httpAddr, "paths", "/metrics /healthz /readyz")
 	return nil
 }
-
-// checkReady is /readyz: a meta leader exists, every stream exists and
-// every selected service has started.
-func (a *App) checkReady(ctx context.Context) error {
-	a.mu.Lock()
-	phase, sups, js := a.phase, a.sups, a.js
-	a.mu.Unlock()
-	if phase != nil {
-		return phase
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	// A node started from a config file may see its meta leader on
-	// another host; the stream look-ups below then vouch for the cluster.
-	if a.cluster != nil && a.opts.Cluster.ConfigFile == "" && len(a.cluster.Nodes()) > 1 && a.cluster.MetaLeader() == "" {
-		return errors.New("no JetStream meta leader")
-	}
-	for _, s := range streams.All(a.replicas) {
-		if _, err := js.Stream(ctx, s.Name); err != nil {
-			return fmt.Errorf("stream %s: %w", s.Name, err)
-		}
-	}
-	var errs []error
-	for _, s := range sups {
-		if err := s.status(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(sups) < len(a.selected) {
-		errs = append(errs, fmt.Errorf("%d of %d services started", len(sups), len(a.selected)))
-	}
-	return errors.Join(errs...)
-}

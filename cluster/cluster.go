@@ -46,6 +46,10 @@ type Options struct {
 	// SyncInterval is how often JetStream fsyncs when SyncAlways is false
 	// (default: the server's own, two minutes).
 	SyncInterval time.Duration
+	// MaxStore caps each node's JetStream file storage in bytes (default
+	// 64 GiB); once reached, writes are refused as insufficient resources
+	// until space is freed. A config file sets it with max_file_store.
+	MaxStore int64
 	// ReadyTimeout bounds how long Start waits for the cluster to form
 	// (default 30s).
 	ReadyTimeout time.Duration
@@ -74,6 +78,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 30 * time.Second
+	}
+	if o.MaxStore == 0 {
+		o.MaxStore = 64 << 30
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -253,7 +260,7 @@ func defaultNodeOptions(o Options, i int) (*server.Options, error) {
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 1 << 30,
-		JetStreamMaxStore:  64 << 30,
+		JetStreamMaxStore:  o.MaxStore,
 	}
 	if o.Nodes > 1 {
 		so.Cluster = server.ClusterOpts{

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,12 +188,19 @@ func HeartbeatSubject(service, instance string) string {
 // ctx is done, then says goodbye with a leaving heartbeat and drains the
 // endpoints. It returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
+	// micro stops the service when its connection closes, and with it
+	// every endpoint subscription: Run then returns an error, so the
+	// supervisor reports the service down instead of heartbeating into a
+	// closed connection.
+	stopped := make(chan struct{})
+	var stopOnce sync.Once
 	ms, err := micro.AddService(s.opts.Conn, micro.Config{
 		Name:        s.MicroName(),
 		Version:     version.String(),
 		Description: s.opts.Description,
 		QueueGroup:  s.opts.QueueGroup,
 		Metadata:    s.opts.Metadata,
+		DoneHandler: func(micro.Service) { stopOnce.Do(func() { close(stopped) }) },
 	})
 	if err != nil {
 		return fmt.Errorf("register %s: %w", s.MicroName(), err)
@@ -217,14 +225,25 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("service ready", "micro", s.MicroName(), "id", ms.Info().ID, "endpoints", len(s.opts.Endpoints))
 
 	if s.opts.HeartbeatInterval > 0 {
-		s.heartbeat(ctx)
+		s.heartbeat(ctx, stopped)
 	} else {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+	}
+	var closed error
+	if ctx.Err() == nil {
+		closed = fmt.Errorf("%s stopped serving: its subscriptions were closed (connection %s)", s.MicroName(), strings.ToLower(s.opts.Conn.Status().String()))
 	}
 	if err := ms.Stop(); err != nil {
 		s.log.Warn("stop micro service", "err", err)
 	}
 	wg.Wait()
+	if closed != nil {
+		s.log.Error("service stopped on its own", "err", closed)
+		return closed
+	}
 	s.log.Info("service stopped")
 	return nil
 }
@@ -303,8 +322,9 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 }
 
 // heartbeat publishes the instance's load every interval until ctx is done,
-// then one last heartbeat with leaving set.
-func (s *Service) heartbeat(ctx context.Context) {
+// then one last heartbeat with leaving set, or until the micro service
+// stopped on its own.
+func (s *Service) heartbeat(ctx context.Context, stopped <-chan struct{}) {
 	subject := s.HeartbeatSubject()
 	interval := s.opts.HeartbeatInterval
 	var seq atomic.Uint64
@@ -328,6 +348,8 @@ func (s *Service) heartbeat(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			send(true)
+			return
+		case <-stopped:
 			return
 		case <-t.C:
 			send(false)

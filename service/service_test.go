@@ -82,3 +82,37 @@ func TestAnswersFromAnyGoroutine(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRunEndsWhenSubscriptionsClose closes the service's connection, and
+// with it every endpoint subscription: Run returns an error saying so
+// instead of heartbeating on as if it served, with or without heartbeats.
+func TestRunEndsWhenSubscriptionsClose(t *testing.T) {
+	c := clustertest.Start(t, 1)
+	for _, tt := range []struct {
+		name      string
+		heartbeat time.Duration
+	}{{"heartbeats", 50 * time.Millisecond}, {"no heartbeats", -1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			nc := clustertest.Connect(t, c)
+			svc, err := service.New(service.Options{
+				Conn: nc, Name: "closing", Logger: clustertest.Logger(), HeartbeatInterval: tt.heartbeat,
+				Endpoints: []service.Endpoint{{Name: "echo", Subject: "closing.echo", Handler: service.Func(func(context.Context, *service.Request) (any, error) {
+					return "ok", nil
+				})}},
+			})
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- svc.Run(ctx) }()
+			<-svc.Ready()
+			nc.Close()
+			select {
+			case err := <-done:
+				require.ErrorContains(t, err, "subscriptions were closed")
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still serving 10s after its connection closed")
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		server  string
+		creds   string
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -33,7 +34,11 @@ directly (without the embedded cluster's node view).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			nc, err := nats.Connect(server, nats.Name("platform status"), nats.Timeout(timeout))
+			opts := []nats.Option{nats.Name("platform status"), nats.Timeout(timeout)}
+			if creds != "" {
+				opts = append(opts, nats.UserCredentials(creds))
+			}
+			nc, err := nats.Connect(server, opts...)
 			if err != nil {
 				return fmt.Errorf("connect to %s: %w", server, err)
 			}
@@ -41,6 +46,15 @@ directly (without the embedded cluster's node view).`,
 			st, err := fetchStatus(ctx, nc)
 			if err != nil {
 				return err
+			}
+			if st.MetaLeader == "" && !st.Embedded && nc.ConnectedClusterName() != "" {
+				// The answering service may lack system account access
+				// that this connection has.
+				if leader, note := admin.MetaLeader(ctx, nc); leader != "" {
+					st.MetaLeader, st.MetaLeaderNote = leader, ""
+				} else if st.MetaLeaderNote == "" {
+					st.MetaLeaderNote = note
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -52,6 +66,7 @@ directly (without the embedded cluster's node view).`,
 		},
 	}
 	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
+	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file (a system account user's also shows an external cluster's meta leader)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for answers")
 	return cmd
@@ -82,10 +97,22 @@ func fetchStatus(ctx context.Context, nc *nats.Conn) (*admin.Status, error) {
 func printStatus(cmd *cobra.Command, st *admin.Status) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 	leader := st.MetaLeader
-	if leader == "" {
+	switch {
+	case leader == "" && st.MetaLeaderNote != "":
+		leader = "(" + st.MetaLeaderNote + ")"
+	case leader == "":
 		leader = "(unknown)"
 	}
-	fmt.Fprintf(w, "Meta leader: %s\n\n", leader)
+	fmt.Fprintf(w, "Meta leader: %s\n", leader)
+	if len(st.Problems) == 0 {
+		fmt.Fprintf(w, "Health: ok\n\n")
+	} else {
+		fmt.Fprintf(w, "Health: %d problem(s)\n", len(st.Problems))
+		for _, p := range st.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "NODE\tRUNNING\tURL")
 	for _, n := range st.Nodes {
 		name := n.Name

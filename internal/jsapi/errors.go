@@ -35,6 +35,9 @@ const (
 	CodeStreamOfflineReason       jetstream.ErrorCode = 10194 // JSStreamOfflineReasonErrF
 	CodeBatchDuplicate            jetstream.ErrorCode = 10201 // JSAtomicPublishContainsDuplicateMessageErr
 	CodeBatchTooManyInflight      jetstream.ErrorCode = 10210 // JSAtomicPublishTooManyInflight
+	CodeAccountResourcesExceeded  jetstream.ErrorCode = 10002 // JSAccountResourcesExceededErr
+	CodeInsufficientResources     jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr: the server's store is full
+	CodeStorageResourcesExceeded  jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr
 )
 
 // transientCodes are the API errors that mean the request was not carried
@@ -57,9 +60,12 @@ var transientCodes = map[jetstream.ErrorCode]bool{
 // context timeout, a connection that is reconnecting, no answer from the
 // stream, or an API error in the transient set or with HTTP status 503.
 // Whether the caller's own context is still live is the caller's
-// business: IsTransient judges the error alone.
+// business: IsTransient judges the error alone. A full store (IsStorageFull)
+// is not transient although the server answers 503: it lasts until an
+// operator frees space, so callers fail fast with a clear reason instead
+// of retrying until their deadline.
 func IsTransient(err error) bool {
-	if err == nil {
+	if err == nil || IsStorageFull(err) {
 		return false
 	}
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
@@ -72,6 +78,14 @@ func IsTransient(err error) bool {
 		return transientCodes[ae.ErrorCode] || ae.Code == 503
 	}
 	return false
+}
+
+// IsStorageFull reports whether err is or wraps the API error of a write
+// refused because JetStream storage is full: the server's max_file_store
+// (or max_memory_store) or the account's storage limit is reached.
+func IsStorageFull(err error) bool {
+	return HasCode(err, CodeInsufficientResources) || HasCode(err, CodeStorageResourcesExceeded) ||
+		HasCode(err, CodeAccountResourcesExceeded)
 }
 
 // HasCode reports whether err is or wraps an API error with code.

@@ -34,6 +34,8 @@ func TestIsTransient(t *testing.T) {
 		{"stream offline", &jetstream.APIError{Code: 500, ErrorCode: jsapi.CodeStreamOffline}, true},
 		{"batch too many in flight", &jetstream.APIError{Code: 400, ErrorCode: jsapi.CodeBatchTooManyInflight}, true},
 		{"any 503", &jetstream.APIError{Code: 503, ErrorCode: 1}, true},
+		{"store full (503, lasts until space is freed)", &jetstream.APIError{Code: 503, ErrorCode: jsapi.CodeInsufficientResources}, false},
+		{"account storage exceeded", fmt.Errorf("publish: %w", &jetstream.APIError{Code: 400, ErrorCode: jsapi.CodeAccountResourcesExceeded}), false},
 		{"wrong last sequence", &jetstream.APIError{Code: 400, ErrorCode: jsapi.CodeWrongLastSequence}, false},
 		{"stream not found (wrapped by nats.go)", jetstream.ErrStreamNotFound, false},
 		{"plain error", errors.New("boom"), false},

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/health"
 )
 
 // Status is what `platform status` prints and admin.status answers.
@@ -21,8 +22,15 @@ type Status struct {
 	// Embedded is true when the answering process runs the cluster itself.
 	Embedded bool `json:"embedded"`
 	// MetaLeader is the JetStream meta leader's name ("" when unknown: a
-	// process on an external cluster without system account access).
+	// process on an external cluster without system account access, or a
+	// single server, which has none).
 	MetaLeader string `json:"meta_leader"`
+	// MetaLeaderNote says why MetaLeader is empty.
+	MetaLeaderNote string `json:"meta_leader_note,omitempty"`
+	// Problems lists what keeps the data path from working (a stream
+	// without a leader or below quorum, a node failing nats-server's
+	// health check, storage full); empty when healthy.
+	Problems []string `json:"problems"`
 	// Nodes are the cluster's servers as far as they are known.
 	Nodes []Node `json:"nodes"`
 	// Streams are the account's streams, KV buckets included.
@@ -47,6 +55,8 @@ type Stream struct {
 	Messages uint64    `json:"messages"`
 	Bytes    uint64    `json:"bytes"`
 	Peers    []Replica `json:"peers"`
+	// Problem says why the stream cannot take writes ("" when it can).
+	Problem string `json:"problem,omitempty"`
 }
 
 // Replica is a follower of a stream.
@@ -72,8 +82,20 @@ const PingWindow = 250 * time.Millisecond
 // withServices is set) and, when c is not nil, the embedded cluster's own
 // view of its nodes.
 func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *cluster.Cluster, withServices bool) (*Status, error) {
-	st := &Status{Embedded: c != nil, Nodes: []Node{}, Streams: []Stream{}, Services: []Instance{}}
+	st := &Status{Embedded: c != nil, Nodes: []Node{}, Streams: []Stream{}, Services: []Instance{}, Problems: []string{}}
 	known := map[string]bool{}
+	// A single server (no cluster) holds every stream itself.
+	single := c == nil && nc.ConnectedClusterName() == ""
+	switch {
+	case c != nil:
+		for _, err := range c.Health() {
+			st.Problems = append(st.Problems, err.Error())
+		}
+	case single:
+		st.MetaLeaderNote = "none: a single server, not a cluster"
+	default:
+		st.MetaLeader, st.MetaLeaderNote = MetaLeader(ctx, nc)
+	}
 	if c != nil {
 		st.MetaLeader = c.MetaLeader()
 		for _, n := range c.Nodes() {
@@ -92,6 +114,13 @@ func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *clust
 				s.Peers = append(s.Peers, Replica{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag, Active: float64(p.Active.Microseconds()) / 1000})
 			}
 		}
+		if s.Leader == "" && single {
+			s.Leader = nc.ConnectedServerName()
+		}
+		if err := health.Stream(info); err != nil {
+			s.Problem = err.Error()
+			st.Problems = append(st.Problems, s.Problem)
+		}
 		st.Streams = append(st.Streams, s)
 		if c == nil {
 			for _, name := range append([]string{s.Leader}, peerNames(s.Peers)...) {
@@ -104,6 +133,11 @@ func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *clust
 	}
 	if err := lister.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
 		return nil, fmt.Errorf("list streams: %w", err)
+	}
+	if c == nil {
+		if err := health.Storage(ctx, js); err != nil {
+			st.Problems = append(st.Problems, err.Error())
+		}
 	}
 	sort.Slice(st.Streams, func(i, j int) bool { return st.Streams[i].Name < st.Streams[j].Name })
 	if c == nil {
@@ -168,4 +202,43 @@ func Ping(ctx context.Context, nc *nats.Conn, window time.Duration) ([]Instance,
 			}
 		}
 	}
+}
+
+// metaLeaderHint is how to learn the meta leader of an external cluster.
+const metaLeaderHint = "unknown: only the system account sees the JetStream meta leader; " +
+	"run platform status with --creds FILE of a system account user (or a --server URL with a system user, nats://user:pass@host:4222)"
+
+// MetaLeader asks the servers for the JetStream meta leader
+// ($SYS.REQ.SERVER.PING.JSZ, answered only to the system account). It
+// returns the leader's name, or "" and a note saying why it is unknown.
+func MetaLeader(ctx context.Context, nc *nats.Conn) (leader, note string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, "$SYS.REQ.SERVER.PING.JSZ", []byte(`{"leader_only":true}`))
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+			return "", metaLeaderHint
+		}
+		return "", fmt.Sprintf("unknown: %v", err)
+	}
+	var resp struct {
+		Data struct {
+			Meta struct {
+				Leader string `json:"leader"`
+			} `json:"meta_cluster"`
+		} `json:"data"`
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return "", fmt.Sprintf("unknown: decode JSZ answer: %v", err)
+	}
+	if resp.Error != nil {
+		return "", "unknown: " + resp.Error.Description
+	}
+	if resp.Data.Meta.Leader == "" {
+		return "", "none: the cluster has no meta leader now"
+	}
+	return resp.Data.Meta.Leader, ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/streams"
 )
@@ -300,7 +301,7 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 	if !r.HasReply() {
 		err := s.pub.TryPublish(ev, func(_ Ack, err error) {
 			if err != nil {
-				s.m.dropped.WithLabelValues("publish_failed").Inc()
+				s.m.dropped.WithLabelValues(reasonOf(err)).Inc()
 			}
 		})
 		if err != nil {
@@ -313,7 +314,7 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 	if level == Async {
 		err := s.pub.TryPublish(ev, func(_ Ack, err error) {
 			if err != nil {
-				s.m.errors.WithLabelValues("publish_failed").Inc()
+				s.m.errors.WithLabelValues(reasonOf(err)).Inc()
 			}
 		})
 		if err != nil {
@@ -428,6 +429,8 @@ func publishError(err error) *service.Error {
 		return service.Errorf(service.CodeUnavailable, "ingest is shutting down, retry").With("reason", "closed").With("retry_after_ms", 100)
 	case errors.Is(err, ErrReplicasBehind):
 		return service.Errorf(service.CodeTimeout, "%v", err).With("reason", "replicas_behind")
+	case jsapi.IsStorageFull(err):
+		return service.Errorf(service.CodeUnavailable, "JetStream storage is full, retry once space is freed: %v", err).With("reason", "storage_full")
 	case errors.Is(err, ErrDeadline):
 		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "deadline")
 	case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500: // the stream refused it for good

@@ -203,6 +203,11 @@ func (s *Store) commitOps(ctx context.Context, id string, ops []op, uncertain bo
 			}
 			return nil, s.conflict(ctx, ops, ack.Error, busy)
 
+		case err == nil && jsapi.IsStorageFull(ack.Error):
+			// Nothing was written, and retrying will not help until an
+			// operator frees space.
+			return nil, fmt.Errorf("%w: JetStream storage is full: %w", ErrUnavailable, ack.Error)
+
 		case err == nil && jsapi.IsTransient(ack.Error):
 			err = ack.Error
 

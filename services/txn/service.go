@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/streams"
 )
@@ -277,6 +278,8 @@ func serviceError(err error) *service.Error {
 		return service.Errorf(service.CodeTooLarge, "%v", err)
 	case errors.Is(err, ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
 		return service.Errorf(service.CodeTimeout, "%v", err)
+	case jsapi.IsStorageFull(err):
+		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "storage_full")
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrStopped):
 		return service.Errorf(service.CodeUnavailable, "%v", err)
 	}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/streams"
+)
+
+// status runs `platform status --server url` with extra args and returns
+// its output.
+func status(t *testing.T, url string, args ...string) string {
+	t.Helper()
+	cmd := newStatusCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs(append([]string{"--server", url}, args...))
+	require.NoError(t, cmd.ExecuteContext(context.Background()))
+	return out.String()
+}
+
+// TestStatusOfAStockServer runs status (no admin service answering)
+// against a single server and against a cluster without system account
+// access: the single server leads every stream, and the cluster's unknown
+// meta leader comes with the reason and how to supply credentials.
+func TestStatusOfAStockServer(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		nodes      int
+		leaderNote string
+	}{
+		{"single server", 1, "a single server"},
+		{"cluster without system account", 3, "--creds"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := clustertest.Start(t, tt.nodes)
+			_, js := clustertest.JetStream(t, c)
+			ctx := clustertest.Context(t, clustertest.ReadyTimeout)
+			_, err := streams.Provision(ctx, js, streams.All(c.Replicas()), nil)
+			require.NoError(t, err)
+			url := c.ClientURLs()[0]
+
+			var st admin.Status
+			require.NoError(t, json.Unmarshal([]byte(status(t, url, "--json")), &st))
+			require.Empty(t, st.MetaLeader)
+			require.Contains(t, st.MetaLeaderNote, tt.leaderNote)
+			require.Len(t, st.Streams, len(streams.All(1)))
+			for _, s := range st.Streams {
+				if s.Leader == "" {
+					t.Errorf("stream %s: blank leader", s.Name)
+				}
+				if tt.nodes == 1 && s.Leader != "n1" {
+					t.Errorf("stream %s: leader %q, want the server n1", s.Name, s.Leader)
+				}
+			}
+			text := status(t, url)
+			require.Contains(t, text, "Meta leader: ("+st.MetaLeaderNote+")")
+			require.Contains(t, text, "Health: ok")
+			for line := range strings.Lines(text) {
+				if strings.HasPrefix(line, streams.Events+" ") {
+					require.Contains(t, line, " n", "EVENTS row names its leader: %q", line)
+				}
+			}
+		})
+	}
+}
