@@ -272,3 +272,57 @@ func TestRouterErrors(t *testing.T) {
 	_, err = r.Request(ctx, "silent.endpoint", nil)
 	require.True(t, errors.Is(err, balancer.ErrTimeout), "err = %v", err)
 }
+
+// TestOneWeightWriter runs two balancers: one writes WEIGHTS at a time,
+// and the other takes over when it stops.
+func TestOneWeightWriter(t *testing.T) {
+	c, _, _ := clustertest.Provisioned(t, 3)
+	ctx := clustertest.Context(t, 2*time.Minute)
+	echo(t, ctx, clustertest.Connect(t, c), nil)
+	actx, stopA := context.WithCancel(ctx)
+	bctx, stopB := context.WithCancel(ctx)
+	t.Cleanup(stopA)
+	t.Cleanup(stopB)
+	a := startBalancer(t, actx, clustertest.Connect(t, c), nil)
+	b := startBalancer(t, bctx, clustertest.Connect(t, c), nil)
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if a.Active() == b.Active() {
+			return fmt.Errorf("active: a %v, b %v; want exactly one", a.Active(), b.Active())
+		}
+		return nil
+	})
+	// Watch for a while: never both.
+	for range 50 {
+		require.False(t, a.Active() && b.Active(), "both balancers write WEIGHTS")
+		time.Sleep(20 * time.Millisecond)
+	}
+	standby, stopActive := b, stopA
+	if b.Active() {
+		standby, stopActive = a, stopB
+	}
+	nc := clustertest.Connect(t, c)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, streams.BucketWeights)
+	require.NoError(t, err)
+	stopActive()
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if !standby.Active() {
+			return errors.New("standby not active")
+		}
+		return nil
+	})
+	// The new writer writes: a fresh record of its own instance appears.
+	key := streams.MemberKey("platform-balancer", standby.ID())
+	start := time.Now()
+	clustertest.Eventually(t, 15*time.Second, func() error {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		if e.Created().Before(start) {
+			return fmt.Errorf("record of %s not rewritten since the handover", key)
+		}
+		return nil
+	})
+}
