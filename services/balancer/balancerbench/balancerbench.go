@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -107,6 +109,9 @@ func (m ModeResult) Result() bench.Result {
 	return r
 }
 
+// quiet discards the logs of the benchmark's own services.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 // fleet is the running test instances.
 type fleet struct {
 	slow   []atomic.Bool
@@ -129,7 +134,7 @@ func startFleet(ctx context.Context, o Options) (*fleet, error) {
 		f.conns = append(f.conns, nc)
 		body := []byte(`{"i":` + strconv.Itoa(i) + `}`)
 		svc, err := service.New(service.Options{
-			Conn: nc, Name: "benchwork", HeartbeatInterval: 250 * time.Millisecond,
+			Conn: nc, Name: "benchwork", HeartbeatInterval: 250 * time.Millisecond, Logger: quiet,
 			Endpoints: []service.Endpoint{{
 				Name: "do", Subject: Subject, Concurrency: 256,
 				Handler: func(_ context.Context, r *service.Request) {

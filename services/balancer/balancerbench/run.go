@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +35,6 @@ func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 		return nil, err
 	}
 	defer bnc.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := balancer.DefaultPolicy()
 	p.Blackout, p.SlowStart = time.Second, 0
 	bal, err := balancer.New(balancer.Options{
