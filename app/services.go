@@ -16,6 +16,7 @@ import (
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/services/alerting"
+	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/services/txn"
@@ -32,6 +33,7 @@ func Services() []Service {
 		detectorService(),
 		replicatorService(),
 		txnService(),
+		balancerService(),
 		alertingService(),
 	}
 }
@@ -152,6 +154,27 @@ func txnService() Service {
 				Logger:            d.Logger,
 				Registerer:        d.Registerer,
 			})
+		},
+	}
+}
+
+// balancerService computes instance weights into WEIGHTS, forwards
+// route.<subject> to the best instance and evens out RAFT leaders; its
+// --balancer-* flags set the leader check interval and hedged subjects.
+func balancerService() Service {
+	var o balancer.Options
+	return Service{
+		Name: "balancer",
+		Flags: func(fs *pflag.FlagSet) {
+			fs.DurationVar(&o.LeaderInterval, "balancer-leader-interval", time.Minute, "how often to check and even out stream and consumer leaders (0: 1m, negative: never)")
+			fs.StringSliceVar(&o.Router.Hedge.Idempotent, "balancer-hedge", nil, "subject filters of idempotent endpoints route.<subject> may send twice when slow (e.g. txn.get)")
+		},
+		New: func(d Deps) (Runner, error) {
+			opts := o
+			opts.Conn = d.Conn
+			opts.HeartbeatInterval = d.HeartbeatInterval
+			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			return balancer.New(opts)
 		},
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 func TestServiceList(t *testing.T) {
 	list := app.Services()
-	want := []string{"admin", "detector", "replicator", "txn", "alerting"} // start order; stop is the reverse
+	want := []string{"admin", "detector", "replicator", "txn", "balancer", "alerting"} // start order; stop is the reverse
 	require.Equal(t, want, app.ServiceNames(), "start order")
 
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
@@ -42,7 +42,7 @@ func TestServiceSelectionAndValidation(t *testing.T) {
 	}{
 		{"all", []string{"all"}, nil, ""},
 		{"subset", []string{"txn", "admin"}, nil, ""},
-		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn alerting])`},
+		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn balancer alerting])`},
 		{"unknown among known", []string{"admin", "nope"}, nil, `unknown service "nope"`},
 		{"rates", nil, []string{"--ingest-topic-rate", "100", "--ingest-client-rate", "5"}, ""},
 		{"negative topic rate", nil, []string{"--ingest-topic-rate", "-1"}, "ingest rates must not be negative"},

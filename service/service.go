@@ -3,6 +3,12 @@
 // described endpoints, decodes JSON or msgpack requests by Content-Type,
 // answers every failure with one error body, counts requests in Prometheus,
 // and emits heartbeats with the instance's load on hb.<service>.<instance>.
+//
+// Every endpoint is served twice: on its own subject in the service's
+// queue group, where NATS picks a member at random, and on the instance's
+// own subject inst.<service>.<instance>.<subject> (streams.InstanceSubject),
+// so a router can choose the instance. Both reach the same handler, which
+// sees the endpoint's subject either way.
 package service
 
 import (
@@ -206,10 +212,15 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("register %s: %w", s.MicroName(), err)
 	}
 	var wg sync.WaitGroup
+	id := ms.Info().ID
 	for _, e := range s.opts.Endpoints {
-		if err := s.addEndpoint(ctx, ms, e, &wg); err != nil {
+		if err := s.addEndpoint(ctx, ms, e, "", &wg); err != nil {
 			ms.Stop()
 			return fmt.Errorf("register %s endpoint %s: %w", s.MicroName(), e.Name, err)
+		}
+		if err := s.addEndpoint(ctx, ms, e, streams.InstanceSubject(s.MicroName(), id, ""), &wg); err != nil {
+			ms.Stop()
+			return fmt.Errorf("register %s endpoint %s on its instance subject: %w", s.MicroName(), e.Name, err)
 		}
 	}
 	// Ready promises that requests from any connection reach the service:
@@ -248,7 +259,18 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint, wg *sync.WaitGroup) error {
+// InstanceEndpointSuffix ends the micro name of an endpoint's
+// instance-addressed copy ("get" is also served as "get_instance").
+const InstanceEndpointSuffix = "_instance"
+
+// MetadataInstanceOf is the micro endpoint metadata key that marks an
+// instance-addressed endpoint; its value is the endpoint's own subject.
+const MetadataInstanceOf = "instance_of"
+
+// addEndpoint registers e on its subject, or, with a non-empty instPrefix
+// (inst.<service>.<instance>.), on instPrefix+subject for this instance
+// alone.
+func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint, instPrefix string, wg *sync.WaitGroup) error {
 	maxBytes := e.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = s.opts.MaxRequestBytes
@@ -268,6 +290,7 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 	handle := func(mr micro.Request) {
 		r := &Request{
 			mr:       mr,
+			subject:  strings.TrimPrefix(mr.Subject(), instPrefix),
 			conn:     s.opts.Conn,
 			inline:   true,
 			svc:      s,
@@ -313,12 +336,18 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 			run()
 		}()
 	}
-	return ms.AddEndpoint(e.Name, micro.HandlerFunc(handle),
-		micro.WithEndpointSubject(e.Subject),
-		micro.WithEndpointMetadata(map[string]string{
-			"description": e.Description,
-			"format":      "application/json, application/msgpack",
-		}))
+	name, subject := e.Name, e.Subject
+	meta := map[string]string{
+		"description": e.Description,
+		"format":      "application/json, application/msgpack",
+	}
+	if instPrefix != "" {
+		name, subject = e.Name+InstanceEndpointSuffix, instPrefix+e.Subject
+		meta[MetadataInstanceOf] = e.Subject
+	}
+	return ms.AddEndpoint(name, micro.HandlerFunc(handle),
+		micro.WithEndpointSubject(subject),
+		micro.WithEndpointMetadata(meta))
 }
 
 // heartbeat publishes the instance's load every interval until ctx is done,
@@ -355,142 +384,4 @@ func (s *Service) heartbeat(ctx context.Context, stopped <-chan struct{}) {
 			send(false)
 		}
 	}
-}
-
-// Request is one request to an endpoint. Exactly one of Respond or Fail
-// takes effect; later calls are ignored. Either may be called from any
-// goroutine, during the handler call or after it returned.
-type Request struct {
-	mr   micro.Request
-	conn *nats.Conn
-	// mu orders answers against the end of the handler call: while inline,
-	// answers go through micro (which counts errors in its stats when the
-	// handler returns); after it, straight to the reply subject, because
-	// micro's request is not safe to use once its handler has returned.
-	mu       sync.Mutex
-	inline   bool
-	svc      *Service
-	endpoint string
-	codec    Codec
-	start    time.Time
-	done     atomic.Bool
-	latency  prometheus.Observer
-	inFlight prometheus.Gauge
-}
-
-// Data returns the raw request body.
-func (r *Request) Data() []byte { return r.mr.Data() }
-
-// Header returns the request headers.
-func (r *Request) Header() nats.Header { return nats.Header(r.mr.Headers()) }
-
-// Subject returns the subject the request arrived on.
-func (r *Request) Subject() string { return r.mr.Subject() }
-
-// HasReply reports whether the sender waits for an answer.
-func (r *Request) HasReply() bool { return r.mr.Reply() != "" }
-
-// Reply returns the subject the answer goes to ("" for fire-and-forget).
-// Its inbox prefix identifies the requesting connection.
-func (r *Request) Reply() string { return r.mr.Reply() }
-
-// Codec returns the codec the request was sent in; answers use the same.
-func (r *Request) Codec() Codec { return r.codec }
-
-// Decode decodes the body into v with the request's codec. Failures are
-// bad_request *Errors ready to pass to Fail.
-func (r *Request) Decode(v any) error { return r.codec.Decode(r.mr.Data(), v) }
-
-// Respond answers with v encoded in the request's codec.
-func (r *Request) Respond(v any) {
-	if !r.finish(false, "") {
-		return
-	}
-	if !r.HasReply() {
-		return
-	}
-	b, err := r.codec.Encode(v)
-	if err != nil {
-		r.svc.log.Error("encode response", "endpoint", r.endpoint, "err", err)
-		e := Errorf(CodeInternal, "cannot encode response")
-		b, _ = r.codec.Encode(e.Body())
-		r.send(b, e)
-		return
-	}
-	r.send(b, nil)
-}
-
-// Fail answers with the error body for err (an *Error keeps its code;
-// anything else is an internal error) and the micro error headers.
-func (r *Request) Fail(err error) {
-	e := AsError(err)
-	if !r.finish(true, e.Code) {
-		return
-	}
-	if e.Code == CodeInternal {
-		r.svc.log.Error("request failed", "endpoint", r.endpoint, "err", err)
-	} else {
-		r.svc.log.Debug("request refused", "endpoint", r.endpoint, "code", e.Code, "err", e.Message)
-	}
-	if !r.HasReply() {
-		return
-	}
-	b, encErr := r.codec.Encode(e.Body())
-	if encErr != nil {
-		b, _ = JSON.Encode(e.Body())
-	}
-	r.send(b, e)
-}
-
-// leaveHandler marks the end of the handler call: answers from now on
-// bypass micro.
-func (r *Request) leaveHandler() {
-	r.mu.Lock()
-	r.inline = false
-	r.mu.Unlock()
-}
-
-// send publishes the answer body, with the micro error headers when e is
-// not nil.
-func (r *Request) send(body []byte, e *Error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var err error
-	switch {
-	case r.inline && e != nil:
-		err = r.mr.Error(e.Status(), e.Message, body, r.contentType())
-	case r.inline:
-		err = r.mr.Respond(body, r.contentType())
-	default:
-		m := nats.NewMsg(r.mr.Reply())
-		m.Data = body
-		m.Header.Set(HeaderContentType, r.codec.String())
-		if e != nil {
-			m.Header.Set(micro.ErrorHeader, e.Message)
-			m.Header.Set(micro.ErrorCodeHeader, e.Status())
-		}
-		err = r.conn.PublishMsg(m)
-	}
-	if err != nil {
-		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
-	}
-}
-
-func (r *Request) contentType() micro.RespondOpt {
-	return micro.WithHeaders(micro.Headers{HeaderContentType: []string{r.codec.String()}})
-}
-
-func (r *Request) finish(failed bool, code string) bool {
-	if !r.done.CompareAndSwap(false, true) {
-		return false
-	}
-	d := time.Since(r.start)
-	r.latency.Observe(d.Seconds())
-	r.inFlight.Dec()
-	r.svc.load.inFlight.Add(-1)
-	r.svc.load.observe(d, failed)
-	if failed {
-		r.svc.metrics.errors.WithLabelValues(r.svc.opts.Name, r.endpoint, code).Inc()
-	}
-	return true
 }

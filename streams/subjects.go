@@ -23,6 +23,13 @@ const (
 	AlertsPrefix = "alerts."
 	// KVPrefix starts every KV bucket's subjects: $KV.<bucket>.<key>.
 	KVPrefix = "$KV."
+	// InstancePrefix starts every instance-addressed request subject:
+	// inst.<service>.<instance>.<subject> reaches the one instance
+	// <instance> of micro service <service> on its endpoint <subject>.
+	InstancePrefix = "inst."
+	// RoutePrefix starts every request the balancer forwards:
+	// route.<subject> goes to the best instance serving <subject>.
+	RoutePrefix = "route."
 )
 
 // Topic limits: 1 to MaxTopicTokens tokens of 1 to MaxTokenBytes bytes each.
@@ -151,6 +158,72 @@ func KVSubject(bucket, key string) string { return KVPrefix + bucket + "." + key
 func KVKey(bucket, subject string) (string, bool) {
 	key, ok := strings.CutPrefix(subject, KVSubjectPrefix(bucket))
 	return key, ok && key != ""
+}
+
+// InstanceSubject returns inst.<service>.<instance>.<subject>, the subject
+// on which instance <instance> of micro service <service> (its full micro
+// name, as in heartbeats) answers its endpoint <subject>. A wildcard
+// endpoint subject gives a wildcard instance subject.
+func InstanceSubject(service, instance, subject string) string {
+	return InstancePrefix + service + "." + instance + "." + subject
+}
+
+// ParseInstanceSubject splits inst.<service>.<instance>.<subject>. Service
+// and instance must be valid member tokens and subject non-empty.
+func ParseInstanceSubject(s string) (service, instance, subject string, err error) {
+	rest, ok := strings.CutPrefix(s, InstancePrefix)
+	if !ok {
+		return "", "", "", badSubject("%q does not start with %q", s, InstancePrefix)
+	}
+	service, rest, ok1 := strings.Cut(rest, ".")
+	instance, subject, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || subject == "" {
+		return "", "", "", badSubject("%q: want inst.<service>.<instance>.<subject>", s)
+	}
+	if !ValidMemberToken(service) || !ValidMemberToken(instance) {
+		return "", "", "", badSubject("%q: service and instance must be non-empty and use only letters, digits, '-', '_', '=' or '/'", s)
+	}
+	return service, instance, subject, nil
+}
+
+// RouteSubject returns route.<subject>.
+func RouteSubject(subject string) string { return RoutePrefix + subject }
+
+// RouteTarget returns the subject of route.<subject>: non-empty, without
+// empty tokens or wildcards, since a request goes to one concrete subject.
+func RouteTarget(s string) (string, error) {
+	subject, ok := strings.CutPrefix(s, RoutePrefix)
+	if !ok {
+		return "", badSubject("%q does not start with %q", s, RoutePrefix)
+	}
+	if subject == "" {
+		return "", badSubject("no subject after %q", RoutePrefix)
+	}
+	for _, t := range strings.Split(subject, ".") {
+		if t == "" || t == "*" || t == ">" {
+			return "", badSubject("%q: a routed subject needs non-empty tokens and no wildcards", subject)
+		}
+	}
+	return subject, nil
+}
+
+// SubjectMatches reports whether the literal subject matches filter, a
+// subject that may hold the wildcards '*' (one token) and '>' (one or more
+// trailing tokens).
+func SubjectMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case ft == ">":
+			return st != ""
+		case ft != "*" && ft != st:
+			return false
+		case !fmore || !smore:
+			return fmore == smore
+		}
+		filter, subject = frest, srest
+	}
 }
 
 // all returns prefix + ">", the wildcard of a whole scheme.

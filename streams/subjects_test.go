@@ -80,3 +80,50 @@ func TestKVKey(t *testing.T) {
 		t.Fatal("key of another bucket accepted")
 	}
 }
+
+func TestInstanceAndRouteSubjects(t *testing.T) {
+	s := InstanceSubject("platform-txn", "Kx3", "txn.get")
+	if s != "inst.platform-txn.Kx3.txn.get" {
+		t.Fatalf("InstanceSubject = %q", s)
+	}
+	svc, inst, sub, err := ParseInstanceSubject(s)
+	if err != nil || svc != "platform-txn" || inst != "Kx3" || sub != "txn.get" {
+		t.Fatalf("ParseInstanceSubject = %q %q %q %v", svc, inst, sub, err)
+	}
+	for _, bad := range []string{"inst.a.b", "inst.a", "x.a.b.c", "inst.a b.c.d", "inst..b.c"} {
+		if _, _, _, err := ParseInstanceSubject(bad); !errors.Is(err, ErrBadSubject) {
+			t.Errorf("ParseInstanceSubject(%q) err = %v, want ErrBadSubject", bad, err)
+		}
+	}
+	if got, err := RouteTarget(RouteSubject("txn.get")); err != nil || got != "txn.get" {
+		t.Errorf("RouteTarget = %q %v", got, err)
+	}
+	for _, bad := range []string{"route.", "route.a..b", "route.a.*", "route.>", "txn.get"} {
+		if _, err := RouteTarget(bad); !errors.Is(err, ErrBadSubject) {
+			t.Errorf("RouteTarget(%q) err = %v, want ErrBadSubject", bad, err)
+		}
+	}
+}
+
+func TestSubjectMatches(t *testing.T) {
+	tests := []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"txn.get", "txn.get", true},
+		{"txn.get", "txn.put", false},
+		{"txn.get", "txn.get.x", false},
+		{"txn.*", "txn.get", true},
+		{"txn.*", "txn.get.x", false},
+		{"ingest.>", "ingest.orders", true},
+		{"ingest.>", "ingest.a.b.c", true},
+		{"ingest.>", "ingest", false},
+		{"*.get", "txn.get", true},
+		{">", "a", true},
+	}
+	for _, tt := range tests {
+		if got := SubjectMatches(tt.filter, tt.subject); got != tt.want {
+			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", tt.filter, tt.subject, got, tt.want)
+		}
+	}
+}

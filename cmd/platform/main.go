@@ -46,7 +46,7 @@ NATS CLI against nats://127.0.0.1:4222.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newStatusCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newRunCmd(), newStatusCmd(), newBalanceCmd(), newVersionCmd(), newBenchCmd())
 	for _, c := range extraCommands {
 		root.AddCommand(c())
 	}

@@ -1,0 +1,172 @@
+// Package balancerbench measures request routing on a live cluster with
+// Linkerd's "beyond round robin" scenario: instances of a test micro
+// service whose service time is a short sleep with jitter, one of which
+// turns ten times slower for the middle third of the run and recovers.
+// The queue group, round robin, the reference document's weights alone,
+// the P2C router and the route.<subject> proxy are measured in turn, in
+// one run, against the same instances.
+package balancerbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/bench"
+	"github.com/platform/platform/service"
+)
+
+// Subject is the test service's endpoint.
+const Subject = "benchwork.do"
+
+// Modes, in the order they run.
+var Modes = []string{"queue_group", "round_robin", "weights", "router", "proxy"}
+
+// Options configure the benchmark.
+type Options struct {
+	// Connect opens a connection to the cluster. Required.
+	Connect func() (*nats.Conn, error)
+	// JS is a JetStream context on the cluster. Required.
+	JS jetstream.JetStream
+	// Instances of the test service (5; at least 2).
+	Instances int
+	// ServiceTime is the mean sleep per request (2ms), Jitter its spread
+	// either way (0.5ms).
+	ServiceTime, Jitter time.Duration
+	// SlowFactor multiplies the slow instance's service time (10).
+	SlowFactor float64
+	// Duration of each mode (30s): healthy, slow, recovered thirds.
+	Duration time.Duration
+	// Concurrency is the number of closed-loop clients (8).
+	Concurrency int
+	// Progress is called once a second (nil: not).
+	Progress func()
+}
+
+func (o *Options) fill() {
+	if o.Instances < 2 {
+		o.Instances = 5
+	}
+	if o.ServiceTime == 0 {
+		o.ServiceTime = 2 * time.Millisecond
+	}
+	if o.Jitter == 0 {
+		o.Jitter = o.ServiceTime / 4
+	}
+	if o.SlowFactor == 0 {
+		o.SlowFactor = 10
+	}
+	if o.Duration == 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 8
+	}
+}
+
+// ModeResult is one mode's figures.
+type ModeResult struct {
+	Mode string
+	// All, Slow and Healthy are the latencies of the whole run, of the
+	// slow third and of the first (healthy) third.
+	All, Slow, Healthy *bench.Latencies
+	// Requests and Errors count the whole run.
+	Requests, Errors int64
+	// SlowShare is the slow instance's share of requests in the slow
+	// third; RecoveredShare in the last 5 s of the run.
+	SlowShare, RecoveredShare float64
+	// Recovery is how long after the slow instance recovered its share of
+	// a 1 s window first reached 15% (-1: never).
+	Recovery time.Duration
+	Elapsed  time.Duration
+}
+
+// Result returns the mode as a bench result line.
+func (m ModeResult) Result() bench.Result {
+	r := bench.Result{Name: "balancer " + m.Mode}
+	r.Finish(m.Requests, m.Elapsed, m.All)
+	r.Extra = map[string]float64{
+		"p999_ms":         m.All.Percentile(99.9),
+		"slow_p50_ms":     m.Slow.Percentile(50),
+		"slow_p99_ms":     m.Slow.Percentile(99),
+		"slow_p999_ms":    m.Slow.Percentile(99.9),
+		"healthy_p50_ms":  m.Healthy.Percentile(50),
+		"slow_share":      m.SlowShare,
+		"recovered_share": m.RecoveredShare,
+		"recovery_s":      m.Recovery.Seconds(),
+		"errors":          float64(m.Errors),
+	}
+	return r
+}
+
+// quiet discards the logs of the benchmark's own services.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// fleet is the running test instances.
+type fleet struct {
+	slow   []atomic.Bool
+	stop   context.CancelFunc
+	done   sync.WaitGroup
+	conns  []*nats.Conn
+	idx    map[string]int
+	factor float64
+}
+
+func startFleet(ctx context.Context, o Options) (*fleet, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &fleet{slow: make([]atomic.Bool, o.Instances), stop: cancel, idx: map[string]int{}, factor: o.SlowFactor}
+	for i := range o.Instances {
+		nc, err := o.Connect()
+		if err != nil {
+			f.close()
+			return nil, fmt.Errorf("connect instance %d: %w", i, err)
+		}
+		f.conns = append(f.conns, nc)
+		body := []byte(`{"i":` + strconv.Itoa(i) + `}`)
+		svc, err := service.New(service.Options{
+			Conn: nc, Name: "benchwork", HeartbeatInterval: 250 * time.Millisecond, Logger: quiet,
+			Endpoints: []service.Endpoint{{
+				Name: "do", Subject: Subject, Concurrency: 256,
+				Handler: func(_ context.Context, r *service.Request) {
+					d := o.ServiceTime + time.Duration((rand.Float64()*2-1)*float64(o.Jitter))
+					if f.slow[i].Load() {
+						d = time.Duration(float64(d) * f.factor)
+					}
+					time.Sleep(d)
+					m := &nats.Msg{Data: body}
+					r.Relay(m)
+				},
+			}},
+		})
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		f.done.Go(func() { _ = svc.Run(ctx) })
+		select {
+		case <-svc.Ready():
+		case <-time.After(10 * time.Second):
+			f.close()
+			return nil, errors.New("test instance not ready")
+		}
+	}
+	return f, nil
+}
+
+func (f *fleet) close() {
+	f.stop()
+	f.done.Wait()
+	for _, c := range f.conns {
+		c.Close()
+	}
+}

@@ -1,0 +1,86 @@
+package balancer
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/service"
+)
+
+// Subjects of the balancer's own endpoints.
+const (
+	SubjectStatus  = "balancer.status"
+	SubjectBalance = "balancer.balance"
+)
+
+// LeaseKey is the key of the weight writer's lease in bucket LEASES.
+const LeaseKey = "balancer"
+
+// Options configure a balancer instance. A zero field takes its default,
+// so Options{Conn: nc} is a production balancer.
+type Options struct {
+	// Conn is the NATS connection. Required.
+	Conn *nats.Conn
+	// Logger receives the balancer's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives the balancer's metrics (nil: not exported).
+	Registerer prometheus.Registerer
+	// HeartbeatInterval is how often the balancer's own instance
+	// heartbeats (default 1s; negative disables).
+	HeartbeatInterval time.Duration
+
+	// Policy computes weights (zero: DefaultPolicy()).
+	Policy Policy
+	// TickInterval is how often weights are recomputed and changed ones
+	// written (default 1s). A MEMBERS change is acted on at once.
+	TickInterval time.Duration
+	// StatsInterval is how often $SRV.STATS is polled (default 5s).
+	StatsInterval time.Duration
+	// RefreshInterval rewrites a record whose weight did not change, so
+	// its inputs stay current (default 10s).
+	RefreshInterval time.Duration
+	// LeaseTTL and LeaseRenew govern the one weight writer (3s, 1s).
+	LeaseTTL, LeaseRenew time.Duration
+
+	// Router configures the router behind route.<subject>; its Conn and
+	// Weights are set by the balancer.
+	Router RouterOptions
+	// ProxyConcurrency bounds forwarded requests in flight (default 1024).
+	ProxyConcurrency int
+
+	// LeaderInterval is how often the lease holder checks stream and
+	// consumer leaders and evens them out when a node leads more than
+	// one group above another (default 1m; negative disables).
+	LeaderInterval time.Duration
+}
+
+func (o *Options) fill() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Policy == (Policy{}) {
+		o.Policy = DefaultPolicy()
+	}
+	o.HeartbeatInterval = cmpOr(o.HeartbeatInterval, service.DefaultHeartbeatInterval)
+	o.TickInterval = cmpOr(o.TickInterval, time.Second)
+	o.StatsInterval = cmpOr(o.StatsInterval, 5*time.Second)
+	o.RefreshInterval = cmpOr(o.RefreshInterval, 10*time.Second)
+	o.LeaseTTL = cmpOr(o.LeaseTTL, 3*time.Second)
+	o.LeaseRenew = cmpOr(o.LeaseRenew, time.Second)
+	o.ProxyConcurrency = cmpOr(o.ProxyConcurrency, 1024)
+	o.LeaderInterval = cmpOr(o.LeaderInterval, time.Minute)
+}
+
+func (o *Options) validate() error {
+	if o.Conn == nil {
+		return errors.New("balancer: nil NATS connection")
+	}
+	if o.TickInterval < 0 || o.StatsInterval < 0 || o.RefreshInterval < 0 {
+		return errors.New("balancer: negative interval")
+	}
+	return o.Policy.validate()
+}

@@ -1,0 +1,127 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
+)
+
+// handleRoute forwards route.<subject> to the best instance serving
+// <subject> and relays its answer, headers and body, unchanged. Every
+// failure is an error body: not_found for a subject nothing serves,
+// unavailable when no instance is healthy, timeout when the chosen one
+// does not answer within the request's timeout.
+func (s *Service) handleRoute(ctx context.Context, r *service.Request) {
+	target, err := streams.RouteTarget(r.Subject())
+	if err == nil && (strings.HasPrefix(target, streams.RoutePrefix) || strings.HasPrefix(target, streams.InstancePrefix)) {
+		err = errors.New("a routed subject cannot be routed again or name an instance")
+	}
+	if err != nil {
+		s.m.routed.WithLabelValues("bad_subject").Inc()
+		r.Fail(service.Errorf(service.CodeBadRequest, "cannot route %q: %v", r.Subject(), err))
+		return
+	}
+	if !r.HasReply() {
+		s.m.routed.WithLabelValues("bad_request").Inc()
+		r.Fail(service.Errorf(service.CodeBadRequest, "route.<subject> needs a reply subject: send a request"))
+		return
+	}
+	m := &nats.Msg{Subject: target, Header: r.Header(), Data: r.Data()}
+	resp, err := s.router.RequestMsg(ctx, m)
+	switch {
+	case err == nil:
+		s.m.routed.WithLabelValues("ok").Inc()
+		r.Relay(resp)
+	case errors.Is(err, ErrUnknownSubject):
+		s.m.routed.WithLabelValues("unknown_subject").Inc()
+		r.Fail(service.Errorf(service.CodeNotFound, "no service instance serves %q", target).With("subject", target))
+	case errors.Is(err, ErrNoInstance):
+		s.m.routed.WithLabelValues("no_instance").Inc()
+		r.Fail(service.Errorf(service.CodeUnavailable, "no healthy instance serves %q", target).With("subject", target))
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		s.m.routed.WithLabelValues("timeout").Inc()
+		r.Fail(service.Errorf(service.CodeTimeout, "no answer from %q in time: %v", target, err).With("subject", target))
+	default:
+		s.m.routed.WithLabelValues("error").Inc()
+		r.Fail(service.Errorf(service.CodeUnavailable, "forward %q: %v", target, err).With("subject", target))
+	}
+}
+
+// InstanceStatus is one instance in balancer.status.
+type InstanceStatus struct {
+	Record
+	// Routed is how many requests this balancer instance sent it.
+	Routed uint64 `json:"routed"`
+	// Share is Routed over all requests this instance routed to its
+	// service.
+	Share float64 `json:"share"`
+	// LatencyMS is the router's Peak-EWMA latency estimate.
+	PeakMS float64 `json:"peak_ewma_ms"`
+	// InFlight is the requests this router has outstanding on it.
+	InFlight int64 `json:"router_in_flight"`
+}
+
+// StatusResponse answers balancer.status.
+type StatusResponse struct {
+	ID        string           `json:"id"`
+	Active    bool             `json:"active"`
+	Strategy  string           `json:"strategy"`
+	Instances []InstanceStatus `json:"instances"`
+}
+
+// Status returns what balancer.status answers.
+func (s *Service) Status() StatusResponse {
+	s.mu.Lock()
+	recs := append([]Record(nil), s.records...)
+	s.mu.Unlock()
+	routed := s.router.Routed()
+	perSvc := map[string]uint64{}
+	for _, rs := range routed {
+		perSvc[rs.service] += rs.routed
+	}
+	out := StatusResponse{ID: s.ID(), Active: s.Active(), Strategy: s.router.opts.Strategy.String()}
+	seen := map[string]bool{}
+	now := time.Now()
+	add := func(rec Record) {
+		st := InstanceStatus{Record: rec}
+		if rs, ok := routed[rec.Key()]; ok {
+			st.Routed, st.InFlight = rs.routed, rs.inFlight
+			st.PeakMS = rs.lat.value(now) / 1e6
+			if n := perSvc[rec.Service]; n > 0 {
+				st.Share = float64(rs.routed) / float64(n)
+			}
+		}
+		out.Instances = append(out.Instances, st)
+		seen[rec.Key()] = true
+	}
+	for _, r := range recs {
+		add(r)
+	}
+	for k, rs := range routed {
+		if !seen[k] {
+			add(Record{Service: rs.service, Instance: rs.id})
+		}
+	}
+	sort.Slice(out.Instances, func(i, j int) bool { return out.Instances[i].Key() < out.Instances[j].Key() })
+	return out
+}
+
+func (s *Service) handleStatus(context.Context, *service.Request) (any, error) {
+	return s.Status(), nil
+}
+
+func (s *Service) handleBalance(ctx context.Context, _ *service.Request) (any, error) {
+	rep, err := BalanceLeaders(ctx, s.opts.Conn, s.log)
+	s.m.leaderMoves.Add(float64(rep.Moved))
+	if err != nil {
+		return nil, service.Errorf(service.CodeUnavailable, "balance leaders: %v", err)
+	}
+	return rep, nil
+}

@@ -1,0 +1,354 @@
+package balancer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/kvfollow"
+	"github.com/platform/platform/streams"
+)
+
+// Errors a Router returns; match them with errors.Is.
+var (
+	// ErrUnknownSubject: no instance is known to serve the subject and
+	// nothing answered it in the queue group either.
+	ErrUnknownSubject = errors.New("no service serves this subject")
+	// ErrNoInstance: instances serve the subject, but none is healthy
+	// or none answered.
+	ErrNoInstance = errors.New("no healthy instance serves this subject")
+	// ErrTimeout: the chosen instance did not answer in time.
+	ErrTimeout = errors.New("instance did not answer in time")
+)
+
+// Strategy is how a Router picks an instance.
+type Strategy int
+
+// Strategies. P2C is the router; the others are what it is measured
+// against.
+const (
+	// P2C picks two instances at random in proportion to their WEIGHTS
+	// weight and sends to the one with the lower Peak-EWMA latency ×
+	// (in-flight+1) ÷ weight.
+	P2C Strategy = iota
+	// Weighted picks one instance at random in proportion to its WEIGHTS
+	// weight alone: the reference document's dynamic weights.
+	Weighted
+	// RoundRobin cycles through the healthy instances.
+	RoundRobin
+	// QueueGroup sends to the endpoint's own subject and lets NATS pick a
+	// queue member uniformly at random.
+	QueueGroup
+)
+
+var strategyNames = []string{"p2c", "weighted", "round_robin", "queue_group"}
+
+func (s Strategy) String() string {
+	if int(s) < len(strategyNames) {
+		return strategyNames[s]
+	}
+	return fmt.Sprintf("strategy(%d)", int(s))
+}
+
+// RouterOptions configure a Router.
+type RouterOptions struct {
+	// Conn carries the requests. Required.
+	Conn *nats.Conn
+	// Weights is bucket WEIGHTS, followed for each instance's weight: the
+	// prior of the choice, and its health gate (weight 0: never chosen).
+	// Nil: every instance weighs 100.
+	Weights kvfollow.KV
+	// Strategy picks instances (default P2C).
+	Strategy Strategy
+	// Timeout bounds a request whose context has no deadline (5s).
+	Timeout time.Duration
+	// Decay is the Peak-EWMA time constant (default 2s: a slow instance
+	// that recovers is back to its share within a few seconds).
+	Decay time.Duration
+	// Discovery is how often instances are looked up with $SRV.INFO
+	// (default 2s); an instance that answers "no responders" is dropped
+	// at once.
+	Discovery time.Duration
+	// DiscoveryWait bounds one lookup (default 500ms).
+	DiscoveryWait time.Duration
+	// Hedge sends a second request to another instance when the first
+	// has not answered after the observed P95, for subjects matching
+	// Hedge.Idempotent only.
+	Hedge HedgeOptions
+	// Logger receives the router's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// HedgeOptions configure hedged requests.
+type HedgeOptions struct {
+	// Idempotent lists the subject filters whose requests may be sent
+	// twice (none: no hedging).
+	Idempotent []string
+	// Budget is the largest share of requests that may be hedged
+	// (default 0.05).
+	Budget float64
+	// Quantile of observed latencies after which to hedge (0.95).
+	Quantile float64
+}
+
+// instance is one instance the router may send to.
+type instance struct {
+	service, id string
+	filters     []string
+	lat         *peakEWMA
+	inFlight    atomic.Int64
+	routed      atomic.Uint64
+	weight      atomic.Uint64 // float64 bits
+	missed      int           // discoveries without it; owned by refresh
+}
+
+func (in *instance) key() string { return streams.MemberKey(in.service, in.id) }
+
+func (in *instance) w() float64 { return math.Float64frombits(in.weight.Load()) }
+
+// cost is the P2C cost: latency × (in-flight+1) ÷ weight share. An
+// instance never measured but busy gets a large penalty (Finagle), so a
+// new one is not flooded before its first answer.
+func (in *instance) cost(now time.Time) float64 {
+	lat := in.lat.value(now)
+	n := float64(in.inFlight.Load())
+	if lat == 0 && n > 0 {
+		return math.MaxFloat64/4 + n
+	}
+	return lat * (n + 1) / (in.w() / 100)
+}
+
+// Router sends requests to the best instance serving their subject. It is
+// safe for concurrent use.
+type Router struct {
+	opts RouterOptions
+	log  *slog.Logger
+
+	mu       sync.RWMutex
+	insts    map[string]*instance // by key
+	weights  map[string]float64   // WEIGHTS as followed, by key
+	bySubj   map[string][]*instance
+	rr       atomic.Uint64
+	hedge    hedger
+	requests atomic.Uint64
+
+	cancel   context.CancelFunc
+	done     chan struct{}
+	follower *kvfollow.Follower
+}
+
+// NewRouter checks the options and returns a router; call Start.
+func NewRouter(opts RouterOptions) (*Router, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("router: nil NATS connection")
+	}
+	if opts.Strategy < P2C || opts.Strategy > QueueGroup {
+		return nil, fmt.Errorf("router: unknown strategy %d", opts.Strategy)
+	}
+	opts.Timeout = cmpOr(opts.Timeout, 5*time.Second)
+	opts.Decay = cmpOr(opts.Decay, 2*time.Second)
+	opts.Discovery = cmpOr(opts.Discovery, 2*time.Second)
+	opts.DiscoveryWait = cmpOr(opts.DiscoveryWait, 500*time.Millisecond)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Router{
+		opts:    opts,
+		log:     opts.Logger.With("component", "router"),
+		insts:   map[string]*instance{},
+		weights: map[string]float64{},
+		bySubj:  map[string][]*instance{},
+		done:    make(chan struct{}),
+	}
+	r.hedge.init(opts.Hedge)
+	return r, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Start looks the instances up once, follows WEIGHTS, and keeps looking
+// instances up until Stop or ctx ends.
+func (r *Router) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	if r.opts.Weights != nil {
+		f, err := kvfollow.Start(ctx, r.opts.Weights, kvfollow.Options{Put: r.putWeight, Delete: r.delWeight, Logger: r.log})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("router: %w", err)
+		}
+		r.follower = f
+		select {
+		case <-f.Synced():
+		case <-ctx.Done():
+		case <-time.After(r.opts.DiscoveryWait):
+		}
+	}
+	if err := r.Refresh(ctx); err != nil {
+		r.log.Warn("discover instances", "err", err)
+	}
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(r.opts.Discovery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+					r.log.Debug("discover instances", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop ends discovery and the WEIGHTS follower.
+func (r *Router) Stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+	if r.follower != nil {
+		r.follower.Stop()
+	}
+}
+
+// Refresh looks the instances up now.
+func (r *Router) Refresh(ctx context.Context) error {
+	eps, err := discover(ctx, r.opts.Conn, r.opts.DiscoveryWait)
+	if err != nil {
+		return err
+	}
+	found := map[string][]string{}
+	names := map[string][2]string{}
+	for _, e := range eps {
+		k := streams.MemberKey(e.service, e.instance)
+		found[k] = append(found[k], e.filter)
+		names[k] = [2]string{e.service, e.instance}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, in := range r.insts {
+		if _, ok := found[k]; !ok {
+			// One lookup can miss an answer; two in a row mean it is gone.
+			if in.missed++; in.missed >= 2 {
+				delete(r.insts, k)
+			}
+		}
+	}
+	for k, filters := range found {
+		in := r.insts[k]
+		if in == nil {
+			in = &instance{service: names[k][0], id: names[k][1], lat: newPeakEWMA(r.opts.Decay)}
+			in.weight.Store(math.Float64bits(r.weightOf(k)))
+			r.insts[k] = in
+		}
+		in.filters, in.missed = filters, 0
+	}
+	r.bySubj = map[string][]*instance{}
+	return nil
+}
+
+func (r *Router) weightOf(key string) float64 {
+	if w, ok := r.weights[key]; ok {
+		return w
+	}
+	return 100
+}
+
+func (r *Router) putWeight(e jetstream.KeyValueEntry) {
+	var rec Record
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Key() != e.Key() {
+		return
+	}
+	r.setWeight(e.Key(), rec.Weight)
+}
+
+func (r *Router) delWeight(e jetstream.KeyValueEntry) { r.setWeight(e.Key(), 100) }
+
+func (r *Router) setWeight(key string, w float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.weights[key] = w
+	if in := r.insts[key]; in != nil {
+		in.weight.Store(math.Float64bits(w))
+	}
+}
+
+// candidates returns the instances serving subject, healthy or not.
+func (r *Router) candidates(subject string) []*instance {
+	r.mu.RLock()
+	c, ok := r.bySubj[subject]
+	r.mu.RUnlock()
+	if ok {
+		return c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c = nil
+	for _, in := range r.insts {
+		for _, f := range in.filters {
+			if streams.SubjectMatches(f, subject) {
+				c = append(c, in)
+				break
+			}
+		}
+	}
+	if len(r.bySubj) < 10000 {
+		r.bySubj[subject] = c
+	}
+	return c
+}
+
+// drop forgets an instance that answered "no responders".
+func (r *Router) drop(in *instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.insts[in.key()] == in {
+		delete(r.insts, in.key())
+		r.bySubj = map[string][]*instance{}
+	}
+}
+
+// Request sends data to subject through the best instance.
+func (r *Router) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	return r.RequestMsg(ctx, &nats.Msg{Subject: subject, Data: data})
+}
+
+// routeStats is one instance's routing figures, for status.
+type routeStats struct {
+	service, id string
+	routed      uint64
+	inFlight    int64
+	lat         *peakEWMA
+}
+
+// Routed returns every known instance's routing figures by key.
+func (r *Router) Routed() map[string]routeStats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]routeStats, len(r.insts))
+	for k, in := range r.insts {
+		out[k] = routeStats{service: in.service, id: in.id, routed: in.routed.Load(), inFlight: in.inFlight.Load(), lat: in.lat}
+	}
+	return out
+}

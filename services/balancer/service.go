@@ -1,0 +1,338 @@
+package balancer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/kvfollow"
+	"github.com/platform/platform/lease"
+	"github.com/platform/platform/membership"
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
+)
+
+// Service is one balancer instance: it computes weights from every
+// heartbeat, stats poll and MEMBERS record; while it holds the lease it
+// writes WEIGHTS and evens out leaders; and any instance forwards
+// route.<subject> through its Router.
+type Service struct {
+	opts   Options
+	log    *slog.Logger
+	tab    *Table
+	m      *metrics
+	router *Router
+	svc    *service.Service
+	active atomic.Bool
+	poke   chan struct{} // a MEMBERS change: tick now
+	ready  chan struct{}
+
+	mu      sync.Mutex
+	records []Record           // as of the last tick
+	written map[string]written // what this instance last wrote, by key
+}
+
+type written struct {
+	weight float64
+	reason string
+	at     time.Time
+}
+
+// New checks the options and returns a balancer ready to Run.
+func New(opts Options) (*Service, error) {
+	opts.fill()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	tab, err := NewTable(opts.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("balancer: %w", err)
+	}
+	s := &Service{
+		opts: opts, log: opts.Logger.With("component", "balancer"), tab: tab,
+		m: newMetrics(opts.Registerer), poke: make(chan struct{}, 1), ready: make(chan struct{}),
+		written: map[string]written{},
+	}
+	s.svc, err = service.New(service.Options{
+		Conn:        opts.Conn,
+		Name:        "balancer",
+		Description: "Per-instance weights, latency-aware request routing and even RAFT leaders",
+		Endpoints: []service.Endpoint{
+			{Name: "route", Subject: streams.RouteSubject(">"), Handler: s.handleRoute, OpaqueBody: true,
+				Concurrency: opts.ProxyConcurrency, Timeout: cmpOr(opts.Router.Timeout, 5*time.Second),
+				Description: "Forwards route.<subject> to the best instance serving <subject> and relays its answer unchanged"},
+			{Name: "status", Subject: SubjectStatus, Handler: service.Func(s.handleStatus), Concurrency: 2,
+				Description: "Per instance: weight, inputs, share of routed requests"},
+			{Name: "balance", Subject: SubjectBalance, Handler: service.Func(s.handleBalance), Concurrency: 1,
+				Timeout:     time.Minute,
+				Description: "Evens out stream and consumer RAFT leaders across nodes now"},
+		},
+		HeartbeatInterval: opts.HeartbeatInterval,
+		Logger:            opts.Logger,
+		Registerer:        opts.Registerer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("balancer: %w", err)
+	}
+	return s, nil
+}
+
+// Ready is closed once the balancer serves.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Active reports whether this instance holds the lease and writes WEIGHTS.
+func (s *Service) Active() bool { return s.active.Load() }
+
+// ID returns the instance id once running.
+func (s *Service) ID() string { return s.svc.ID() }
+
+// Router returns the router behind route.<subject>, once Ready.
+func (s *Service) Router() *Router { return s.router }
+
+// Run serves until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nc := s.opts.Conn
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("balancer: jetstream: %w", err)
+	}
+	kvs := map[string]jetstream.KeyValue{}
+	for _, b := range []string{streams.BucketWeights, streams.BucketMembers, streams.BucketLeases} {
+		if kvs[b], err = js.KeyValue(ctx, b); err != nil {
+			return fmt.Errorf("balancer: open bucket %s: %w", b, err)
+		}
+	}
+	ropts := s.opts.Router
+	ropts.Conn, ropts.Weights = nc, kvs[streams.BucketWeights]
+	if ropts.Logger == nil {
+		ropts.Logger = s.opts.Logger
+	}
+	if s.router, err = NewRouter(ropts); err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	hb := streams.HeartbeatPrefix + ">"
+	sub, err := nc.Subscribe(hb, s.onHeartbeat)
+	if err != nil {
+		return fmt.Errorf("balancer: subscribe %s: %w", hb, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	follower, err := kvfollow.Start(ctx, kvs[streams.BucketMembers], kvfollow.Options{Put: s.onMember, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	defer follower.Stop()
+	if err := s.router.Start(ctx); err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	defer s.router.Stop()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	svcErr := make(chan error, 1)
+	wg.Go(func() { svcErr <- s.svc.Run(ctx) })
+	select {
+	case <-s.svc.Ready():
+	case err := <-svcErr:
+		return fmt.Errorf("balancer: %w", err)
+	}
+	l, err := lease.New(kvs[streams.BucketLeases], LeaseKey, s.svc.ID(), s.opts.LeaseTTL, s.opts.LeaseRenew)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("balancer: %w", err)
+	}
+	s.log = s.log.With("id", s.svc.ID())
+	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
+	wg.Go(func() { s.tickLoop(ctx, kvs[streams.BucketWeights]) })
+	wg.Go(func() { s.statsLoop(ctx) })
+	if s.opts.LeaderInterval > 0 {
+		wg.Go(func() { s.leaderLoop(ctx) })
+	}
+	close(s.ready)
+	s.log.Info("balancer ready")
+	<-ctx.Done()
+	return nil
+}
+
+func (s *Service) setActive(held bool) {
+	if s.active.Swap(held) == held {
+		return
+	}
+	s.m.active.Set(b2f(held))
+	if held {
+		s.log.Info("balancer active: writing WEIGHTS")
+		s.mu.Lock()
+		s.written = map[string]written{} // rewrite everything once
+		s.mu.Unlock()
+		s.kick()
+	} else {
+		s.log.Info("balancer standby")
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Service) kick() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// onHeartbeat feeds a heartbeat to the table; bad ones are counted.
+func (s *Service) onHeartbeat(m *nats.Msg) {
+	svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
+	if err != nil {
+		s.m.bad.WithLabelValues("subject").Inc()
+		return
+	}
+	var l service.Load
+	codec, err := service.CodecOf(m.Header)
+	if err == nil {
+		err = codec.Decode(m.Data, &l)
+	}
+	if err != nil || l.CPU < 0 || l.LatencyMS < 0 || l.ErrorRate < 0 || l.ErrorRate > 1 ||
+		math.IsNaN(l.LatencyMS) || math.IsInf(l.LatencyMS, 0) {
+		s.m.bad.WithLabelValues("body").Inc()
+		return
+	}
+	s.tab.ObserveLoad(svc, inst, l, time.Now())
+	if l.Leaving {
+		s.kick()
+	}
+}
+
+// onMember feeds a MEMBERS record to the table and ticks at once when it
+// is not alive, so the weight drops to 0 without waiting.
+func (s *Service) onMember(e jetstream.KeyValueEntry) {
+	var m membership.Member
+	if json.Unmarshal(e.Value(), &m) != nil || m.Key() != e.Key() ||
+		!streams.ValidMemberToken(m.Service) || !streams.ValidMemberToken(m.Instance) {
+		return
+	}
+	s.tab.ObserveMember(m, time.Now())
+	if m.State != membership.Alive {
+		s.kick()
+	}
+}
+
+// tickLoop recomputes weights every TickInterval or when poked, and
+// writes the changed ones while active.
+func (s *Service) tickLoop(ctx context.Context, kv jetstream.KeyValue) {
+	t := time.NewTicker(s.opts.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.poke:
+		}
+		recs, forgotten := s.tab.Tick(time.Now())
+		s.mu.Lock()
+		s.records = recs
+		s.mu.Unlock()
+		if s.active.Load() {
+			s.write(ctx, kv, recs, forgotten)
+		}
+	}
+}
+
+// write puts every record whose weight or reason changed, or that was
+// not written for RefreshInterval, and deletes forgotten keys.
+func (s *Service) write(ctx context.Context, kv jetstream.KeyValue, recs []Record, forgotten []string) {
+	now := time.Now()
+	for _, r := range recs {
+		k := r.Key()
+		s.mu.Lock()
+		w, ok := s.written[k]
+		s.mu.Unlock()
+		if ok && math.Abs(w.weight-r.Weight) < 1 && w.reason == r.Reason && now.Sub(w.at) < s.opts.RefreshInterval {
+			continue
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			continue
+		}
+		if _, err := kv.Put(ctx, k, b); err != nil {
+			s.m.writeErrs.Inc()
+			s.log.Debug("write weight", "key", k, "err", err)
+			continue
+		}
+		s.m.writes.Inc()
+		s.mu.Lock()
+		s.written[k] = written{weight: r.Weight, reason: r.Reason, at: now}
+		s.mu.Unlock()
+	}
+	for _, k := range forgotten {
+		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.log.Debug("delete weight", "key", k, "err", err)
+		}
+		s.mu.Lock()
+		delete(s.written, k)
+		s.mu.Unlock()
+	}
+}
+
+// statsLoop polls $SRV.STATS every StatsInterval.
+func (s *Service) statsLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := pollStats(ctx, s.opts.Conn, time.Second)
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug("poll stats", "err", err)
+		}
+		now := time.Now()
+		for _, x := range st {
+			s.tab.ObserveStats(x.service, x.instance, x.requests, x.errors, x.processing, now)
+		}
+	}
+}
+
+// leaderLoop evens out leaders every LeaderInterval while active.
+func (s *Service) leaderLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.LeaderInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.active.Load() {
+			continue
+		}
+		counts, err := Leaders(s.opts.Conn)
+		if err != nil || Skew(counts) <= 1 {
+			continue
+		}
+		rep, err := BalanceLeaders(ctx, s.opts.Conn, s.log)
+		s.m.leaderMoves.Add(float64(rep.Moved))
+		if err != nil {
+			s.log.Warn("balance leaders", "err", err)
+			continue
+		}
+		s.log.Info("balanced leaders", "before", rep.Before, "after", rep.After, "moved", rep.Moved)
+	}
+}
