@@ -17,6 +17,7 @@ import (
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/streams"
 )
 
 // endpointKind says how an endpoint treats a request body.
@@ -26,6 +27,7 @@ const (
 	decodes endpointKind = iota // decodes a JSON or msgpack document
 	ignores                     // takes no parameters: any body it can read is ignored
 	opaque                      // stores the body as sent (an event)
+	routes                      // relays the body to the endpoint its subject names
 )
 
 // endpoints lists every endpoint the platform serves, with how it treats
@@ -34,21 +36,28 @@ const (
 var endpoints = map[string]struct {
 	kind  endpointKind
 	valid string
+	// validSubject is where the valid request goes, when not the
+	// endpoint's own subject with its wildcard filled in.
+	validSubject string
 }{
-	"admin.status":   {decodes, `{}`},
-	"members.list":   {decodes, `{}`},
-	"members.status": {ignores, ``},
-	"txn.get":        {decodes, `{"keys":["garbage.k"]}`},
-	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`},
-	"ingest.>":       {opaque, `{"valid":true}`},
+	"admin.status":   {decodes, `{}`, ""},
+	"members.list":   {decodes, `{}`, ""},
+	"members.status": {ignores, ``, ""},
+	"txn.get":        {decodes, `{"keys":["garbage.k"]}`, ""},
+	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`, ""},
+	"ingest.>":       {opaque, `{"valid":true}`, ""},
 
-	"alerting.post":           {decodes, `[]`},
-	"alerting.list":           {decodes, `{}`},
-	"alerting.status":         {ignores, ``},
-	"alerting.reload":         {ignores, ``},
-	"alerting.silence.add":    {decodes, silenceJSON},
-	"alerting.silence.list":   {ignores, ``},
-	"alerting.silence.expire": {decodes, `{"id":"%s"}`}, // a silence made for it
+	"alerting.post":           {decodes, `[]`, ""},
+	"alerting.list":           {decodes, `{}`, ""},
+	"alerting.status":         {ignores, ``, ""},
+	"alerting.reload":         {ignores, ``, ""},
+	"alerting.silence.add":    {decodes, silenceJSON, ""},
+	"alerting.silence.list":   {ignores, ``, ""},
+	"alerting.silence.expire": {decodes, `{"id":"%s"}`, ""}, // a silence made for it
+
+	"balancer.status":  {ignores, ``, ""},
+	"balancer.balance": {ignores, ``, ""},
+	"route.>":          {routes, `{}`, "route.admin.status"},
 }
 
 const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isRegex":false}],` +
@@ -77,13 +86,14 @@ func TestGarbageToEverySubject(t *testing.T) {
 		// codes separated by | are each acceptable.
 		want map[endpointKind]string
 	}{
-		{"broken json", "", []byte(`{"a":`), map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: ""}},
-		{"binary", "", []byte{0, 1, 2, 0xff, 0xfe}, map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: ""}},
-		{"wrong content type", "image/png", []byte("\x89PNG"), map[endpointKind]string{decodes: "unsupported_media_type", ignores: "unsupported_media_type", opaque: ""}},
-		{"bad msgpack", service.ContentTypeMsgpack, []byte{0xc1, 0xc1}, map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: ""}},
-		{"huge", "", huge, map[endpointKind]string{decodes: "too_large", ignores: "too_large", opaque: "too_large"}},
+		// Garbage to route.<subject> names no endpoint: not_found.
+		{"broken json", "", []byte(`{"a":`), map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: "", routes: "not_found"}},
+		{"binary", "", []byte{0, 1, 2, 0xff, 0xfe}, map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: "", routes: "not_found"}},
+		{"wrong content type", "image/png", []byte("\x89PNG"), map[endpointKind]string{decodes: "unsupported_media_type", ignores: "unsupported_media_type", opaque: "", routes: "not_found"}},
+		{"bad msgpack", service.ContentTypeMsgpack, []byte{0xc1, 0xc1}, map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: "", routes: "not_found"}},
+		{"huge", "", huge, map[endpointKind]string{decodes: "too_large", ignores: "too_large", opaque: "too_large", routes: "too_large"}},
 		// An endpoint with a small body limit refuses it by size first.
-		{"deep nesting", "", []byte(strings.Repeat("[", 10000)), map[endpointKind]string{decodes: "bad_request|too_large", ignores: "", opaque: ""}},
+		{"deep nesting", "", []byte(strings.Repeat("[", 10000)), map[endpointKind]string{decodes: "bad_request|too_large", ignores: "", opaque: "", routes: "not_found"}},
 	}
 	request := func(subject, contentType string, body []byte) (code string, m *nats.Msg) {
 		t.Helper()
@@ -98,9 +108,19 @@ func TestGarbageToEverySubject(t *testing.T) {
 	}
 	for _, info := range infos {
 		for _, ep := range info.Endpoints {
-			want, ok := endpoints[ep.Subject]
+			// inst.<service>.<instance>.<subject> is the same endpoint
+			// addressed to this instance.
+			base := ep.Subject
+			if _, _, sub, err := streams.ParseInstanceSubject(ep.Subject); err == nil {
+				base = sub
+			}
+			want, ok := endpoints[base]
 			require.True(t, ok, "endpoint %s of %s is not in the garbage test's table", ep.Subject, info.Name)
 			subject := strings.NewReplacer(">", "garbage.test", "*", "x").Replace(ep.Subject)
+			validSubject := subject
+			if want.validSubject != "" {
+				validSubject = strings.Replace(ep.Subject, base, want.validSubject, 1)
+			}
 			for _, g := range garbage {
 				code, resp := request(subject, g.contentType, g.body)
 				if !slices.Contains(strings.Split(g.want[want.kind], "|"), code) {
@@ -114,7 +134,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 					require.NotZero(t, ack.Seq, "%s: %s: an accepted event is stored", subject, g.name)
 				}
 				valid := want.valid
-				if ep.Subject == "alerting.silence.expire" {
+				if base == "alerting.silence.expire" {
 					_, made := request("alerting.silence.add", "", []byte(silenceJSON))
 					var sl struct {
 						ID string `json:"silenceID"`
@@ -122,7 +142,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 					require.NoError(t, json.Unmarshal(made.Data, &sl), "%s", made.Data)
 					valid = fmt.Sprintf(valid, sl.ID)
 				}
-				code, resp = request(subject, "", []byte(valid))
+				code, resp = request(validSubject, "", []byte(valid))
 				require.Empty(t, code, "%s: a valid request after %s: %s", subject, g.name, resp.Data)
 			}
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/services/alerting"
+	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
 )
@@ -58,7 +59,7 @@ func moreInstances(t *testing.T, j *journey) {
 			for _, in := range infos {
 				count[in.Name]++
 			}
-			want := map[string]int{"platform-admin": 1, "platform-alerting": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
+			want := map[string]int{"platform-admin": 1, "platform-alerting": 1, "platform-balancer": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
 			for name, n := range want {
 				if count[name] != n {
 					return fmt.Errorf("$SRV.INFO: %d instances of %s, want %d (all: %v)", count[name], name, n, count)
@@ -212,6 +213,14 @@ func (j *journey) micro(t *testing.T) {
 		require.NotEmpty(t, in.ID)
 		require.NotEmpty(t, in.Description, in.Name)
 		for _, e := range in.Endpoints {
+			// Every endpoint is answered on inst.<service>.<instance>.<subject>
+			// too, for the balancer's router.
+			if svc, inst, sub, err := streams.ParseInstanceSubject(e.Subject); err == nil {
+				require.Equal(t, in.Name, svc, e.Subject)
+				require.Equal(t, in.ID, inst, e.Subject)
+				subjects[in.Name+" by instance"] = append(subjects[in.Name+" by instance"], sub)
+				continue
+			}
 			subjects[in.Name] = append(subjects[in.Name], e.Subject)
 		}
 	}
@@ -222,10 +231,12 @@ func (j *journey) micro(t *testing.T) {
 		"platform-txn":        {"txn.get", "txn.commit"},
 		"platform-alerting": {alerting.SubjectPost, alerting.SubjectList, alerting.SubjectStatus, alerting.SubjectReload,
 			alerting.SubjectSilenceAdd, alerting.SubjectSilenceList, alerting.SubjectSilenceExpire},
+		"platform-balancer": {"route.>", balancer.SubjectStatus, balancer.SubjectBalance},
 	}
-	require.Len(t, subjects, len(want), "one instance of each service: %v", subjects)
+	require.Len(t, subjects, 2*len(want), "one instance of each service: %v", subjects)
 	for name, subs := range want {
 		require.ElementsMatch(t, subs, subjects[name], name)
+		require.ElementsMatch(t, subs, subjects[name+" by instance"], name+" by instance")
 	}
 	pings, err := admin.Ping(clustertest.Context(t, 5*time.Second), j.nc, 300*time.Millisecond)
 	require.NoError(t, err)
@@ -239,8 +250,12 @@ func (j *journey) micro(t *testing.T) {
 	stats, err := srvStats(j.nc, "platform-admin")
 	require.NoError(t, err)
 	require.Len(t, stats, 1)
-	require.Len(t, stats[0].Endpoints, 1)
-	require.Positive(t, stats[0].Endpoints[0].NumRequests)
+	require.Len(t, stats[0].Endpoints, 2, "admin.status and its instance subject")
+	served := map[string]int{}
+	for _, e := range stats[0].Endpoints {
+		served[e.Subject] = e.NumRequests
+	}
+	require.Positive(t, served[admin.StatusSubject], "requests to admin.status: %v", served)
 }
 
 // nats req admin.status ”: the JSON behind platform status.
@@ -256,16 +271,14 @@ func (j *journey) adminStatus(t *testing.T) {
 	}
 	// A lone server's stream list carries no leader: admin.status shows
 	// none yet (the status command's fix for non-clustered servers).
-	if j.n > 1 {
-		var nodes []string
-		for _, n := range st.Nodes {
-			nodes = append(nodes, n.Name)
-			require.True(t, n.Running, n.Name)
-		}
-		require.Equal(t, j.nodes, nodes, "nodes, learnt from the streams")
-		for _, s := range st.Streams {
-			require.Contains(t, j.nodes, s.Leader, "stream %s has a leader", s.Name)
-		}
+	var nodes []string
+	for _, n := range st.Nodes {
+		nodes = append(nodes, n.Name)
+		require.True(t, n.Running, n.Name)
+	}
+	require.Equal(t, j.nodes, nodes, "nodes, learnt from the streams")
+	for _, s := range st.Streams {
+		require.Contains(t, j.nodes, s.Leader, "stream %s has a leader", s.Name)
 	}
 	names := map[string]string{}
 	for _, in := range st.Services {
