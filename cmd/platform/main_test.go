@@ -193,7 +193,7 @@ func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
-		"alerts-file", "alerts-http", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
+		"alerts-file", "alerts-http", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
 		"ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
 		"nats", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key",
 	}

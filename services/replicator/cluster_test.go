@@ -225,7 +225,7 @@ func TestAllUnderSustainedLoad(t *testing.T) {
 	_, js := clustertest.JetStream(t, e.c)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for c := range 8 {
+	for c := range 4 {
 		wg.Go(func() {
 			subj := fmt.Sprintf("events.lv.load.%d", c)
 			for {
@@ -234,9 +234,9 @@ func TestAllUnderSustainedLoad(t *testing.T) {
 					return
 				default:
 				}
-				// 256 in flight at a time: a steady stream of commits.
-				futs := make([]jetstream.PubAckFuture, 0, 256)
-				for range 256 {
+				// 128 in flight at a time: a steady stream of commits.
+				futs := make([]jetstream.PubAckFuture, 0, 128)
+				for range 128 {
 					f, err := js.PublishAsync(subj, []byte("load"))
 					if err != nil {
 						break
@@ -256,9 +256,9 @@ func TestAllUnderSustainedLoad(t *testing.T) {
 	}
 	defer func() { close(stop); wg.Wait() }()
 
-	// A deadline long enough for any follower to persist an event, and
-	// far shorter than a run of sustained writes.
-	p := e.publisher(t, WithLevel(All), WithRetry(2*time.Second, 2*time.Second))
+	// A deadline long enough for any follower to persist an event on a
+	// loaded machine, and far shorter than the run of sustained writes.
+	p := e.publisher(t, WithLevel(All), WithRetry(5*time.Second, 10*time.Second))
 	var futs []*Future
 	for i := range 300 {
 		f, err := p.PublishAsync(ctx, Message{Subject: "events.lv.allload", Data: fmt.Appendf(nil, "%d", i)})
