@@ -35,8 +35,21 @@ type Target struct {
 
 // Connect opens a new connection to the target, for benchmarks that need
 // one connection per simulated client.
+//
+// Every connection goes to the first URL that answers, in the order given
+// (nats.go would otherwise pick a random server per connection): the sides
+// of a benchmark then talk to the same node, and a run compares like with
+// like. Server names which node that is.
 func (t *Target) Connect() (*nats.Conn, error) {
-	return nats.Connect(t.URL, nats.MaxReconnects(-1))
+	return nats.Connect(t.URL, nats.MaxReconnects(-1), nats.DontRandomize())
+}
+
+// Server returns the name of the server the benchmark's connections use.
+func (t *Target) Server() string {
+	if t.Conn == nil {
+		return ""
+	}
+	return t.Conn.ConnectedServerName()
 }
 
 // Close closes the connection and stops an embedded cluster, removing its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 
@@ -71,6 +72,7 @@ func (f *benchFlags) run(cmd *cobra.Command, bench func(ctx context.Context, t *
 		return err
 	}
 	defer t.Close()
+	fmt.Fprintf(cmd.ErrOrStderr(), "every side connects to server %s\n", t.Server())
 	results, err := bench(cmd.Context(), t)
 	if perr := f.print(cmd, results...); perr != nil {
 		return perr
