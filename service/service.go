@@ -6,6 +6,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,6 +74,11 @@ type Endpoint struct {
 	// store what they receive without decoding it (ingest). Answers are
 	// then msgpack when msgpack was sent, else JSON.
 	OpaqueBody bool
+	// PendingMsgs and PendingBytes bound the requests received and not yet
+	// handled (default: nats.go's, 500,000 messages and 64 MiB; negative:
+	// no bound). Beyond them nats.go drops requests and reports
+	// nats.ErrSlowConsumer to the connection's error handler.
+	PendingMsgs, PendingBytes int
 }
 
 // Options configure one service instance.
@@ -296,12 +302,18 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 			run()
 		}()
 	}
-	return ms.AddEndpoint(e.Name, micro.HandlerFunc(handle),
+	opts := []micro.EndpointOpt{
 		micro.WithEndpointSubject(e.Subject),
 		micro.WithEndpointMetadata(map[string]string{
 			"description": e.Description,
 			"format":      "application/json, application/msgpack",
-		}))
+		}),
+	}
+	if e.PendingMsgs != 0 || e.PendingBytes != 0 {
+		opts = append(opts, micro.WithEndpointPendingLimits(
+			cmp.Or(e.PendingMsgs, nats.DefaultSubPendingMsgsLimit), cmp.Or(e.PendingBytes, nats.DefaultSubPendingBytesLimit)))
+	}
+	return ms.AddEndpoint(e.Name, micro.HandlerFunc(handle), opts...)
 }
 
 // heartbeat publishes the instance's load every interval until ctx is done,
