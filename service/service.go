@@ -68,7 +68,9 @@ type Endpoint struct {
 	// own goroutine. 0 calls the handler inline, one request at a time,
 	// which suits handlers that answer asynchronously.
 	Concurrency int
-	// Timeout bounds the context handed to the handler (default 30s).
+	// Timeout bounds the context handed to the handler (default 30s;
+	// negative: the handler gets the service's context, which spares a
+	// timer per request to inline handlers that never block).
 	Timeout time.Duration
 	// OpaqueBody accepts a body of any Content-Type, for endpoints that
 	// store what they receive without decoding it (ingest). Answers are
@@ -279,8 +281,12 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 			return
 		}
 		run := func() {
-			rctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
+			rctx := ctx
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
 			defer func() {
 				if p := recover(); p != nil {
 					s.log.Error("handler panicked", "endpoint", e.Name, "panic", p)
