@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -126,10 +129,15 @@ func replicatorService() Service {
 			fs.BoolVar(&o.PerEvent, "ingest-per-event", false, "store one EVENTS message per ingested event (default: events of a topic arriving together share an envelope)")
 			fs.Float64Var(&o.TopicRate, "ingest-topic-rate", 0, "ingest events per second allowed per topic (0: unlimited)")
 			fs.Float64Var(&o.ClientRate, "ingest-client-rate", 0, "ingest events per second allowed per client (0: unlimited)")
+			o.Buffer = replicator.DefaultIngestBuffer
+			fs.Var((*byteSize)(&o.Buffer), "ingest-buffer", "memory for ingested events not yet stored, e.g. 512MiB or 2GiB; beyond it fire-and-forget events are dropped and counted")
 		},
 		Validate: func() error {
 			if o.TopicRate < 0 || o.ClientRate < 0 {
 				return errors.New("ingest rates must not be negative")
+			}
+			if o.Buffer != 0 && o.Buffer < 1<<20 {
+				return fmt.Errorf("--ingest-buffer %s is below 1MiB", byteSize(o.Buffer))
 			}
 			return nil
 		},
@@ -257,3 +265,33 @@ func selectServices(list []Service, selection []string) ([]Service, error) {
 	}
 	return out, nil
 }
+
+// byteSize is a flag value in bytes: a number with an optional unit, B,
+// KiB, MiB, GiB (or K, M, G, also powers of 1024).
+type byteSize int
+
+func (b byteSize) String() string {
+	for _, u := range []struct {
+		name string
+		size int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if int(b) >= u.size && int(b)%u.size == 0 {
+			return strconv.Itoa(int(b)/u.size) + u.name
+		}
+	}
+	return strconv.Itoa(int(b))
+}
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(strings.ToLower(s[len(num):]))
+	mult, ok := map[string]int{"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}[unit]
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 0 || n > math.MaxInt/mult {
+		return fmt.Errorf("invalid size %q: use a number of bytes with B, KiB, MiB or GiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func (b byteSize) Type() string { return "size" }

@@ -28,7 +28,7 @@ func TestServiceList(t *testing.T) {
 			require.NotPanics(t, func() { s.Flags(fs) }, "flags of %q collide with an earlier entry's", s.Name)
 		}
 	}
-	for _, name := range []string{"ingest-per-event", "ingest-topic-rate", "ingest-client-rate", "alerts-file", "alerts-http"} {
+	for _, name := range []string{"ingest-per-event", "ingest-topic-rate", "ingest-client-rate", "ingest-buffer", "alerts-file", "alerts-http"} {
 		require.NotNil(t, fs.Lookup(name), "--%s declared by a service's entry", name)
 	}
 }
@@ -89,4 +89,44 @@ func TestServiceListRefusesDuplicates(t *testing.T) {
 	list := app.Services()
 	_, err := app.New(app.Options{Catalog: append(list, list[0])})
 	require.ErrorContains(t, err, fmt.Sprintf("%q listed twice", list[0].Name))
+}
+
+func TestIngestBufferFlag(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		wantErr        bool
+	}{
+		{"default", "", "1GiB", false},
+		{"bytes", "4096", "4KiB", false},
+		{"GiB", "2GiB", "2GiB", false},
+		{"MiB lower case", "512mib", "512MiB", false},
+		{"short unit", "3G", "3GiB", false},
+		{"odd bytes", "1000000", "1000000", false},
+		{"fraction", "1.5GiB", "", true},
+		{"unknown unit", "1TB", "", true},
+		{"no number", "GiB", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			for _, s := range app.Services() {
+				if s.Name == "replicator" {
+					s.Flags(fs)
+				}
+			}
+			if tt.in != "" {
+				err := fs.Set("ingest-buffer", tt.in)
+				if tt.wantErr {
+					if err == nil {
+						t.Errorf("--ingest-buffer %s accepted as %s, want an error", tt.in, fs.Lookup("ingest-buffer").Value)
+					}
+					return
+				}
+				require.NoError(t, err)
+			}
+			if got := fs.Lookup("ingest-buffer").Value.String(); got != tt.want {
+				t.Errorf("--ingest-buffer %q = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
 }

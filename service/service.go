@@ -12,6 +12,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,12 +73,19 @@ type Endpoint struct {
 	// own goroutine. 0 calls the handler inline, one request at a time,
 	// which suits handlers that answer asynchronously.
 	Concurrency int
-	// Timeout bounds the context handed to the handler (default 30s).
+	// Timeout bounds the context handed to the handler (default 30s;
+	// negative: the handler gets the service's context, which spares a
+	// timer per request to inline handlers that never block).
 	Timeout time.Duration
 	// OpaqueBody accepts a body of any Content-Type, for endpoints that
 	// store what they receive without decoding it (ingest). Answers are
 	// then msgpack when msgpack was sent, else JSON.
 	OpaqueBody bool
+	// PendingMsgs and PendingBytes bound the requests received and not yet
+	// handled (default: nats.go's, 500,000 messages and 64 MiB; negative:
+	// no bound). Beyond them nats.go drops requests and reports
+	// nats.ErrSlowConsumer to the connection's error handler.
+	PendingMsgs, PendingBytes int
 }
 
 // Options configure one service instance.
@@ -313,8 +321,12 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 			return
 		}
 		run := func() {
-			rctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
+			rctx := ctx
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
 			defer func() {
 				if p := recover(); p != nil {
 					s.log.Error("handler panicked", "endpoint", e.Name, "panic", p)
@@ -345,9 +357,12 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		name, subject = e.Name+InstanceEndpointSuffix, instPrefix+e.Subject
 		meta[MetadataInstanceOf] = e.Subject
 	}
-	return ms.AddEndpoint(name, micro.HandlerFunc(handle),
-		micro.WithEndpointSubject(subject),
-		micro.WithEndpointMetadata(meta))
+	opts := []micro.EndpointOpt{micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(meta)}
+	if e.PendingMsgs != 0 || e.PendingBytes != 0 {
+		opts = append(opts, micro.WithEndpointPendingLimits(
+			cmp.Or(e.PendingMsgs, nats.DefaultSubPendingMsgsLimit), cmp.Or(e.PendingBytes, nats.DefaultSubPendingBytesLimit)))
+	}
+	return ms.AddEndpoint(name, micro.HandlerFunc(handle), opts...)
 }
 
 // heartbeat publishes the instance's load every interval until ctx is done,

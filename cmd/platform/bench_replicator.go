@@ -44,26 +44,41 @@ events into envelopes (compared in events/s).`,
 
 func newBenchIngestCmd(f *benchFlags) *cobra.Command {
 	var (
-		o  replicatorbench.Options
-		so replicator.Options
+		o    replicatorbench.Options
+		so   replicator.Options
+		fire bool
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Request clients through ingest.* at quorum vs synchronous JetStream publishing",
 		Long: `Run --clients clients that each send --events events one after another: first
 publishing synchronously straight to JetStream, then as requests to ingest.bench
-answered at quorum by an ingest service instance started in this process.`,
+answered at quorum by an ingest service instance started in this process.
+
+With --fire-and-forget, publish --events events (default 2,000,000) to
+ingest.bench.fire.* at full speed from one connection, wait until the ingest
+service is idle, and account for every event: sent, stored (read back from
+EVENTS), dropped by reason, unaccounted (must be 0), and the stored events/s
+next to the envelope Publisher's events/s measured in the same run. No other
+replicator instance may serve ingest.* on the cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
+			if fire && !cmd.Flags().Changed("events") {
+				o.Events = 2_000_000
+			}
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
+				if fire {
+					return replicatorbench.FireAndForget(ctx, t, o, so)
+				}
 				return replicatorbench.Ingest(ctx, t, o, so)
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&fire, "fire-and-forget", false, "publish --events fire-and-forget events at full speed and account for each")
 	cmd.Flags().IntVar(&o.Clients, "clients", 100, "concurrent request clients")
 	cmd.Flags().IntVar(&o.Conns, "conns", 0, "NATS connections the clients share (default: one per client)")
-	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client")
+	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client (with --fire-and-forget: events in all, default 2,000,000)")
 	cmd.Flags().IntVar(&o.Size, "size", 128, "event size in bytes")
 	cmd.Flags().BoolVar(&so.PerEvent, "per-event", false, "store one stream message per event instead of envelopes")
 	cmd.Flags().IntVar(&so.MaxInFlight, "in-flight", 0, "the ingest service's publish pipeline depth (default: the Publisher's)")

@@ -20,7 +20,7 @@ type env struct {
 	js jetstream.JetStream
 }
 
-func newEnv(t *testing.T, nodes int) *env {
+func newEnv(t testing.TB, nodes int) *env {
 	t.Helper()
 	c, nc, js := clustertest.Provisioned(t, nodes)
 	return &env{c: c, nc: nc, js: js}

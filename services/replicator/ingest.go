@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,10 @@ const (
 // envelopes and one batch in flight: 10 topics sharing the load measured
 // 18.9k acked events/s with 64 against 16.5k with the Publisher's 4.
 const ingestEnvelopeInFlight = 64
+
+// ingestEnvelopeBatchEvents caps the events of one batch with envelopes:
+// enough for 1 MiB of 64-byte events, so bytes bind first.
+const ingestEnvelopeBatchEvents = 1 << 14
 
 // DefaultMaxEventBytes is the largest event the ingest service accepts.
 const DefaultMaxEventBytes = 1 << 20
@@ -67,10 +72,14 @@ type Options struct {
 	// Linger is how long a batch waits for more events (default 0: it
 	// grows only while the pipeline is full).
 	Linger time.Duration
-	// MaxBuffered caps the bytes accepted and not yet published (default
-	// 64 MiB); beyond it requests get "unavailable" and fire-and-forget
-	// events are dropped and counted.
-	MaxBuffered int
+	// Buffer is the memory, in event bytes, for events received and not
+	// yet stored (default DefaultIngestBuffer, 1 GiB): a quarter bounds the
+	// intake subscription's pending queue, the rest the Publisher's buffer.
+	// Beyond it requests get "unavailable" and fire-and-forget events are
+	// dropped and counted (reasons slow_consumer and buffer_full). The
+	// process holds up to about three times as much for 128-byte events,
+	// counting each event's bookkeeping.
+	Buffer int
 	// TopicRate is the events per second allowed per topic (0: unlimited),
 	// with bursts of TopicBurst (default: one second's worth).
 	TopicRate float64
@@ -96,7 +105,7 @@ func (o *Options) validate() error {
 	switch {
 	case o.Conn == nil:
 		return errors.New("replicator: nil NATS connection")
-	case o.MaxEventBytes < 0 || o.CompressAbove < 0 || o.MaxInFlight < 0 || o.MaxBuffered < 0:
+	case o.MaxEventBytes < 0 || o.CompressAbove < 0 || o.MaxInFlight < 0 || o.Buffer < 0:
 		return errors.New("replicator: sizes must not be negative")
 	case o.TopicRate < 0 || o.ClientRate < 0 || o.TopicBurst < 0 || o.ClientBurst < 0:
 		return errors.New("replicator: rates and bursts must not be negative")
@@ -132,8 +141,8 @@ func (o *Options) setDefaults() error {
 	if o.CompressAbove == 0 {
 		o.CompressAbove = DefaultCompressAbove
 	}
-	if o.MaxBuffered == 0 {
-		o.MaxBuffered = DefaultMaxBuffered
+	if o.Buffer == 0 {
+		o.Buffer = DefaultIngestBuffer
 	}
 	if o.RetryDeadline == 0 {
 		o.RetryDeadline = DefaultRetryDeadline
@@ -157,11 +166,22 @@ type Service struct {
 	opts    Options
 	log     *slog.Logger
 	m       *metrics
-	svc     *service.Service
+	drops   *drops
 	topics  *limiters
 	clients *limiters
 	pub     *Publisher
+	ready   chan struct{}
+	// fireDone counts a fire-and-forget event that could not be stored;
+	// made once, not per event.
+	fireDone func(Ack, error)
+	// lastSubject caches the last ingest subject's event subject: a burst
+	// repeats one subject, whose parsing would otherwise cost a tenth of
+	// the intake.
+	lastSubject atomic.Pointer[subjectPair]
 }
+
+// subjectPair is an ingest subject and the event subject it maps to.
+type subjectPair struct{ ingest, event string }
 
 // IngestAck is the answer to an ingest request.
 type IngestAck struct {
@@ -193,48 +213,40 @@ func New(opts Options) (*Service, error) {
 		m:       newMetrics(opts.Registerer),
 		topics:  newLimiters(opts.TopicRate, opts.TopicBurst),
 		clients: newLimiters(opts.ClientRate, opts.ClientBurst),
+		ready:   make(chan struct{}),
 	}
-	svc, err := service.New(service.Options{
-		Conn:        opts.Conn,
-		Name:        "replicator",
-		Description: "Ingest: events published to ingest.<topic> are stored in EVENTS as events.<topic>",
-		Endpoints: []service.Endpoint{{
-			Name:        "ingest",
-			Subject:     streams.IngestSubject(">"),
-			Description: "Store an event; a request is answered once it is durable at Platform-Consistency (async|quorum|all, default quorum)",
-			Handler:     s.handle,
-			MaxBytes:    opts.MaxEventBytes,
-			OpaqueBody:  true,
-		}},
-		HeartbeatInterval: opts.HeartbeatInterval,
-		Logger:            opts.Logger,
-		Registerer:        opts.Registerer,
-	})
-	if err != nil {
-		return nil, err
+	s.drops = newDrops(s.log, s.m.dropped)
+	s.fireDone = func(_ Ack, err error) {
+		if err != nil {
+			s.drops.add(reasonOf(err), 1)
+		}
 	}
-	s.svc = svc
 	return s, nil
 }
 
 // Ready is closed once the service answers.
-func (s *Service) Ready() <-chan struct{} { return s.svc.Ready() }
+func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run serves until ctx ends, then stops taking events and drains what it
-// accepted (up to 10 seconds) so every request is answered.
+// accepted (up to 10 seconds) so every request is answered. It takes
+// events on a connection of its own, opened with Conn's options.
 func (s *Service) Run(ctx context.Context) error {
+	pendingMsgs, pendingBytes, pubBuffer := intakeLimits(s.opts.Buffer)
 	popts := []Option{
 		WithLevel(Async),
 		WithCompression(s.opts.Compression, s.opts.CompressAbove),
 		WithLinger(s.opts.Linger),
-		WithMaxBuffered(s.opts.MaxBuffered),
+		WithMaxBuffered(pubBuffer),
 		WithRetry(DefaultAckTimeout, s.opts.RetryDeadline),
 		WithLogger(s.opts.Logger),
 		WithRegisterer(s.opts.Registerer),
 	}
 	batches := s.opts.BatchesInFlight
 	if !s.opts.PerEvent {
-		popts = append(popts, WithEnvelope())
+		// A batch is one envelope per topic, capped in bytes below the
+		// server's max payload; under a burst the event cap would bind
+		// first for small events and halve what each commit stores.
+		popts = append(popts, WithEnvelope(), WithBatch(ingestEnvelopeBatchEvents, DefaultMaxBatchBytes))
 		if batches == 0 {
 			batches = 1
 		}
@@ -251,30 +263,56 @@ func (s *Service) Run(ctx context.Context) error {
 	if inFlight > 0 {
 		popts = append(popts, WithMaxInFlight(inFlight))
 	}
+
+	subject := streams.IngestSubject(">")
+	intake, err := dialIntake(s.opts.Conn, s.drops.asyncError(subject), s.log)
+	if err != nil {
+		return err
+	}
+	defer intake.Close()
+	svc, err := service.New(service.Options{
+		Conn:        intake,
+		Name:        "replicator",
+		Description: "Ingest: events published to ingest.<topic> are stored in EVENTS as events.<topic>",
+		Endpoints: []service.Endpoint{{
+			Name:         "ingest",
+			Subject:      subject,
+			Description:  "Store an event; a request is answered once it is durable at Platform-Consistency (async|quorum|all, default quorum)",
+			Handler:      s.handle,
+			MaxBytes:     s.opts.MaxEventBytes,
+			OpaqueBody:   true,
+			Timeout:      -1, // handle never blocks: no timer per event
+			PendingMsgs:  pendingMsgs,
+			PendingBytes: pendingBytes,
+		}},
+		HeartbeatInterval: s.opts.HeartbeatInterval,
+		Logger:            s.opts.Logger,
+		Registerer:        s.opts.Registerer,
+	})
+	if err != nil {
+		return err
+	}
 	pub, err := NewPublisher(s.opts.JS, popts...)
 	if err != nil {
 		return fmt.Errorf("replicator: %w", err)
 	}
 	s.pub = pub
-	sweepDone := make(chan struct{})
-	sweepCtx, stopSweep := context.WithCancel(ctx)
+
+	// The service stops on its own context, after the loop below has
+	// frozen the drop count: a drained subscription no longer tells it.
+	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSvc()
+	loopDone := make(chan struct{})
 	go func() {
-		defer close(sweepDone)
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-sweepCtx.Done():
-				return
-			case now := <-t.C:
-				s.topics.sweep(now)
-				s.clients.sweep(now)
-			}
-		}
+		defer close(loopDone)
+		s.loop(ctx, svcCtx.Done(), svc.Ready())
+		s.drops.freeze()
+		s.drops.warn(time.Now().Add(dropWarnEvery))
+		stopSvc()
 	}()
-	err = s.svc.Run(ctx)
-	stopSweep()
-	<-sweepDone
+	err = svc.Run(svcCtx)
+	stopSvc()
+	<-loopDone
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if cerr := pub.Close(cctx); cerr != nil {
@@ -283,12 +321,45 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
+// loop marks the service ready, then counts drops every second (warning
+// about them at most every dropWarnEvery) and forgets idle rate-limit
+// buckets every minute, until ctx ends or the service stopped on its own.
+func (s *Service) loop(ctx context.Context, stopped, ready <-chan struct{}) {
+	select {
+	case <-ready:
+		close(s.ready)
+	case <-ctx.Done():
+		return
+	case <-stopped:
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	lastSweep := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stopped:
+			return
+		case now := <-t.C:
+			s.drops.collect()
+			s.drops.warn(now)
+			if now.Sub(lastSweep) >= time.Minute {
+				s.topics.sweep(now)
+				s.clients.sweep(now)
+				lastSweep = now
+			}
+		}
+	}
+}
+
 // handle takes one event. It never blocks on JetStream: the event is
 // queued and the request answered from the Publisher's callback, so many
 // requests share one batch (group commit).
 func (s *Service) handle(_ context.Context, r *service.Request) {
 	ev, level, refusal := s.parse(r)
-	if refusal == nil {
+	if refusal == nil && (s.topics != nil || s.clients != nil) {
 		if wait := admit(s.topics, s.clients, ev.Subject, clientOf(r), time.Now()); wait > 0 {
 			refusal = service.Errorf(service.CodeRateLimited, "rate limit exceeded for %s", ev.Subject).
 				With("retry_after_ms", max(1, wait.Milliseconds()))
@@ -299,12 +370,7 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 		return
 	}
 	if !r.HasReply() {
-		err := s.pub.TryPublish(ev, func(_ Ack, err error) {
-			if err != nil {
-				s.m.dropped.WithLabelValues(reasonOf(err)).Inc()
-			}
-		})
-		if err != nil {
+		if err := s.pub.TryPublish(ev, s.fireDone); err != nil {
 			s.refuse(r, publishError(err))
 			return
 		}
@@ -344,9 +410,17 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 
 // parse validates a request and turns it into a Message.
 func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
-	topic, err := streams.IngestTopic(r.Subject())
-	if err != nil {
-		return Message{}, 0, service.Errorf(service.CodeBadRequest, "invalid subject %q: %v", r.Subject(), err).With("reason", "invalid_subject")
+	subject := r.Subject()
+	var eventSubject string
+	if last := s.lastSubject.Load(); last != nil && last.ingest == subject {
+		eventSubject = last.event
+	} else {
+		topic, err := streams.IngestTopic(subject)
+		if err != nil {
+			return Message{}, 0, service.Errorf(service.CodeBadRequest, "invalid subject %q: %v", subject, err).With("reason", "invalid_subject")
+		}
+		eventSubject = streams.EventSubject(topic)
+		s.lastSubject.Store(&subjectPair{ingest: subject, event: eventSubject})
 	}
 	h := r.Header()
 	level := Async
@@ -381,7 +455,7 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 		}
 		eh[k] = vs
 	}
-	return Message{Subject: streams.EventSubject(topic), Data: r.Data(), Header: eh, Level: level}, level, nil
+	return Message{Subject: eventSubject, Data: r.Data(), Header: eh, Level: level}, level, nil
 }
 
 // clientOf identifies the producer: the Platform-Client header, else the
@@ -410,7 +484,7 @@ func (s *Service) refuse(r *service.Request, err *service.Error) {
 	if r.HasReply() {
 		s.m.errors.WithLabelValues(reason).Inc()
 	} else {
-		s.m.dropped.WithLabelValues(reason).Inc()
+		s.drops.add(reason, 1)
 	}
 	r.Fail(err)
 }

@@ -21,7 +21,7 @@ import (
 
 // startIngest runs an ingest service on its own connection until the test
 // ends.
-func startIngest(t *testing.T, e *env, opts Options) (*Service, *prometheus.Registry) {
+func startIngest(t testing.TB, e *env, opts Options) (*Service, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Conn = clustertest.Connect(t, e.c)
