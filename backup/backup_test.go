@@ -287,9 +287,9 @@ func TestDamagedOrMissingSegmentIsNamed(t *testing.T) {
 	dnc := clustertest.Connect(t, dst)
 	djs := mustJS(t, dnc)
 	tests := []struct {
-		name  string
+		name   string
 		break_ func()
-		want  string
+		want   string
 	}{
 		{"flipped byte", func() {
 			bad := slices.Clone(good)
