@@ -261,18 +261,24 @@ func increment(ctx context.Context, js jetstream.JetStream, dir, inc, name strin
 	if target <= last {
 		return s, nil
 	}
-	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   last + 1,
+	// An ephemeral consumer without acks, on memory, removed by the server
+	// if this process dies; NumPending tells when everything is read.
+	cons, err := str.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       last + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
 		return s, fmt.Errorf("read stream %s from %d: %w", name, last+1, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return s, fmt.Errorf("read stream %s from %d: %w", name, last+1, err)
-	}
-	defer it.Stop()
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.Timeout)
+		defer cancel()
+		_ = str.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	bar := bench.NewProgress(opts.Progress, "backup "+name, int64(target-last))
 	defer bar.Stop()
 
@@ -291,31 +297,20 @@ func increment(ctx context.Context, js jetstream.JetStream, dir, inc, name strin
 		s.Files = append(s.Files, f)
 		return nil
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return s, err
-		}
-		msg, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
-		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			// What remains up to target was deleted before we read it.
-			break
-		}
-		if err != nil {
-			return s, fmt.Errorf("read stream %s: %w", name, err)
-		}
+	write := func(msg jetstream.Msg) (pending uint64, err error) {
 		md, err := msg.Metadata()
 		if err != nil {
-			return s, fmt.Errorf("read stream %s: %w", name, err)
+			return 0, fmt.Errorf("read stream %s: %w", name, err)
 		}
 		if seg == nil {
 			rel := path.Join(inc, fmt.Sprintf("%s-%06d.zst", name, len(s.Files)+1))
 			if seg, err = createSegment(dir, rel, opts.Level); err != nil {
-				return s, fmt.Errorf("segment %s: %w", rel, err)
+				return 0, fmt.Errorf("segment %s: %w", rel, err)
 			}
 		}
 		r := record{Seq: md.Sequence.Stream, Time: md.Timestamp.UnixNano(), Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
 		if err := seg.write(&r); err != nil {
-			return s, err
+			return 0, err
 		}
 		s.Messages++
 		s.Bytes += r.size()
@@ -323,11 +318,47 @@ func increment(ctx context.Context, js jetstream.JetStream, dir, inc, name strin
 		bar.Add(1)
 		if seg.raw >= opts.SegmentBytes {
 			if err := closeSeg(); err != nil {
-				return s, err
+				return 0, err
 			}
 		}
-		if r.Seq >= target || md.NumPending == 0 {
+		return md.NumPending, nil
+	}
+	for s.LastSeq < target {
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+		// FetchNoWait returns what is there now instead of waiting for a
+		// full batch; the loop ends on NumPending, not on a timeout.
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return s, fmt.Errorf("read stream %s: %w", name, err)
+		}
+		n, pending := 0, uint64(1)
+		for msg := range batch.Messages() {
+			if pending, err = write(msg); err != nil {
+				return s, err
+			}
+			n++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+			return s, fmt.Errorf("read stream %s: %w", name, err)
+		}
+		if n > 0 && pending == 0 {
 			break
+		}
+		if n == 0 {
+			// Nothing came: either the rest up to target was deleted
+			// before we read it, or the consumer is not delivering yet.
+			ci, err := cons.Info(ctx)
+			if err != nil {
+				return s, fmt.Errorf("read stream %s: %w", name, err)
+			}
+			if ci.NumPending == 0 {
+				break
+			}
+			if err := jsapi.Sleep(ctx, 50*time.Millisecond); err != nil {
+				return s, err
+			}
 		}
 	}
 	if seg != nil {
