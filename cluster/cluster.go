@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/platform/platform/auth"
 )
 
 // Options configure an embedded cluster. The zero value is completed by
@@ -49,6 +51,12 @@ type Options struct {
 	// ReadyTimeout bounds how long Start waits for the cluster to form
 	// (default 30s).
 	ReadyTimeout time.Duration
+	// TLS turns on TLS for clients and routes (not with ConfigFile, whose
+	// own tls blocks apply).
+	TLS TLS
+	// Users, when set, are the only users the nodes accept, each with its
+	// role's permissions (not with ConfigFile: use its authorization block).
+	Users []auth.User
 	// Logger receives the servers' logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -82,7 +90,13 @@ func (o *Options) setDefaults() {
 
 func (o *Options) validate() error {
 	if o.ConfigFile != "" {
+		if o.TLS.Enabled() || len(o.Users) > 0 {
+			return errors.New("with a config file, TLS and users come from its tls and authorization blocks")
+		}
 		return nil
+	}
+	if err := o.TLS.validate(); err != nil {
+		return err
 	}
 	if o.Nodes < 1 {
 		return fmt.Errorf("nodes must be at least 1, got %d", o.Nodes)
@@ -267,6 +281,9 @@ func defaultNodeOptions(o Options, i int) (*server.Options, error) {
 			}
 			so.Routes = append(so.Routes, routeURL(o.Host, o.ClusterPort+j))
 		}
+	}
+	if err := applySecurity(o, so); err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
 	return so, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/backup"
+	"github.com/platform/platform/natsconn"
 )
 
 func init() { extraCommands = append(extraCommands, newBackupCmd, newRestoreCmd) }
@@ -18,34 +19,23 @@ func init() { extraCommands = append(extraCommands, newBackupCmd, newRestoreCmd)
 // clientFlags are the flags of commands that connect to a running platform
 // as a client.
 type clientFlags struct {
-	server, creds, ca, cert, key string
+	o natsconn.Options
 }
 
 func (c *clientFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.server, "server", nats.DefaultURL, "NATS URL(s) of the platform, comma-separated")
-	f.StringVar(&c.creds, "creds", "", "NATS credentials file")
-	f.StringVar(&c.ca, "tls-ca", "", "CA certificate to verify the servers")
-	f.StringVar(&c.cert, "tls-cert", "", "client certificate")
-	f.StringVar(&c.key, "tls-key", "", "client key")
+	f.StringVar(&c.o.URL, "server", nats.DefaultURL, "NATS URL(s) of the platform, comma-separated")
+	f.StringVar(&c.o.Creds, "creds", "", "NATS credentials file")
+	f.StringVar(&c.o.NkeySeed, "nkey", "", "nkey seed file")
+	f.StringVar(&c.o.CA, "tls-ca", "", "CA certificate to verify the servers")
+	f.StringVar(&c.o.Cert, "tls-cert", "", "client certificate")
+	f.StringVar(&c.o.Key, "tls-key", "", "client key")
 }
 
 func (c *clientFlags) connect(name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.Timeout(5 * time.Second)}
-	if c.creds != "" {
-		opts = append(opts, nats.UserCredentials(c.creds))
-	}
-	if c.ca != "" {
-		opts = append(opts, nats.RootCAs(c.ca))
-	}
-	if c.cert != "" || c.key != "" {
-		opts = append(opts, nats.ClientCert(c.cert, c.key))
-	}
-	nc, err := nats.Connect(c.server, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.server, err)
-	}
-	return nc, nil
+	o := c.o
+	o.Name = name
+	return natsconn.Connect(o)
 }
 
 func cliLogger() *slog.Logger {
