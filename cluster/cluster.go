@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -125,12 +126,12 @@ func (o *Options) validate() error {
 // can be stopped and started again on the same ports and storage.
 type Node struct {
 	opts *server.Options
-	srv  *server.Server
+	srv  atomic.Pointer[server.Server] // nil while stopped; read without the cluster's lock
 	log  *serverLogger
 }
 
 // Server returns the running server, or nil while the node is stopped.
-func (n *Node) Server() *server.Server { return n.srv }
+func (n *Node) Server() *server.Server { return n.srv.Load() }
 
 // Name returns the node's server name.
 func (n *Node) Name() string { return n.opts.ServerName }
@@ -245,7 +246,7 @@ func (c *Cluster) startNode(n *Node, withSiblings bool) error {
 		return fmt.Errorf("node %s: %w", n.opts.ServerName, ferr)
 	}
 	c.mu.Lock()
-	n.srv = s
+	n.srv.Store(s)
 	c.mu.Unlock()
 	return nil
 }
@@ -438,8 +439,7 @@ func (c *Cluster) ready() bool {
 func (c *Cluster) StopNode(i int) {
 	c.mu.Lock()
 	n := c.nodes[i]
-	s := n.srv
-	n.srv = nil
+	s := n.srv.Swap(nil)
 	c.mu.Unlock()
 	if s != nil {
 		s.Shutdown()
@@ -452,7 +452,7 @@ func (c *Cluster) StopNode(i int) {
 func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	c.mu.Lock()
 	n := c.nodes[i]
-	running := n.srv != nil
+	running := n.srv.Load() != nil
 	c.mu.Unlock()
 	if running {
 		return fmt.Errorf("node %s is already running", n.Name())

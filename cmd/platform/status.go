@@ -19,7 +19,7 @@ import (
 
 func newStatusCmd() *cobra.Command {
 	var (
-		server  string
+		cf      clientFlags
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -33,9 +33,9 @@ directly (without the embedded cluster's node view).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			nc, err := nats.Connect(server, nats.Name("platform status"), nats.Timeout(timeout))
+			nc, err := cf.connect("platform status")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w", server, err)
+				return err
 			}
 			defer nc.Close()
 			st, err := fetchStatus(ctx, nc)
@@ -51,7 +51,7 @@ directly (without the embedded cluster's node view).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
+	cf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for answers")
 	return cmd
