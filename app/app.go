@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/natsconn"
 	"github.com/platform/platform/streams"
 )
 
@@ -36,9 +37,22 @@ type Options struct {
 	NATS string
 	// Creds is a NATS credentials file for the external cluster.
 	Creds string
-	// TLSCA, TLSCert and TLSKey are PEM files for TLS to the external
-	// cluster (CA alone verifies the server; cert and key authenticate us).
+	// TLSCA, TLSCert and TLSKey are PEM files. With --nats or --config
+	// they are this process's client side (CA verifies the servers, cert
+	// and key authenticate us). Embedded nodes otherwise serve clients and
+	// routes with cert and key, verify peers with CA, and this process
+	// connects with the same files.
 	TLSCA, TLSCert, TLSKey string
+	// TLSVerify makes embedded nodes require client certificates signed by
+	// TLSCA (mutual TLS).
+	TLSVerify bool
+	// Auth is a users file (package auth) for the embedded nodes: only its
+	// users may connect, each with its role's permissions; this process
+	// logs in as its service user.
+	Auth string
+	// NkeySeed is an nkey seed file this process logs in with (with --nats
+	// or --config).
+	NkeySeed string
 	// Replicas overrides the stream replica count (default: 3 on a cluster
 	// of three or more servers, else 1).
 	Replicas int
@@ -93,11 +107,18 @@ func (o *Options) validate() error {
 	if _, err := selectServices(o.Catalog, o.Services); err != nil {
 		return err
 	}
-	if o.NATS == "" && (o.Creds != "" || o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "") {
-		return errors.New("--creds and --tls-* apply only with --nats")
+	embedded := o.NATS == "" && o.Cluster.ConfigFile == ""
+	if embedded && (o.Creds != "" || o.NkeySeed != "") {
+		return errors.New("--creds and --nkey apply with --nats or --config; embedded nodes take --auth")
+	}
+	if !embedded && (o.Auth != "" || o.TLSVerify) {
+		return errors.New("--auth and --tls-verify configure embedded nodes: with --config use its authorization and tls blocks")
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if embedded && o.TLSCA != "" && o.TLSCert == "" {
+		return errors.New("--tls-ca needs --tls-cert and --tls-key for embedded nodes")
 	}
 	for _, s := range o.Catalog {
 		if s.Validate != nil {
@@ -116,6 +137,7 @@ func (o *Options) validate() error {
 // acquired first; it is safe to call twice.
 type App struct {
 	opts     Options
+	conn     natsconn.Options // how this process connects
 	log      *slog.Logger
 	selected []Service // in start order
 
@@ -138,7 +160,11 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	selected, _ := selectServices(opts.Catalog, opts.Services)
-	return &App{opts: opts, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
+	conn, err := opts.security()
+	if err != nil {
+		return nil, err
+	}
+	return &App{opts: opts, conn: conn, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
 }
 
 // Ready is closed once the cluster, streams, HTTP and every service are up.
@@ -278,36 +304,14 @@ func (a *App) startCluster(ctx context.Context) error {
 }
 
 func (a *App) connect() error {
-	url := a.opts.NATS
-	opts := []nats.Option{
-		nats.Name("platform"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				a.log.Warn("nats disconnected", "component", "nats-client", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			a.log.Info("nats reconnected", "component", "nats-client", "url", nc.ConnectedUrlRedacted())
-		}),
-	}
+	co := a.conn
+	co.URL, co.Name, co.Logger = a.opts.NATS, "platform", a.log
 	if a.cluster != nil {
-		url = strings.Join(a.cluster.ClientURLs(), ",")
-	} else {
-		if a.opts.Creds != "" {
-			opts = append(opts, nats.UserCredentials(a.opts.Creds))
-		}
-		if a.opts.TLSCA != "" {
-			opts = append(opts, nats.RootCAs(a.opts.TLSCA))
-		}
-		if a.opts.TLSCert != "" {
-			opts = append(opts, nats.ClientCert(a.opts.TLSCert, a.opts.TLSKey))
-		}
+		co.URL = strings.Join(a.cluster.ClientURLs(), ",")
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := natsconn.Connect(co)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", url, err)
+		return err
 	}
 	a.onClose(func() {
 		if err := drain(nc, a.opts.StopTimeout); err != nil {

@@ -14,9 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/platform/platform/auth"
 )
 
 // Options configure an embedded cluster. The zero value is completed by
@@ -53,6 +56,12 @@ type Options struct {
 	// ReadyTimeout bounds how long Start waits for the cluster to form
 	// (default 30s).
 	ReadyTimeout time.Duration
+	// TLS turns on TLS for clients and routes (not with ConfigFile, whose
+	// own tls blocks apply).
+	TLS TLS
+	// Users, when set, are the only users the nodes accept, each with its
+	// role's permissions (not with ConfigFile: use its authorization block).
+	Users []auth.User
 	// Logger receives the servers' logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -89,7 +98,13 @@ func (o *Options) setDefaults() {
 
 func (o *Options) validate() error {
 	if o.ConfigFile != "" {
+		if o.TLS.Enabled() || len(o.Users) > 0 {
+			return errors.New("with a config file, TLS and users come from its tls and authorization blocks")
+		}
 		return nil
+	}
+	if err := o.TLS.validate(); err != nil {
+		return err
 	}
 	if o.Nodes < 1 {
 		return fmt.Errorf("nodes must be at least 1, got %d", o.Nodes)
@@ -118,12 +133,12 @@ func (o *Options) validate() error {
 // can be stopped and started again on the same ports and storage.
 type Node struct {
 	opts *server.Options
-	srv  *server.Server
+	srv  atomic.Pointer[server.Server] // nil while stopped; read without the cluster's lock
 	log  *serverLogger
 }
 
 // Server returns the running server, or nil while the node is stopped.
-func (n *Node) Server() *server.Server { return n.srv }
+func (n *Node) Server() *server.Server { return n.srv.Load() }
 
 // Name returns the node's server name.
 func (n *Node) Name() string { return n.opts.ServerName }
@@ -238,7 +253,7 @@ func (c *Cluster) startNode(n *Node, withSiblings bool) error {
 		return fmt.Errorf("node %s: %w", n.opts.ServerName, ferr)
 	}
 	c.mu.Lock()
-	n.srv = s
+	n.srv.Store(s)
 	c.mu.Unlock()
 	return nil
 }
@@ -274,6 +289,9 @@ func defaultNodeOptions(o Options, i int) (*server.Options, error) {
 			}
 			so.Routes = append(so.Routes, routeURL(o.Host, o.ClusterPort+j))
 		}
+	}
+	if err := applySecurity(o, so); err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
 	return so, nil
 }
@@ -428,8 +446,7 @@ func (c *Cluster) ready() bool {
 func (c *Cluster) StopNode(i int) {
 	c.mu.Lock()
 	n := c.nodes[i]
-	s := n.srv
-	n.srv = nil
+	s := n.srv.Swap(nil)
 	c.mu.Unlock()
 	if s != nil {
 		s.Shutdown()
@@ -442,7 +459,7 @@ func (c *Cluster) StopNode(i int) {
 func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	c.mu.Lock()
 	n := c.nodes[i]
-	running := n.srv != nil
+	running := n.srv.Load() != nil
 	c.mu.Unlock()
 	if running {
 		return fmt.Errorf("node %s is already running", n.Name())

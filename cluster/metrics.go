@@ -15,6 +15,8 @@ type Collector struct {
 	up, conns, inMsgs, outMsgs, inBytes, outBytes, slow *prometheus.Desc
 	jsMem, jsStore, streams, consumers                  *prometheus.Desc
 	streamLeaders, consumerLeaders, metaLeader          *prometheus.Desc
+	// Per stream, reported by the stream's leader only.
+	streamMsgs, streamBytes, streamLeader, replicaLag *prometheus.Desc
 }
 
 // NewCollector returns a collector over c's nodes.
@@ -38,13 +40,22 @@ func NewCollector(c *Cluster) *Collector {
 		streamLeaders:   d("jetstream_stream_leaders", "Stream RAFT groups the node leads."),
 		consumerLeaders: d("jetstream_consumer_leaders", "Consumer RAFT groups the node leads."),
 		metaLeader:      d("jetstream_meta_leader", "1 when the node is the JetStream meta leader."),
+		streamMsgs: prometheus.NewDesc("platform_nats_stream_messages",
+			"Messages stored in the stream, as its leader reports.", []string{"stream"}, nil),
+		streamBytes: prometheus.NewDesc("platform_nats_stream_bytes",
+			"Bytes stored in the stream, as its leader reports.", []string{"stream"}, nil),
+		streamLeader: prometheus.NewDesc("platform_nats_stream_leader",
+			"1 for the node that leads the stream.", []string{"stream", "node"}, nil),
+		replicaLag: prometheus.NewDesc("platform_nats_stream_replica_lag_ops",
+			"RAFT operations a follower replica is behind the stream's leader.", []string{"stream", "replica"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.up, m.conns, m.inMsgs, m.outMsgs, m.inBytes, m.outBytes, m.slow,
-		m.jsMem, m.jsStore, m.streams, m.consumers, m.streamLeaders, m.consumerLeaders, m.metaLeader} {
+		m.jsMem, m.jsStore, m.streams, m.consumers, m.streamLeaders, m.consumerLeaders, m.metaLeader,
+		m.streamMsgs, m.streamBytes, m.streamLeader, m.replicaLag} {
 		ch <- d
 	}
 }
@@ -86,5 +97,31 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 			leader = 1
 		}
 		gauge(m.metaLeader, leader, name)
+		m.collectStreams(ch, s, name)
+	}
+}
+
+// collectStreams reports the streams node s leads: their size, their
+// leader and how far each follower is behind.
+func (m *Collector) collectStreams(ch chan<- prometheus.Metric, s *server.Server, node string) {
+	js, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, StreamLeaderOnly: true})
+	if err != nil || js.Disabled {
+		return
+	}
+	for _, acc := range js.AccountDetails {
+		for _, st := range acc.Streams {
+			if st.Cluster != nil && st.Cluster.Leader != "" && st.Cluster.Leader != node {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(m.streamMsgs, prometheus.GaugeValue, float64(st.State.Msgs), st.Name)
+			ch <- prometheus.MustNewConstMetric(m.streamBytes, prometheus.GaugeValue, float64(st.State.Bytes), st.Name)
+			ch <- prometheus.MustNewConstMetric(m.streamLeader, prometheus.GaugeValue, 1, st.Name, node)
+			if st.Cluster == nil {
+				continue
+			}
+			for _, r := range st.Cluster.Replicas {
+				ch <- prometheus.MustNewConstMetric(m.replicaLag, prometheus.GaugeValue, float64(r.Lag), st.Name, r.Name)
+			}
+		}
 	}
 }

@@ -74,6 +74,9 @@ type Options struct {
 	Nodes int
 	// SyncAlways is the embedded cluster's fsync policy.
 	SyncAlways bool
+	// SyncInterval is how often the embedded cluster fsyncs when
+	// SyncAlways is false (default: the server's own).
+	SyncInterval time.Duration
 	// Replicas is the stream replica count when Server is set (default 3).
 	Replicas int
 	// Logger receives the embedded servers' logs (default: discarded).
@@ -110,7 +113,7 @@ func Open(ctx context.Context, opts Options) (*Target, error) {
 		}
 		c, err := cluster.Start(ctx, cluster.Options{
 			Nodes: opts.Nodes, DataDir: dir, ClientPort: cp, ClusterPort: rp,
-			SyncAlways: opts.SyncAlways, Logger: opts.Logger,
+			SyncAlways: opts.SyncAlways, SyncInterval: opts.SyncInterval, Logger: opts.Logger,
 		})
 		if err != nil {
 			t.Close()

@@ -43,8 +43,12 @@ func StartWith(t testing.TB, opts cluster.Options) *cluster.Cluster {
 	if opts.ClientPort == 0 {
 		opts.ClientPort = FreePortRange(t, opts.Nodes)
 	}
-	if opts.ClusterPort == 0 {
-		opts.ClusterPort = FreePortRange(t, opts.Nodes)
+	for opts.ClusterPort == 0 {
+		// Free ranges are not held: draw again if the two overlap.
+		p := FreePortRange(t, opts.Nodes)
+		if p+opts.Nodes <= opts.ClientPort || opts.ClientPort+opts.Nodes <= p {
+			opts.ClusterPort = p
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = Logger()

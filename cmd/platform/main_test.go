@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platform/platform/auth"
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/cluster/clustertest"
 )
@@ -147,6 +149,25 @@ func TestBinary(t *testing.T) {
 }
 
 func TestDeployConfigLoads(t *testing.T) {
+	// The file's TLS and authorization blocks are active and read their
+	// files and keys from the environment.
+	certs := clustertest.NewCerts(t, "deploy")
+	t.Setenv("PLATFORM_TLS_CERT", certs.Cert)
+	t.Setenv("PLATFORM_TLS_KEY", certs.Key)
+	t.Setenv("PLATFORM_TLS_CA", certs.CA)
+	authDir := t.TempDir()
+	usersFile, err := auth.Init(authDir)
+	require.NoError(t, err)
+	users, err := auth.Load(usersFile)
+	require.NoError(t, err)
+	roleOf := map[string]string{}
+	for _, u := range users.Users {
+		t.Setenv("PLATFORM_"+strings.ToUpper(map[string]string{
+			auth.RoleAdmin: "admin", auth.RoleService: "service", auth.RoleProducer: "producer", auth.RoleReader: "reader",
+		}[u.Role])+"_NKEY", u.Nkey)
+		roleOf[u.Nkey] = u.Role
+	}
+
 	o, err := server.ProcessConfigFile("../../deploy/nats.conf")
 	require.NoError(t, err)
 	require.True(t, o.JetStream, "jetstream enabled")
@@ -156,6 +177,28 @@ func TestDeployConfigLoads(t *testing.T) {
 	require.Len(t, o.Routes, 3)
 	require.Equal(t, int32(8<<20), o.MaxPayload)
 	require.NotEmpty(t, o.StoreDir)
+	require.NotNil(t, o.TLSConfig, "client tls block")
+	require.Equal(t, tls.RequireAndVerifyClientCert, o.TLSConfig.ClientAuth, "clients verified")
+	require.NotNil(t, o.Cluster.TLSConfig, "route tls block")
+
+	// Every role of package auth, with the same permissions.
+	require.Len(t, o.Nkeys, len(auth.Roles))
+	for _, u := range o.Nkeys {
+		role, ok := roleOf[u.Nkey]
+		require.True(t, ok, "nkey %s is one of the users", u.Nkey)
+		want, err := auth.RolePermissions(role)
+		require.NoError(t, err)
+		var got auth.Permissions
+		if p := u.Permissions; p != nil {
+			if p.Publish != nil {
+				got.PublishAllow, got.PublishDeny = p.Publish.Allow, p.Publish.Deny
+			}
+			if p.Subscribe != nil {
+				got.SubscribeAllow, got.SubscribeDeny = p.Subscribe.Allow, p.Subscribe.Deny
+			}
+		}
+		require.Equal(t, want, got, "role %s: deploy/nats.conf and package auth agree", role)
+	}
 }
 
 func TestParseSync(t *testing.T) {
@@ -193,9 +236,9 @@ func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
-		"alerts-file", "alerts-http", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
-		"ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
-		"nats", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key",
+		"alerts-file", "alerts-http", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
+		"ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
+		"nats", "nkey", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
 	require.Equal(t, want, got)
 }

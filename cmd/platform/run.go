@@ -30,10 +30,19 @@ default, file storage under ./data), provision the platform's streams and KV
 buckets, start the services and serve /metrics, /healthz and /readyz.
 
 One node of a multi-host cluster:   platform run --config deploy/nats.conf
-Services only, on any NATS cluster: platform run --nats nats://host:4222 --services txn,detector`,
+Services only, on any NATS cluster: platform run --nats nats://host:4222 --services txn,detector
+
+TLS and permissions for the embedded nodes: --tls-cert/--tls-key turn on TLS
+for clients and for the routes between nodes (--tls-ca verifies the peers,
+--tls-verify requires client certificates too); --auth FILE admits only the
+file's users, each with its role's permissions. With --config the file's tls
+and authorization blocks apply and --tls-*/--nkey/--creds are this process's
+own client side.`,
 		Example: `  platform run
   platform run --nodes 1 --data-dir /var/lib/platform --sync 1s
-  platform run --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --creds app.creds`,
+  platform run --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --creds app.creds
+  platform auth init --dir /etc/platform/auth
+  platform run --tls-cert node.pem --tls-key node-key.pem --tls-ca ca.pem --auth /etc/platform/auth/users.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logFormat, logLevel)
@@ -73,10 +82,13 @@ Services only, on any NATS cluster: platform run --nats nats://host:4222 --servi
 	f.StringVar(&o.HTTPAddr, "http", "127.0.0.1:9090", `address serving /metrics, /healthz and /readyz ("" disables)`)
 	f.StringVar(&o.Cluster.ConfigFile, "config", "", "start ONE node from a nats-server config file (multi-host clusters)")
 	f.StringVar(&o.NATS, "nats", "", "start no server: run services against this NATS cluster (comma-separated URLs)")
-	f.StringVar(&o.Creds, "creds", "", "NATS credentials file (with --nats)")
-	f.StringVar(&o.TLSCA, "tls-ca", "", "CA certificate to verify the NATS servers (with --nats)")
-	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (with --nats)")
-	f.StringVar(&o.TLSKey, "tls-key", "", "client key (with --nats)")
+	f.StringVar(&o.Creds, "creds", "", "NATS credentials file to log in with (with --nats or --config)")
+	f.StringVar(&o.NkeySeed, "nkey", "", "nkey seed file to log in with (with --nats or --config)")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "CA certificate: embedded nodes verify routes (and clients with --tls-verify) with it; with --nats/--config it verifies the servers")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate: embedded nodes serve clients and routes with it (TLS on); with --nats/--config it is our client certificate")
+	f.StringVar(&o.TLSKey, "tls-key", "", "key of --tls-cert")
+	f.BoolVar(&o.TLSVerify, "tls-verify", false, "embedded nodes require client certificates signed by --tls-ca (mutual TLS)")
+	f.StringVar(&o.Auth, "auth", "", `users file with roles admin, service, producer, reader (see "platform auth init"); embedded nodes accept only its users`)
 	f.IntVar(&o.Replicas, "replicas", 0, "stream replicas (default: 3 on 3+ servers, else 1)")
 	f.StringVar(&services, "services", "all", "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
 	f.StringVar(&sync, "sync", "always", `JetStream fsync policy: "always" (fsync before every ack) or an interval such as 2m`)

@@ -19,8 +19,7 @@ import (
 
 func newStatusCmd() *cobra.Command {
 	var (
-		server  string
-		creds   string
+		cf      clientFlags
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -34,13 +33,9 @@ directly (without the embedded cluster's node view).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			opts := []nats.Option{nats.Name("platform status"), nats.Timeout(timeout)}
-			if creds != "" {
-				opts = append(opts, nats.UserCredentials(creds))
-			}
-			nc, err := nats.Connect(server, opts...)
+			nc, err := cf.connect("platform status")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w", server, err)
+				return err
 			}
 			defer nc.Close()
 			st, err := fetchStatus(ctx, nc)
@@ -65,8 +60,7 @@ directly (without the embedded cluster's node view).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
-	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file (a system account user's also shows an external cluster's meta leader)")
+	cf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for answers")
 	return cmd

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -16,7 +15,7 @@ func init() { extraCommands = append(extraCommands, newTailCmd) }
 
 func newTailCmd() *cobra.Command {
 	var (
-		server  string
+		cf      clientFlags
 		all     bool
 		from    string
 		count   int
@@ -41,9 +40,9 @@ printed; --all starts at the beginning, --from SEQ[:INDEX] at a position.`,
 				}
 				o.From = p
 			}
-			nc, err := nats.Connect(server, nats.Name("platform tail"), nats.MaxReconnects(-1))
+			nc, err := cf.connect("platform tail")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w", server, err)
+				return err
 			}
 			defer nc.Close()
 			js, err := jetstream.New(nc)
@@ -54,7 +53,7 @@ printed; --all starts at the beginning, --from SEQ[:INDEX] at a position.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "nats://127.0.0.1:4222", "NATS URL(s) of the platform")
+	cf.register(cmd)
 	f.BoolVar(&all, "all", false, "print from the start of the stream")
 	f.StringVar(&from, "from", "", "print from position SEQ or SEQ:INDEX")
 	f.IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")

@@ -1,0 +1,95 @@
+package app_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/auth"
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/natsconn"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// TestPlatformWithTLSAndAuth runs every service on three nodes that speak
+// only mutual TLS, to clients and between themselves, and admit only the
+// users of a file made by auth.Init, then uses it as a producer and a reader.
+func TestPlatformWithTLSAndAuth(t *testing.T) {
+	certs := clustertest.NewCerts(t, "platform")
+	authDir := t.TempDir()
+	users, err := auth.Init(authDir)
+	require.NoError(t, err)
+
+	opts := embedded(t, 3, t.TempDir())
+	opts.TLSCert, opts.TLSKey, opts.TLSCA, opts.TLSVerify = certs.Cert, certs.Key, certs.CA, true
+	opts.Auth = users
+	p := startApp(t, opts)
+	url := strings.Join(p.app.Cluster().ClientURLs(), ",")
+	ctx := clustertest.Context(t, 2*time.Minute)
+
+	as := func(user string) *nats.Conn {
+		nc, err := natsconn.Connect(natsconn.Options{
+			URL: url, Name: user, CA: certs.CA, Cert: certs.Cert, Key: certs.Key,
+			NkeySeed: filepath.Join(authDir, user+".nk"),
+		})
+		require.NoError(t, err, "connect as %s", user)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	if _, err := natsconn.Connect(natsconn.Options{URL: url, CA: certs.CA, Cert: certs.Cert, Key: certs.Key}); err == nil {
+		t.Fatal("a TLS client without credentials connected")
+	}
+
+	producer := as("producer")
+	msg, err := producer.Request(streams.IngestSubject("orders"), []byte(`{"id":1}`), 10*time.Second)
+	require.NoError(t, err, "producer ingests")
+	require.NotContains(t, string(msg.Data), `"error"`, "ingest answer %s", msg.Data)
+	var commit txn.CommitResponse
+	msg, err = producer.Request("txn.commit", []byte(`{"writes":{"acct.tls":"1"}}`), 10*time.Second)
+	require.NoError(t, err, "producer commits")
+	require.NoError(t, json.Unmarshal(msg.Data, &commit), "txn.commit answered %s", msg.Data)
+	require.True(t, commit.Committed, "txn.commit answered %s", msg.Data)
+
+	reader := as("reader")
+	rjs, err := jetstream.New(reader)
+	require.NoError(t, err)
+	cons, err := rjs.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	require.NoError(t, err, "reader consumes the ingested event")
+	require.True(t, strings.HasPrefix(m.Subject(), streams.EventSubject("orders")), "event subject %s", m.Subject())
+
+	state, err := rjs.KeyValue(ctx, streams.BucketState)
+	require.NoError(t, err)
+	e, err := state.Get(ctx, "acct.tls")
+	require.NoError(t, err, "reader reads the committed key")
+	require.Equal(t, "1", string(e.Value()))
+
+	// Heartbeats reach the detector, which records every service instance.
+	members, err := rjs.KeyValue(ctx, streams.BucketMembers)
+	require.NoError(t, err)
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		keys, err := members.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, svc := range []string{"platform-txn.", "platform-replicator.", "platform-detector."} {
+			found := false
+			for _, k := range keys {
+				found = found || strings.HasPrefix(k, svc)
+			}
+			if !found {
+				return fmt.Errorf("no %s member yet in %v", svc, keys)
+			}
+		}
+		return nil
+	})
+}

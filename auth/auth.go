@@ -1,0 +1,223 @@
+// Package auth says who may do what on the platform: four roles (admin,
+// service, producer, reader) as NATS publish/subscribe permissions, and the
+// users file of `platform run --auth` that gives each user a role and an
+// nkey or a password. It links no server; package cluster turns users into
+// server options.
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/platform/platform/streams"
+)
+
+// Roles.
+const (
+	// RoleAdmin may do anything.
+	RoleAdmin = "admin"
+	// RoleService is what the platform's services need: their streams and
+	// buckets, the JetStream API, heartbeats, micro service subjects.
+	RoleService = "service"
+	// RoleProducer may publish ingest.> and txn.> requests and receive the
+	// replies, and nothing else: it may not read EVENTS, write KV buckets
+	// directly, publish heartbeats or call the JetStream API.
+	RoleProducer = "producer"
+	// RoleReader may consume EVENTS (and the DETECTOR and ALERTS streams)
+	// and read the KV buckets: read-only JetStream, no other publishing.
+	RoleReader = "reader"
+)
+
+// Roles lists every role.
+var Roles = []string{RoleAdmin, RoleService, RoleProducer, RoleReader}
+
+// Permissions are NATS publish and subscribe permissions; an empty allow
+// list allows everything not denied.
+type Permissions struct {
+	PublishAllow, PublishDeny     []string
+	SubscribeAllow, SubscribeDeny []string
+}
+
+// RolePermissions returns a role's permissions.
+func RolePermissions(role string) (Permissions, error) {
+	switch role {
+	case RoleAdmin:
+		return Permissions{}, nil
+	case RoleService:
+		// Everything but the JetStream API calls that destroy data or
+		// change the account; services create and update their streams.
+		// Publishing is open, so services answer requests on any inbox
+		// (a response permission would turn the open allow off).
+		return Permissions{
+			PublishDeny: []string{
+				"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
+				"$JS.API.STREAM.RESTORE.>", "$JS.API.STREAM.SNAPSHOT.>",
+				"$JS.API.ACCOUNT.>", "$JS.API.SERVER.>", "$SYS.>",
+			},
+		}, nil
+	case RoleProducer:
+		return Permissions{
+			PublishAllow:   []string{streams.IngestPrefix + ">", "txn.>"},
+			SubscribeAllow: []string{"_INBOX.>"},
+		}, nil
+	case RoleReader:
+		// Read-only JetStream: stream info, message gets and consumers on
+		// any stream (the platform's streams keep messages by limits, so
+		// a consumer removes nothing), and no publishing anywhere else.
+		return Permissions{
+			PublishAllow: []string{
+				"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+				"$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
+				"$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.DELETE.>",
+				"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*",
+				"$JS.FC.>", "$JS.ACK.>",
+			},
+			SubscribeAllow: []string{"_INBOX.>", streams.EventsPrefix + ">", streams.DetectorPrefix + ">", streams.AlertsPrefix + ">"},
+		}, nil
+	}
+	return Permissions{}, fmt.Errorf("unknown role %q (want %s)", role, strings.Join(Roles, ", "))
+}
+
+// User is one entry of the users file: a name, a role and one way to
+// authenticate (an nkey or a password).
+type User struct {
+	// Name identifies the user in logs (and is the user name of a
+	// password user).
+	Name string `json:"name"`
+	// Role is one of Roles.
+	Role string `json:"role"`
+	// Nkey is the user's public nkey (starts with U); the client holds
+	// the seed.
+	Nkey string `json:"nkey,omitempty"`
+	// Password is a password, plain or bcrypt-hashed ($2a$...).
+	Password string `json:"password,omitempty"`
+	// SeedFile is where the seed of this user's nkey is, relative to the
+	// users file; the platform's own connection uses the first service
+	// user that has one.
+	SeedFile string `json:"seed_file,omitempty"`
+}
+
+// File is the users file of `platform run --auth`.
+type File struct {
+	// Users are the users the servers accept.
+	Users []User `json:"users"`
+
+	dir string
+}
+
+// Load reads and checks a users file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load users file: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("load users file %s: %w", path, err)
+	}
+	f.dir = filepath.Dir(path)
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("load users file %s: %w", path, err)
+	}
+	return &f, nil
+}
+
+func (f *File) validate() error {
+	if len(f.Users) == 0 {
+		return errors.New("no users")
+	}
+	seen := map[string]bool{}
+	for i, u := range f.Users {
+		if u.Name == "" {
+			return fmt.Errorf("user %d: no name", i+1)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("user %q listed twice", u.Name)
+		}
+		seen[u.Name] = true
+		if !slices.Contains(Roles, u.Role) {
+			return fmt.Errorf("user %q: unknown role %q (want %s)", u.Name, u.Role, strings.Join(Roles, ", "))
+		}
+		if (u.Nkey == "") == (u.Password == "") {
+			return fmt.Errorf("user %q: give exactly one of nkey and password", u.Name)
+		}
+		if u.Nkey != "" && !nkeys.IsValidPublicUserKey(u.Nkey) {
+			return fmt.Errorf("user %q: %q is not a user public nkey", u.Name, u.Nkey)
+		}
+	}
+	return nil
+}
+
+// Credentials say how the platform's own services authenticate.
+type Credentials struct {
+	// User and Password for a password user.
+	User, Password string
+	// SeedFile is an nkey seed file for an nkey user.
+	SeedFile string
+}
+
+// ServiceCredentials returns how the platform's own connection logs in:
+// the first service user with a seed file, else with a plain password.
+func (f *File) ServiceCredentials() (Credentials, error) {
+	for _, u := range f.Users {
+		if u.Role != RoleService {
+			continue
+		}
+		if u.Nkey != "" && u.SeedFile != "" {
+			p := u.SeedFile
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(f.dir, p)
+			}
+			return Credentials{SeedFile: p}, nil
+		}
+		if u.Password != "" && !strings.HasPrefix(u.Password, "$2") {
+			return Credentials{User: u.Name, Password: u.Password}, nil
+		}
+	}
+	return Credentials{}, errors.New("users file: no service user with a seed_file or a plain password for the platform's own connection")
+}
+
+// Init writes a starter users file to dir/users.json with one user per
+// role, each with a fresh nkey whose seed goes to dir/<name>.nk (mode
+// 0600), and returns its path. It refuses to overwrite an existing file.
+func Init(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("auth init: %w", err)
+	}
+	path := filepath.Join(dir, "users.json")
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("auth init: %s already exists", path)
+	}
+	f := File{}
+	for _, u := range []struct{ name, role string }{
+		{"platform", RoleService}, {"admin", RoleAdmin}, {"producer", RoleProducer}, {"reader", RoleReader},
+	} {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return "", fmt.Errorf("auth init: %w", err)
+		}
+		pub, _ := kp.PublicKey()
+		seed, _ := kp.Seed()
+		seedFile := u.name + ".nk"
+		if err := os.WriteFile(filepath.Join(dir, seedFile), append(seed, '\n'), 0o600); err != nil {
+			return "", fmt.Errorf("auth init: %w", err)
+		}
+		f.Users = append(f.Users, User{Name: u.name, Role: u.role, Nkey: pub, SeedFile: seedFile})
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("auth init: %w", err)
+	}
+	return path, nil
+}

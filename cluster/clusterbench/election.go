@@ -1,0 +1,341 @@
+// Package clusterbench measures the RAFT layer under the platform's streams:
+// leader elections (a stream leader stepping down, a leader's node stopping)
+// as a publishing client sees them, and publish latency and throughput by
+// replica count and fsync policy.
+package clusterbench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
+	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/internal/jsapi"
+)
+
+// ElectionOptions configure the election benchmark.
+type ElectionOptions struct {
+	// Rounds is how many step-downs to measure (default 10).
+	Rounds int
+	// StopRounds is how many leader node stops to measure, on an embedded
+	// cluster only (default 3; 0 with a negative value).
+	StopRounds int
+	// Progress receives a progress bar (nil: none).
+	Progress io.Writer
+}
+
+func (o *ElectionOptions) setDefaults() {
+	if o.Rounds <= 0 {
+		o.Rounds = 10
+	}
+	if o.StopRounds == 0 {
+		o.StopRounds = 3
+	}
+	if o.StopRounds < 0 {
+		o.StopRounds = 0
+	}
+}
+
+const electionStream = "BENCH_ELECTION"
+
+// publisher publishes one message at a time and records when each
+// acknowledgement arrived, so gaps show how long publishing stalled.
+type publisher struct {
+	js   jetstream.JetStream
+	mu   sync.Mutex
+	acks []time.Time
+}
+
+func (p *publisher) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := p.js.Publish(pctx, "bench.election", []byte("x"))
+		cancel()
+		if err != nil {
+			// Stalled: no leader yet, or the old one no longer answers.
+			_ = jsapi.Sleep(ctx, time.Millisecond)
+			continue
+		}
+		p.mu.Lock()
+		p.acks = append(p.acks, time.Now())
+		p.mu.Unlock()
+	}
+}
+
+// firstAckAfter returns the first acknowledgement after t.
+func (p *publisher) firstAckAfter(t time.Time) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.acks {
+		if a.After(t) {
+			return a, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// stall returns the longest gap between acknowledgements from the last
+// one before t to the first one at least settle after t.
+func (p *publisher) stall(t time.Time, settle time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var gap time.Duration
+	prev := time.Time{}
+	for _, a := range p.acks {
+		if a.After(t.Add(settle)) {
+			break
+		}
+		if !prev.IsZero() && !a.Before(t) {
+			gap = max(gap, a.Sub(prev))
+		}
+		prev = a
+	}
+	return gap
+}
+
+// leaderOf returns the stream's leader as the JetStream API reports it.
+func leaderOf(nc *nats.Conn, stream string) (string, error) {
+	m, err := nc.Request("$JS.API.STREAM.INFO."+stream, nil, 20*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	var resp struct {
+		jsapi.Response
+		Cluster *struct {
+			Leader string `json:"leader"`
+		} `json:"cluster"`
+	}
+	if err := jsapi.Decode(m.Data, &resp); err != nil {
+		return "", err
+	}
+	if err := resp.Err(); err != nil {
+		return "", err
+	}
+	if resp.Cluster == nil {
+		return "", nil
+	}
+	return resp.Cluster.Leader, nil
+}
+
+// leaderFunc returns the stream's current leader, "" while none.
+type leaderFunc func() string
+
+// localLeader reads the leader from the embedded servers themselves: no
+// request that could wait out an election, so the figure is the election's.
+func localLeader(c *cluster.Cluster, stream string) leaderFunc {
+	return func() string {
+		for _, n := range c.Nodes() {
+			if s := n.Server(); s != nil && s.JetStreamIsStreamLeader(globalAccount, stream) {
+				return s.Name()
+			}
+		}
+		return ""
+	}
+}
+
+// globalAccount is the account of a server without accounts configured.
+const globalAccount = "$G"
+
+// apiLeader asks the JetStream API, for a cluster given by URL.
+func apiLeader(nc *nats.Conn, stream string) leaderFunc {
+	return func() string {
+		l, _ := leaderOf(nc, stream)
+		return l
+	}
+}
+
+// waitLeader polls until the stream has a leader other than not.
+func waitLeader(ctx context.Context, leader leaderFunc, stream, not string) (string, error) {
+	for {
+		if l := leader(); l != "" && l != not {
+			return l, nil
+		}
+		if err := jsapi.Sleep(ctx, time.Millisecond); err != nil {
+			return "", fmt.Errorf("wait for a new %s leader: %w", stream, err)
+		}
+	}
+}
+
+// Election measures, on an R3 stream with a client publishing one message
+// at a time: a step-down's time to a new leader and the client's longest
+// publish stall; then (embedded cluster only) a leader's node stopping:
+// time to a new leader and to the first successful publish.
+func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench.Result, error) {
+	o.setDefaults()
+	replicas := 3
+	if t.Cluster != nil && len(t.Cluster.Nodes()) < 3 {
+		return nil, errors.New("election bench: needs 3 or more nodes")
+	}
+	_ = t.JS.DeleteStream(ctx, electionStream)
+	if _, err := t.JS.CreateStream(ctx, jetstream.StreamConfig{
+		Name: electionStream, Subjects: []string{"bench.election"}, Replicas: replicas,
+		Storage: jetstream.FileStorage, MaxMsgs: 100000,
+	}); err != nil {
+		return nil, fmt.Errorf("election bench: create stream: %w", err)
+	}
+	defer func() { _ = t.JS.DeleteStream(context.WithoutCancel(ctx), electionStream) }()
+
+	pnc, err := t.Connect()
+	if err != nil {
+		return nil, err
+	}
+	defer pnc.Close()
+	pjs, err := jetstream.New(pnc)
+	if err != nil {
+		return nil, err
+	}
+	pub := &publisher{js: pjs}
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { pub.run(pctx) })
+	defer func() { stop(); wg.Wait() }()
+
+	bar := bench.NewProgress(o.Progress, "election", int64(o.Rounds+o.StopRounds))
+	defer bar.Stop()
+
+	leader := apiLeader(t.Conn, electionStream)
+	if t.Cluster != nil {
+		leader = localLeader(t.Cluster, electionStream)
+	}
+	var elected, stalls bench.Latencies
+	start := time.Now()
+	for range o.Rounds {
+		old, err := waitLeader(ctx, leader, electionStream, "")
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := pub.firstAckAfter(time.Now()); !ok {
+			// Let the publisher get going before the first step-down.
+			if err := jsapi.Sleep(ctx, 200*time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		m, err := t.Conn.Request("$JS.API.STREAM.LEADER.STEPDOWN."+electionStream, nil, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("step down: %w", err)
+		}
+		var resp jsapi.Response
+		if err := json.Unmarshal(m.Data, &resp); err != nil || resp.Err() != nil {
+			return nil, fmt.Errorf("step down: %s", m.Data)
+		}
+		if _, err := waitLeader(ctx, leader, electionStream, old); err != nil {
+			return nil, err
+		}
+		elected.Add(time.Since(t0))
+		// Let publishing settle, then read the stall around the step-down.
+		if err := jsapi.Sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+		stalls.Add(pub.stall(t0, time.Second))
+		bar.Add(1)
+	}
+	var rows []bench.Result
+	r := bench.Result{Name: "stepdown new leader"}
+	r.Finish(int64(o.Rounds), time.Since(start), &elected)
+	rows = append(rows, r)
+	r = bench.Result{Name: "stepdown publish stall"}
+	r.Finish(int64(o.Rounds), time.Since(start), &stalls)
+	rows = append(rows, r)
+
+	if t.Cluster == nil || o.StopRounds == 0 {
+		return rows, nil
+	}
+	var stopElected, firstPub bench.Latencies
+	start = time.Now()
+	for range o.StopRounds {
+		old, err := waitLeader(ctx, leader, electionStream, "")
+		if err != nil {
+			return rows, err
+		}
+		idx := -1
+		for i, n := range t.Cluster.Nodes() {
+			if n.Name() == old {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return rows, fmt.Errorf("leader %s is not a local node", old)
+		}
+		// Stop in the background: a leaving leader may hand over before
+		// its shutdown completes, and that is what a client sees.
+		stopped := make(chan struct{})
+		t0 := time.Now()
+		go func() {
+			defer close(stopped)
+			t.Cluster.StopNode(idx)
+		}()
+		_, err = waitLeader(ctx, leader, electionStream, old)
+		took := time.Since(t0)
+		<-stopped
+		if err != nil {
+			return rows, err
+		}
+		stopElected.Add(took)
+		for {
+			if a, ok := pub.firstAckAfter(t0); ok {
+				firstPub.Add(a.Sub(t0))
+				break
+			}
+			if err := jsapi.Sleep(ctx, time.Millisecond); err != nil {
+				return rows, err
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = t.Cluster.RestartNode(rctx, idx)
+		cancel()
+		if err != nil {
+			return rows, err
+		}
+		// Wait until the restarted node has caught up as a replica.
+		if err := waitCurrent(ctx, t.Conn, electionStream); err != nil {
+			return rows, err
+		}
+		bar.Add(1)
+	}
+	r = bench.Result{Name: "node stop new leader"}
+	r.Finish(int64(o.StopRounds), time.Since(start), &stopElected)
+	rows = append(rows, r)
+	r = bench.Result{Name: "node stop first publish"}
+	r.Finish(int64(o.StopRounds), time.Since(start), &firstPub)
+	rows = append(rows, r)
+	return rows, nil
+}
+
+// waitCurrent waits until every replica of stream is current.
+func waitCurrent(ctx context.Context, nc *nats.Conn, stream string) error {
+	for {
+		m, err := nc.Request("$JS.API.STREAM.INFO."+stream, nil, time.Second)
+		if err == nil {
+			var resp struct {
+				Cluster *struct {
+					Leader   string `json:"leader"`
+					Replicas []struct {
+						Current bool `json:"current"`
+					} `json:"replicas"`
+				} `json:"cluster"`
+			}
+			if json.Unmarshal(m.Data, &resp) == nil && resp.Cluster != nil && resp.Cluster.Leader != "" && len(resp.Cluster.Replicas) >= 2 {
+				ok := true
+				for _, r := range resp.Cluster.Replicas {
+					ok = ok && r.Current
+				}
+				if ok {
+					return nil
+				}
+			}
+		}
+		if err := jsapi.Sleep(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("wait for %s replicas to catch up: %w", stream, err)
+		}
+	}
+}
