@@ -16,7 +16,7 @@ import (
 const DefaultResolveTimeout = 5 * time.Minute
 
 // PostableAlert is an alert as Prometheus posts it (POST /api/v2/alerts,
-// alerting.post).
+// alerts.post).
 type PostableAlert struct {
 	Labels       map[string]string `json:"labels"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
@@ -209,7 +209,7 @@ func (e *Engine) Pending() []Alert {
 	return e.eval.Pending()
 }
 
-// Status sums the engine up for alerting.status and GET /api/v2/status.
+// Status sums the engine up for alerts.status and GET /api/v2/status.
 type Status struct {
 	Rules      int               `json:"rules"`
 	Firing     int               `json:"firing"`
