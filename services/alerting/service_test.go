@@ -68,8 +68,16 @@ func putMember(t *testing.T, ctx context.Context, kv jetstream.KeyValue, inst st
 	require.NoError(t, err)
 }
 
-// alertsOn collects every message stream ALERTS stores from now on.
+// alertsOn collects every alerts.critical.InstanceDead notification
+// stream ALERTS stores from now on.
 func alertsOn(t *testing.T, ctx context.Context, js jetstream.JetStream) func() []alerting.WebhookMessage {
+	t.Helper()
+	return notificationsOn(t, ctx, js, streams.AlertSubject("critical", "InstanceDead"))
+}
+
+// notificationsOn collects every notification on subject that stream
+// ALERTS stores from now on.
+func notificationsOn(t *testing.T, ctx context.Context, js jetstream.JetStream, subject string) func() []alerting.WebhookMessage {
 	t.Helper()
 	c, err := js.OrderedConsumer(ctx, streams.Alerts, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	require.NoError(t, err)
@@ -77,7 +85,7 @@ func alertsOn(t *testing.T, ctx context.Context, js jetstream.JetStream) func() 
 	var got []alerting.WebhookMessage
 	cc, err := c.Consume(func(m jetstream.Msg) {
 		var w alerting.WebhookMessage
-		if json.Unmarshal(m.Data(), &w) == nil && m.Subject() == streams.AlertSubject("critical", "InstanceDead") {
+		if json.Unmarshal(m.Data(), &w) == nil && m.Subject() == subject {
 			mu.Lock()
 			got = append(got, w)
 			mu.Unlock()
