@@ -71,6 +71,7 @@ type Rule struct {
 
 	line        int
 	program     *vm.Program
+	selectors   map[string]string
 	annotations map[string]*template.Template
 }
 
@@ -292,6 +293,7 @@ func (r *Rule) compile() error {
 		return fmt.Errorf("expr: %w", err)
 	}
 	r.program = p
+	r.selectors = selectorsOf(r.Expr)
 	r.annotations = make(map[string]*template.Template, len(r.Annotations))
 	for k, v := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)

@@ -132,7 +132,17 @@ func (e *Engine) Evaluate(now time.Time) {
 	e.signals.Prune(now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ruleAlerts := e.eval.Eval(now, func(r *Rule) []Series { return e.signals.Series(r, now) })
+	// Rules over the same signal (and window) share one indexed set.
+	sets := map[string]*SeriesSet{}
+	ruleAlerts := e.eval.Eval(now, func(r *Rule) *SeriesSet {
+		k := r.Over + "\x00" + r.Window.Std().String() + "\x00" + r.Metric
+		set, ok := sets[k]
+		if !ok {
+			set = NewSeriesSet(e.signals.Series(r, now))
+			sets[k] = set
+		}
+		return set
+	})
 	all := ruleAlerts
 	for fp, a := range e.posted {
 		if a.Resolved(now) && now.Sub(a.EndsAt) > resolvedRetention {

@@ -115,10 +115,10 @@ func (e *Evaluator) Rules() []*Rule { return e.rules }
 func (e *Evaluator) Errors() map[string]error { return maps.Clone(e.errs) }
 
 // Eval evaluates every rule at now over the series series(rule) returns
-// and returns the alerts that are firing, plus those resolved within the
+// (only those its label selectors allow) and returns the alerts that are firing, plus those resolved within the
 // last 15 minutes (EndsAt set). Pending alerts are not returned; Pending
 // lists them.
-func (e *Evaluator) Eval(now time.Time, series func(r *Rule) []Series) []Alert {
+func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert {
 	var out []Alert
 	for _, r := range e.rules {
 		key := ruleKey(r)
@@ -129,8 +129,10 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) []Series) []Alert {
 		}
 		delete(e.errs, r.Alert)
 		seen := map[model.Fingerprint]bool{}
-		for _, s := range series(r) {
-			ok, value, err := r.eval(s)
+		set := series(r)
+		for i := range set.candidates(r.selectors) {
+			s := set.series[i]
+			ok, value, err := r.eval(set.envs[i])
 			if err != nil {
 				e.errs[r.Alert] = err
 				continue
@@ -213,13 +215,8 @@ func sortAlerts(as []Alert) {
 	sort.Slice(as, func(i, j int) bool { return as[i].Fingerprint() < as[j].Fingerprint() })
 }
 
-// eval runs the rule's expression over one series.
-func (r *Rule) eval(s Series) (bool, any, error) {
-	env := make(map[string]any, len(s.Fields)+len(s.Labels))
-	for k, v := range s.Labels {
-		env[k] = v
-	}
-	maps.Copy(env, s.Fields)
+// eval runs the rule's expression over one series' environment.
+func (r *Rule) eval(env map[string]any) (bool, any, error) {
 	out, err := expr.Run(r.program, env)
 	if err != nil {
 		return false, nil, fmt.Errorf("rule %s (line %d): %w", r.Alert, r.line, err)
