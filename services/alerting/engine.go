@@ -120,6 +120,14 @@ func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 	}
 }
 
+// PostedAlerts returns the number of posted alerts held (firing, or
+// resolved within the retention).
+func (e *Engine) PostedAlerts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.posted)
+}
+
 // Step evaluates the rules at now, merges the posted alerts, updates the
 // inhibitor and the groups, and returns the groups due to flush.
 func (e *Engine) Step(now time.Time) []Due {
