@@ -47,13 +47,13 @@ var endpoints = map[string]struct {
 	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`, ""},
 	"ingest.>":       {opaque, `{"valid":true}`, ""},
 
-	"alerting.post":           {decodes, `[]`, ""},
-	"alerting.list":           {decodes, `{}`, ""},
-	"alerting.status":         {ignores, ``, ""},
-	"alerting.reload":         {ignores, ``, ""},
-	"alerting.silence.add":    {decodes, silenceJSON, ""},
-	"alerting.silence.list":   {ignores, ``, ""},
-	"alerting.silence.expire": {decodes, `{"id":"%s"}`, ""}, // a silence made for it
+	"alerts.post":           {decodes, `[]`, ""},
+	"alerts.list":           {decodes, `{}`, ""},
+	"alerts.status":         {ignores, ``, ""},
+	"alerts.reload":         {ignores, ``, ""},
+	"alerts.silence.add":    {decodes, silenceJSON, ""},
+	"alerts.silence.list":   {ignores, ``, ""},
+	"alerts.silence.expire": {decodes, `{"id":"%s"}`, ""}, // a silence made for it
 
 	"balancer.status":  {ignores, ``, ""},
 	"balancer.balance": {ignores, ``, ""},
@@ -134,8 +134,8 @@ func TestGarbageToEverySubject(t *testing.T) {
 					require.NotZero(t, ack.Seq, "%s: %s: an accepted event is stored", subject, g.name)
 				}
 				valid := want.valid
-				if base == "alerting.silence.expire" {
-					_, made := request("alerting.silence.add", "", []byte(silenceJSON))
+				if base == "alerts.silence.expire" {
+					_, made := request("alerts.silence.add", "", []byte(silenceJSON))
 					var sl struct {
 						ID string `json:"silenceID"`
 					}

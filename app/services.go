@@ -194,7 +194,7 @@ func alertingService() Service {
 	return Service{
 		Name: "alerting",
 		Flags: func(fs *pflag.FlagSet) {
-			fs.StringVar(&o.RulesFile, "alerts-file", "", "alerting rules file, e.g. deploy/alerts.yaml (default: the built-in rules); reloaded on SIGHUP and alerting.reload")
+			fs.StringVar(&o.RulesFile, "alerts-file", "", "alerting rules file, e.g. deploy/alerts.yaml (default: the built-in rules); reloaded on SIGHUP and alerts.reload")
 			fs.StringVar(&o.HTTPAddr, "alerts-http", "", "serve Alertmanager's API v2 on this address, e.g. 127.0.0.1:9093 (default: off)")
 		},
 		Validate: func() error {

@@ -42,7 +42,10 @@ func All(replicas int) []jetstream.StreamConfig {
 	events.Compression = jetstream.S2Compression
 	events.MaxMsgSize = 8 << 20
 	detector := stream(Detector, "Failure detector state transitions (detector.<state>.<service>.<instance>)", all(DetectorPrefix), replicas, 7*24*time.Hour)
-	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", all(AlertsPrefix), replicas, 30*24*time.Hour)
+	// Only notifications: the alerting service's requests (alerts.post,
+	// alerts.list, ...) share the prefix and must not be stored.
+	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", "", replicas, 30*24*time.Hour)
+	alerts.Subjects = AlertStreamSubjects()
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true
 	state.AllowAtomicPublish = true

@@ -65,6 +65,33 @@ func TestEnsure(t *testing.T) {
 		require.True(t, s.CachedInfo().Config.AllowDirect)
 	})
 
+	t.Run("an ALERTS stream on alerts.> is narrowed in place", func(t *testing.T) {
+		s, err := js.Stream(ctx, streams.Alerts)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.Subjects = []string{"alerts.>"}
+		_, err = js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+		_, err = js.Publish(ctx, "alerts.critical.Old", []byte("{}"))
+		require.NoError(t, err)
+
+		res, err := streams.Ensure(ctx, js, specs)
+		require.NoError(t, err)
+		for _, r := range res {
+			if r.Stream == streams.Alerts {
+				require.Equal(t, streams.Updated, r.Action)
+			}
+		}
+		s, err = js.Stream(ctx, streams.Alerts)
+		require.NoError(t, err)
+		info, err := s.Info(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"alerts.critical.>", "alerts.warning.>", "alerts.info.>"}, info.Config.Subjects)
+		require.EqualValues(t, 1, info.State.Msgs, "stored notifications are kept")
+		_, err = js.Publish(ctx, "alerts.list", nil)
+		require.ErrorIs(t, err, jetstream.ErrNoStreamResponse, "requests to the alerting service are not stored")
+	})
+
 	t.Run("immutable change is refused", func(t *testing.T) {
 		require.NoError(t, js.DeleteStream(ctx, streams.Alerts))
 		mem := jetstream.StreamConfig{Name: streams.Alerts, Subjects: []string{"alerts.>"}, Storage: jetstream.MemoryStorage}

@@ -142,9 +142,52 @@ func DetectorSubject(state, service, instance string) string {
 	return DetectorPrefix + state + "." + service + "." + instance
 }
 
-// AlertSubject returns alerts.<severity>.<alertname>.
+// Alert severities: the fixed set a notification subject carries, so that
+// stream ALERTS captures notifications (alerts.<severity>.>) and nothing
+// else under alerts. (the alerting service's requests live there too).
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+	SeverityInfo     = "info"
+)
+
+// AlertSeverities returns the severities in order of urgency.
+func AlertSeverities() []string {
+	return []string{SeverityCritical, SeverityWarning, SeverityInfo}
+}
+
+// ValidAlertSeverity reports whether s is one of AlertSeverities.
+func ValidAlertSeverity(s string) bool {
+	return s == SeverityCritical || s == SeverityWarning || s == SeverityInfo
+}
+
+// AlertStreamSubjects returns the subjects of stream ALERTS:
+// alerts.<severity>.> for every severity.
+func AlertStreamSubjects() []string {
+	out := make([]string, 0, 3)
+	for _, s := range AlertSeverities() {
+		out = append(out, all(AlertsPrefix+s+"."))
+	}
+	return out
+}
+
+// AlertSubject returns alerts.<severity>.<alertname>. severity must be one
+// of AlertSeverities; alertname is made one token: a character a subject
+// token cannot hold ('.', '*', '>', white space, control) becomes '_'.
 func AlertSubject(severity, alertname string) string {
-	return AlertsPrefix + severity + "." + alertname
+	return AlertsPrefix + severity + "." + alertToken(alertname)
+}
+
+func alertToken(name string) string {
+	if name == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, name)
 }
 
 // KVSubjectPrefix returns $KV.<bucket>., the prefix of every key's subject.

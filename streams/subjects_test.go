@@ -12,6 +12,8 @@ func TestSubjectBuilders(t *testing.T) {
 		{"heartbeat", HeartbeatSubject("platform-txn", "abc"), "hb.platform-txn.abc"},
 		{"detector", DetectorSubject("dead", "svc", "i1"), "detector.dead.svc.i1"},
 		{"alert", AlertSubject("critical", "InstanceDead"), "alerts.critical.InstanceDead"},
+		{"alert name made one token", AlertSubject("info", "a.b c*>"), "alerts.info.a_b_c__"},
+		{"empty alert name", AlertSubject("warning", ""), "alerts.warning._"},
 		{"kv", KVSubject(BucketMembers, "svc.i1"), "$KV.MEMBERS.svc.i1"},
 		{"member key", MemberKey("svc", "i1"), "svc.i1"},
 	} {
@@ -124,6 +126,30 @@ func TestSubjectMatches(t *testing.T) {
 	for _, tt := range tests {
 		if got := SubjectMatches(tt.filter, tt.subject); got != tt.want {
 			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", tt.filter, tt.subject, got, tt.want)
+		}
+	}
+}
+
+func TestAlertSeverities(t *testing.T) {
+	for _, tc := range []struct {
+		severity string
+		ok       bool
+	}{
+		{"critical", true}, {"warning", true}, {"info", true},
+		{"", false}, {"page", false}, {"Critical", false}, {"post", false}, {"silence", false},
+	} {
+		if got := ValidAlertSeverity(tc.severity); got != tc.ok {
+			t.Errorf("ValidAlertSeverity(%q) = %v, want %v", tc.severity, got, tc.ok)
+		}
+	}
+	subs := AlertStreamSubjects()
+	want := []string{"alerts.critical.>", "alerts.warning.>", "alerts.info.>"}
+	if len(subs) != len(want) {
+		t.Fatalf("AlertStreamSubjects() = %v, want %v", subs, want)
+	}
+	for i := range want {
+		if subs[i] != want[i] {
+			t.Fatalf("AlertStreamSubjects() = %v, want %v", subs, want)
 		}
 	}
 }

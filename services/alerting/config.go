@@ -15,6 +15,8 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/platform/platform/streams"
 )
 
 // Config is the content of the rules file (deploy/alerts.yaml): the rules,
@@ -69,6 +71,7 @@ type Rule struct {
 
 	line        int
 	program     *vm.Program
+	selectors   map[string]string
 	annotations map[string]*template.Template
 }
 
@@ -282,14 +285,15 @@ func (r *Rule) compile() error {
 	if r.Expr == "" {
 		return errors.New(`"expr" is empty`)
 	}
-	if sev := r.Labels["severity"]; sev == "" || strings.ContainsAny(sev, ".*> ") {
-		return errors.New(`labels.severity must be set to one subject token (e.g. critical, warning)`)
+	if sev := r.Labels["severity"]; !streams.ValidAlertSeverity(sev) {
+		return fmt.Errorf("labels.severity must be one of %s, got %q", strings.Join(streams.AlertSeverities(), ", "), sev)
 	}
 	p, err := expr.Compile(r.Expr, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.AsBool())
 	if err != nil {
 		return fmt.Errorf("expr: %w", err)
 	}
 	r.program = p
+	r.selectors = selectorsOf(r.Expr)
 	r.annotations = make(map[string]*template.Template, len(r.Annotations))
 	for k, v := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)

@@ -23,10 +23,12 @@ func TestBadRuleNamesItsLine(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"bad expr", "rules:\n  - alert: A\n    over: members\n    expr: state ==\n    labels: {severity: critical}\n", "line 2: rule \"A\": expr"},
-		{"unknown signal", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: x}\n  - alert: B\n    over: nope\n    expr: 'true'\n    labels: {severity: x}\n", `line 6: rule "B": "over" must be one of`},
+		{"unknown signal", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: info}\n  - alert: B\n    over: nope\n    expr: 'true'\n    labels: {severity: info}\n", `line 6: rule "B": "over" must be one of`},
 		{"no severity", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n", "line 2: rule \"A\": labels.severity"},
+		{"unknown severity", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: info}\n  - alert: B\n    over: members\n    expr: 'true'\n    labels: {severity: page}\n",
+			`line 6: rule "B": labels.severity must be one of critical, warning, info, got "page"`},
 		{"bad duration", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    for: soon\n", "line 5: bad duration"},
-		{"bad template", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: x}\n    annotations: {summary: '{{ .Nope'}\n", "line 2: rule \"A\": annotation summary"},
+		{"bad template", "rules:\n  - alert: A\n    over: members\n    expr: 'true'\n    labels: {severity: info}\n    annotations: {summary: '{{ .Nope'}\n", "line 2: rule \"A\": annotation summary"},
 		{"bad matcher", "route: {routes: [{matchers: ['a=~(']}]}\n", "route"},
 		{"unknown receiver", "route: {receiver: nobody}\n", `unknown receiver "nobody"`},
 	}

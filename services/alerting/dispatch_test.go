@@ -149,3 +149,22 @@ rules:
 	require.Empty(t, e.Flush(t0.Add(10*time.Second)), "held for the longest for")
 	require.Len(t, e.Flush(t0.Add(20*time.Second)), 1)
 }
+
+func TestSeverityOnTheStream(t *testing.T) {
+	for _, tc := range []struct{ name, label, want string }{
+		{"critical", "critical", "critical"},
+		{"info", "info", "info"},
+		{"another", "page", "warning"},
+		{"none", "", "warning"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lbls := map[string]string{"alertname": "A"}
+			if tc.label != "" {
+				lbls["severity"] = tc.label
+			}
+			if got := Severity(lbls); got != tc.want {
+				t.Fatalf("Severity(%v) = %q, want %q", lbls, got, tc.want)
+			}
+		})
+	}
+}

@@ -16,7 +16,7 @@ import (
 const DefaultResolveTimeout = 5 * time.Minute
 
 // PostableAlert is an alert as Prometheus posts it (POST /api/v2/alerts,
-// alerting.post).
+// alerts.post).
 type PostableAlert struct {
 	Labels       map[string]string `json:"labels"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
@@ -120,6 +120,14 @@ func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 	}
 }
 
+// PostedAlerts returns the number of posted alerts held (firing, or
+// resolved within the retention).
+func (e *Engine) PostedAlerts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.posted)
+}
+
 // Step evaluates the rules at now, merges the posted alerts, updates the
 // inhibitor and the groups, and returns the groups due to flush.
 func (e *Engine) Step(now time.Time) []Due {
@@ -132,7 +140,17 @@ func (e *Engine) Evaluate(now time.Time) {
 	e.signals.Prune(now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ruleAlerts := e.eval.Eval(now, func(r *Rule) []Series { return e.signals.Series(r, now) })
+	// Rules over the same signal (and window) share one indexed set.
+	sets := map[string]*SeriesSet{}
+	ruleAlerts := e.eval.Eval(now, func(r *Rule) *SeriesSet {
+		k := r.Over + "\x00" + r.Window.Std().String() + "\x00" + r.Metric
+		set, ok := sets[k]
+		if !ok {
+			set = NewSeriesSet(e.signals.Series(r, now))
+			sets[k] = set
+		}
+		return set
+	})
 	all := ruleAlerts
 	for fp, a := range e.posted {
 		if a.Resolved(now) && now.Sub(a.EndsAt) > resolvedRetention {
@@ -209,7 +227,7 @@ func (e *Engine) Pending() []Alert {
 	return e.eval.Pending()
 }
 
-// Status sums the engine up for alerting.status and GET /api/v2/status.
+// Status sums the engine up for alerts.status and GET /api/v2/status.
 type Status struct {
 	Rules      int               `json:"rules"`
 	Firing     int               `json:"firing"`

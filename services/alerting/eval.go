@@ -3,10 +3,13 @@ package alerting
 import (
 	"fmt"
 	"maps"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
 )
 
@@ -115,81 +118,123 @@ func (e *Evaluator) Rules() []*Rule { return e.rules }
 func (e *Evaluator) Errors() map[string]error { return maps.Clone(e.errs) }
 
 // Eval evaluates every rule at now over the series series(rule) returns
-// and returns the alerts that are firing, plus those resolved within the
+// (only those its label selectors allow) and returns the alerts that are firing, plus those resolved within the
 // last 15 minutes (EndsAt set). Pending alerts are not returned; Pending
 // lists them.
-func (e *Evaluator) Eval(now time.Time, series func(r *Rule) []Series) []Alert {
-	var out []Alert
-	for _, r := range e.rules {
+func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert {
+	type job struct {
+		r   *Rule
+		st  map[model.Fingerprint]*ruleAlert
+		set *SeriesSet
+		out []Alert
+		err error
+	}
+	// Series and states are gathered here, one rule after another; the
+	// rules then run in parallel, each on its own states.
+	jobs := make([]job, len(e.rules))
+	for i, r := range e.rules {
 		key := ruleKey(r)
 		st := e.states[key]
 		if st == nil {
 			st = map[model.Fingerprint]*ruleAlert{}
 			e.states[key] = st
 		}
-		delete(e.errs, r.Alert)
-		seen := map[model.Fingerprint]bool{}
-		for _, s := range series(r) {
-			ok, value, err := r.eval(s)
-			if err != nil {
-				e.errs[r.Alert] = err
-				continue
-			}
-			if !ok {
-				continue
-			}
-			lbls := make(map[string]string, len(s.Labels)+len(r.Labels)+1)
-			maps.Copy(lbls, s.Labels)
-			maps.Copy(lbls, r.Labels)
-			lbls[model.AlertNameLabel] = r.Alert
-			fp := fingerprint(lbls)
-			seen[fp] = true
-			a := st[fp]
-			if a == nil || a.state == StateInactive {
-				a = &ruleAlert{state: StatePending, activeAt: now}
-				st[fp] = a
-			}
-			a.lastTrue = now
-			a.alert.Labels = lbls
-			a.alert.Annotations = r.expand(lbls, value)
-			if a.state == StatePending && now.Sub(a.activeAt) >= r.For.Std() {
-				a.state = StateFiring
-				a.alert.StartsAt = now
-			}
-		}
-		for fp, a := range st {
-			if seen[fp] {
-				if a.state == StateFiring {
-					a.alert.EndsAt = time.Time{}
+		jobs[i] = job{r: r, st: st, set: series(r)}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Go(func() {
+			var m vm.VM
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
 				}
-			} else {
-				switch a.state {
-				case StatePending:
-					delete(st, fp)
-					continue
-				case StateFiring:
-					if now.Sub(a.lastTrue) >= r.KeepFiringFor.Std() {
-						a.state = StateInactive
-						a.resolvedAt = now
-						a.alert.EndsAt = now
-					}
-				case StateInactive:
-					if now.Sub(a.resolvedAt) >= resolvedRetention {
-						delete(st, fp)
-						continue
-					}
-				}
+				j := &jobs[i]
+				j.out, j.err = evalRule(&m, j.r, j.st, j.set, now)
 			}
-			if a.state == StatePending {
-				continue
-			}
-			al := a.alert
-			al.UpdatedAt = now
-			out = append(out, al)
+		})
+	}
+	wg.Wait()
+	var out []Alert
+	for _, j := range jobs {
+		delete(e.errs, j.r.Alert)
+		if j.err != nil {
+			e.errs[j.r.Alert] = j.err
 		}
+		out = append(out, j.out...)
 	}
 	sortAlerts(out)
 	return out
+}
+
+// evalRule evaluates r over set at now, updating its alerts' states st, and
+// returns its firing and recently resolved alerts and its last error.
+func evalRule(m *vm.VM, r *Rule, st map[model.Fingerprint]*ruleAlert, set *SeriesSet, now time.Time) ([]Alert, error) {
+	var out []Alert
+	var lastErr error
+	seen := map[model.Fingerprint]bool{}
+	for i := range set.candidates(r.selectors) {
+		s := set.series[i]
+		ok, value, err := r.eval(m, set.envs[i])
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if !ok {
+			continue
+		}
+		lbls := make(map[string]string, len(s.Labels)+len(r.Labels)+1)
+		maps.Copy(lbls, s.Labels)
+		maps.Copy(lbls, r.Labels)
+		lbls[model.AlertNameLabel] = r.Alert
+		fp := fingerprint(lbls)
+		seen[fp] = true
+		a := st[fp]
+		if a == nil || a.state == StateInactive {
+			a = &ruleAlert{state: StatePending, activeAt: now}
+			st[fp] = a
+		}
+		a.lastTrue = now
+		a.alert.Labels = lbls
+		a.alert.Annotations = r.expand(lbls, value)
+		if a.state == StatePending && now.Sub(a.activeAt) >= r.For.Std() {
+			a.state = StateFiring
+			a.alert.StartsAt = now
+		}
+	}
+	for fp, a := range st {
+		if seen[fp] {
+			if a.state == StateFiring {
+				a.alert.EndsAt = time.Time{}
+			}
+		} else {
+			switch a.state {
+			case StatePending:
+				delete(st, fp)
+				continue
+			case StateFiring:
+				if now.Sub(a.lastTrue) >= r.KeepFiringFor.Std() {
+					a.state = StateInactive
+					a.resolvedAt = now
+					a.alert.EndsAt = now
+				}
+			case StateInactive:
+				if now.Sub(a.resolvedAt) >= resolvedRetention {
+					delete(st, fp)
+					continue
+				}
+			}
+		}
+		if a.state == StatePending {
+			continue
+		}
+		al := a.alert
+		al.UpdatedAt = now
+		out = append(out, al)
+	}
+	return out, lastErr
 }
 
 // Pending returns the alerts whose expression holds but whose For has not
@@ -209,18 +254,31 @@ func (e *Evaluator) Pending() []Alert {
 	return out
 }
 
+// sortAlerts sorts by fingerprint, computing each once.
 func sortAlerts(as []Alert) {
-	sort.Slice(as, func(i, j int) bool { return as[i].Fingerprint() < as[j].Fingerprint() })
+	fps := make([]model.Fingerprint, len(as))
+	for i := range as {
+		fps[i] = as[i].Fingerprint()
+	}
+	sort.Sort(byFingerprint{as, fps})
 }
 
-// eval runs the rule's expression over one series.
-func (r *Rule) eval(s Series) (bool, any, error) {
-	env := make(map[string]any, len(s.Fields)+len(s.Labels))
-	for k, v := range s.Labels {
-		env[k] = v
-	}
-	maps.Copy(env, s.Fields)
-	out, err := expr.Run(r.program, env)
+type byFingerprint struct {
+	as  []Alert
+	fps []model.Fingerprint
+}
+
+func (b byFingerprint) Len() int           { return len(b.as) }
+func (b byFingerprint) Less(i, j int) bool { return b.fps[i] < b.fps[j] }
+func (b byFingerprint) Swap(i, j int) {
+	b.as[i], b.as[j] = b.as[j], b.as[i]
+	b.fps[i], b.fps[j] = b.fps[j], b.fps[i]
+}
+
+// eval runs the rule's expression over one series' environment on
+// machine m (reused: a VM per run would allocate its stack each time).
+func (r *Rule) eval(m *vm.VM, env map[string]any) (bool, any, error) {
+	out, err := m.Run(r.program, env)
 	if err != nil {
 		return false, nil, fmt.Errorf("rule %s (line %d): %w", r.Alert, r.line, err)
 	}

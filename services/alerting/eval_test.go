@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -30,8 +31,8 @@ rules:
 `)
 	e := NewEvaluator(c.Rules)
 	cpu := 0.0
-	series := func(*Rule) []Series {
-		return []Series{{Labels: map[string]string{"service": "s", "instance": "i1"}, Fields: map[string]any{"cpu": cpu}}}
+	series := func(*Rule) *SeriesSet {
+		return NewSeriesSet([]Series{{Labels: map[string]string{"service": "s", "instance": "i1"}, Fields: map[string]any{"cpu": cpu}}})
 	}
 	steps := []struct {
 		at      time.Duration
@@ -81,7 +82,45 @@ rules:
     labels: {severity: warning}
 `)
 	e := NewEvaluator(c.Rules)
-	out := e.Eval(t0, func(*Rule) []Series { return []Series{{Fields: map[string]any{"phi": 1.0}}} })
+	out := e.Eval(t0, func(*Rule) *SeriesSet { return NewSeriesSet([]Series{{Fields: map[string]any{"phi": 1.0}}}) })
 	require.Empty(t, out)
 	require.Contains(t, e.Errors(), "Bad")
+}
+
+// TestLabelSelectorsOnlyNarrow: a rule naming label values runs over the
+// series that carry them, and fires for exactly the series it would fire
+// for over every series.
+func TestLabelSelectorsOnlyNarrow(t *testing.T) {
+	tests := []struct {
+		name, expr string
+		sel        map[string]string
+		want       []string // instances firing
+	}{
+		{"no selector", `cpu > 0.5`, map[string]string{}, []string{"a1", "b1"}},
+		{"one label", `service == "a" && cpu > 0.5`, map[string]string{"service": "a"}, []string{"a1"}},
+		{"reversed, with and", `"b" == service and cpu > 0.5`, map[string]string{"service": "b"}, []string{"b1"}},
+		{"two labels", `service == "a" && instance == "a2" && cpu >= 0`, map[string]string{"service": "a", "instance": "a2"}, []string{"a2"}},
+		{"or is not narrowed", `service == "a" || cpu > 0.5`, map[string]string{}, []string{"a1", "a2", "b1"}},
+		{"a field compared", `state == "x" || cpu > 0.5`, map[string]string{}, []string{"a1", "b1"}},
+		{"two values of one label", `service == "a" && service == "b"`, map[string]string{"service": "\x00never"}, nil},
+	}
+	series := []Series{
+		{Labels: map[string]string{"service": "a", "instance": "a1"}, Fields: map[string]any{"cpu": 0.9}},
+		{Labels: map[string]string{"service": "a", "instance": "a2"}, Fields: map[string]any{"cpu": 0.1}},
+		{Labels: map[string]string{"service": "b", "instance": "b1"}, Fields: map[string]any{"cpu": 0.9}},
+		{Labels: map[string]string{"service": "b", "instance": "b2"}, Fields: map[string]any{"cpu": 0.1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustConfig(t, "rules:\n  - alert: A\n    over: heartbeats\n    expr: '"+tt.expr+"'\n    labels: {severity: info}\n")
+			require.Equal(t, tt.sel, c.Rules[0].selectors)
+			out := NewEvaluator(c.Rules).Eval(t0, func(*Rule) *SeriesSet { return NewSeriesSet(series) })
+			var got []string
+			for _, a := range out {
+				got = append(got, a.Labels["instance"])
+			}
+			slices.Sort(got)
+			require.Equal(t, tt.want, got)
+		})
+	}
 }

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_alerting_reloads_total", Help: "Rules file reloads, by result."}, []string{"result"}),
 		posted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "platform_alerting_posted_alerts_total", Help: "Alerts accepted from alerting.post and POST /api/v2/alerts."}),
+			Name: "platform_alerting_posted_alerts_total", Help: "Alerts accepted from alerts.post and POST /api/v2/alerts."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "platform_alerting_active", Help: "1 while this instance holds the lease and sends notifications."}),
 	}

@@ -106,7 +106,7 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 	var errs []error
 	if rc.Stream && len(n.Alerts) > 0 {
 		a := n.Alerts[0]
-		m := nats.NewMsg(streams.AlertSubject(a.Labels["severity"], a.Name()))
+		m := nats.NewMsg(streams.AlertSubject(Severity(a.Labels), a.Name()))
 		m.Data = body
 		m.Header.Set(nats.MsgIdHdr, msgID)
 		m.Header.Set("Content-Type", "application/json")
@@ -120,6 +120,18 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Severity returns the severity an alert is published under on stream
+// ALERTS: its severity label when it is one of streams.AlertSeverities,
+// else warning. Rules can only have those; alerts posted by others (a
+// Prometheus rule with severity "page", or none) keep their labels in
+// the payload and are published as warnings.
+func Severity(lbls map[string]string) string {
+	if s := lbls["severity"]; streams.ValidAlertSeverity(s) {
+		return s
+	}
+	return streams.SeverityWarning
 }
 
 func (nf *Notifier) post(ctx context.Context, url string, body []byte) error {

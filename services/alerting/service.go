@@ -35,19 +35,19 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Subjects of the service. They live under alerting., not alerts., which
-// stream ALERTS captures (a request there would be stored and answered by
-// the stream too).
+// Subjects of the service. They share the prefix alerts. with the
+// notifications (alerts.<severity>.<alertname>), which stream ALERTS
+// captures by severity only, so requests here are not stored.
 const (
-	SubjectPost          = "alerting.post"
-	SubjectList          = "alerting.list"
-	SubjectStatus        = "alerting.status"
-	SubjectReload        = "alerting.reload"
-	SubjectSilenceAdd    = "alerting.silence.add"
-	SubjectSilenceList   = "alerting.silence.list"
-	SubjectSilenceExpire = "alerting.silence.expire"
+	SubjectPost          = streams.AlertsPrefix + "post"
+	SubjectList          = streams.AlertsPrefix + "list"
+	SubjectStatus        = streams.AlertsPrefix + "status"
+	SubjectReload        = streams.AlertsPrefix + "reload"
+	SubjectSilenceAdd    = streams.AlertsPrefix + "silence.add"
+	SubjectSilenceList   = streams.AlertsPrefix + "silence.list"
+	SubjectSilenceExpire = streams.AlertsPrefix + "silence.expire"
 	// subjectFanout carries accepted posted alerts to every instance.
-	subjectFanout = "alerting.fanout"
+	subjectFanout = streams.AlertsPrefix + "fanout"
 )
 
 // LeaseKey is the key of the active alerting instance's lease.

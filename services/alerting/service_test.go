@@ -68,8 +68,16 @@ func putMember(t *testing.T, ctx context.Context, kv jetstream.KeyValue, inst st
 	require.NoError(t, err)
 }
 
-// alertsOn collects every message stream ALERTS stores from now on.
+// alertsOn collects every alerts.critical.InstanceDead notification
+// stream ALERTS stores from now on.
 func alertsOn(t *testing.T, ctx context.Context, js jetstream.JetStream) func() []alerting.WebhookMessage {
+	t.Helper()
+	return notificationsOn(t, ctx, js, streams.AlertSubject("critical", "InstanceDead"))
+}
+
+// notificationsOn collects every notification on subject that stream
+// ALERTS stores from now on.
+func notificationsOn(t *testing.T, ctx context.Context, js jetstream.JetStream, subject string) func() []alerting.WebhookMessage {
 	t.Helper()
 	c, err := js.OrderedConsumer(ctx, streams.Alerts, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	require.NoError(t, err)
@@ -77,7 +85,7 @@ func alertsOn(t *testing.T, ctx context.Context, js jetstream.JetStream) func() 
 	var got []alerting.WebhookMessage
 	cc, err := c.Consume(func(m jetstream.Msg) {
 		var w alerting.WebhookMessage
-		if json.Unmarshal(m.Data(), &w) == nil && m.Subject() == streams.AlertSubject("critical", "InstanceDead") {
+		if json.Unmarshal(m.Data(), &w) == nil && m.Subject() == subject {
 			mu.Lock()
 			got = append(got, w)
 			mu.Unlock()
@@ -216,7 +224,7 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	require.Len(t, s.Engine().Config().Rules, 1, "the old rules stay")
 	require.Equal(t, "InstanceDead", s.Engine().Config().Rules[0].Alert)
 
-	// alerting.post accepts Alertmanager's JSON and refuses garbage.
+	// alerts.post accepts Alertmanager's JSON and refuses garbage.
 	resp, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"info"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
@@ -231,4 +239,33 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 		}
 		return errors.New("posted alert not listed yet")
 	})
+}
+
+// TestPostedAlertOfAnotherSeverityIsAWarning: an alert posted with a
+// severity outside the fixed set is published on alerts.warning.<name>,
+// its labels unchanged, and requests to the service are not stored.
+func TestPostedAlertOfAnotherSeverityIsAWarning(t *testing.T) {
+	_, nc, js := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	c, err := js.OrderedConsumer(ctx, streams.Alerts, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	s, _ := start(t, ctx, nc, writeRules(t, liveRules))
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if !s.Active() {
+			return errors.New("not active yet")
+		}
+		return nil
+	})
+	resp, err := nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"page"}}]`), 5*time.Second)
+	require.NoError(t, err)
+	require.Contains(t, string(resp.Data), `"accepted":1`)
+	m, err := c.Next(jetstream.FetchMaxWait(20 * time.Second))
+	require.NoError(t, err, "the posted alert's notification")
+	require.Equal(t, "alerts.warning.Ext", m.Subject())
+	var w alerting.WebhookMessage
+	require.NoError(t, json.Unmarshal(m.Data(), &w))
+	require.Equal(t, "page", w.Alerts[0].Labels["severity"])
+	info, err := js.Stream(ctx, streams.Alerts)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.CachedInfo().State.Msgs, "only the notification is stored, not the request")
 }
