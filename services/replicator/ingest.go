@@ -489,7 +489,8 @@ func (s *Service) refuse(r *service.Request, err *service.Error) {
 	r.Fail(err)
 }
 
-// publishError maps a Publisher error to what a requester sees.
+// publishError maps a Publisher error to what a requester sees. Every
+// unavailable answer says when to retry (retry_after_ms).
 func publishError(err error) *service.Error {
 	var ae *jetstream.APIError
 	switch {
@@ -504,9 +505,9 @@ func publishError(err error) *service.Error {
 	case errors.Is(err, ErrReplicasBehind):
 		return service.Errorf(service.CodeTimeout, "%v", err).With("reason", "replicas_behind")
 	case jsapi.IsStorageFull(err):
-		return service.Errorf(service.CodeUnavailable, "JetStream storage is full, retry once space is freed: %v", err).With("reason", "storage_full")
+		return service.Errorf(service.CodeUnavailable, "JetStream storage is full, retry once space is freed: %v", err).With("reason", "storage_full").With("retry_after_ms", 10_000)
 	case errors.Is(err, ErrDeadline):
-		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "deadline")
+		return service.Errorf(service.CodeUnavailable, "%v", err).With("reason", "deadline").With("retry_after_ms", 1000)
 	case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500: // the stream refused it for good
 		return service.Errorf(service.CodeBadRequest, "%v", err).With("reason", "rejected")
 	}

@@ -313,3 +313,23 @@ func TestIngestTopics(t *testing.T) {
 		})
 	}
 }
+
+// TestUnavailableSaysWhenToRetry: every unavailable answer carries
+// retry_after_ms, as the README promises.
+func TestUnavailableSaysWhenToRetry(t *testing.T) {
+	for _, err := range []error{
+		ErrBufferFull,
+		ErrClosed,
+		ErrDeadline,
+		fmt.Errorf("publish: %w", &jetstream.APIError{Code: 400, ErrorCode: 10023, Description: "insufficient resources"}),
+	} {
+		e := publishError(err)
+		if e.Code != service.CodeUnavailable {
+			t.Errorf("%v: code %s, want unavailable", err, e.Code)
+			continue
+		}
+		if ms, ok := e.Fields["retry_after_ms"].(int); !ok || ms <= 0 {
+			t.Errorf("%v: retry_after_ms = %v, want a positive number", err, e.Fields["retry_after_ms"])
+		}
+	}
+}
