@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/vmihailenco/msgpack/v5"
@@ -174,6 +173,3 @@ func readSegment(dir string, f File, fn func(*record) error) error {
 	}
 	return nil
 }
-
-// msgTime converts a record's time.
-func (r *record) time() time.Time { return time.Unix(0, r.Time) }

@@ -31,7 +31,7 @@ func (p PostableAlert) check() error {
 		return errors.New("an alert needs labels")
 	}
 	for k, v := range p.Labels {
-		if !model.LabelName(k).IsValid() || v == "" {
+		if !model.UTF8Validation.IsValidLabelName(k) || v == "" {
 			return fmt.Errorf("label %q=%q: invalid name or empty value", k, v)
 		}
 	}

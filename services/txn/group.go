@@ -59,11 +59,6 @@ type groupMember struct {
 	uncertain bool
 }
 
-// commit queues ops and waits for their outcome.
-func (g *groupCommitter) commit(ctx context.Context, s *Store, ops []op) (map[string]uint64, error) {
-	return g.await(ctx, s, g.enqueue(ops))
-}
-
 // enqueue queues ops behind every commit queued before, and gives the new
 // member the lead when nobody holds it.
 func (g *groupCommitter) enqueue(ops []op) *groupMember {
