@@ -69,9 +69,12 @@ type Rule struct {
 	// Prometheus.
 	Annotations map[string]string `yaml:"annotations"`
 
-	line        int
-	program     *vm.Program
-	selectors   map[string]string
+	line      int
+	program   *vm.Program
+	selectors map[string]string
+	// without[name] is program less its name == selectors[name]
+	// comparisons, for the series the index guarantees them on.
+	without     map[string]*vm.Program
 	annotations map[string]*template.Template
 }
 
@@ -288,12 +291,18 @@ func (r *Rule) compile() error {
 	if sev := r.Labels["severity"]; !streams.ValidAlertSeverity(sev) {
 		return fmt.Errorf("labels.severity must be one of %s, got %q", strings.Join(streams.AlertSeverities(), ", "), sev)
 	}
-	p, err := expr.Compile(r.Expr, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.AsBool())
+	p, err := expr.Compile(r.Expr, exprOptions()...)
 	if err != nil {
 		return fmt.Errorf("expr: %w", err)
 	}
 	r.program = p
 	r.selectors = selectorsOf(r.Expr)
+	r.without = map[string]*vm.Program{}
+	for name, value := range r.selectors {
+		if p, err := compileWithout(r.Expr, name, value); err == nil {
+			r.without[name] = p
+		}
+	}
 	r.annotations = make(map[string]*template.Template, len(r.Annotations))
 	for k, v := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)
@@ -303,6 +312,12 @@ func (r *Rule) compile() error {
 		r.annotations[k] = t
 	}
 	return nil
+}
+
+// exprOptions are the options every rule's expression is compiled with:
+// series environments are maps, a name no series has reads as nil.
+func exprOptions() []expr.Option {
+	return []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.AsBool()}
 }
 
 // templatePrelude gives annotation templates Prometheus's $labels and

@@ -118,7 +118,8 @@ func (e *Evaluator) Rules() []*Rule { return e.rules }
 func (e *Evaluator) Errors() map[string]error { return maps.Clone(e.errs) }
 
 // Eval evaluates every rule at now over the series series(rule) returns
-// (only those its label selectors allow) and returns the alerts that are firing, plus those resolved within the
+// (only those its label selectors allow) and returns the alerts that are
+// firing, plus those resolved within the
 // last 15 minutes (EndsAt set). Pending alerts are not returned; Pending
 // lists them.
 func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert {
@@ -126,6 +127,7 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 		r   *Rule
 		st  map[model.Fingerprint]*ruleAlert
 		set *SeriesSet
+		sel selection
 		out []Alert
 		err error
 	}
@@ -139,7 +141,8 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 			st = map[model.Fingerprint]*ruleAlert{}
 			e.states[key] = st
 		}
-		jobs[i] = job{r: r, st: st, set: series(r)}
+		set := series(r)
+		jobs[i] = job{r: r, st: st, set: set, sel: set.candidates(r.selectors)}
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -152,7 +155,7 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 					return
 				}
 				j := &jobs[i]
-				j.out, j.err = evalRule(&m, j.r, j.st, j.set, now)
+				j.out, j.err = evalRule(&m, j.r, j.st, j.set, j.sel, now)
 			}
 		})
 	}
@@ -169,15 +172,21 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 	return out
 }
 
-// evalRule evaluates r over set at now, updating its alerts' states st, and
+// evalRule evaluates r over the series sel selects of set at now, updating its alerts' states st, and
 // returns its firing and recently resolved alerts and its last error.
-func evalRule(m *vm.VM, r *Rule, st map[model.Fingerprint]*ruleAlert, set *SeriesSet, now time.Time) ([]Alert, error) {
+func evalRule(m *vm.VM, r *Rule, st map[model.Fingerprint]*ruleAlert, set *SeriesSet, sel selection, now time.Time) ([]Alert, error) {
 	var out []Alert
 	var lastErr error
 	seen := map[model.Fingerprint]bool{}
-	for i := range set.candidates(r.selectors) {
+	// Where the index guarantees the selector, the expression without it
+	// gives the same answer for less work.
+	hitProgram := r.program
+	if p := r.without[sel.name]; p != nil {
+		hitProgram = p
+	}
+	for i, p := range sel.each(set.Len(), r.program, hitProgram) {
 		s := set.series[i]
-		ok, value, err := r.eval(m, set.envs[i])
+		ok, value, err := r.eval(m, p, set.envs[i])
 		if err != nil {
 			lastErr = err
 			continue
@@ -275,10 +284,11 @@ func (b byFingerprint) Swap(i, j int) {
 	b.fps[i], b.fps[j] = b.fps[j], b.fps[i]
 }
 
-// eval runs the rule's expression over one series' environment on
-// machine m (reused: a VM per run would allocate its stack each time).
-func (r *Rule) eval(m *vm.VM, env map[string]any) (bool, any, error) {
-	out, err := m.Run(r.program, env)
+// eval runs program p, the rule's expression or one equivalent over env,
+// over one series' environment on machine m (reused: a VM per run would
+// allocate its stack each time).
+func (r *Rule) eval(m *vm.VM, p *vm.Program, env map[string]any) (bool, any, error) {
+	out, err := m.Run(p, env)
 	if err != nil {
 		return false, nil, fmt.Errorf("rule %s (line %d): %w", r.Alert, r.line, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expr-lang/expr/vm"
 	"github.com/stretchr/testify/require"
 )
 
@@ -121,6 +122,57 @@ func TestLabelSelectorsOnlyNarrow(t *testing.T) {
 			}
 			slices.Sort(got)
 			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestSelectorsSameAnswers: a rule run through the label index (and
+// without the comparisons the index guarantees) fires for exactly the
+// series its whole expression holds on, also where a field shadows the
+// label or the label is missing, and fails where the expression fails.
+func TestSelectorsSameAnswers(t *testing.T) {
+	series := []Series{
+		{Labels: map[string]string{"service": "a", "instance": "a1"}, Fields: map[string]any{"cpu": 0.9}},
+		{Labels: map[string]string{"service": "a", "instance": "a2"}, Fields: map[string]any{"cpu": 0.1}},
+		{Labels: map[string]string{"service": "b", "instance": "b1"}, Fields: map[string]any{"cpu": 0.9}},
+		{Labels: map[string]string{"instance": "n1"}, Fields: map[string]any{"cpu": 0.9, "service": "a"}},
+		{Labels: map[string]string{"service": "a", "instance": "s1"}, Fields: map[string]any{"cpu": 0.9, "service": "b"}},
+		{Labels: map[string]string{"service": "b", "instance": "s2"}, Fields: map[string]any{"cpu": 0.9, "service": "a"}},
+	}
+	exprs := []string{
+		`service == "a" && cpu > 0.5`,
+		`cpu > 0.5 and "a" == service`,
+		`service == "a" && (service == "a" || cpu > 2) && cpu > 0.5`,
+		`service == "a" && instance == "a1"`,
+		`service == "a" && service == "b"`,
+		`service == "a" && cpu > "x"`,
+		`service == "a" && service != "a"`,
+	}
+	for _, ex := range exprs {
+		t.Run(ex, func(t *testing.T) {
+			c := mustConfig(t, "rules:\n  - alert: A\n    over: heartbeats\n    expr: '"+ex+"'\n    labels: {severity: info}\n")
+			r := c.Rules[0]
+			e := NewEvaluator(c.Rules)
+			out := e.Eval(t0, func(*Rule) *SeriesSet { return NewSeriesSet(series) })
+			var got []string
+			for _, a := range out {
+				got = append(got, a.Labels["instance"])
+			}
+			slices.Sort(got)
+			set := NewSeriesSet(series)
+			var want []string
+			failed := false
+			var m vm.VM
+			for i, s := range series {
+				ok, _, err := r.eval(&m, r.program, set.envs[i])
+				failed = failed || err != nil
+				if ok {
+					want = append(want, s.Labels["instance"])
+				}
+			}
+			slices.Sort(want)
+			require.Equal(t, want, got)
+			require.Equal(t, failed, e.Errors()["A"] != nil, "errors: %v", e.Errors())
 		})
 	}
 }

@@ -5,7 +5,12 @@ import (
 	"maps"
 
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
 )
 
 // SeriesSet is the series of one signal at one evaluation, shared by every
@@ -22,7 +27,10 @@ type SeriesSet struct {
 	missing map[string][]int
 }
 
-// NewSeriesSet indexes series.
+// NewSeriesSet indexes series. A label is indexed for a series only where
+// the series' environment holds it (no field of the same name shadows
+// it), so a series listed under name=value is one where the expression
+// sees name == value.
 func NewSeriesSet(series []Series) *SeriesSet {
 	s := &SeriesSet{series: series, envs: make([]map[string]any, len(series)),
 		index: map[string]map[string][]int{}, missing: map[string][]int{}}
@@ -30,6 +38,9 @@ func NewSeriesSet(series []Series) *SeriesSet {
 		env := make(map[string]any, len(se.Fields)+len(se.Labels))
 		for k, v := range se.Labels {
 			env[k] = v
+			if _, shadowed := se.Fields[k]; shadowed {
+				continue
+			}
 			byValue := s.index[k]
 			if byValue == nil {
 				byValue = map[string][]int{}
@@ -42,7 +53,9 @@ func NewSeriesSet(series []Series) *SeriesSet {
 	}
 	for name := range s.index {
 		for i, se := range series {
-			if _, ok := se.Labels[name]; !ok {
+			_, labelled := se.Labels[name]
+			_, shadowed := se.Fields[name]
+			if !labelled || shadowed {
 				s.missing[name] = append(s.missing[name], i)
 			}
 		}
@@ -53,41 +66,59 @@ func NewSeriesSet(series []Series) *SeriesSet {
 // Len returns the number of series.
 func (s *SeriesSet) Len() int { return len(s.series) }
 
-// candidates yields the series a rule with these label selectors can hold
-// for: every series when none names an indexed label, else those with the
-// most selective selector's value (and those without that label, which
-// the expression judges).
-func (s *SeriesSet) candidates(sel map[string]string) iter.Seq[int] {
-	var best []int
-	found := false
-	for name, value := range sel {
-		byValue, ok := s.index[name]
-		if !ok {
-			continue // a field, or a label no series has
-		}
-		list := byValue[value]
-		if miss := s.missing[name]; len(miss) > 0 {
-			list = append(append([]int(nil), list...), miss...)
-		}
-		if !found || len(list) < len(best) {
-			best, found = list, true
-		}
-	}
-	return func(yield func(int) bool) {
-		if !found {
-			for i := range s.series {
-				if !yield(i) {
+// selection is the series a rule runs over: all of them, or those the
+// index lists under name=value (hit: the selector holds there) and those
+// the index cannot judge (miss: without the label, or shadowed by a
+// field), which the whole expression judges.
+type selection struct {
+	all       bool
+	name      string
+	hit, miss []int
+}
+
+// each yields the selected series in order, each with the program to run
+// over it: hit for the series the index guarantees the selector on, full
+// for the others.
+func (c selection) each(n int, full, hit *vm.Program) iter.Seq2[int, *vm.Program] {
+	return func(yield func(int, *vm.Program) bool) {
+		if c.all {
+			for i := range n {
+				if !yield(i, full) {
 					return
 				}
 			}
 			return
 		}
-		for _, i := range best {
-			if !yield(i) {
+		for _, i := range c.hit {
+			if !yield(i, hit) {
+				return
+			}
+		}
+		for _, i := range c.miss {
+			if !yield(i, full) {
 				return
 			}
 		}
 	}
+}
+
+// candidates returns the series a rule with these label selectors can
+// hold for: every series when none names an indexed label, else those
+// with the most selective selector's value and those the index cannot
+// judge.
+func (s *SeriesSet) candidates(sel map[string]string) selection {
+	best := selection{all: true}
+	for name, value := range sel {
+		byValue, ok := s.index[name]
+		if !ok {
+			continue // a field, or a label no series has
+		}
+		c := selection{name: name, hit: byValue[value], miss: s.missing[name]}
+		if best.all || len(c.hit)+len(c.miss) < len(best.hit)+len(best.miss) {
+			best = c
+		}
+	}
+	return best
 }
 
 // selectorsOf returns the name == "value" comparisons an expression's
@@ -100,32 +131,66 @@ func selectorsOf(expression string) map[string]string {
 		return nil
 	}
 	out := map[string]string{}
-	var walk func(n ast.Node)
-	walk = func(n ast.Node) {
-		b, ok := n.(*ast.BinaryNode)
-		if !ok {
+	selectors(&tree.Node, func(_ *ast.Node, name, value string) {
+		if prev, dup := out[name]; dup && prev != value {
+			out[name] = "\x00never" // two values: no series holds both
 			return
 		}
-		switch b.Operator {
-		case "&&", "and":
-			walk(b.Left)
-			walk(b.Right)
-		case "==":
-			id, okID := b.Left.(*ast.IdentifierNode)
-			str, okStr := b.Right.(*ast.StringNode)
-			if !okID || !okStr {
-				id, okID = b.Right.(*ast.IdentifierNode)
-				str, okStr = b.Left.(*ast.StringNode)
-			}
-			if okID && okStr {
-				if prev, dup := out[id.Value]; dup && prev != str.Value {
-					out[id.Value] = "\x00never" // two values: no series holds both
-					return
-				}
-				out[id.Value] = str.Value
-			}
+		out[name] = value
+	})
+	return out
+}
+
+// selectors calls fn with each name == "value" comparison of the
+// top-level && chain at n, and the slot that holds it.
+func selectors(n *ast.Node, fn func(slot *ast.Node, name, value string)) {
+	b, ok := (*n).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	switch b.Operator {
+	case "&&", "and":
+		selectors(&b.Left, fn)
+		selectors(&b.Right, fn)
+	case "==":
+		id, okID := b.Left.(*ast.IdentifierNode)
+		str, okStr := b.Right.(*ast.StringNode)
+		if !okID || !okStr {
+			id, okID = b.Right.(*ast.IdentifierNode)
+			str, okStr = b.Left.(*ast.StringNode)
+		}
+		if okID && okStr {
+			fn(n, id.Value, str.Value)
 		}
 	}
-	walk(tree.Node)
-	return out
+}
+
+// compileWithout compiles expression as the rule's program, with each
+// name == "value" comparison of its top-level && chain replaced by true:
+// the same program for a series where name == value holds, as comparing
+// two strings neither fails nor has effects.
+func compileWithout(expression, name, value string) (*vm.Program, error) {
+	config := conf.CreateNew()
+	for _, op := range exprOptions() {
+		op(config)
+	}
+	config.Check()
+	tree, err := parser.ParseWithConfig(expression, config)
+	if err != nil {
+		return nil, err
+	}
+	selectors(&tree.Node, func(slot *ast.Node, n, v string) {
+		if n == name && v == value {
+			ast.Patch(slot, &ast.BoolNode{Value: true})
+		}
+	})
+	if _, err := new(checker.Checker).PatchAndCheck(tree, config); err != nil {
+		return nil, err
+	}
+	if config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, config); err != nil {
+			return nil, err
+		}
+	}
+	return compiler.Compile(tree, config)
 }
