@@ -1,9 +1,11 @@
 package alerting
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -134,6 +136,7 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 	// Series and states are gathered here, one rule after another; the
 	// rules then run in parallel, each on its own states.
 	jobs := make([]job, len(e.rules))
+	sets := map[*SeriesSet]int{}
 	for i, r := range e.rules {
 		key := ruleKey(r)
 		st := e.states[key]
@@ -142,8 +145,21 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 			e.states[key] = st
 		}
 		set := series(r)
+		if _, ok := sets[set]; !ok {
+			sets[set] = len(sets)
+		}
 		jobs[i] = job{r: r, st: st, set: set, sel: set.candidates(r.selectors)}
 	}
+	// Rules over the same series run one after another, while those
+	// series are still in the processor's cache.
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ja, jb := &jobs[a], &jobs[b]
+		return cmp.Or(cmp.Compare(sets[ja.set], sets[jb.set]), cmp.Compare(ja.sel.first(), jb.sel.first()))
+	})
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
@@ -154,7 +170,7 @@ func (e *Evaluator) Eval(now time.Time, series func(r *Rule) *SeriesSet) []Alert
 				if i >= len(jobs) {
 					return
 				}
-				j := &jobs[i]
+				j := &jobs[order[i]]
 				j.out, j.err = evalRule(&m, j.r, j.st, j.set, j.sel, now)
 			}
 		})

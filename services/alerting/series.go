@@ -76,6 +76,19 @@ type selection struct {
 	hit, miss []int
 }
 
+// first returns the first series selected, -1 for all.
+func (c selection) first() int {
+	switch {
+	case c.all:
+		return -1
+	case len(c.hit) > 0:
+		return c.hit[0]
+	case len(c.miss) > 0:
+		return c.miss[0]
+	}
+	return -1 // none selected
+}
+
 // each yields the selected series in order, each with the program to run
 // over it: hit for the series the index guarantees the selector on, full
 // for the others.
