@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"go.yaml.in/yaml/v3"
 
@@ -70,12 +69,11 @@ type Rule struct {
 	Annotations map[string]string `yaml:"annotations"`
 
 	line      int
-	program   *vm.Program
 	selectors map[string]string
-	// without[name] is program less its name == selectors[name]
-	// comparisons, for the series the index guarantees them on.
-	without     map[string]*vm.Program
-	annotations map[string]*template.Template
+	// programs run over map environments, typed (when not nil) over the
+	// signal's typed environment.
+	programs, typed *programs
+	annotations     map[string]*template.Template
 }
 
 // Line returns the line of the rules file the rule starts on.
@@ -291,18 +289,13 @@ func (r *Rule) compile() error {
 	if sev := r.Labels["severity"]; !streams.ValidAlertSeverity(sev) {
 		return fmt.Errorf("labels.severity must be one of %s, got %q", strings.Join(streams.AlertSeverities(), ", "), sev)
 	}
-	p, err := expr.Compile(r.Expr, exprOptions()...)
+	r.selectors = selectorsOf(r.Expr)
+	p, err := compilePrograms(r.Expr, r.selectors, exprOptions())
 	if err != nil {
 		return fmt.Errorf("expr: %w", err)
 	}
-	r.program = p
-	r.selectors = selectorsOf(r.Expr)
-	r.without = map[string]*vm.Program{}
-	for name, value := range r.selectors {
-		if p, err := compileWithout(r.Expr, name, value); err == nil {
-			r.without[name] = p
-		}
-	}
+	r.programs = p
+	r.typed = typedPrograms(r.Over, r.Expr, r.selectors)
 	r.annotations = make(map[string]*template.Template, len(r.Annotations))
 	for k, v := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)

@@ -53,6 +53,9 @@ func (a *Alert) Name() string { return a.Labels[model.AlertNameLabel] }
 type Series struct {
 	Labels map[string]string
 	Fields map[string]any
+	// typed is the same environment as a struct (see heartbeatEnv), nil
+	// where the signal has none.
+	typed any
 }
 
 // State of a rule's alert.
@@ -196,13 +199,28 @@ func evalRule(m *vm.VM, r *Rule, st map[model.Fingerprint]*ruleAlert, set *Serie
 	seen := map[model.Fingerprint]bool{}
 	// Where the index guarantees the selector, the expression without it
 	// gives the same answer for less work.
-	hitProgram := r.program
-	if p := r.without[sel.name]; p != nil {
-		hitProgram = p
+	full, hit := r.programs.forSelection(sel)
+	var typedFull, typedHit *vm.Program
+	if r.typed != nil {
+		typedFull, typedHit = r.typed.forSelection(sel)
 	}
-	for i, p := range sel.each(set.Len(), r.program, hitProgram) {
-		s := set.series[i]
-		ok, value, err := r.eval(m, p, set.envs[i])
+	for i, isHit := range sel.each(set.Len()) {
+		s := &set.series[i]
+		var env any
+		var p *vm.Program
+		switch {
+		case typedFull != nil && s.typed != nil:
+			env, p = s.typed, typedFull
+			if isHit {
+				p = typedHit
+			}
+		default:
+			env, p = set.env(i), full
+			if isHit {
+				p = hit
+			}
+		}
+		ok, value, err := r.eval(m, p, env, s)
 		if err != nil {
 			lastErr = err
 			continue
@@ -301,9 +319,9 @@ func (b byFingerprint) Swap(i, j int) {
 }
 
 // eval runs program p, the rule's expression or one equivalent over env,
-// over one series' environment on machine m (reused: a VM per run would
-// allocate its stack each time).
-func (r *Rule) eval(m *vm.VM, p *vm.Program, env map[string]any) (bool, any, error) {
+// over series s's environment env on machine m (reused: a VM per run
+// would allocate its stack each time).
+func (r *Rule) eval(m *vm.VM, p *vm.Program, env any, s *Series) (bool, any, error) {
 	out, err := m.Run(p, env)
 	if err != nil {
 		return false, nil, fmt.Errorf("rule %s (line %d): %w", r.Alert, r.line, err)
@@ -311,7 +329,7 @@ func (r *Rule) eval(m *vm.VM, p *vm.Program, env map[string]any) (bool, any, err
 	ok, _ := out.(bool)
 	var value any
 	if r.Value != "" {
-		value = env[r.Value]
+		value = s.value(r.Value)
 	}
 	return ok, value, nil
 }

@@ -164,7 +164,7 @@ func TestSelectorsSameAnswers(t *testing.T) {
 			failed := false
 			var m vm.VM
 			for i, s := range series {
-				ok, _, err := r.eval(&m, r.program, set.envs[i])
+				ok, _, err := r.eval(&m, r.programs.full, set.env(i), &series[i])
 				failed = failed || err != nil
 				if ok {
 					want = append(want, s.Labels["instance"])

@@ -3,7 +3,9 @@ package alerting
 import (
 	"iter"
 	"maps"
+	"sync"
 
+	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/compiler"
@@ -20,7 +22,10 @@ import (
 // it, as Prometheus's label matchers select series before evaluating.
 type SeriesSet struct {
 	series []Series
-	envs   []map[string]any
+	// envs are the series' map environments, built on first use: rules
+	// that run over typed environments need none.
+	envs     []map[string]any
+	envsOnce sync.Once
 	// index[name][value] lists the series with label name=value;
 	// missing[name] those without label name.
 	index   map[string]map[string][]int
@@ -32,12 +37,9 @@ type SeriesSet struct {
 // it), so a series listed under name=value is one where the expression
 // sees name == value.
 func NewSeriesSet(series []Series) *SeriesSet {
-	s := &SeriesSet{series: series, envs: make([]map[string]any, len(series)),
-		index: map[string]map[string][]int{}, missing: map[string][]int{}}
+	s := &SeriesSet{series: series, index: map[string]map[string][]int{}, missing: map[string][]int{}}
 	for i, se := range series {
-		env := make(map[string]any, len(se.Fields)+len(se.Labels))
 		for k, v := range se.Labels {
-			env[k] = v
 			if _, shadowed := se.Fields[k]; shadowed {
 				continue
 			}
@@ -48,8 +50,6 @@ func NewSeriesSet(series []Series) *SeriesSet {
 			}
 			byValue[v] = append(byValue[v], i)
 		}
-		maps.Copy(env, se.Fields)
-		s.envs[i] = env
 	}
 	for name := range s.index {
 		for i, se := range series {
@@ -61,6 +61,34 @@ func NewSeriesSet(series []Series) *SeriesSet {
 		}
 	}
 	return s
+}
+
+// env returns series i's map environment: its labels and fields, a
+// field winning over a label of the same name.
+func (s *SeriesSet) env(i int) map[string]any {
+	s.envsOnce.Do(func() {
+		s.envs = make([]map[string]any, len(s.series))
+		for i, se := range s.series {
+			env := make(map[string]any, len(se.Fields)+len(se.Labels))
+			for k, v := range se.Labels {
+				env[k] = v
+			}
+			maps.Copy(env, se.Fields)
+			s.envs[i] = env
+		}
+	})
+	return s.envs[i]
+}
+
+// value returns what name reads in series se's environment (see env).
+func (se *Series) value(name string) any {
+	if v, ok := se.Fields[name]; ok {
+		return v
+	}
+	if v, ok := se.Labels[name]; ok {
+		return v
+	}
+	return nil
 }
 
 // Len returns the number of series.
@@ -89,26 +117,25 @@ func (c selection) first() int {
 	return -1 // none selected
 }
 
-// each yields the selected series in order, each with the program to run
-// over it: hit for the series the index guarantees the selector on, full
-// for the others.
-func (c selection) each(n int, full, hit *vm.Program) iter.Seq2[int, *vm.Program] {
-	return func(yield func(int, *vm.Program) bool) {
+// each yields the selected series in order, each with whether the index
+// guarantees the selector on it (hit) or the whole expression must judge.
+func (c selection) each(n int) iter.Seq2[int, bool] {
+	return func(yield func(int, bool) bool) {
 		if c.all {
 			for i := range n {
-				if !yield(i, full) {
+				if !yield(i, false) {
 					return
 				}
 			}
 			return
 		}
 		for _, i := range c.hit {
-			if !yield(i, hit) {
+			if !yield(i, true) {
 				return
 			}
 		}
 		for _, i := range c.miss {
-			if !yield(i, full) {
+			if !yield(i, false) {
 				return
 			}
 		}
@@ -178,13 +205,13 @@ func selectors(n *ast.Node, fn func(slot *ast.Node, name, value string)) {
 	}
 }
 
-// compileWithout compiles expression as the rule's program, with each
+// compileWithout compiles expression with opts, with each
 // name == "value" comparison of its top-level && chain replaced by true:
 // the same program for a series where name == value holds, as comparing
 // two strings neither fails nor has effects.
-func compileWithout(expression, name, value string) (*vm.Program, error) {
+func compileWithout(expression, name, value string, opts []expr.Option) (*vm.Program, error) {
 	config := conf.CreateNew()
-	for _, op := range exprOptions() {
+	for _, op := range opts {
 		op(config)
 	}
 	config.Check()

@@ -157,14 +157,16 @@ func (s *Signals) Series(r *Rule, now time.Time) []Series {
 	switch r.Over {
 	case OverHeartbeats:
 		out := make([]Series, 0, len(s.hb))
+		envs := make([]heartbeatEnv, 0, len(s.hb))
 		for _, e := range s.hb {
 			l := e.load
-			out = append(out, Series{
-				Labels: map[string]string{"service": e.service, "instance": e.instance},
-				Fields: map[string]any{"cpu": l.CPU, "mem": l.Mem, "latency_ms": l.LatencyMS, "p99_ms": l.P99MS,
-					"error_rate": l.ErrorRate, "rps": l.RPS, "in_flight": float64(l.InFlight),
-					"leaving": l.Leaving, "age_s": now.Sub(e.at).Seconds()},
-			})
+			envs = append(envs, heartbeatEnv{Service: e.service, Instance: e.instance,
+				CPU: l.CPU, Mem: l.Mem, LatencyMS: l.LatencyMS, P99MS: l.P99MS,
+				ErrorRate: l.ErrorRate, RPS: l.RPS, InFlight: float64(l.InFlight),
+				Leaving: l.Leaving, AgeS: now.Sub(e.at).Seconds()})
+		}
+		for i := range envs {
+			out = append(out, envs[i].series())
 		}
 		return out
 	case OverMembers:
