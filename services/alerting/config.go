@@ -290,12 +290,18 @@ func (r *Rule) compile() error {
 		return fmt.Errorf("labels.severity must be one of %s, got %q", strings.Join(streams.AlertSeverities(), ", "), sev)
 	}
 	r.selectors = selectorsOf(r.Expr)
-	p, err := compilePrograms(r.Expr, r.selectors, exprOptions())
+	p, err := compilePrograms(r.Expr, nil, exprOptions())
 	if err != nil {
 		return fmt.Errorf("expr: %w", err)
 	}
 	r.programs = p
 	r.typed = typedPrograms(r.Over, r.Expr, r.selectors)
+	if r.typed == nil {
+		// Signals give typed environments to every series of a rule
+		// compiled for them, so the narrower map programs are for the
+		// other rules only.
+		r.programs.narrow(r.Expr, r.selectors, exprOptions())
+	}
 	r.annotations = make(map[string]*template.Template, len(r.Annotations))
 	for k, v := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(templatePrelude + v)

@@ -150,8 +150,9 @@ func TestSelectorsSameAnswers(t *testing.T) {
 	}
 	for _, ex := range exprs {
 		t.Run(ex, func(t *testing.T) {
-			c := mustConfig(t, "rules:\n  - alert: A\n    over: heartbeats\n    expr: '"+ex+"'\n    labels: {severity: info}\n")
+			c := mustConfig(t, "rules:\n  - alert: A\n    over: members\n    expr: '"+ex+"'\n    labels: {severity: info}\n")
 			r := c.Rules[0]
+			require.Nil(t, r.typed, "runs over maps")
 			e := NewEvaluator(c.Rules)
 			out := e.Eval(t0, func(*Rule) *SeriesSet { return NewSeriesSet(series) })
 			var got []string

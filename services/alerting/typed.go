@@ -62,12 +62,17 @@ func compilePrograms(expression string, selectors map[string]string, opts []expr
 		return nil, err
 	}
 	p := &programs{full: full, without: map[string]*vm.Program{}}
+	p.narrow(expression, selectors, opts)
+	return p, nil
+}
+
+// narrow compiles expression with opts without each of selectors.
+func (p *programs) narrow(expression string, selectors map[string]string, opts []expr.Option) {
 	for name, value := range selectors {
 		if w, err := compileWithout(expression, name, value, opts); err == nil {
 			p.without[name] = w
 		}
 	}
-	return p, nil
 }
 
 // typedPrograms compiles a rule's expression against its signal's typed
