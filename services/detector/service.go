@@ -329,19 +329,19 @@ func (s *Service) account(res accrual.TickResult) {
 var states = []membership.State{membership.Alive, membership.Suspect, membership.Dead, membership.Left}
 
 // probeLoop measures round trips to micro service instances with
-// $SRV.PING.<service>.<instance>, within ProbesPerSecond. Instances that
-// are not micro services answer "no responders" and are left alone for
-// ten minutes.
+// $SRV.PING.<service>.<instance>, within ProbesPerSecond, and every
+// evaluation tick probes the instances that went late (accrual's
+// LateTargets): a late instance whose connection closed answers "no
+// responders" and is dead at once. Instances that are not micro services
+// answer "no responders" to their first probe and are left alone for ten
+// minutes.
 func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 	per := max(1, int(s.opts.ProbesPerSecond*s.opts.ProbeInterval.Seconds()))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	s.loop(ctx, s.opts.ProbeInterval, func() {
-		if !s.active.Load() {
-			return
-		}
-		for _, key := range s.tab.ProbeTargets(per, s.now()) {
+	send := func(keys []string) {
+		for _, key := range keys {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -351,6 +351,18 @@ func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 				defer func() { <-sem }()
 				s.probe(ctx, nc, key)
 			})
+		}
+	}
+	wg.Go(func() {
+		s.loop(ctx, s.opts.EvalInterval, func() {
+			if s.active.Load() {
+				send(s.tab.LateTargets(s.now()))
+			}
+		})
+	})
+	s.loop(ctx, s.opts.ProbeInterval, func() {
+		if s.active.Load() {
+			send(s.tab.ProbeTargets(per, s.now()))
 		}
 	})
 }
@@ -371,7 +383,7 @@ func (s *Service) probe(ctx context.Context, nc *nats.Conn, key string) {
 		s.tab.ObserveRTT(key, rtt)
 		s.m.rtt.Observe(rtt.Seconds())
 	case errors.Is(err, nats.ErrNoResponders):
-		s.tab.NoProbe(key, s.now()+10*time.Minute)
+		s.tab.Gone(key, s.now())
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		s.tab.ObserveRTT(key, s.opts.ProbeTimeout)
 	}
