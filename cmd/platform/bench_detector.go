@@ -16,6 +16,7 @@ func newBenchDetectorCmd(f *benchFlags) *cobra.Command {
 		ev    detectorbench.EvalOptions
 		scale detectorbench.ScaleOptions
 		skip  bool
+		plot  string
 	)
 	cmd := &cobra.Command{
 		Use:   "detector",
@@ -42,6 +43,11 @@ heartbeat path and reports the share of a core it needs.`,
 			p.Stop()
 			if err != nil {
 				return err
+			}
+			if plot != "" {
+				if err := rep.Plot(plot); err != nil {
+					return err
+				}
 			}
 			results := rep.Results()
 			if !skip {
@@ -70,5 +76,6 @@ heartbeat path and reports the share of a core it needs.`,
 	fl.IntVar(&scale.Instances, "scale-instances", 10000, "instances of the scale row")
 	fl.IntVar(&scale.Seconds, "scale-seconds", 30, "simulated seconds of the scale row")
 	fl.BoolVar(&skip, "skip-scale", false, "leave out the scale row")
+	fl.StringVar(&plot, "plot", "", "draw detection P99 against false positives of every configuration to this file (.png, .svg or .pdf)")
 	return cmd
 }

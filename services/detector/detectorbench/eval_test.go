@@ -1,7 +1,10 @@
 package detectorbench
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -81,6 +84,12 @@ func TestEvaluationTargets(t *testing.T) {
 	all := held(NameOurs, "", "")
 	require.Equal(t, all.Deaths, all.Detected)
 	require.Zero(t, all.FalseVerdicts, "ours: false positives after the warm-up")
+	png := filepath.Join(t.TempDir(), "eval.png")
+	require.NoError(t, rep.Plot(png))
+	b, err := os.ReadFile(png)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(b, []byte("\x89PNG")), "a PNG")
+
 	p := rep.Predictor
 	require.GreaterOrEqual(t, p.AUC, 0.9)
 	require.GreaterOrEqual(t, p.LeadP50, 10.0)
