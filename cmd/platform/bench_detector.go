@@ -13,10 +13,11 @@ func init() { benchCommands = append(benchCommands, newBenchDetectorCmd) }
 
 func newBenchDetectorCmd(f *benchFlags) *cobra.Command {
 	var (
-		ev    detectorbench.EvalOptions
-		scale detectorbench.ScaleOptions
-		skip  bool
-		plot  string
+		ev     detectorbench.EvalOptions
+		scale  detectorbench.ScaleOptions
+		skip   bool
+		plot   string
+		replay []string
 	)
 	cmd := &cobra.Command{
 		Use:   "detector",
@@ -37,6 +38,18 @@ runs 10,000 instances at one heartbeat a second through the detector's
 heartbeat path and reports the share of a core it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			live, err := detectorbench.LiveRecording()
+			if err != nil {
+				return err
+			}
+			ev.Recordings = append(ev.Recordings, live)
+			for _, path := range replay {
+				r, err := detectorbench.ReadRecording(path)
+				if err != nil {
+					return err
+				}
+				ev.Recordings = append(ev.Recordings, r)
+			}
 			p := bench.NewProgress(f.progressOut(), "detector evaluation", int64(ev.Steps()))
 			ev.Progress = func() { p.Add(1) }
 			rep, err := detectorbench.Evaluate(ev)
@@ -76,6 +89,7 @@ heartbeat path and reports the share of a core it needs.`,
 	fl.IntVar(&scale.Instances, "scale-instances", 10000, "instances of the scale row")
 	fl.IntVar(&scale.Seconds, "scale-seconds", 30, "simulated seconds of the scale row")
 	fl.BoolVar(&skip, "skip-scale", false, "leave out the scale row")
+	fl.StringSliceVar(&replay, "replay", nil, "also replay these recordings (platform bench detector-record); the one shipped is always replayed")
 	fl.StringVar(&plot, "plot", "", "draw detection P99 against false positives of every configuration to this file (.png, .svg or .pdf)")
 	return cmd
 }

@@ -170,7 +170,16 @@ func Evaluate(opts EvalOptions) (Report, error) {
 			add("held-out mixed", cl.class, heldMixed(c))
 		}
 		for k, r := range opts.Recordings {
-			add("recorded "+r.Name, "", outs[c][opts.Train+opts.Held+k:opts.Train+opts.Held+k+1])
+			o := outs[c][opts.Train+opts.Held+k : opts.Train+opts.Held+k+1]
+			add("recorded "+r.Name, "", o)
+			for _, kind := range []string{KindCrash, KindHostLost} {
+				s := score(o, "", kind)
+				s.Detector, s.Config, s.Traces = name, cands[c].config, "recorded "+r.Name
+				rep.Scores = append(rep.Scores, s)
+			}
+			for _, cl := range r.classes() {
+				add("recorded "+r.Name, cl, o)
+			}
 		}
 	}
 	p, err := evaluatePredictor(opts)

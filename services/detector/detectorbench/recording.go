@@ -1,10 +1,12 @@
 package detectorbench
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -35,9 +37,32 @@ type RecordedInstance struct {
 	// started, in arrival order; Seqs their sequence numbers.
 	Arrivals []float64 `json:"arrivals_ms"`
 	Seqs     []uint64  `json:"seqs"`
-	// Lives are when its processes ran, ms: [start, end), end -1 for a
-	// process that outlived the recording.
-	Lives [][2]float64 `json:"lives_ms"`
+	// Lives are when its processes ran.
+	Lives []RecordedLife `json:"lives"`
+	// Stalls are when its process was stopped (SIGSTOP then SIGCONT), ms:
+	// [start, end).
+	Stalls [][2]float64 `json:"stalls_ms,omitempty"`
+}
+
+// RecordedLife is one process's life, ms since the recording started:
+// [Start, End), End -1 for a process that outlived the recording. A
+// process killed (SIGKILL) closed its connection; one stopped for good
+// (HostLost) went silent with its connection open, as a lost host does.
+type RecordedLife struct {
+	StartMS  float64 `json:"start_ms"`
+	EndMS    float64 `json:"end_ms"`
+	HostLost bool    `json:"host_lost,omitempty"`
+}
+
+// liveRecording is 60 s of six processes of ten instances each, recorded
+// on one machine by platform bench detector-record.
+//
+//go:embed recordings/live.json
+var liveRecording []byte
+
+// LiveRecording returns the recording shipped with the benchmark.
+func LiveRecording() (*Recording, error) {
+	return decodeRecording("recordings/live.json", liveRecording)
 }
 
 // ReadRecording reads a recording saved by WriteTo.
@@ -46,12 +71,19 @@ func ReadRecording(path string) (*Recording, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read recording: %w", err)
 	}
+	return decodeRecording(path, b)
+}
+
+func decodeRecording(name string, b []byte) (*Recording, error) {
 	var r Recording
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("read recording %s: %w", path, err)
+		return nil, fmt.Errorf("read recording %s: %w", name, err)
 	}
 	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("read recording %s: %w", path, err)
+		return nil, fmt.Errorf("read recording %s: %w", name, err)
+	}
+	if r.Name == "" {
+		r.Name = filepath.Base(name)
 	}
 	return &r, nil
 }
@@ -92,10 +124,13 @@ func (r *Recording) trace() *trace {
 		in := &simInstance{key: ri.Key, class: ri.Class, rtt: func(int64) time.Duration { return 400 * time.Microsecond }}
 		for _, l := range ri.Lives {
 			end := int64(-1)
-			if l[1] >= 0 {
-				end = ns(l[1])
+			if l.EndMS >= 0 {
+				end = ns(l.EndMS)
 			}
-			in.lives = append(in.lives, incarnation{start: ns(l[0]), end: end})
+			in.lives = append(in.lives, incarnation{start: ns(l.StartMS), end: end, hostLost: l.HostLost})
+		}
+		for _, s := range ri.Stalls {
+			in.stalls = append(in.stalls, [2]int64{ns(s[0]), ns(s[1])})
 		}
 		for k, at := range ri.Arrivals {
 			in.beats = append(in.beats, simBeat{at: ns(at), load: accrual.Load{Seq: ri.Seqs[k], IntervalMS: r.IntervalMS}})
@@ -103,4 +138,16 @@ func (r *Recording) trace() *trace {
 		tr.instances = append(tr.instances, in)
 	}
 	return tr
+}
+
+// classes returns the classes of the recorded instances, in order of
+// first appearance.
+func (r *Recording) classes() []Class {
+	var out []Class
+	for _, in := range r.Instances {
+		if !slices.Contains(out, in.Class) {
+			out = append(out, in.Class)
+		}
+	}
+	return out
 }
