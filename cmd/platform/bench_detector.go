@@ -35,7 +35,8 @@ ours, on its defaults, on held-out traces and on replayed recordings
 30 s are counted apart. --plot draws every configuration. The predictor is
 trained on one slow-deaths trace and scored on another. Last, the scale row
 runs 10,000 instances at one heartbeat a second through the detector's
-heartbeat path and reports the share of a core it needs.`,
+heartbeat path in this process, without I/O; platform bench detector-scale
+measures a detector process on real connections.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			live, err := detectorbench.LiveRecording()
