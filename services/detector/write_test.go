@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -108,4 +109,59 @@ func TestLiveLeaderStepDownsLoseNoTransition(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, states(membership.Dead))
+}
+
+// A micro service instance whose connection closes is dead as soon as a
+// late probe finds no responders, long before its silence would be
+// judged: the tolerated pause here is 100 s.
+func TestLiveClosedConnectionIsDeadByProbe(t *testing.T) {
+	t.Parallel()
+	c, js := liveCluster(t)
+	kv := membersKV(t, js)
+	nc := clustertest.Connect(t, c)
+	o := LocalOptions()
+	o.Conn = nc
+	o.Logger = clustertest.Logger()
+	o.PauseIntervals = 1000
+	d, err := New(o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-d.Ready()
+
+	inc := clustertest.Connect(t, c)
+	inst, err := service.New(service.Options{Conn: inc, Name: "demo", HeartbeatInterval: 100 * time.Millisecond, Logger: clustertest.Logger()})
+	require.NoError(t, err)
+	ictx, icancel := context.WithCancel(context.Background())
+	idone := make(chan error, 1)
+	go func() { idone <- inst.Run(ictx) }()
+	t.Cleanup(func() { icancel(); <-idone })
+	<-inst.Ready()
+	key := membership.Key(inst.MicroName(), inst.ID())
+
+	// Once the detector has probed the instance twice (so the first probe's
+	// answer is in: probes of one instance are a probe interval apart),
+	// its connection goes as a crashed process's would.
+	pinged := make(chan struct{}, 2)
+	sub, err := clustertest.Connect(t, c).Subscribe("$SRV.PING."+inst.MicroName()+"."+inst.ID(), func(*nats.Msg) {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	waitState(t, kv, key, membership.Alive, 10*time.Second)
+	for range 2 {
+		select {
+		case <-pinged:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the detector did not probe the instance twice")
+		}
+	}
+	require.NoError(t, sub.Unsubscribe())
+	inc.Close()
+	waitState(t, kv, key, membership.Dead, 10*time.Second)
 }

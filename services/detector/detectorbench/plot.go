@@ -13,7 +13,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 )
 
-// Plot draws every configuration on the held-out traces: detection P99
+// Plot draws every configuration on the held-out traces, generated and
+// recorded, pooled: detection P99
 // against false positives per 1,000 instance-hours, one series per
 // detector family (phi accrual one per threshold), each baseline's chosen
 // configuration ringed and labelled, ours a large star. False positives
@@ -21,7 +22,7 @@ import (
 // file's extension (png, svg, pdf).
 func (r Report) Plot(file string) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Held-out mixed fleets (%d traces of %d instances, %s at %s heartbeats)",
+	p.Title.Text = fmt.Sprintf("Held-out traces: %d mixed fleets of %d instances (%s, %s heartbeats) and the recordings",
 		r.Held, r.Trace.Instances, r.Trace.Duration, r.Trace.Interval)
 	p.X.Label.Text = "false positives per 1,000 instance-hours (after the 30 s warm-up)"
 	p.Y.Label.Text = "detection P99 (s), all deaths"
