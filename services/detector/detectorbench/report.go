@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -146,20 +147,28 @@ func (r Report) writeVerdict(w io.Writer) {
 		}
 		return fmt.Sprintf("%+.0f%%", 100*(a-b)/b)
 	}
-	for _, base := range []string{NameFixed, NamePhi} {
-		var parts []string
-		for _, k := range []struct{ label, kind string }{{"all deaths", ""}, {"crashes", KindCrash}, {"lost hosts", KindHostLost}} {
-			o, ok1 := r.find("held-out mixed", NameOurs, "", k.kind)
-			b, ok2 := r.find("held-out mixed", base, "", k.kind)
-			if !ok1 || !ok2 {
-				return
-			}
-			parts = append(parts, fmt.Sprintf("%s P99 %s vs %s ms (%s)", k.label, ms(o.P99MS), ms(b.P99MS), change(o.P99MS, b.P99MS)))
+	traces := []string{"held-out mixed"}
+	for _, sc := range r.Scores {
+		if strings.HasPrefix(sc.Traces, "recorded ") && !slices.Contains(traces, sc.Traces) {
+			traces = append(traces, sc.Traces)
 		}
-		o, _ := r.find("held-out, all", NameOurs, "", "")
-		b, _ := r.find("held-out, all", base, "", "")
-		fmt.Fprintf(w, "ours vs %s (%s), held-out: %s; false positives after warm-up %d vs %d, in warm-up %d vs %d\n",
-			base, b.Config, strings.Join(parts, ", "), o.FalseVerdicts, b.FalseVerdicts, o.WarmUpFalse, b.WarmUpFalse)
+	}
+	for _, tr := range traces {
+		for _, base := range []string{NameFixed, NamePhi} {
+			var parts []string
+			for _, k := range []struct{ label, kind string }{{"all deaths", ""}, {"crashes", KindCrash}, {"lost hosts", KindHostLost}} {
+				o, ok1 := r.find(tr, NameOurs, "", k.kind)
+				b, ok2 := r.find(tr, base, "", k.kind)
+				if !ok1 || !ok2 {
+					return
+				}
+				parts = append(parts, fmt.Sprintf("%s P99 %s vs %s ms (%s)", k.label, ms(o.P99MS), ms(b.P99MS), change(o.P99MS, b.P99MS)))
+			}
+			o, _ := r.find(tr, NameOurs, "", "")
+			b, _ := r.find(tr, base, "", "")
+			fmt.Fprintf(w, "%s, ours vs %s (%s): %s; false positives after warm-up %d vs %d, in warm-up %d vs %d\n",
+				tr, base, b.Config, strings.Join(parts, ", "), o.FalseVerdicts, b.FalseVerdicts, o.WarmUpFalse, b.WarmUpFalse)
+		}
 	}
 }
 
