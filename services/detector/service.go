@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
@@ -137,12 +138,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nc := s.opts.Conn
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(8192),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			s.m.publishErrs.Inc()
-			s.log.Debug("publish not acknowledged", "subject", m.Subject, "err", err)
-		}))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
 	if err != nil {
 		return fmt.Errorf("detector: jetstream: %w", err)
 	}
@@ -285,30 +281,36 @@ func (s *Service) forget(e jetstream.KeyValueEntry) {
 }
 
 // evalLoop evaluates states every EvalInterval and, while active,
-// publishes the transitions and MEMBERS writes.
+// publishes the transitions and MEMBERS writes, each confirmed by its
+// acknowledgement. While a write is retried the loop waits: the table
+// keeps taking heartbeats, and the next evaluation derives whatever
+// changed meanwhile.
 func (s *Service) evalLoop(ctx context.Context, js jetstream.JetStream) {
 	budget := max(1, int(s.opts.MaxWriteRate*s.opts.EvalInterval.Seconds()))
+	w := &writer{
+		js: js, log: s.log, holds: s.active.Load,
+		ackWait: max(time.Second, 10*s.opts.EvalInterval),
+		backoff: jsapi.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second},
+		failed:  s.m.publishErrs.Inc,
+	}
 	s.loop(ctx, s.opts.EvalInterval, func() {
 		start := time.Now()
 		active := s.active.Load()
 		res := s.tab.Tick(s.now(), active, budget)
-		msgs, err := Messages(res)
+		out, err := Messages(res)
 		if err != nil {
 			s.log.Error("encode", "err", err)
 		}
-		for _, m := range msgs {
-			var opts []jetstream.PublishOpt
-			if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
-				m.Header.Del(jetstream.MsgIDHeader)
-				opts = append(opts, jetstream.WithMsgID(id))
-			}
-			if _, err := js.PublishMsgAsync(m, opts...); err != nil {
-				s.m.publishErrs.Inc()
-				s.log.Warn("publish", "subject", m.Subject, "err", err)
-			}
-		}
 		s.account(res)
 		s.m.tick.Observe(time.Since(start).Seconds())
+		if out.Len() == 0 {
+			return
+		}
+		if err := w.publish(ctx, out); err != nil && ctx.Err() == nil {
+			// The lease moved on: the new holder derives what is missing
+			// from MEMBERS, where this detector's last state never landed.
+			s.log.Error("writes abandoned", "err", err)
+		}
 	})
 }
 
@@ -327,19 +329,19 @@ func (s *Service) account(res accrual.TickResult) {
 var states = []membership.State{membership.Alive, membership.Suspect, membership.Dead, membership.Left}
 
 // probeLoop measures round trips to micro service instances with
-// $SRV.PING.<service>.<instance>, within ProbesPerSecond. Instances that
-// are not micro services answer "no responders" and are left alone for
-// ten minutes.
+// $SRV.PING.<service>.<instance>, within ProbesPerSecond, and every
+// evaluation tick probes the instances that went late (accrual's
+// LateTargets): a late instance whose connection closed answers "no
+// responders" and is dead at once. Instances that are not micro services
+// answer "no responders" to their first probe and are left alone for ten
+// minutes.
 func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 	per := max(1, int(s.opts.ProbesPerSecond*s.opts.ProbeInterval.Seconds()))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	s.loop(ctx, s.opts.ProbeInterval, func() {
-		if !s.active.Load() {
-			return
-		}
-		for _, key := range s.tab.ProbeTargets(per, s.now()) {
+	send := func(keys []string) {
+		for _, key := range keys {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -349,6 +351,18 @@ func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 				defer func() { <-sem }()
 				s.probe(ctx, nc, key)
 			})
+		}
+	}
+	wg.Go(func() {
+		s.loop(ctx, s.opts.EvalInterval, func() {
+			if s.active.Load() {
+				send(s.tab.LateTargets(s.now()))
+			}
+		})
+	})
+	s.loop(ctx, s.opts.ProbeInterval, func() {
+		if s.active.Load() {
+			send(s.tab.ProbeTargets(per, s.now()))
 		}
 	})
 }
@@ -369,7 +383,7 @@ func (s *Service) probe(ctx context.Context, nc *nats.Conn, key string) {
 		s.tab.ObserveRTT(key, rtt)
 		s.m.rtt.Observe(rtt.Seconds())
 	case errors.Is(err, nats.ErrNoResponders):
-		s.tab.NoProbe(key, s.now()+10*time.Minute)
+		s.tab.Gone(key, s.now())
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		s.tab.ObserveRTT(key, s.opts.ProbeTimeout)
 	}

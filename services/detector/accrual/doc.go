@@ -12,11 +12,16 @@
 // with Akka's formulation: the mean is shifted by a tolerated pause and the
 // standard deviation has a floor. Both are relative to the instance's
 // heartbeat interval. The pause widens with a worse network quality class
-// (quality.go: jitter, loss from sequence gaps, probe round trips) and
-// with the longest silence the instance recently recovered from, so an
-// instance that stalls for GC is not declared dead for doing it again,
-// while a quiet, regular one is declared dead in well under a second at
-// 100 ms heartbeats (table.go, schedule).
+// (quality.go: jitter, loss from sequence gaps, probe round trips). An
+// instance that stalls (it came back from a silence of two intervals or
+// more), or is too young to have shown whether it does, is allowed the
+// longest silence any instance of the fleet recovered from: one instance
+// sees too few of its own pauses to know its next, the fleet sees many.
+// A quiet instance with a clean record is declared dead in well under a
+// second at 100 ms heartbeats (table.go, schedule). A late instance that
+// answered probes before is probed at once: "no responders" means its
+// connection closed, and it is dead without waiting out any pause
+// (probe.go, LateTargets and Gone).
 //
 // # Prediction
 //

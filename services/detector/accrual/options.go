@@ -37,20 +37,32 @@ type Options struct {
 	// PauseIntervals is the silence, in heartbeat intervals, that an
 	// instance on an excellent path may show without being declared dead:
 	// Akka's acceptable heartbeat pause, relative. A worse network quality
-	// class multiplies it: good 1.2, fair 1.5, poor 2, very poor 3.
+	// class multiplies it: good 1.2, fair 1.5, poor 2, very poor 3. It is
+	// the whole tolerance of a member with a clean record (see
+	// StallIntervals and TrustAfter).
 	PauseIntervals float64
-	// PauseMemoryMargin widens the tolerated pause to this multiple of the
-	// longest silence the instance recently recovered from, so an instance
-	// known to stall (GC, loss bursts) is not declared dead for doing it
-	// again.
+	// StallIntervals is the silence, in intervals, that marks a member
+	// that recovers from it as one that stalls: from then on it is allowed
+	// PauseMemoryMargin times the longest silence any member of the fleet
+	// recovered from (a quiet member keeps its own, tighter, tolerance).
+	StallIntervals float64
+	// TrustAfter is how long a member must heartbeat without stalling
+	// before it is held to its own tolerance; until then it is allowed the
+	// fleet's longest recovered silence, as a member that stalls is.
+	TrustAfter time.Duration
+	// PauseMemoryMargin is how much longer than the longest silence any
+	// member of the fleet recovered from (lately) a member that stalls, or
+	// is young, may be silent.
 	PauseMemoryMargin float64
-	// PauseMemoryDecay is the per-heartbeat decay of that remembered
-	// silence (0.995: it halves in about 140 heartbeats).
-	PauseMemoryDecay float64
-	// MaxPauseFactor caps the tolerated pause at this multiple of the
-	// quality-scaled PauseIntervals, so one long stall does not blind the
-	// detector to a real death.
-	MaxPauseFactor float64
+	// PauseMemoryHalfLife is how fast that longest silence is forgotten:
+	// it halves in this time.
+	PauseMemoryHalfLife time.Duration
+	// LateProbeIntervals is the silence, in heartbeat intervals, after
+	// which a member that answers probes is probed at once: "no responders"
+	// then means its process is gone and it is declared dead without
+	// waiting out the pause it is allowed (see Table.Gone). Negative
+	// disables late probes.
+	LateProbeIntervals float64
 
 	// PredictionHorizon is how many heartbeats before a death count as
 	// "preceded the death": the predictor learns from them and its
@@ -90,21 +102,23 @@ type Options struct {
 // and a record refresh every 10 s.
 func DefaultOptions() Options {
 	return Options{
-		DefaultInterval:   time.Second,
-		WindowSize:        200,
-		PhiThreshold:      8,
-		SuspectFraction:   0.5,
-		MinStdDevFraction: 0.1,
-		PauseIntervals:    6,
-		PauseMemoryMargin: 1.25,
-		PauseMemoryDecay:  0.995,
-		MaxPauseFactor:    3,
-		PredictionHorizon: 20,
-		LearningRate:      0.05,
-		NegativeSampling:  0.1,
-		ConfirmDeath:      5 * time.Second,
-		RefreshInterval:   10 * time.Second,
-		ForgetAfter:       24 * time.Hour,
+		DefaultInterval:     time.Second,
+		WindowSize:          200,
+		PhiThreshold:        8,
+		SuspectFraction:     0.5,
+		MinStdDevFraction:   0.1,
+		PauseIntervals:      6,
+		StallIntervals:      2,
+		TrustAfter:          30 * time.Second,
+		PauseMemoryMargin:   1.1,
+		PauseMemoryHalfLife: time.Hour,
+		LateProbeIntervals:  2,
+		PredictionHorizon:   20,
+		LearningRate:        0.05,
+		NegativeSampling:    0.1,
+		ConfirmDeath:        5 * time.Second,
+		RefreshInterval:     10 * time.Second,
+		ForgetAfter:         24 * time.Hour,
 	}
 }
 
@@ -129,8 +143,10 @@ func (o *Options) fill() {
 	o.MinStdDevFraction = cmp.Or(o.MinStdDevFraction, d.MinStdDevFraction)
 	o.PauseIntervals = cmp.Or(o.PauseIntervals, d.PauseIntervals)
 	o.PauseMemoryMargin = cmp.Or(o.PauseMemoryMargin, d.PauseMemoryMargin)
-	o.PauseMemoryDecay = cmp.Or(o.PauseMemoryDecay, d.PauseMemoryDecay)
-	o.MaxPauseFactor = cmp.Or(o.MaxPauseFactor, d.MaxPauseFactor)
+	o.StallIntervals = cmp.Or(o.StallIntervals, d.StallIntervals)
+	o.TrustAfter = cmp.Or(o.TrustAfter, d.TrustAfter)
+	o.PauseMemoryHalfLife = cmp.Or(o.PauseMemoryHalfLife, d.PauseMemoryHalfLife)
+	o.LateProbeIntervals = cmp.Or(o.LateProbeIntervals, d.LateProbeIntervals)
 	o.PredictionHorizon = cmp.Or(o.PredictionHorizon, d.PredictionHorizon)
 	o.LearningRate = cmp.Or(o.LearningRate, d.LearningRate)
 	o.NegativeSampling = cmp.Or(o.NegativeSampling, d.NegativeSampling)
@@ -154,8 +170,8 @@ func (o *Options) validate() error {
 	check(o.MinStdDevFraction > 0, "min std dev fraction must be positive")
 	check(o.PauseIntervals >= 0, "pause intervals must not be negative")
 	check(o.PauseMemoryMargin >= 1, "pause memory margin must be at least 1")
-	check(o.PauseMemoryDecay > 0 && o.PauseMemoryDecay <= 1, "pause memory decay %g out of range (0,1]", o.PauseMemoryDecay)
-	check(o.MaxPauseFactor >= 1, "max pause factor must be at least 1")
+	check(o.StallIntervals >= 1, "stall intervals must be at least 1")
+	check(o.PauseMemoryHalfLife > 0, "pause memory half-life must be positive")
 	check(o.PredictionHorizon >= 1 && o.PredictionHorizon <= 1000, "prediction horizon %d out of range [1,1000]", o.PredictionHorizon)
 	check(o.LearningRate > 0, "learning rate must be positive")
 	check(o.NegativeSampling > 0 && o.NegativeSampling <= 1, "negative sampling %g out of range (0,1]", o.NegativeSampling)

@@ -43,9 +43,10 @@ type member struct {
 	seq       uint64
 	interval  float64 // announced interval, ms; 0: none
 
-	win      Window
-	path     pathStats
-	pauseMem float64 // longest recent silence recovered from, ms, decaying
+	win     Window
+	path    pathStats
+	staller bool  // recovered from a silence of StallIntervals or more
+	joined  int64 // first heartbeat of this process
 
 	// Deadlines, from the last heartbeat: suspect and dead when passed.
 	suspectAt, deadAt int64
@@ -61,6 +62,8 @@ type member struct {
 	wroteQ     membership.Quality
 	wroteProb  float64
 	probeAfter int64
+	answered   bool  // answered a probe: a micro service instance
+	lateProbed int64 // when last probed for being late
 	deadSince  int64
 	heartbeats uint64
 }
@@ -85,6 +88,11 @@ type Table struct {
 	pred    *predictor
 	rng     *rand.Rand
 	zDead   float64
+
+	// fleetPause is the longest silence any member recovered from, in
+	// its intervals, as of fleetAt; it halves every PauseMemoryHalfLife.
+	fleetPause float64
+	fleetAt    int64
 
 	reordered uint64
 	restarts  uint64
@@ -128,7 +136,7 @@ func (t *Table) Heartbeat(svc, inst string, l Load, now time.Duration) {
 	m := t.members[key]
 	ns := int64(now)
 	if m == nil {
-		m = &member{key: key, svc: svc, inst: inst, win: NewWindow(t.opts.WindowSize), since: ns}
+		m = &member{key: key, svc: svc, inst: inst, win: NewWindow(t.opts.WindowSize), since: ns, joined: ns}
 		m.nextWrite = ns + t.spread()
 		t.add(m)
 	}
@@ -197,9 +205,9 @@ func (t *Table) observe(m *member, l Load, now int64) {
 		if m.state != membership.Dead {
 			m.win.Add(gap)
 			m.path.observeGap(gap, interval)
-			m.pauseMem = max(m.pauseMem*t.opts.PauseMemoryDecay, gap)
+			t.recovered(m, gap, interval, now)
 		} else if contiguous {
-			m.pauseMem = max(m.pauseMem*t.opts.PauseMemoryDecay, gap)
+			t.recovered(m, gap, interval, now)
 		}
 		interval = m.expected(t.opts.DefaultInterval)
 	}
@@ -235,6 +243,28 @@ func (t *Table) observe(m *member, l Load, now int64) {
 	t.schedule(m)
 }
 
+// recovered remembers a silence of gap ms that m came back from: in the
+// fleet's pause memory, and as a sign that m stalls.
+func (t *Table) recovered(m *member, gap, interval float64, now int64) {
+	if interval <= 0 {
+		return
+	}
+	g := gap / interval
+	if g >= t.opts.StallIntervals {
+		m.staller = true
+	}
+	t.fleetPause = max(t.fleetPauseAt(now), g)
+	t.fleetAt = now
+}
+
+// fleetPauseAt returns the fleet's pause memory decayed to now.
+func (t *Table) fleetPauseAt(now int64) float64 {
+	if t.fleetPause == 0 || now <= t.fleetAt {
+		return t.fleetPause
+	}
+	return t.fleetPause * math.Exp2(-float64(now-t.fleetAt)/float64(t.opts.PauseMemoryHalfLife))
+}
+
 // restart handles a heartbeat whose sequence started again: a new process
 // under the same name. A pending death is now certain.
 func (t *Table) restart(m *member, now int64) {
@@ -245,8 +275,8 @@ func (t *Table) restart(m *member, now int64) {
 	m.pending = nil
 	m.win.Reset()
 	m.tr.reset()
-	m.pauseMem = 0
 	m.seq = 0
+	m.joined = now
 }
 
 // expected returns the instance's heartbeat interval in ms: announced,
@@ -266,13 +296,16 @@ func (m *member) expected(def time.Duration) float64 {
 // Akka-style over inter-arrival times with the observed mean shifted by the
 // tolerated pause:
 //
-//	tolerance = mean + pause
-//	pause     = clamp(PauseIntervals × interval × quality multiplier,
-//	                  PauseMemoryMargin × recent longest silence − mean,
-//	                  MaxPauseFactor × the first term)
+//	tolerance = mean + PauseIntervals × interval × quality multiplier
 //	sd        = max(observed sd, MinStdDevFraction × interval)
 //
-// Suspect when the silence passes SuspectFraction of the pause.
+// Suspect when the silence passes SuspectFraction of the pause. A member
+// that stalls, or is too young to have shown whether it does, is dead no
+// sooner than PauseMemoryMargin × the longest silence any member of the
+// fleet recovered from: one instance sees too few of its own pauses to
+// know how long the next will be, the fleet sees many. Only a member with
+// a long clean record is held to its own tolerance. Deaths of processes
+// whose connection closes are found sooner, by late probes (Gone).
 func (t *Table) schedule(m *member) {
 	interval := m.expected(t.opts.DefaultInterval)
 	mean, sd := m.win.Mean(), m.win.StdDev()
@@ -281,13 +314,18 @@ func (t *Table) schedule(m *member) {
 		mean, sd = interval, interval/4
 	}
 	sd = max(sd, t.opts.MinStdDevFraction*interval)
-	base := t.opts.PauseIntervals * interval * multiplier(m.path.quality)
-	pause := max(base, t.opts.PauseMemoryMargin*m.pauseMem-mean)
-	pause = min(pause, base*t.opts.MaxPauseFactor)
+	pause := t.opts.PauseIntervals * interval * multiplier(m.path.quality)
 	m.tolerance, m.sd = mean+pause, sd
 	margin := t.zDead * sd
 	m.deadAt = m.last + int64((mean+pause+margin)*1e6)
 	m.suspectAt = m.last + int64((mean+t.opts.SuspectFraction*pause+margin)*1e6)
+	if m.staller || m.last-m.joined < int64(t.opts.TrustAfter) {
+		fleet := t.opts.PauseMemoryMargin * t.fleetPauseAt(m.last) * interval
+		if at := m.last + int64(fleet*1e6); at > m.deadAt {
+			m.deadAt = at
+			m.tolerance = fleet - margin
+		}
+	}
 }
 
 // phi returns the member's suspicion level at now.

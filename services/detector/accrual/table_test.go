@@ -256,3 +256,76 @@ func TestModelIsACopy(t *testing.T) {
 	require.Greater(t, learner.Stats().Positives, learned.Positives)
 	require.Equal(t, learned.Positives, scorer.Stats().Positives, "the scorer's copy did not move")
 }
+
+// A dead member's record is refreshed like any other, so a lost write of
+// it heals instead of MEMBERS showing the instance alive until forgotten.
+func TestDeadRecordIsRefreshed(t *testing.T) {
+	tab := testTable(t) // refresh every 10 s
+	var seq uint64
+	beat(tab, "demo", "i1", 0, 1000, 100, &seq)
+	got := until(tab, "demo.i1", 0, 3000)
+	require.Contains(t, got, membership.Dead)
+	refreshes := 0
+	for now := int64(3010); now <= 60_000; now += 10 {
+		res := tab.Tick(ms(now), true, 1000)
+		require.Empty(t, res.Transitions)
+		for _, w := range res.Writes {
+			require.Equal(t, membership.Dead, w.State)
+			refreshes++
+		}
+	}
+	if refreshes < 4 || refreshes > 7 {
+		t.Errorf("dead record rewritten %d times in 57 s, want about one per 10 s refresh", refreshes)
+	}
+}
+
+func TestGoneIsDeadOnlyForALateMicroService(t *testing.T) {
+	tab := testTable(t)
+	var seq uint64
+	beat(tab, "demo", "svc", 0, 1000, 100, &seq)
+	seq = 0
+	beat(tab, "demo", "plain", 0, 1000, 100, &seq)
+	tab.ObserveRTT("demo.svc", time.Millisecond) // a micro service: it answers probes
+	tab.Tick(ms(1000), true, 0)                  // the joins
+
+	tab.Gone("demo.svc", ms(1050)) // not late yet: a heartbeat is due
+	st, _ := tab.State("demo.svc")
+	require.Equal(t, membership.Alive, st, "no responders before it is late")
+	require.Equal(t, []string{"demo.svc"}, tab.LateTargets(ms(1200)), "late after two intervals")
+	require.Empty(t, tab.LateTargets(ms(1250)), "probed once per two intervals")
+	tab.Gone("demo.svc", ms(1210))
+	tab.Gone("demo.plain", ms(1210))
+	res := tab.Tick(ms(1220), true, 0)
+	require.Len(t, res.Transitions, 1, "%+v", res.Transitions)
+	require.Equal(t, "svc", res.Transitions[0].Instance)
+	require.Equal(t, membership.Dead, res.Transitions[0].State)
+	st, _ = tab.State("demo.plain")
+	require.Equal(t, membership.Alive, st, "never answered a probe: not a micro service")
+}
+
+// A member that stalls is allowed the longest silence any member of the
+// fleet recovered from; a member with a long clean record keeps its own
+// tolerance.
+func TestStallersGetTheFleetsPauseMemory(t *testing.T) {
+	tab := testTable(t) // trusted after 30 s
+	var a, b, c uint64
+	beat(tab, "demo", "a", 0, 40_000, 100, &a)
+	// b stalls 2.5 s once, then beats on; a stays clean.
+	beat(tab, "demo", "b", 0, 20_000, 100, &b)
+	beat(tab, "demo", "b", 22_500, 40_000, 100, &b)
+	beat(tab, "demo", "c", 0, 40_000, 100, &c)
+	tab.Tick(ms(40_000), true, 1<<20)
+	// c stalls 1 s, short of the 2 s stall b came back from: c is now a
+	// staller and survives 2.5 s of silence; a, clean, does not.
+	got := map[string]membership.State{}
+	for now := int64(40_010); now <= 43_500; now += 10 {
+		if now == 41_000 {
+			beat(tab, "demo", "c", 41_000, 41_000, 100, &c)
+		}
+		for _, tr := range tab.Tick(ms(now), true, 0).Transitions {
+			got[tr.Instance] = tr.State
+		}
+	}
+	require.Equal(t, membership.Dead, got["a"], "clean member silent 3.5 s")
+	require.NotEqual(t, membership.Dead, got["c"], "stalling member silent 2.5 s, within 1.1 x the fleet's 2.5 s")
+}

@@ -32,6 +32,8 @@ type TickResult struct {
 	Deletes []string
 	// Counts are the members in each state.
 	Counts map[membership.State]int
+	// At is the wall time of the evaluation.
+	At time.Time
 }
 
 // Tick evaluates every member at now: it moves members whose deadlines
@@ -44,7 +46,7 @@ func (t *Table) Tick(now time.Duration, active bool, budget int) TickResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := int64(now)
-	res := TickResult{Counts: make(map[membership.State]int, 4)}
+	res := TickResult{Counts: make(map[membership.State]int, 4), At: t.wall(ns)}
 	for i := 0; i < len(t.list); i++ {
 		m := t.list[i]
 		switch m.state {
@@ -84,7 +86,7 @@ func (t *Table) Tick(now time.Duration, active bool, budget int) TickResult {
 			res.Writes = append(res.Writes, rec)
 			t.wrote(m, ns)
 			m.published = m.state
-		case budget > 0 && (m.state == membership.Alive || m.state == membership.Suspect) && t.writeDue(m, ns):
+		case budget > 0 && t.writeDue(m, ns):
 			res.Writes = append(res.Writes, t.record(m, ns))
 			t.wrote(m, ns)
 			budget--

@@ -67,10 +67,10 @@ func BenchmarkTick10k(b *testing.B) {
 	}
 }
 
-// BenchmarkEvaluateSteady plays a 50-instance, 20 s steady trace into
+// BenchmarkEvaluateMixed plays a 50-instance, 20 s mixed trace into
 // ours.
-func BenchmarkEvaluateSteady(b *testing.B) {
-	tr := generateTrace(Steady, TraceOptions{Instances: 50, Duration: 20 * time.Second, Interval: 100 * time.Millisecond, Seed: 1})
+func BenchmarkEvaluateMixed(b *testing.B) {
+	tr := generateMixed(TraceOptions{Instances: 50, Duration: 20 * time.Second, Interval: 100 * time.Millisecond, Seed: 1})
 	opts := EvalOptions{Trace: tr.opts}
 	opts.fill()
 	for b.Loop() {
@@ -78,6 +78,6 @@ func BenchmarkEvaluateSteady(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		run(tr, d, opts.Tick, nil)
+		play(tr, d, opts.Tick, nil)
 	}
 }

@@ -1,6 +1,7 @@
 package detectorbench
 
 import (
+	"cmp"
 	"math"
 	"time"
 
@@ -12,19 +13,46 @@ import (
 // simDetector is what the simulation drives.
 type simDetector interface {
 	heartbeat(i int, now int64, l accrual.Load)
-	rtt(i int, now int64, rtt time.Duration, up bool)
-	// tick reports every instance newly declared dead.
-	tick(now int64, dead func(i int))
+	// tick evaluates at now: probe asks instance i's process, as a NATS
+	// request would; dead reports every instance newly declared dead.
+	tick(now int64, probe func(i int) probeAnswer, dead func(i int))
 }
 
+// probeAnswer is what a request to an instance's micro service gets.
+type probeAnswer struct {
+	// kind: answered, no answer (a stalled process, a lost host: the
+	// request times out) or no responders (the process's connection
+	// closed: the server says so at once).
+	kind probeKind
+	rtt  time.Duration
+}
+
+type probeKind int
+
+const (
+	probeAnswered probeKind = iota
+	probeTimeout
+	probeNoResponders
+)
+
 // ours adapts the membership table to the simulation, probing as the
-// detector service does.
+// detector service does: each alive instance every ProbeInterval, and a
+// late one at once.
 type ours struct {
-	tab   *accrual.Table
-	keys  []string
-	index map[string]int
-	probe time.Duration
-	next  []int64
+	tab          *accrual.Table
+	keys         []string
+	index        map[string]int
+	probe        time.Duration
+	probeTimeout time.Duration
+	next         []int64
+	// timeouts are probes without an answer: the detector learns so only
+	// when ProbeTimeout has passed.
+	timeouts []pendingProbe
+}
+
+type pendingProbe struct {
+	i  int
+	at int64
 }
 
 // newOurs returns our detector for n instances; with a model, it scores
@@ -49,11 +77,9 @@ func newOurs(opts EvalOptions, n int, model *accrual.Model) (*ours, error) {
 			return nil, err
 		}
 	}
-	probe := o.ProbeInterval
-	if probe == 0 {
-		probe = detector.DefaultOptions().ProbeInterval
-	}
-	d := &ours{tab: tab, index: make(map[string]int, n), probe: probe}
+	d := &ours{tab: tab, index: make(map[string]int, n),
+		probe:        cmp.Or(o.ProbeInterval, detector.DefaultOptions().ProbeInterval),
+		probeTimeout: cmp.Or(o.ProbeTimeout, detector.DefaultOptions().ProbeTimeout)}
 	for i := range n {
 		k := "sim.i" + itoa(i)
 		d.keys = append(d.keys, k)
@@ -67,23 +93,37 @@ func (d *ours) heartbeat(i int, now int64, l accrual.Load) {
 	d.tab.Heartbeat("sim", "i"+itoa(i), l, time.Duration(now))
 }
 
-func (d *ours) rtt(i int, now int64, rtt time.Duration, up bool) {
-	if d.probe <= 0 || now < d.next[i] {
-		return
+// ask probes instance i and tells the table, as the service's probe does.
+func (d *ours) ask(i int, now int64, probe func(i int) probeAnswer) {
+	switch a := probe(i); a.kind {
+	case probeAnswered:
+		d.tab.ObserveRTT(d.keys[i], a.rtt)
+	case probeTimeout:
+		d.timeouts = append(d.timeouts, pendingProbe{i: i, at: now + int64(d.probeTimeout)})
+	case probeNoResponders:
+		d.tab.Gone(d.keys[i], time.Duration(now))
 	}
-	d.next[i] = now + int64(d.probe)
-	if st, ok := d.tab.State(d.keys[i]); !ok || st != membership.Alive {
-		return
-	}
-	if !up {
-		// A crashed micro service answers "no responders" at once.
-		d.tab.NoProbe(d.keys[i], time.Duration(now)+10*time.Minute)
-		return
-	}
-	d.tab.ObserveRTT(d.keys[i], rtt)
 }
 
-func (d *ours) tick(now int64, dead func(i int)) {
+func (d *ours) tick(now int64, probe func(i int) probeAnswer, dead func(i int)) {
+	for len(d.timeouts) > 0 && d.timeouts[0].at <= now {
+		d.tab.ObserveRTT(d.keys[d.timeouts[0].i], d.probeTimeout)
+		d.timeouts = d.timeouts[1:]
+	}
+	if d.probe > 0 {
+		for i, k := range d.keys {
+			if now < d.next[i] {
+				continue
+			}
+			d.next[i] = now + int64(d.probe)
+			if st, ok := d.tab.State(k); ok && st == membership.Alive {
+				d.ask(i, now, probe)
+			}
+		}
+		for _, k := range d.tab.LateTargets(time.Duration(now)) {
+			d.ask(d.index[k], now, probe)
+		}
+	}
 	res := d.tab.Tick(time.Duration(now), true, 0)
 	for _, t := range res.Transitions {
 		if t.State == membership.Dead {
@@ -92,15 +132,15 @@ func (d *ours) tick(now int64, dead func(i int)) {
 	}
 }
 
-// fixed declares an instance dead after three intervals of silence.
+// fixed declares an instance dead after a fixed silence.
 type fixed struct {
 	timeout int64
 	deadAt  []int64
 	dead    []bool
 }
 
-func newFixed(interval time.Duration, n int) *fixed {
-	f := &fixed{timeout: int64(3 * interval), deadAt: make([]int64, n), dead: make([]bool, n)}
+func newFixed(timeout time.Duration, n int) *fixed {
+	f := &fixed{timeout: int64(timeout), deadAt: make([]int64, n), dead: make([]bool, n)}
 	for i := range f.deadAt {
 		f.deadAt[i] = math.MaxInt64
 	}
@@ -111,9 +151,7 @@ func (f *fixed) heartbeat(i int, now int64, _ accrual.Load) {
 	f.deadAt[i], f.dead[i] = now+f.timeout, false
 }
 
-func (f *fixed) rtt(int, int64, time.Duration, bool) {}
-
-func (f *fixed) tick(now int64, dead func(i int)) {
+func (f *fixed) tick(now int64, _ func(int) probeAnswer, dead func(i int)) {
 	for i, at := range f.deadAt {
 		if !f.dead[i] && now >= at {
 			f.dead[i] = true
@@ -122,32 +160,46 @@ func (f *fixed) tick(now int64, dead func(i int)) {
 	}
 }
 
-// akka is phi accrual with Akka cluster's defaults: threshold 8, 1000
-// samples, min std deviation 100 ms, acceptable heartbeat pause 3 s, first
-// heartbeat estimate 1 s (history seeded with 750 and 1250 ms).
-type akka struct {
-	fixed
-	wins []accrual.Window
-	last []int64
-	z    float64
+// akkaConfig is phi accrual as Akka cluster computes it, its constants
+// given relative to the heartbeat interval so that they mean at 100 ms
+// what Akka's defaults mean at 1 s (threshold 8, acceptable pause 3
+// intervals, minimum deviation 0.1 interval, first estimate one interval
+// with a quarter interval of deviation, 1000 samples).
+type akkaConfig struct {
+	threshold    float64
+	pause        float64 // intervals
+	minStdDev    float64 // intervals
+	windowLength int
 }
 
-func newAkka(n int) *akka {
-	a := &akka{fixed: *newFixed(0, n), wins: make([]accrual.Window, n), last: make([]int64, n), z: accrual.PhiZ(8)}
-	return a
+// akka is phi accrual with an akkaConfig.
+type akka struct {
+	fixed
+	cfg      akkaConfig
+	interval float64 // ms
+	wins     []accrual.Window
+	last     []int64
+	z        float64
+}
+
+func newAkka(cfg akkaConfig, interval time.Duration, n int) *akka {
+	return &akka{
+		fixed: *newFixed(0, n), cfg: cfg, interval: float64(interval) / 1e6,
+		wins: make([]accrual.Window, n), last: make([]int64, n), z: accrual.PhiZ(cfg.threshold),
+	}
 }
 
 func (a *akka) heartbeat(i int, now int64, _ accrual.Load) {
 	w := &a.wins[i]
 	if w.Len() == 0 {
-		*w = accrual.NewWindow(1000)
-		w.Add(750)
-		w.Add(1250)
+		*w = accrual.NewWindow(a.cfg.windowLength)
+		w.Add(a.interval * 0.75)
+		w.Add(a.interval * 1.25)
 	} else {
 		w.Add(float64(now-a.last[i]) / 1e6)
 	}
 	a.last[i] = now
-	sd := max(w.StdDev(), 100)
-	a.deadAt[i] = now + int64((w.Mean()+3000+a.z*sd)*1e6)
+	sd := max(w.StdDev(), a.cfg.minStdDev*a.interval)
+	a.deadAt[i] = now + int64((w.Mean()+a.cfg.pause*a.interval+a.z*sd)*1e6)
 	a.dead[i] = false
 }

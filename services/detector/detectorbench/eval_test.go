@@ -1,46 +1,95 @@
 package detectorbench
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
+// The GC class's pauses come from a heavy-tailed law in wall time: most
+// are short, some pass 20 intervals, whatever the detector tolerates.
+func TestMixedTraceHasHeavyTailedPauses(t *testing.T) {
+	tr := generateMixed(TraceOptions{Instances: 200, Duration: 120 * time.Second, Interval: 100 * time.Millisecond, Seed: 3})
+	classes := map[Class]int{}
+	var pauses []float64
+	for _, in := range tr.instances {
+		classes[in.class]++
+		for _, s := range in.stalls {
+			pauses = append(pauses, float64(s[1]-s[0])/float64(100*time.Millisecond))
+		}
+	}
+	for _, c := range classMix {
+		require.Positive(t, classes[c.class], "class %s in the fleet", c.class)
+	}
+	short, long := 0, 0
+	for _, p := range pauses {
+		if p < 3 {
+			short++
+		}
+		if p >= 20 {
+			long++
+		}
+	}
+	require.Greater(t, short, len(pauses)/2, "most pauses are short")
+	require.Positive(t, long, "some pauses last 20 intervals or more")
+}
+
 // TestEvaluationTargets plays smaller traces than `platform bench
-// detector` (to stay quick under -race) and checks the issue's targets:
-// P99 detection within 1 s on the steady trace at 100 ms heartbeats, no
-// false positives on the pause and degrading traces where the fixed
-// timeout has some, and a predictor with ROC AUC >= 0.9 on a held-out
-// trace that warns at least 10 heartbeats ahead.
+// detector` and checks what the comparison claims: each baseline's chosen
+// configuration is its best with no false positive on the training
+// traces; on held-out traces ours, with its defaults, has no false
+// positive after the warm-up, finds crashes (the connection closes) with
+// a P99 at least 30% lower than each baseline's and quiet instances'
+// deaths sooner; the predictor keeps its ROC AUC and lead.
 func TestEvaluationTargets(t *testing.T) {
 	t.Parallel()
-	rep, err := Evaluate(EvalOptions{Trace: TraceOptions{Instances: 80, Duration: 60 * time.Second, Seed: 1}})
+	rep, err := Evaluate(EvalOptions{Trace: TraceOptions{Instances: 100, Duration: 90 * time.Second, Seed: 5}, Train: 1, Held: 1, Tick: 20 * time.Millisecond})
 	require.NoError(t, err)
 	t.Logf("\n%s", rep)
-	score := func(sc Scenario, det string) Score {
+	held := func(det string, class Class, kind string) Score {
 		for _, s := range rep.Scores {
-			if s.Scenario == sc && s.Detector == det {
+			if s.Detector == det && s.Class == class && s.Kind == kind && s.Traces == "held-out mixed" {
 				return s
 			}
 		}
-		t.Fatalf("no score for %s/%s", sc, det)
+		t.Fatalf("no held-out score for %s/%s/%s", det, class, kind)
 		return Score{}
 	}
-	steady := score(Steady, NameOurs)
-	require.Positive(t, steady.Deaths)
-	require.Equal(t, steady.Deaths, steady.Detected)
-	require.LessOrEqual(t, steady.P99MS, 1000.0, "steady P99 detection")
-	for _, sc := range []Scenario{Pauses, Degrading} {
-		require.Zero(t, score(sc, NameOurs).FalsePositives, "%s: ours", sc)
-		require.Positive(t, score(sc, NameFixed).FalsePositives, "%s: the fixed timeout should be fooled", sc)
+	for _, base := range []string{NameFixed, NamePhi} {
+		chosen := held(base, "", "")
+		bestP99 := math.Inf(1)
+		for _, s := range rep.Sweep {
+			if s.Detector == base && s.FalseVerdicts == 0 {
+				bestP99 = min(bestP99, s.P99MS)
+			}
+			if s.Detector == base && s.Config == chosen.Config {
+				require.Zero(t, s.FalseVerdicts, "%s: chosen %q has false positives in training", base, s.Config)
+			}
+		}
+		for _, s := range rep.Sweep {
+			if s.Detector == base && s.Config == chosen.Config {
+				require.Equal(t, bestP99, s.P99MS, "%s: chosen %q is not the best training P99", base, s.Config)
+			}
+		}
+		ours, theirs := held(NameOurs, "", KindCrash), held(base, "", KindCrash)
+		require.Positive(t, ours.Deaths)
+		require.LessOrEqual(t, ours.P99MS, 0.7*theirs.P99MS, "crash P99: ours vs %s", base)
+		require.Less(t, held(NameOurs, ClassQuiet, "").P99MS, held(base, ClassQuiet, "").P99MS, "quiet P99: ours vs %s", base)
 	}
-	for _, sc := range Scenarios {
-		s := score(sc, NameOurs)
-		require.Zero(t, s.FalsePositives, "%s: ours", sc)
-		require.Less(t, s.P50MS, score(sc, NamePhiDefault).P50MS, "%s: faster than Akka's defaults", sc)
-	}
+	all := held(NameOurs, "", "")
+	require.Equal(t, all.Deaths, all.Detected)
+	require.Zero(t, all.FalseVerdicts, "ours: false positives after the warm-up")
+	png := filepath.Join(t.TempDir(), "eval.png")
+	require.NoError(t, rep.Plot(png))
+	b, err := os.ReadFile(png)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(b, []byte("\x89PNG")), "a PNG")
+
 	p := rep.Predictor
 	require.GreaterOrEqual(t, p.AUC, 0.9)
 	require.GreaterOrEqual(t, p.LeadP50, 10.0)
@@ -48,12 +97,12 @@ func TestEvaluationTargets(t *testing.T) {
 
 func TestTracesAreDeterministic(t *testing.T) {
 	opts := TraceOptions{Instances: 5, Duration: 5 * time.Second, Interval: 100 * time.Millisecond, Seed: 9}
-	a, b := generateTrace(Pauses, opts), generateTrace(Pauses, opts)
+	a, b := generateMixed(opts), generateMixed(opts)
 	for i := range a.instances {
 		require.Equal(t, a.instances[i].beats, b.instances[i].beats)
 	}
 	opts.Seed = 10
-	c := generateTrace(Pauses, opts)
+	c := generateMixed(opts)
 	require.NotEqual(t, a.instances[0].beats, c.instances[0].beats)
 }
 

@@ -2,6 +2,7 @@ package detectorbench
 
 import (
 	"container/heap"
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -14,12 +15,19 @@ type EvalOptions struct {
 	// Trace sizes every generated trace (default 200 instances, 120 s,
 	// 100 ms heartbeats, seed 1).
 	Trace TraceOptions
+	// Train is how many generated mixed traces the baselines are tuned on
+	// (default 2, seeds Seed, Seed+1, ...); Held how many held-out ones
+	// every detector is scored on (default 2, seeds from Seed+1000).
+	Train, Held int
+	// Recordings are replayed traces of real heartbeat timing, scored
+	// with the held-out traces (see Record and ReadRecording).
+	Recordings []*Recording
 	// Tick is how often every detector is evaluated (default 10 ms).
 	Tick time.Duration
 	// Detector are the options of ours (default detector.DefaultOptions
 	// with the trace's seed): its detection settings and ProbeInterval.
 	Detector *detector.Options
-	// Progress, when set, is called after each trace is scored.
+	// Progress, when set, is called after each trace is played.
 	Progress func()
 }
 
@@ -36,39 +44,142 @@ func (o *EvalOptions) fill() {
 	if o.Trace.Seed == 0 {
 		o.Trace.Seed = 1
 	}
+	if o.Train == 0 {
+		o.Train = 2
+	}
+	if o.Held == 0 {
+		o.Held = 2
+	}
 	if o.Tick == 0 {
 		o.Tick = 10 * time.Millisecond
 	}
 }
 
-// Evaluate scores ours, a fixed timeout of three intervals and phi accrual
-// with Akka's defaults on every scenario, then trains the predictor on one
-// slow-deaths trace and scores it on another, held out. It fails only on
-// invalid detection settings.
+// Steps returns how many times Evaluate calls Progress.
+func (o EvalOptions) Steps() int {
+	o.fill()
+	return o.Train + o.Held + len(o.Recordings) + 1
+}
+
+// candidate is one detector configuration.
+type candidate struct {
+	name, config string
+	make         func(tr *trace) (simDetector, error)
+}
+
+// candidates returns ours with its defaults and every configuration of
+// the baselines the sweep tries: fixed timeouts from 2 to 40 intervals,
+// and Akka's phi accrual scaled to the interval over thresholds and
+// acceptable pauses.
+func candidates(opts EvalOptions) []candidate {
+	out := []candidate{{name: NameOurs, config: "defaults", make: func(tr *trace) (simDetector, error) {
+		o := opts
+		o.Trace = tr.opts
+		return newOurs(o, len(tr.instances), nil)
+	}}}
+	for _, k := range []float64{2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 20, 22, 25, 28, 30, 32, 35, 40} {
+		out = append(out, candidate{name: NameFixed, config: fmt.Sprintf("timeout %g intervals", k),
+			make: func(tr *trace) (simDetector, error) {
+				return newFixed(time.Duration(k*float64(tr.opts.Interval)), len(tr.instances)), nil
+			}})
+	}
+	for _, th := range []float64{1, 3, 8, 12, 16} {
+		for _, p := range []float64{0, 1, 2, 3, 4, 6, 8, 10, 12, 15, 18, 20, 22, 25, 28, 30, 35} {
+			cfg := akkaConfig{threshold: th, pause: p, minStdDev: 0.1, windowLength: 1000}
+			out = append(out, candidate{name: NamePhi, config: fmt.Sprintf("phi %g, pause %g intervals", th, p),
+				make: func(tr *trace) (simDetector, error) {
+					return newAkka(cfg, tr.opts.Interval, len(tr.instances)), nil
+				}})
+		}
+	}
+	return out
+}
+
+// Evaluate tunes each baseline on training traces, then scores ours (its
+// defaults), each baseline's best configuration and every other
+// configuration on held-out traces, generated and recorded; last it
+// trains the predictor on one slow-deaths trace and scores it on
+// another. The best configuration of a baseline is the one with the
+// lowest detection P99 among those with no false positive on the
+// training traces (the fewest false positives if none has none). It
+// fails only on invalid detection settings.
 func Evaluate(opts EvalOptions) (Report, error) {
 	opts.fill()
-	rep := Report{Trace: opts.Trace}
-	for _, sc := range Scenarios {
-		tr := generateTrace(sc, opts.Trace)
-		ours, err := newOurs(opts, len(tr.instances), nil)
-		if err != nil {
-			return Report{}, err
-		}
-		dets := []struct {
-			name string
-			d    simDetector
-		}{
-			{NameOurs, ours},
-			{NameFixed, newFixed(opts.Trace.Interval, len(tr.instances))},
-			{NamePhiDefault, newAkka(len(tr.instances))},
-		}
-		for _, d := range dets {
-			s := run(tr, d.d, opts.Tick, nil)
-			s.Detector = d.name
-			rep.Scores = append(rep.Scores, s)
+	cands := candidates(opts)
+	rep := Report{Trace: opts.Trace, Train: opts.Train, Held: opts.Held}
+	// outs[c][k]: candidate c on trace k; training traces first.
+	outs := make([][]outcome, len(cands))
+	var traces []*trace
+	for k := range opts.Train {
+		t := opts.Trace
+		t.Seed += uint64(k)
+		traces = append(traces, generateMixed(t))
+	}
+	for k := range opts.Held {
+		t := opts.Trace
+		t.Seed += 1000 + uint64(k)
+		traces = append(traces, generateMixed(t))
+	}
+	for _, r := range opts.Recordings {
+		traces = append(traces, r.trace())
+	}
+	for _, tr := range traces {
+		for c, cand := range cands {
+			d, err := cand.make(tr)
+			if err != nil {
+				return Report{}, err
+			}
+			outs[c] = append(outs[c], play(tr, d, opts.Tick, nil))
 		}
 		if opts.Progress != nil {
 			opts.Progress()
+		}
+	}
+	train := func(c int) []outcome { return outs[c][:opts.Train] }
+	heldMixed := func(c int) []outcome { return outs[c][opts.Train : opts.Train+opts.Held] }
+	held := func(c int) []outcome { return outs[c][opts.Train:] }
+
+	best := map[string]int{}
+	for c, cand := range cands {
+		s := score(train(c), "", "")
+		s.Detector, s.Config, s.Traces = cand.name, cand.config, "training"
+		rep.Sweep = append(rep.Sweep, s)
+		h := score(held(c), "", "")
+		h.Detector, h.Config, h.Traces = cand.name, cand.config, "held-out"
+		rep.Points = append(rep.Points, h)
+		b, ok := best[cand.name]
+		if !ok || better(s, rep.Sweep[b]) {
+			best[cand.name] = c
+		}
+	}
+	for _, name := range []string{NameOurs, NameFixed, NamePhi} {
+		c := best[name]
+		add := func(traces string, class Class, o []outcome) {
+			s := score(o, class, "")
+			s.Detector, s.Config, s.Traces = name, cands[c].config, traces
+			rep.Scores = append(rep.Scores, s)
+		}
+		add("held-out, all", "", held(c))
+		add("held-out mixed", "", heldMixed(c))
+		for _, kind := range []string{KindCrash, KindHostLost} {
+			s := score(heldMixed(c), "", kind)
+			s.Detector, s.Config, s.Traces = name, cands[c].config, "held-out mixed"
+			rep.Scores = append(rep.Scores, s)
+		}
+		for _, cl := range classMix {
+			add("held-out mixed", cl.class, heldMixed(c))
+		}
+		for k, r := range opts.Recordings {
+			o := outs[c][opts.Train+opts.Held+k : opts.Train+opts.Held+k+1]
+			add("recorded "+r.Name, "", o)
+			for _, kind := range []string{KindCrash, KindHostLost} {
+				s := score(o, "", kind)
+				s.Detector, s.Config, s.Traces = name, cands[c].config, "recorded "+r.Name
+				rep.Scores = append(rep.Scores, s)
+			}
+			for _, cl := range r.classes() {
+				add("recorded "+r.Name, cl, o)
+			}
 		}
 	}
 	p, err := evaluatePredictor(opts)
@@ -80,6 +191,21 @@ func Evaluate(opts EvalOptions) (Report, error) {
 		opts.Progress()
 	}
 	return rep, nil
+}
+
+// better reports whether training score a beats b: no false positive
+// first, then the fewer false verdicts, then the lower P99 and P50.
+func better(a, b Score) bool {
+	if (a.FalseVerdicts == 0) != (b.FalseVerdicts == 0) {
+		return a.FalseVerdicts == 0
+	}
+	if a.FalseVerdicts != b.FalseVerdicts {
+		return a.FalseVerdicts < b.FalseVerdicts
+	}
+	if a.P99MS != b.P99MS {
+		return a.P99MS < b.P99MS
+	}
+	return a.P50MS < b.P50MS
 }
 
 // beatQueue merges instances' heartbeats in arrival order.
@@ -102,20 +228,48 @@ func (q *beatQueue) Pop() any {
 	return x
 }
 
-// run plays a trace into a detector and scores it. onBeat, when set, is
-// called after each heartbeat is delivered.
-func run(tr *trace, d simDetector, tick time.Duration, onBeat func(i, beat int)) Score {
-	s := Score{Scenario: tr.scenario}
+// death is one process death in a trace: its instance's class and how
+// long the detector took to declare it (+Inf: never, before the trace
+// ended or the instance came back).
+type death struct {
+	class    Class
+	hostLost bool
+	ms       float64
+}
+
+// outcome is one detector's raw result on one trace.
+type outcome struct {
+	deaths []death
+	// falseVerdicts counts dead verdicts while the process ran, by
+	// instance, after the warm-up; warmFalse those during it.
+	falseVerdicts []int
+	warmFalse     int
+	classes       []Class
+	hours         float64 // instance-hours observed
+	heartbeats    int64
+}
+
+// warmUp is the start of every trace in which false verdicts are counted
+// apart: every detector starts knowing nothing of the fleet (the
+// baselines were tuned on other traces, ours learns online), and no
+// instance dies in it.
+const warmUp = 30 * time.Second
+
+// play plays a trace into a detector and records what it declared.
+// onBeat, when set, is called after each heartbeat is delivered.
+func play(tr *trace, d simDetector, tick time.Duration, onBeat func(i, beat int)) outcome {
 	n := len(tr.instances)
+	out := outcome{falseVerdicts: make([]int, n), classes: make([]Class, n),
+		hours: float64(n) * tr.opts.Duration.Hours()}
 	q := &beatQueue{tr: tr, pos: make([]int, n)}
 	for i, in := range tr.instances {
+		out.classes[i] = in.class
 		if len(in.beats) > 0 {
 			q.idx = append(q.idx, i)
 		}
 	}
 	heap.Init(q)
 	isDead := make([]bool, n)
-	falseInst := make([]bool, n)
 	verdicts := make([][]int64, n) // times each instance was declared dead
 	end := int64(tr.opts.Duration)
 	for now := int64(0); now <= end; now += int64(tick) {
@@ -127,7 +281,7 @@ func run(tr *trace, d simDetector, tick time.Duration, onBeat func(i, beat int))
 			}
 			d.heartbeat(i, b.at, b.load)
 			isDead[i] = false
-			s.Heartbeats++
+			out.heartbeats++
 			if onBeat != nil {
 				onBeat(i, q.pos[i])
 			}
@@ -137,45 +291,86 @@ func run(tr *trace, d simDetector, tick time.Duration, onBeat func(i, beat int))
 				heap.Pop(q)
 			}
 		}
-		for i, in := range tr.instances {
-			d.rtt(i, now, in.rtt(now), in.aliveAt(now))
-		}
-		d.tick(now, func(i int) {
+		d.tick(now, func(i int) probeAnswer { return tr.instances[i].probe(now) }, func(i int) {
 			if isDead[i] {
 				return
 			}
 			isDead[i] = true
 			verdicts[i] = append(verdicts[i], now)
-			if tr.instances[i].aliveAt(now) {
-				falseInst[i] = true
-				s.FalseVerdicts++
+			switch {
+			case !tr.instances[i].aliveAt(now):
+			case now < int64(warmUp):
+				out.warmFalse++
+			default:
+				out.falseVerdicts[i]++
 			}
 		})
 	}
-	var detect []float64
 	for i, in := range tr.instances {
-		if falseInst[i] {
-			s.FalsePositives++
-		}
 		for _, l := range in.lives {
 			if l.end < 0 || l.end >= end {
 				continue
 			}
-			s.Deaths++
+			dt := death{class: in.class, hostLost: l.hostLost, ms: math.Inf(1)}
 			// The first verdict at or after the death; a verdict just
 			// before it, while the process still ran, was a false one.
 			for _, v := range verdicts[i] {
 				if v >= l.end {
 					if nxt := nextStart(in, l.end); nxt < 0 || v < nxt {
-						s.Detected++
-						detect = append(detect, float64(v-l.end)/1e6)
+						dt.ms = float64(v-l.end) / 1e6
 					}
 					break
 				}
 			}
+			out.deaths = append(out.deaths, dt)
 		}
 	}
+	return out
+}
+
+// Kinds of death a score may be limited to.
+const (
+	KindCrash    = "crash"
+	KindHostLost = "host lost"
+)
+
+// score sums outcomes, of instances of class only unless it is empty,
+// and of deaths of kind only unless it is empty (false positives then
+// count for no kind).
+func score(outs []outcome, class Class, kind string) Score {
+	var s Score
+	var detect []float64
+	for _, o := range outs {
+		for _, d := range o.deaths {
+			if (class != "" && d.class != class) || (kind == KindCrash && d.hostLost) || (kind == KindHostLost && !d.hostLost) {
+				continue
+			}
+			s.Deaths++
+			if !math.IsInf(d.ms, 1) {
+				s.Detected++
+			}
+			detect = append(detect, d.ms)
+		}
+		for i, fv := range o.falseVerdicts {
+			if kind != "" || (class != "" && o.classes[i] != class) {
+				continue
+			}
+			s.InstanceHours += o.hours / float64(len(o.classes))
+			s.FalseVerdicts += fv
+			if fv > 0 {
+				s.FalsePositives++
+			}
+		}
+		if class == "" && kind == "" {
+			s.Heartbeats += o.heartbeats
+			s.WarmUpFalse += o.warmFalse
+		}
+	}
+	s.Class, s.Kind = class, kind
 	s.P50MS, s.P95MS, s.P99MS = percentile(detect, 50), percentile(detect, 95), percentile(detect, 99)
+	if s.InstanceHours > 0 {
+		s.FalsePer1kHours = 1000 * float64(s.FalseVerdicts) / s.InstanceHours
+	}
 	return s
 }
 
@@ -199,126 +394,4 @@ func percentile(xs []float64, p float64) float64 {
 	slices.Sort(s)
 	idx := int(p/100*float64(len(s))+0.999999) - 1
 	return s[max(0, min(idx, len(s)-1))]
-}
-
-// evaluatePredictor trains ours on one slow-deaths trace, then freezes the
-// model and scores it on a trace from another seed.
-func evaluatePredictor(opts EvalOptions) (PredictorScore, error) {
-	train := generateTrace(SlowDeaths, opts.Trace)
-	learner, err := newOurs(opts, len(train.instances), nil)
-	if err != nil {
-		return PredictorScore{}, err
-	}
-	run(train, learner, opts.Tick, nil)
-
-	heldOpts := opts
-	heldOpts.Trace.Seed = opts.Trace.Seed + 7919
-	held := generateTrace(SlowDeaths, heldOpts.Trace)
-	model := learner.tab.Model()
-	scorer, err := newOurs(heldOpts, len(held.instances), &model)
-	if err != nil {
-		return PredictorScore{}, err
-	}
-
-	probs := make([][]float64, len(held.instances))
-	for i, in := range held.instances {
-		probs[i] = make([]float64, len(in.beats))
-	}
-	run(held, scorer, opts.Tick, func(i, beat int) {
-		probs[i][beat] = scorer.tab.Probability(scorer.keys[i])
-	})
-
-	horizon := learner.tab.Options().PredictionHorizon
-	var pos, neg []float64
-	var leads []float64
-	healthyAlarms, healthyBeats := 0, 0
-	for i, in := range held.instances {
-		p := probs[i]
-		switch {
-		case in.slow && len(in.lives) == 1 && in.lives[0].end >= 0 && len(p) > 0:
-			pos = append(pos, p[max(0, len(p)-horizon):]...)
-			lead := 0
-			for k := len(p) - 1; k >= 0 && p[k] >= 0.5; k-- {
-				lead++
-			}
-			leads = append(leads, float64(lead))
-		case !in.slow && in.lives[0].end < 0:
-			for k, x := range p {
-				if k < 50 {
-					continue // the instance's averages are still settling
-				}
-				healthyBeats++
-				if x >= 0.5 {
-					healthyAlarms++
-				}
-				if k%5 == 0 {
-					neg = append(neg, x)
-				}
-			}
-		}
-	}
-	ps := PredictorScore{
-		AUC:        auc(pos, neg),
-		LeadP50:    percentile(leads, 50),
-		LeadP10:    percentile(leads, 10),
-		SlowDeaths: len(leads),
-	}
-	ge10 := 0
-	for _, l := range leads {
-		if l >= 10 {
-			ge10++
-		}
-	}
-	if len(leads) > 0 {
-		ps.Lead10 = float64(ge10) / float64(len(leads))
-	}
-	if healthyBeats > 0 {
-		ps.HealthyAlarm = float64(healthyAlarms) / float64(healthyBeats)
-	}
-	st := learner.tab.Stats()
-	ps.TrainedPositives, ps.TrainedNegatives = st.Positives, st.Negatives
-	return ps, nil
-}
-
-// auc is the ROC AUC by the Mann-Whitney statistic, ties counted half.
-func auc(pos, neg []float64) float64 {
-	if len(pos) == 0 || len(neg) == 0 {
-		return math.NaN()
-	}
-	type sample struct {
-		v   float64
-		pos bool
-	}
-	all := make([]sample, 0, len(pos)+len(neg))
-	for _, v := range pos {
-		all = append(all, sample{v, true})
-	}
-	for _, v := range neg {
-		all = append(all, sample{v, false})
-	}
-	slices.SortFunc(all, func(a, b sample) int {
-		switch {
-		case a.v < b.v:
-			return -1
-		case a.v > b.v:
-			return 1
-		}
-		return 0
-	})
-	var rankSum float64
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].v == all[i].v {
-			j++
-		}
-		rank := float64(i+j+1) / 2 // average of ranks i+1..j
-		for k := i; k < j; k++ {
-			if all[k].pos {
-				rankSum += rank
-			}
-		}
-		i = j
-	}
-	np, nn := float64(len(pos)), float64(len(neg))
-	return (rankSum - np*(np+1)/2) / (np * nn)
 }

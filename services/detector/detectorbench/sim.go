@@ -14,30 +14,19 @@ import (
 // each a list of incarnations (a process that starts, heartbeats and
 // possibly dies), with the network between it and the detector.
 
-// Scenario names a kind of trace.
+// Scenario names a kind of generated trace.
 type Scenario string
 
 // Scenarios.
 const (
-	// Steady: regular heartbeats with a little jitter; some instances crash.
-	Steady Scenario = "steady"
-	// Pauses: every instance stalls now and then for several intervals, as
-	// a stop-the-world GC does; some instances crash.
-	Pauses Scenario = "pauses"
-	// Degrading: the network worsens over the trace (delay, jitter, loss
-	// and round trip grow, more on some paths than others); some crash.
-	Degrading Scenario = "degrading"
-	// Crashes: most instances crash, half of them restart after a few
-	// seconds as a new process (sequence numbers restart).
-	Crashes Scenario = "crashes"
+	// Mixed: one fleet of heterogeneous instances (see Class), the trace
+	// detectors are compared on.
+	Mixed Scenario = "mixed"
 	// SlowDeaths: some instances degrade over tens of heartbeats (load,
 	// latency, errors climb, heartbeats get late) and then die; healthy
-	// instances have busy spells that pass.
+	// instances have busy spells that pass. The predictor is scored on it.
 	SlowDeaths Scenario = "slow-deaths"
 )
-
-// Scenarios lists every scenario, in report order.
-var Scenarios = []Scenario{Steady, Pauses, Degrading, Crashes, SlowDeaths}
 
 // TraceOptions size a generated trace.
 type TraceOptions struct {
@@ -58,18 +47,49 @@ type simBeat struct {
 }
 
 // incarnation is one process's life: [start, end); end < 0: lives on.
+// A process that dies by a crash closes its connection (the server
+// notices at once); a lost host (power, partition) just goes silent.
 type incarnation struct {
 	start, end int64
+	hostLost   bool
 }
 
 // simInstance is one instance of a trace.
 type simInstance struct {
 	key   string
+	class Class
 	beats []simBeat // in arrival order
 	lives []incarnation
 	slow  bool // dies a slow death (its deaths are the predictor's positives)
+	// stalls are when the process was stopped (GC, SIGSTOP): [start, end).
+	stalls [][2]int64
 	// path gives the network's round trip at a time.
 	rtt func(t int64) time.Duration
+}
+
+// probe answers a request to the instance's micro service at t.
+func (in *simInstance) probe(t int64) probeAnswer {
+	for _, l := range in.lives {
+		if t < l.start || (l.end >= 0 && t >= l.end) {
+			continue
+		}
+		for _, s := range in.stalls {
+			if t >= s[0] && t < s[1] {
+				return probeAnswer{kind: probeTimeout}
+			}
+		}
+		return probeAnswer{kind: probeAnswered, rtt: in.rtt(t)}
+	}
+	// Dead: the last life that ended tells how.
+	for k := len(in.lives) - 1; k >= 0; k-- {
+		if l := in.lives[k]; l.end >= 0 && t >= l.end {
+			if l.hostLost {
+				return probeAnswer{kind: probeTimeout}
+			}
+			break
+		}
+	}
+	return probeAnswer{kind: probeNoResponders}
 }
 
 // aliveAt reports whether a process of the instance runs at t.
@@ -82,9 +102,9 @@ func (in *simInstance) aliveAt(t int64) bool {
 	return false
 }
 
-// trace is a generated fleet.
+// trace is a fleet's heartbeats, generated or recorded.
 type trace struct {
-	scenario  Scenario
+	name      string
 	opts      TraceOptions
 	instances []*simInstance
 }
@@ -108,67 +128,28 @@ type generator struct {
 	interval float64 // ns
 }
 
-// generateTrace builds the trace for a scenario.
-func generateTrace(sc Scenario, opts TraceOptions) *trace {
-	seed := opts.Seed*1_000_003 + uint64(slices.Index(Scenarios, sc)+1)
+// generateSlowDeaths builds a slow-deaths trace.
+func generateSlowDeaths(opts TraceOptions) *trace {
+	seed := opts.Seed*1_000_003 + 5
 	g := &generator{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), opts: opts, interval: float64(opts.Interval)}
-	tr := &trace{scenario: sc, opts: opts}
+	tr := &trace{name: string(SlowDeaths), opts: opts}
 	dur := int64(opts.Duration)
 	for i := range opts.Instances {
-		in := &simInstance{key: "sim.i" + itoa(i)}
-		severity := 0.5 + g.rng.Float64() // how bad this path gets
-		net := func(t int64) network { return network{delayMean: 0.5, rttMS: 0.4} }
-		if sc == Degrading {
-			net = func(t int64) network {
-				x := float64(t) / float64(dur) * severity
-				return network{delayMean: 0.5 + 60*x, loss: 0.12 * x, rttMS: 0.4 + 40*x}
-			}
-		}
+		in := &simInstance{key: "sim.i" + itoa(i), class: ClassQuiet}
+		net := func(int64) network { return network{delayMean: 0.5, rttMS: 0.4} }
 		in.rtt = func(t int64) time.Duration { return time.Duration(net(t).rttMS * 1e6) }
-
-		pauses := sc == Pauses
 		var deathAt int64 = -1
-		crash := func(p float64) {
-			if g.rng.Float64() < p {
-				deathAt = int64((0.2 + 0.7*g.rng.Float64()) * float64(dur))
-			}
+		switch {
+		case g.rng.Float64() < 0.3:
+			in.slow, in.class = true, ClassDegrading
+			deathAt = int64((0.3 + 0.65*g.rng.Float64()) * float64(dur))
+		case g.rng.Float64() < 0.1:
+			deathAt = int64((0.2 + 0.7*g.rng.Float64()) * float64(dur))
 		}
-		switch sc {
-		case Steady, Degrading:
-			crash(0.3)
-		case Pauses:
-			crash(0.2)
-		case Crashes:
-			crash(0.6)
-		case SlowDeaths:
-			if g.rng.Float64() < 0.3 {
-				in.slow = true
-				deathAt = int64((0.3 + 0.65*g.rng.Float64()) * float64(dur))
-			} else {
-				crash(0.1)
-			}
-		}
-		start := int64(g.rng.Float64() * g.interval)
+		life := incarnation{start: int64(g.rng.Float64() * g.interval), end: deathAt}
+		in.lives = append(in.lives, life)
 		var seq uint64
-		for {
-			end := deathAt
-			life := incarnation{start: start, end: end}
-			in.lives = append(in.lives, life)
-			g.life(in, life, &seq, net, pauses, dur)
-			if end < 0 || sc != Crashes || g.rng.Float64() < 0.5 {
-				break
-			}
-			// Restart as a new process after a few seconds; it may crash again.
-			start = end + int64((1+4*g.rng.Float64())*float64(time.Second))
-			if start >= dur {
-				break
-			}
-			seq = 0
-			deathAt = -1
-			if g.rng.Float64() < 0.3 {
-				deathAt = start + int64(g.rng.Float64()*float64(dur-start))
-			}
-		}
+		g.life(in, life, &seq, net, dur)
 		slices.SortStableFunc(in.beats, func(a, b simBeat) int { return cmpInt64(a.at, b.at) })
 		tr.instances = append(tr.instances, in)
 	}
@@ -176,7 +157,7 @@ func generateTrace(sc Scenario, opts TraceOptions) *trace {
 }
 
 // life generates the heartbeats of one incarnation.
-func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net func(int64) network, pauses bool, dur int64) {
+func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net func(int64) network, dur int64) {
 	p := profile{
 		cpu: 0.1 + 0.7*g.rng.Float64(), mem: 0.2 + 0.55*g.rng.Float64(),
 		lat: 2 + 38*g.rng.Float64(), p99x: 2 + 3*g.rng.Float64(),
@@ -189,10 +170,6 @@ func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net fun
 	slowSpan := int64(0)
 	if in.slow && life.end >= 0 {
 		slowSpan = int64((40 + 80*g.rng.Float64()) * g.interval)
-	}
-	nextPause := int64(-1)
-	if pauses {
-		nextPause = life.start + int64(g.rng.ExpFloat64()*8*float64(time.Second))
 	}
 	busy := 0 // heartbeats left in a busy spell
 	t := life.start
@@ -207,18 +184,6 @@ func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net fun
 				send += int64(g.rng.Float64() * 2 * g.interval)
 			}
 		}
-		gcSpike := false
-		if nextPause >= 0 && t >= nextPause {
-			// Stop the world for 2-6 intervals; the ticker's pending tick
-			// fires on resume, then the grid continues.
-			pause := int64((2 + 4*g.rng.Float64()) * g.interval)
-			send = nextPause + pause
-			for t+int64(g.interval) <= send {
-				t += int64(g.interval)
-			}
-			nextPause = send + int64(g.rng.ExpFloat64()*8*float64(time.Second))
-			gcSpike = true
-		}
 		if send >= end {
 			break
 		}
@@ -226,7 +191,7 @@ func (g *generator) life(in *simInstance, life incarnation, seq *uint64, net fun
 			busy = 10 + g.rng.IntN(30)
 		}
 		*seq++
-		l := g.load(p, ramp, busy > 0, gcSpike)
+		l := g.load(p, ramp, busy > 0, false)
 		if busy > 0 {
 			busy--
 		}
