@@ -280,28 +280,25 @@ func (p *Publisher) enqueue(ctx context.Context, m Message, wait bool, f *Future
 	return p.batches.add(ctx, &pending{msg: m, level: level, size: size, fut: f, done: done}, wait)
 }
 
-// sendLoop takes batches, packs them and publishes them. It takes a batch
-// slot (when batches in flight are capped) and a pipeline slot before it
-// takes a batch, so while either is full the open batch keeps growing: the
-// group commit.
+// sendLoop takes batches, packs them and publishes them. It takes a
+// pipeline slot before it takes a batch, and when batches in flight are
+// capped a batch slot before it takes a batch still open (see
+// batcher.take), so while either is full the open batch keeps growing:
+// the group commit. Full batches skip the batch cap: they cannot grow, and
+// holding them back would only leave the pipeline idle during a burst.
 func (p *Publisher) sendLoop() {
 	for {
-		if !p.flight.acquireBatch() {
-			return
-		}
 		if !p.flight.acquire() {
-			p.flight.releaseBatch()
 			return
 		}
-		b := p.batches.take(p.stop)
+		b, grouped := p.batches.take(p.stop, p.flight.batchSlots)
 		if b == nil {
 			p.flight.release()
-			p.flight.releaseBatch()
 			return
 		}
 		p.m.batchesOut.Inc()
 		p.m.batchEvents.Observe(float64(len(b.events)))
-		if !p.flight.send(p.packer.pack(b.events)) {
+		if !p.flight.send(p.packer.pack(b.events), grouped) {
 			return
 		}
 	}
