@@ -309,6 +309,7 @@ func (p *Publisher) sendLoop() {
 func (p *Publisher) complete(u *unit, ack Ack, err error) {
 	var waitAll []*pending
 	var acks []Ack
+	now := time.Now()
 	for i, e := range u.events {
 		a := ack
 		a.ID = e.msg.ID
@@ -321,7 +322,7 @@ func (p *Publisher) complete(u *unit, ack Ack, err error) {
 			acks = append(acks, a)
 			continue
 		}
-		p.resolve(e, a, err)
+		p.resolveAt(e, a, err, now)
 	}
 	if len(waitAll) > 0 {
 		p.all.add(ack.Stream, ack.Seq, waitAll, acks)
@@ -329,9 +330,13 @@ func (p *Publisher) complete(u *unit, ack Ack, err error) {
 }
 
 // resolve reports an event's outcome everywhere it is awaited.
-func (p *Publisher) resolve(e *pending, ack Ack, err error) {
+func (p *Publisher) resolve(e *pending, ack Ack, err error) { p.resolveAt(e, ack, err, time.Now()) }
+
+// resolveAt is resolve with the clock read once for all the events of a
+// stream message: an envelope holds thousands.
+func (p *Publisher) resolveAt(e *pending, ack Ack, err error, now time.Time) {
 	if err == nil {
-		p.latency[e.level].Observe(time.Since(e.accepted).Seconds())
+		p.latency[e.level].Observe(now.Sub(e.accepted).Seconds())
 	} else if e.level == Async && e.done == nil && e.fut == nil {
 		p.m.dropped.WithLabelValues("publish_failed").Inc()
 	}
