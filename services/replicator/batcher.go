@@ -52,6 +52,9 @@ type batcher struct {
 	ep       *epoch   // the open epoch: events accepted since the last flush
 	epochs   []*epoch // sealed epochs with events still unresolved
 	wake     chan struct{}
+	// full wakes a sender waiting for a batch slot when a batch fills,
+	// and only then: it has nothing else to do.
+	full chan struct{}
 }
 
 func newBatcher(cfg config, m *metrics) *batcher {
@@ -63,6 +66,7 @@ func newBatcher(cfg config, m *metrics) *batcher {
 		open:        &batch{},
 		ep:          newEpoch(),
 		wake:        make(chan struct{}, 1),
+		full:        make(chan struct{}, 1),
 	}
 	for l := Async; l <= All; l++ {
 		b.in[l] = m.eventsIn.WithLabelValues(l.String())
@@ -110,10 +114,12 @@ func (b *batcher) add(ctx context.Context, e *pending, wait bool) error {
 	e.ep = b.ep
 	b.ep.add()
 	o := b.open
+	sealed := false
 	if len(o.events) > 0 && (len(o.events) >= b.maxEvents || o.bytes+e.size > b.maxBytes) {
 		b.sealed = append(b.sealed, o)
 		o = &batch{}
 		b.open = o
+		sealed = true
 	}
 	if len(o.events) == 0 {
 		o.first = now
@@ -124,22 +130,39 @@ func (b *batcher) add(ctx context.Context, e *pending, wait bool) error {
 	b.mu.Unlock()
 	b.in[e.level].Inc()
 	b.signal()
+	if sealed {
+		select {
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
 // take returns the next batch to send, waiting for one (and for the
-// linger time) until stop is closed; then it returns nil.
-func (b *batcher) take(stop <-chan struct{}) *batch {
+// linger time) until stop is closed; then it returns nil. With slots (the
+// batches in flight, when capped) a batch still open is taken only once
+// take holds a slot, so it keeps growing while the batches in flight are
+// stored: the group commit. A full batch cannot grow, so it is taken at
+// once without a slot, unless one is already held. grouped reports
+// whether the batch holds a slot.
+func (b *batcher) take(stop <-chan struct{}, slots chan struct{}) (out *batch, grouped bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
+	held := false
+	defer func() {
+		if held && out == nil {
+			<-slots
+		}
+	}()
 	for {
 		b.mu.Lock()
-		var out *batch
 		var lingerLeft time.Duration
+		var slotWait chan<- struct{}
 		switch {
 		case len(b.sealed) > 0:
 			out = b.sealed[0]
@@ -147,7 +170,19 @@ func (b *batcher) take(stop <-chan struct{}) *batch {
 			b.sealed = b.sealed[1:]
 		case len(b.open.events) > 0:
 			lingerLeft = b.linger - time.Since(b.open.first)
-			if lingerLeft <= 0 || b.flushNow || b.closed {
+			if lingerLeft > 0 && !b.flushNow && !b.closed {
+				break
+			}
+			if slots != nil && !held {
+				select {
+				case slots <- struct{}{}:
+					held = true
+				default:
+					slotWait = slots
+					lingerLeft = 0
+				}
+			}
+			if slots == nil || held {
 				out = b.open
 				b.open = &batch{}
 			}
@@ -161,7 +196,7 @@ func (b *batcher) take(stop <-chan struct{}) *batch {
 				b.bufWait = nil
 			}
 			b.mu.Unlock()
-			return out
+			return out, held
 		}
 		b.mu.Unlock()
 		var tc <-chan time.Time
@@ -173,11 +208,21 @@ func (b *batcher) take(stop <-chan struct{}) *batch {
 			}
 			tc = timer.C
 		}
+		if slotWait != nil {
+			select {
+			case <-b.full:
+			case slotWait <- struct{}{}:
+				held = true
+			case <-stop:
+				return nil, false
+			}
+			continue
+		}
 		select {
 		case <-b.wake:
 		case <-tc:
 		case <-stop:
-			return nil
+			return nil, false
 		}
 	}
 }

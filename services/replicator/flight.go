@@ -112,20 +112,6 @@ func (f *flight) release() {
 	f.m.inFlightMsgs.Dec()
 }
 
-// acquireBatch takes a batch slot when batches in flight are capped, or
-// reports false when the Publisher stops.
-func (f *flight) acquireBatch() bool {
-	if f.batchSlots == nil {
-		return true
-	}
-	select {
-	case f.batchSlots <- struct{}{}:
-		return true
-	case <-f.stop:
-		return false
-	}
-}
-
 func (f *flight) releaseBatch() {
 	if f.batchSlots != nil {
 		<-f.batchSlots
@@ -133,10 +119,12 @@ func (f *flight) releaseBatch() {
 }
 
 // send publishes the units of one batch. The caller holds one pipeline
-// slot, taken before the batch (see Publisher.sendLoop). It reports false
-// when the Publisher stops; the units not sent then fail with ErrClosed.
-func (f *flight) send(units []*unit) bool {
-	if f.batchSlots != nil {
+// slot, taken before the batch (see Publisher.sendLoop), and with grouped
+// a batch slot, which the last of the units to settle frees. It reports
+// false when the Publisher stops; the units not sent then fail with
+// ErrClosed.
+func (f *flight) send(units []*unit, grouped bool) bool {
+	if grouped {
 		g := &sendGroup{}
 		g.left.Store(int32(len(units)))
 		for _, u := range units {

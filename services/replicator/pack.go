@@ -155,13 +155,41 @@ func (k *packer) envelopeOf(subj string, evs []*pending) *unit {
 			h[HeaderContentEncoding] = []string{k.compression.String()}
 		}
 	}
-	for i, e := range evs {
-		e.msg.ID = id + ":" + strconv.Itoa(i)
-	}
+	setEntryIDs(id, evs)
 	return &unit{
 		key:      key,
 		events:   evs,
 		envelope: true,
 		msg:      &nats.Msg{Subject: subj, Reply: k.replyPrefix + strconv.FormatUint(key, 36), Header: h, Data: data},
 	}
+}
+
+// setEntryIDs sets the ID of each event of an envelope to
+// "<envelope id>:<index>". The IDs share one string: one allocation per
+// envelope, not one per event.
+func setEntryIDs(id string, evs []*pending) {
+	var sb strings.Builder
+	sb.Grow(len(evs) * (len(id) + 1 + len(strconv.Itoa(len(evs)))))
+	var num [20]byte
+	for i := range evs {
+		sb.WriteString(id)
+		sb.WriteByte(':')
+		sb.Write(strconv.AppendInt(num[:0], int64(i), 10))
+	}
+	all := sb.String()
+	start := 0
+	for i, e := range evs {
+		end := start + len(id) + 1 + digits(i)
+		e.msg.ID = all[start:end]
+		start = end
+	}
+}
+
+// digits returns how many decimal digits n (not negative) has.
+func digits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }

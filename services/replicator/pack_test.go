@@ -205,3 +205,23 @@ func TestPack(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPackEnvelope packs a full ingest batch of one topic: 128-byte
+// JSON-like events up to 1 MiB, S2-compressed, as under a burst.
+func BenchmarkPackEnvelope(b *testing.B) {
+	data := []byte(`{"id":1000001,"type":"order.created","user":"u01234","city":"Berlin","amount":12.34,"note":"abcdefghij klmnopqrstuv wxyz"}`)
+	k := &packer{envelope: true, compression: S2, compressAbove: DefaultCompressAbove, maxEvent: 1 << 20,
+		idPrefix: "p.", replyPrefix: "r.", ratios: &countObserver{}}
+	n := DefaultMaxBatchBytes / entrySize(data, nil)
+	events := make([]*pending, n)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range events {
+			events[i] = &pending{msg: Message{Subject: "events.bench", Data: data}, level: Async}
+		}
+		if units := k.pack(events); len(units) != 1 {
+			b.Fatalf("%d units, want 1", len(units))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+}

@@ -280,28 +280,25 @@ func (p *Publisher) enqueue(ctx context.Context, m Message, wait bool, f *Future
 	return p.batches.add(ctx, &pending{msg: m, level: level, size: size, fut: f, done: done}, wait)
 }
 
-// sendLoop takes batches, packs them and publishes them. It takes a batch
-// slot (when batches in flight are capped) and a pipeline slot before it
-// takes a batch, so while either is full the open batch keeps growing: the
-// group commit.
+// sendLoop takes batches, packs them and publishes them. It takes a
+// pipeline slot before it takes a batch, and when batches in flight are
+// capped a batch slot before it takes a batch still open (see
+// batcher.take), so while either is full the open batch keeps growing:
+// the group commit. Full batches skip the batch cap: they cannot grow, and
+// holding them back would only leave the pipeline idle during a burst.
 func (p *Publisher) sendLoop() {
 	for {
-		if !p.flight.acquireBatch() {
-			return
-		}
 		if !p.flight.acquire() {
-			p.flight.releaseBatch()
 			return
 		}
-		b := p.batches.take(p.stop)
+		b, grouped := p.batches.take(p.stop, p.flight.batchSlots)
 		if b == nil {
 			p.flight.release()
-			p.flight.releaseBatch()
 			return
 		}
 		p.m.batchesOut.Inc()
 		p.m.batchEvents.Observe(float64(len(b.events)))
-		if !p.flight.send(p.packer.pack(b.events)) {
+		if !p.flight.send(p.packer.pack(b.events), grouped) {
 			return
 		}
 	}
@@ -312,6 +309,7 @@ func (p *Publisher) sendLoop() {
 func (p *Publisher) complete(u *unit, ack Ack, err error) {
 	var waitAll []*pending
 	var acks []Ack
+	now := time.Now()
 	for i, e := range u.events {
 		a := ack
 		a.ID = e.msg.ID
@@ -324,7 +322,7 @@ func (p *Publisher) complete(u *unit, ack Ack, err error) {
 			acks = append(acks, a)
 			continue
 		}
-		p.resolve(e, a, err)
+		p.resolveAt(e, a, err, now)
 	}
 	if len(waitAll) > 0 {
 		p.all.add(ack.Stream, ack.Seq, waitAll, acks)
@@ -332,9 +330,13 @@ func (p *Publisher) complete(u *unit, ack Ack, err error) {
 }
 
 // resolve reports an event's outcome everywhere it is awaited.
-func (p *Publisher) resolve(e *pending, ack Ack, err error) {
+func (p *Publisher) resolve(e *pending, ack Ack, err error) { p.resolveAt(e, ack, err, time.Now()) }
+
+// resolveAt is resolve with the clock read once for all the events of a
+// stream message: an envelope holds thousands.
+func (p *Publisher) resolveAt(e *pending, ack Ack, err error, now time.Time) {
 	if err == nil {
-		p.latency[e.level].Observe(time.Since(e.accepted).Seconds())
+		p.latency[e.level].Observe(now.Sub(e.accepted).Seconds())
 	} else if e.level == Async && e.done == nil && e.fut == nil {
 		p.m.dropped.WithLabelValues("publish_failed").Inc()
 	}

@@ -211,16 +211,17 @@ func TestBackPressure(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 }
 
-// TestMaxBatchesInFlight: with one batch in flight, no more stream
-// messages are ever in flight than one batch holds, and every event still
-// arrives.
+// TestMaxBatchesInFlight: with one batch in flight, full batches (here
+// every batch but the last) are not held back by the cap, the pipeline
+// still bounds the stream messages in flight, and every event arrives.
+// TestBatcherFullBatchSkipsCap shows that an open batch waits for the cap.
 func TestMaxBatchesInFlight(t *testing.T) {
 	e := newEnv(t, 1)
 	_, err := NewPublisher(e.js, WithMaxBatchesInFlight(-1))
 	require.Error(t, err, "a negative cap is refused")
 
-	const batch, n = 10, 2000
-	p := e.publisher(t, WithMaxBatchesInFlight(1), WithBatch(batch, 1<<20), WithMaxInFlight(256))
+	const batch, n, pipeline = 10, 2000, 64
+	p := e.publisher(t, WithMaxBatchesInFlight(1), WithBatch(batch, 1<<20), WithMaxInFlight(pipeline))
 	ctx := clustertest.Context(t, 30*time.Second)
 	stop := make(chan struct{})
 	peak := make(chan int)
@@ -252,6 +253,6 @@ func TestMaxBatchesInFlight(t *testing.T) {
 	close(stop)
 	most := <-peak
 	require.Positive(t, most)
-	require.LessOrEqual(t, most, batch, "messages in flight never exceed one batch")
+	require.LessOrEqual(t, most, pipeline, "messages in flight never exceed the pipeline")
 	require.Len(t, readAll(t, e.js, n, WithFilter("events.batches")), n)
 }

@@ -130,6 +130,10 @@ func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts repli
 		"unaccounted":   float64(sent) - float64(stored) - droppedSum,
 		"ratio_vs_pub":  0,
 		"publisher_eps": pub.EventsPerSec,
+		// tail_secs: how long the service took to store or count the
+		// rest once the last event was sent; near 0 when it keeps up
+		// with the sender, whose own speed then bounds the drain.
+		"tail_secs": max(drainSecs-sendSecs, 0),
 	}}
 	for reason, v := range dropped {
 		r.Extra["dropped_"+reason] = v
