@@ -26,9 +26,16 @@ answer after a sleep of about 2 ms with jitter; for the middle third of each
 mode's run one instance turns 10x slower, then recovers. The modes run in
 turn against the same instances: the queue group (NATS picks at random),
 round robin, the reference document's weights alone (weighted random over
-WEIGHTS), the P2C router, and route.<subject> through the balancer. Each row
-gives P50/P95/P99/P99.9 overall and during the slow third, the slow
-instance's share while slow, and how long its share took to come back.`,
+WEIGHTS), the P2C router with Finagle's Peak-EWMA (router_peak) and with
+the default EWMA (router), route.<subject> through the balancer (proxy), and
+the router while an instance is killed (router_kill). Every mode's clients
+share one connection. Each row gives P50/P95/P99/P99.9 overall, in the
+healthy first third and during the slow third, the slow instance's share
+while slow, and how long its share took to come back. Then, for the slow
+third: the P99 of the service time routing chose (the latency on an idle
+machine), the share of requests over 10 ms and which instance answered
+them, and each instance's latency and overshoot (latency beyond the service
+time asked for: the hops plus the machine's scheduling noise).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
@@ -67,15 +74,18 @@ func writeBalancerTable(w io.Writer, modes []balancerbench.ModeResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "mode\tp50\tp95\tp99\tp99.9\thealthy p50\thealthy p99\tslow p50\tslow p99\tslow p99.9\tslow share\trecovered share\trecovery\terrors")
 	for _, m := range modes {
-		rec := "never"
+		share, recShare, rec := fmt.Sprintf("%.1f%%", m.SlowShare*100), fmt.Sprintf("%.1f%%", m.RecoveredShare*100), "never"
 		if m.Recovery >= 0 {
 			rec = fmt.Sprintf("%.0fs", m.Recovery.Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f%%\t%.1f%%\t%s\t%d\n", m.Mode,
+		if m.Kill != nil { // no instance turns slow in this mode
+			share, recShare, rec = "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%d\n", m.Mode,
 			m.All.Percentile(50), m.All.Percentile(95), m.All.Percentile(99), m.All.Percentile(99.9),
 			m.Healthy.Percentile(50), m.Healthy.Percentile(99),
 			m.Slow.Percentile(50), m.Slow.Percentile(99), m.Slow.Percentile(99.9),
-			m.SlowShare*100, m.RecoveredShare*100, rec, m.Errors)
+			share, recShare, rec, m.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(latencies in ms; healthy = the first third, slow = the middle third, while one instance is 10x slower)")
@@ -104,12 +114,15 @@ func writeBalancerTable(w io.Writer, modes []balancerbench.ModeResult) {
 
 	for _, m := range modes {
 		if k := m.Kill; k != nil {
-			forgot := "not within 5 s"
+			forgot := "did not forget it within 5 s"
 			if k.Forgotten >= 0 {
-				forgot = fmt.Sprintf("%.1f ms after the kill", float64(k.Forgotten.Microseconds())/1000)
+				forgot = fmt.Sprintf("forgot it %.1f ms after the kill", float64(k.Forgotten.Microseconds())/1000)
 			}
-			fmt.Fprintf(w, "\n%s: the last instance killed a third of the way in with %d request(s) in flight on it; %d request(s) lost; router last chose it %.1f ms after the kill and forgot it %s\n",
-				m.Mode, k.InFlight, k.Lost, float64(k.LastChoice.Microseconds())/1000, forgot)
+			if k.LastChoice > 0 {
+				forgot = fmt.Sprintf("last chose it %.1f ms after the kill and %s", float64(k.LastChoice.Microseconds())/1000, forgot)
+			}
+			fmt.Fprintf(w, "\n%s: the last instance killed a third of the way in with %d request(s) in flight on it; %d request(s) lost; the router %s\n",
+				m.Mode, k.InFlight, k.Lost, forgot)
 		}
 	}
 }
