@@ -136,7 +136,8 @@ type sample struct {
 
 // drive runs o.Concurrency closed-loop clients with req until the
 // deadline; each second it calls tick with the time elapsed. It returns
-// the answered requests and the failures before the deadline.
+// the answered requests and the failures, waiting for the requests still
+// out at the deadline.
 func drive(ctx context.Context, o Options, req requester, tick func(time.Duration)) (samples []sample, errs int64, start time.Time) {
 	start = time.Now()
 	rctx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
@@ -162,7 +163,9 @@ func drive(ctx context.Context, o Options, req requester, tick func(time.Duratio
 				qcancel()
 				d := time.Since(t0)
 				if err != nil {
-					if rctx.Err() == nil {
+					// A request still waiting at the deadline is not
+					// cancelled by it: its failure counts too.
+					if ctx.Err() == nil {
 						failed++
 					}
 					continue
