@@ -40,7 +40,11 @@ time asked for: the hops plus the machine's scheduling noise).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				o.Connect, o.JS = t.Connect, t.JS
-				total := int64(max(len(o.Modes), 1)) * int64(max(o.Duration, 3*time.Second)/time.Second)
+				runs := int64(max(len(o.Modes), 1))
+				if o.Interleave {
+					runs = 1
+				}
+				total := runs * int64(max(o.Duration, 3*time.Second)/time.Second)
 				p := bench.NewProgress(f.progressOut(), "balancer", total)
 				o.Progress = func() { p.Add(1) }
 				modes, err := balancerbench.Run(ctx, o)
@@ -63,6 +67,7 @@ time asked for: the hops plus the machine's scheduling noise).`,
 	fl.DurationVar(&o.Duration, "duration", 30*time.Second, "run time of each mode (thirds: healthy, slow, recovered)")
 	fl.IntVar(&o.Concurrency, "concurrency", 8, "closed-loop clients")
 	fl.Float64Var(&o.Rate, "rate", 0, "pace the clients to this many requests a second in all (0: closed loop, as fast as answers come)")
+	fl.BoolVar(&o.Interleave, "interleave", false, "run the modes at once, each client taking the next mode for each request, so every mode meets the same machine noise (without the kill mode)")
 	fl.StringSliceVar(&o.Modes, "modes", balancerbench.Modes, "modes to run, in order")
 	return cmd
 }

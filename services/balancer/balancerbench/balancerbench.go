@@ -64,6 +64,10 @@ type Options struct {
 	Rate float64
 	// Modes to run, in order (default Modes).
 	Modes []string
+	// Interleave runs the modes at once, each client taking the next mode
+	// for each request, so that every mode meets the same machine noise
+	// (the kill mode is left out).
+	Interleave bool
 	// Progress is called once a second (nil: not).
 	Progress func()
 }

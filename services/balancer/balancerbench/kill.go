@@ -38,7 +38,7 @@ func runKill(ctx context.Context, o Options, f *fleet, router *balancer.Router, 
 	kf := KillFigures{Forgotten: -1}
 	var killedAt time.Time
 	watch := make(chan struct{})
-	samples, errs, start := drive(ctx, o, req, func(el time.Duration) {
+	samples, errs, start := drive(ctx, o, []requester{req}, func(el time.Duration) {
 		if el < o.Duration/3 || killed.Swap(true) {
 			return
 		}
@@ -66,8 +66,8 @@ func runKill(ctx context.Context, o Options, f *fleet, router *balancer.Router, 
 		<-watch
 	}
 	res := summarise(ModeKill, o, samples)
-	res.Elapsed, res.Errors = time.Since(start), errs
-	kf.Lost = errs
+	res.Elapsed, res.Errors = time.Since(start), errs[0]
+	kf.Lost = errs[0]
 	res.Kill = &kf
 	return res
 }

@@ -3,6 +3,7 @@ package balancerbench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -66,35 +67,43 @@ func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 		return nil, err
 	}
 
-	var out []ModeResult
-	for _, mode := range o.Modes {
-		var req requester
-		var router *balancer.Router
+	newReq := func(mode string) (requester, *balancer.Router, error) {
 		switch mode {
 		case "queue_group":
-			req = func(ctx context.Context) (*nats.Msg, error) {
+			return func(ctx context.Context) (*nats.Msg, error) {
 				return cnc.RequestWithContext(ctx, Subject, []byte("{}"))
-			}
+			}, nil, nil
 		case "proxy":
-			req = func(ctx context.Context) (*nats.Msg, error) {
+			return func(ctx context.Context) (*nats.Msg, error) {
 				return cnc.RequestWithContext(ctx, streams.RouteSubject(Subject), []byte("{}"))
-			}
-		default:
-			ro := balancer.RouterOptions{Conn: cnc, Weights: weights, Logger: quiet, Discovery: time.Second}
-			s, ok := strategies[mode]
-			if !ok {
-				return out, fmt.Errorf("balancerbench: unknown mode %q", mode)
-			}
-			ro.Strategy, ro.Peak = s, mode == "router_peak"
-			if router, err = balancer.NewRouter(ro); err != nil {
-				return out, err
-			}
-			if err := router.Start(ctx); err != nil {
-				return out, err
-			}
-			req = func(ctx context.Context) (*nats.Msg, error) {
-				return router.Request(ctx, Subject, []byte("{}"))
-			}
+			}, nil, nil
+		}
+		s, ok := strategies[mode]
+		if !ok {
+			return nil, nil, fmt.Errorf("balancerbench: unknown mode %q", mode)
+		}
+		ro := balancer.RouterOptions{Conn: cnc, Weights: weights, Logger: quiet, Discovery: time.Second}
+		ro.Strategy, ro.Peak = s, mode == "router_peak"
+		router, err := balancer.NewRouter(ro)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := router.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		return func(ctx context.Context) (*nats.Msg, error) {
+			return router.Request(ctx, Subject, []byte("{}"))
+		}, router, nil
+	}
+	if o.Interleave {
+		return runInterleaved(ctx, o, f, newReq)
+	}
+
+	var out []ModeResult
+	for _, mode := range o.Modes {
+		req, router, err := newReq(mode)
+		if err != nil {
+			return out, err
 		}
 		var res ModeResult
 		if mode == ModeKill {
@@ -111,6 +120,46 @@ func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 		}
 	}
 	return out, nil
+}
+
+// runInterleaved runs every mode but the kill mode at once: each client
+// sends its requests through the modes in turn, so every mode meets the
+// same moments of machine noise. Instances answer every request
+// concurrently, so one mode's choices do not slow another's requests.
+func runInterleaved(ctx context.Context, o Options, f *fleet, newReq func(string) (requester, *balancer.Router, error)) ([]ModeResult, error) {
+	var modes []string
+	var reqs []requester
+	for _, mode := range o.Modes {
+		if mode == ModeKill {
+			continue
+		}
+		req, router, err := newReq(mode)
+		if err != nil {
+			return nil, err
+		}
+		if router != nil {
+			defer router.Stop()
+		}
+		modes, reqs = append(modes, mode), append(reqs, req)
+	}
+	third := o.Duration / 3
+	samples, errs, start := drive(ctx, o, reqs, func(el time.Duration) {
+		f.slow[0].Store(el >= third && el < 2*third)
+	})
+	f.slow[0].Store(false)
+	elapsed := time.Since(start)
+	out := make([]ModeResult, len(modes))
+	for i, mode := range modes {
+		var mine []sample
+		for _, s := range samples {
+			if s.mode == i {
+				mine = append(mine, s)
+			}
+		}
+		out[i] = summarise(mode, o, mine)
+		out[i].Elapsed, out[i].Errors = elapsed, errs[i]
+	}
+	return out, ctx.Err()
 }
 
 // strategies are the modes that use a Router.
@@ -132,13 +181,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 type sample struct {
 	at, latency, service time.Duration // since the mode's start
 	instance             int
+	mode                 int // index into drive's requesters
 }
 
-// drive runs o.Concurrency closed-loop clients with req until the
-// deadline; each second it calls tick with the time elapsed. It returns
-// the answered requests and the failures, waiting for the requests still
-// out at the deadline.
-func drive(ctx context.Context, o Options, req requester, tick func(time.Duration)) (samples []sample, errs int64, start time.Time) {
+// drive runs o.Concurrency closed-loop clients until the deadline, each
+// sending its requests through reqs in turn; each second it calls tick
+// with the time elapsed. It returns the answered requests and the
+// failures by requester, waiting for the requests still out at the
+// deadline.
+func drive(ctx context.Context, o Options, reqs []requester, tick func(time.Duration)) (samples []sample, errs []int64, start time.Time) {
+	errs = make([]int64, len(reqs))
 	start = time.Now()
 	rctx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
 	defer cancel()
@@ -147,7 +199,8 @@ func drive(ctx context.Context, o Options, req requester, tick func(time.Duratio
 	for range o.Concurrency {
 		wg.Go(func() {
 			var mine []sample
-			var failed int64
+			failed := make([]int64, len(reqs))
+			k := rand.IntN(len(reqs))
 			next := time.Now()
 			for rctx.Err() == nil {
 				if o.Rate > 0 {
@@ -157,25 +210,28 @@ func drive(ctx context.Context, o Options, req requester, tick func(time.Duratio
 						time.Sleep(wait)
 					}
 				}
+				k = (k + 1) % len(reqs)
 				t0 := time.Now()
 				qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
-				m, err := req(qctx)
+				m, err := reqs[k](qctx)
 				qcancel()
 				d := time.Since(t0)
 				if err != nil {
 					// A request still waiting at the deadline is not
 					// cancelled by it: its failure counts too.
 					if ctx.Err() == nil {
-						failed++
+						failed[k]++
 					}
 					continue
 				}
 				i, svc := parseAnswer(m.Data)
-				mine = append(mine, sample{at: t0.Sub(start), latency: d, service: svc, instance: i})
+				mine = append(mine, sample{at: t0.Sub(start), latency: d, service: svc, instance: i, mode: k})
 			}
 			mu.Lock()
 			samples = append(samples, mine...)
-			errs += failed
+			for i, n := range failed {
+				errs[i] += n
+			}
 			mu.Unlock()
 		})
 	}
@@ -199,12 +255,12 @@ func drive(ctx context.Context, o Options, req requester, tick func(time.Duratio
 // runMode runs the scenario once with req: healthy, slow, recovered.
 func runMode(ctx context.Context, o Options, f *fleet, mode string, req requester) ModeResult {
 	third := o.Duration / 3
-	samples, errs, start := drive(ctx, o, req, func(el time.Duration) {
+	samples, errs, start := drive(ctx, o, []requester{req}, func(el time.Duration) {
 		f.slow[0].Store(el >= third && el < 2*third)
 	})
 	f.slow[0].Store(false)
 	res := summarise(mode, o, samples)
-	res.Elapsed, res.Errors = time.Since(start), errs
+	res.Elapsed, res.Errors = time.Since(start), errs[0]
 	return res
 }
 
