@@ -130,9 +130,13 @@ func printStatus(cmd *cobra.Command, st *admin.Status) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Leader, s.Replicas, s.Messages, s.Bytes, strings.Join(peers, ", "))
 	}
-	fmt.Fprintln(w, "\nSERVICE\tINSTANCE\tVERSION")
+	fmt.Fprintln(w, "\nSERVICE\tINSTANCE\tVERSION\tWEIGHT")
 	for _, s := range st.Services {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.ID, s.Version)
+		weight := "-"
+		if s.Weight != nil {
+			weight = fmt.Sprintf("%.0f (%s)", *s.Weight, s.WeightReason)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.Name, s.ID, s.Version, weight)
 	}
 	w.Flush()
 }

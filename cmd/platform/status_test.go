@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/streams"
 )
 
@@ -69,5 +73,54 @@ func TestStatusOfAStockServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusShowsWeights runs status against a service instance with a
+// WEIGHTS record and one without: the first shows its weight and reason,
+// the second a dash.
+func TestStatusShowsWeights(t *testing.T) {
+	c, nc, js := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	var ids []string
+	for range 2 {
+		svc, err := service.New(service.Options{
+			Conn: clustertest.Connect(t, c), Name: "demo", HeartbeatInterval: -1,
+			Endpoints: []service.Endpoint{{Name: "echo", Subject: "demo.echo", Handler: service.Func(
+				func(context.Context, *service.Request) (any, error) { return "ok", nil })}},
+		})
+		require.NoError(t, err)
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = svc.Run(sctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-svc.Ready()
+		ids = append(ids, svc.ID())
+	}
+	kv, err := js.KeyValue(ctx, streams.BucketWeights)
+	require.NoError(t, err)
+	rec, err := json.Marshal(balancer.Record{Service: "platform-demo", Instance: ids[0], Weight: 42, Reason: balancer.ReasonPolicy})
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, streams.MemberKey("platform-demo", ids[0]), rec)
+	require.NoError(t, err)
+
+	url := nc.ConnectedUrl()
+	var st admin.Status
+	require.NoError(t, json.Unmarshal([]byte(status(t, url, "--json")), &st))
+	weights := map[string]string{}
+	for _, in := range st.Services {
+		if in.Name == "platform-demo" {
+			weights[in.ID] = "-"
+			if in.Weight != nil {
+				weights[in.ID] = fmt.Sprintf("%.0f %s", *in.Weight, in.WeightReason)
+			}
+		}
+	}
+	require.Equal(t, map[string]string{ids[0]: "42 policy", ids[1]: "-"}, weights)
+	text := status(t, url)
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, ids[0]) {
+			require.Contains(t, line, "42 (policy)")
+		}
 	}
 }

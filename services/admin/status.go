@@ -15,6 +15,8 @@ import (
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/health"
+	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/streams"
 )
 
 // Status is what `platform status` prints and admin.status answers.
@@ -73,6 +75,10 @@ type Instance struct {
 	Name    string `json:"name"`
 	ID      string `json:"id"`
 	Version string `json:"version"`
+	// Weight is the balancer's weight for it in KV WEIGHTS (nil: none
+	// written), WeightReason the rule that decided it.
+	Weight       *float64 `json:"weight,omitempty"`
+	WeightReason string   `json:"weight_reason,omitempty"`
 }
 
 // PingWindow is how long Gather collects $SRV.PING answers.
@@ -149,8 +155,28 @@ func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *clust
 			return nil, err
 		}
 		st.Services = services
+		addWeights(ctx, js, st.Services)
 	}
 	return st, nil
+}
+
+// addWeights fills in each instance's weight from KV WEIGHTS; without the
+// bucket (a platform older than the balancer) the weights stay blank.
+func addWeights(ctx context.Context, js jetstream.JetStream, insts []Instance) {
+	kv, err := js.KeyValue(ctx, streams.BucketWeights)
+	if err != nil {
+		return
+	}
+	for i, in := range insts {
+		e, err := kv.Get(ctx, streams.MemberKey(in.Name, in.ID))
+		if err != nil {
+			continue
+		}
+		var rec balancer.Record
+		if json.Unmarshal(e.Value(), &rec) == nil {
+			insts[i].Weight, insts[i].WeightReason = &rec.Weight, rec.Reason
+		}
+	}
 }
 
 func peerNames(ps []Replica) []string {

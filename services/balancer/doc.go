@@ -5,6 +5,6 @@
 // its $SRV.STATS and its MEMBERS record (Table, Policy) and publishes it
 // to KV WEIGHTS through one lease holder; routes requests to
 // instance-addressed subjects with a Router (weighted power of two choices
-// over Peak-EWMA latency × (in-flight+1)); forwards route.<subject> for
+// over an EWMA latency × (in-flight+1)); forwards route.<subject> for
 // any client; and evens out stream and consumer leaders.
 package balancer

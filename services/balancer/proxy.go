@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -62,8 +61,8 @@ type InstanceStatus struct {
 	// Share is Routed over all requests this instance routed to its
 	// service.
 	Share float64 `json:"share"`
-	// LatencyMS is the router's Peak-EWMA latency estimate.
-	PeakMS float64 `json:"peak_ewma_ms"`
+	// LatencyMS is the router's latency estimate (EWMA).
+	LatencyMS float64 `json:"router_latency_ms"`
 	// InFlight is the requests this router has outstanding on it.
 	InFlight int64 `json:"router_in_flight"`
 }
@@ -81,21 +80,19 @@ func (s *Service) Status() StatusResponse {
 	s.mu.Lock()
 	recs := append([]Record(nil), s.records...)
 	s.mu.Unlock()
-	routed := s.router.Routed()
+	routed := s.router.Instances()
 	perSvc := map[string]uint64{}
 	for _, rs := range routed {
-		perSvc[rs.service] += rs.routed
+		perSvc[rs.Service] += rs.Routed
 	}
 	out := StatusResponse{ID: s.ID(), Active: s.Active(), Strategy: s.router.opts.Strategy.String()}
 	seen := map[string]bool{}
-	now := time.Now()
 	add := func(rec Record) {
 		st := InstanceStatus{Record: rec}
 		if rs, ok := routed[rec.Key()]; ok {
-			st.Routed, st.InFlight = rs.routed, rs.inFlight
-			st.PeakMS = rs.lat.value(now) / 1e6
+			st.Routed, st.InFlight, st.LatencyMS = rs.Routed, rs.InFlight, rs.LatencyMS
 			if n := perSvc[rec.Service]; n > 0 {
-				st.Share = float64(rs.routed) / float64(n)
+				st.Share = float64(rs.Routed) / float64(n)
 			}
 		}
 		out.Instances = append(out.Instances, st)
@@ -106,7 +103,7 @@ func (s *Service) Status() StatusResponse {
 	}
 	for k, rs := range routed {
 		if !seen[k] {
-			add(Record{Service: rs.service, Instance: rs.id})
+			add(Record{Service: rs.Service, Instance: rs.Instance})
 		}
 	}
 	sort.Slice(out.Instances, func(i, j int) bool { return out.Instances[i].Key() < out.Instances[j].Key() })

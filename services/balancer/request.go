@@ -23,7 +23,8 @@ const maxAttempts = 3
 // RequestMsg sends m to the best instance serving m.Subject and returns
 // its answer as is. With fewer than two healthy instances known it sends
 // to the queue group instead. It returns ErrUnknownSubject,
-// ErrNoInstance or ErrTimeout (wrapped) when no answer comes.
+// ErrNoInstance or ErrTimeout (wrapped) when no answer comes; a failure
+// on the chosen instance is an *InstanceError naming it.
 func (r *Router) RequestMsg(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -189,6 +190,23 @@ func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.
 	return resp, err
 }
 
+// InstanceError is a request that failed on the instance it was sent to.
+type InstanceError struct {
+	// Subject is the request's subject.
+	Subject string
+	// Service and Instance name the instance.
+	Service, Instance string
+	// Err is why: ErrTimeout when it did not answer in time.
+	Err error
+}
+
+func (e *InstanceError) Error() string {
+	return fmt.Sprintf("request %s to instance %s: %v", e.Subject, streams.MemberKey(e.Service, e.Instance), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *InstanceError) Unwrap() error { return e.Err }
+
 func wrapSendErr(subject string, in *instance, err error) error {
 	switch {
 	case err == nil:
@@ -196,11 +214,9 @@ func wrapSendErr(subject string, in *instance, err error) error {
 	case errors.Is(err, nats.ErrNoResponders):
 		return err // the caller tries another instance
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return fmt.Errorf("request %s to instance %s: %w", subject, in.key(), ErrTimeout)
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("request %s to instance %s: %w", subject, in.key(), err)
+		err = ErrTimeout
 	}
-	return fmt.Errorf("request %s to instance %s: %w", subject, in.key(), err)
+	return &InstanceError{Subject: subject, Service: in.service, Instance: in.id, Err: err}
 }
 
 // hedger decides when to send a second request: for idempotent subjects,
@@ -268,6 +284,9 @@ func (h *hedger) observe(subject string, d time.Duration) {
 	}
 	h.since++
 }
+
+// Hedged returns how many requests the router sent a second time.
+func (r *Router) Hedged() uint64 { return r.hedge.hedged.Load() }
 
 // take spends one hedge if the budget allows it, given total requests.
 func (h *hedger) take(total uint64) bool {

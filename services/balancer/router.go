@@ -37,7 +37,7 @@ type Strategy int
 // against.
 const (
 	// P2C picks two instances at random in proportion to their WEIGHTS
-	// weight and sends to the one with the lower Peak-EWMA latency ×
+	// weight and sends to the one with the lower EWMA latency ×
 	// (in-flight+1) ÷ weight.
 	P2C Strategy = iota
 	// Weighted picks one instance at random in proportion to its WEIGHTS
@@ -71,9 +71,17 @@ type RouterOptions struct {
 	Strategy Strategy
 	// Timeout bounds a request whose context has no deadline (5s).
 	Timeout time.Duration
-	// Decay is the Peak-EWMA time constant (default 2s: a slow instance
-	// that recovers is back to its share within a few seconds).
+	// Decay is the time constant of the latency estimate (default 1s).
+	// An instance nobody chooses is probed about every Decay × ln(its
+	// latency ÷ its peers' cost), and one that recovered takes a few
+	// Decays to win its share back: with 2s that was 5-8 s, at the edge
+	// of the 10 s target; 1s still keeps a 10x slower instance at 0.1%.
 	Decay time.Duration
+	// Peak makes the latency estimate Finagle's Peak-EWMA, which jumps to
+	// any slower answer at once. Off by default: on a loaded machine
+	// every instance has the odd answer delayed by the scheduler, and the
+	// peak then makes healthy instances look as slow as a slow one.
+	Peak bool
 	// Discovery is how often instances are looked up with $SRV.INFO
 	// (default 2s); an instance that answers "no responders" is dropped
 	// at once.
@@ -104,7 +112,7 @@ type HedgeOptions struct {
 type instance struct {
 	service, id string
 	filters     []string
-	lat         *peakEWMA
+	lat         *latencyEWMA
 	inFlight    atomic.Int64
 	routed      atomic.Uint64
 	weight      atomic.Uint64 // float64 bits
@@ -155,7 +163,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		return nil, fmt.Errorf("router: unknown strategy %d", opts.Strategy)
 	}
 	opts.Timeout = cmpOr(opts.Timeout, 5*time.Second)
-	opts.Decay = cmpOr(opts.Decay, 2*time.Second)
+	opts.Decay = cmpOr(opts.Decay, time.Second)
 	opts.Discovery = cmpOr(opts.Discovery, 2*time.Second)
 	opts.DiscoveryWait = cmpOr(opts.DiscoveryWait, 500*time.Millisecond)
 	if opts.Logger == nil {
@@ -258,7 +266,7 @@ func (r *Router) Refresh(ctx context.Context) error {
 	for k, filters := range found {
 		in := r.insts[k]
 		if in == nil {
-			in = &instance{service: names[k][0], id: names[k][1], lat: newPeakEWMA(r.opts.Decay)}
+			in = &instance{service: names[k][0], id: names[k][1], lat: newLatencyEWMA(r.opts.Decay, r.opts.Peak)}
 			in.weight.Store(math.Float64bits(r.weightOf(k)))
 			r.insts[k] = in
 		}
@@ -334,21 +342,34 @@ func (r *Router) Request(ctx context.Context, subject string, data []byte) (*nat
 	return r.RequestMsg(ctx, &nats.Msg{Subject: subject, Data: data})
 }
 
-// routeStats is one instance's routing figures, for status.
-type routeStats struct {
-	service, id string
-	routed      uint64
-	inFlight    int64
-	lat         *peakEWMA
+// InstanceStats is what a Router knows of one instance.
+type InstanceStats struct {
+	// Service and Instance name it.
+	Service, Instance string
+	// Routed is how many requests the router sent it.
+	Routed uint64
+	// InFlight is how many of them await an answer.
+	InFlight int64
+	// LatencyMS is the router's latency estimate of it now.
+	LatencyMS float64
+	// Weight is its WEIGHTS weight as the router sees it.
+	Weight float64
 }
 
-// Routed returns every known instance's routing figures by key.
-func (r *Router) Routed() map[string]routeStats {
+// Key returns the instance's WEIGHTS key.
+func (s InstanceStats) Key() string { return streams.MemberKey(s.Service, s.Instance) }
+
+// Instances returns every instance the router knows, by key.
+func (r *Router) Instances() map[string]InstanceStats {
+	now := time.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make(map[string]routeStats, len(r.insts))
+	out := make(map[string]InstanceStats, len(r.insts))
 	for k, in := range r.insts {
-		out[k] = routeStats{service: in.service, id: in.id, routed: in.routed.Load(), inFlight: in.inFlight.Load(), lat: in.lat}
+		out[k] = InstanceStats{
+			Service: in.service, Instance: in.id, Routed: in.routed.Load(), InFlight: in.inFlight.Load(),
+			LatencyMS: in.lat.value(now) / 1e6, Weight: in.w(),
+		}
 	}
 	return out
 }

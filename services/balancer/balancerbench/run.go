@@ -1,12 +1,10 @@
 package balancerbench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"strconv"
+	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,7 +17,8 @@ import (
 type requester func(ctx context.Context) (*nats.Msg, error)
 
 // Run starts the test instances and a balancer, then runs every mode in
-// turn and returns their figures.
+// turn and returns their figures. Every mode's clients share one
+// connection, opened once, so the modes differ only in how they choose.
 func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 	o.fill()
 	if o.Connect == nil || o.JS == nil {
@@ -58,54 +57,115 @@ func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	cnc, err := o.Connect()
+	if err != nil {
+		return nil, err
+	}
+	defer cnc.Close()
 	// Let the weights settle past the blackout.
 	if err := sleep(ctx, 3*time.Second); err != nil {
 		return nil, err
 	}
 
+	newReq := func(mode string) (requester, *balancer.Router, error) {
+		switch mode {
+		case "queue_group":
+			return func(ctx context.Context) (*nats.Msg, error) {
+				return cnc.RequestWithContext(ctx, Subject, []byte("{}"))
+			}, nil, nil
+		case "proxy":
+			return func(ctx context.Context) (*nats.Msg, error) {
+				return cnc.RequestWithContext(ctx, streams.RouteSubject(Subject), []byte("{}"))
+			}, nil, nil
+		}
+		s, ok := strategies[mode]
+		if !ok {
+			return nil, nil, fmt.Errorf("balancerbench: unknown mode %q", mode)
+		}
+		ro := balancer.RouterOptions{Conn: cnc, Weights: weights, Logger: quiet, Discovery: time.Second}
+		ro.Strategy, ro.Peak = s, mode == "router_peak"
+		router, err := balancer.NewRouter(ro)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := router.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		return func(ctx context.Context) (*nats.Msg, error) {
+			return router.Request(ctx, Subject, []byte("{}"))
+		}, router, nil
+	}
+	if o.Interleave {
+		return runInterleaved(ctx, o, f, newReq)
+	}
+
 	var out []ModeResult
-	for _, mode := range Modes {
-		cnc, err := o.Connect()
+	for _, mode := range o.Modes {
+		req, router, err := newReq(mode)
 		if err != nil {
 			return out, err
 		}
-		var req requester
-		var router *balancer.Router
-		switch mode {
-		case "queue_group":
-			req = func(ctx context.Context) (*nats.Msg, error) {
-				return cnc.RequestWithContext(ctx, Subject, []byte("{}"))
-			}
-		case "proxy":
-			req = func(ctx context.Context) (*nats.Msg, error) {
-				return cnc.RequestWithContext(ctx, streams.RouteSubject(Subject), []byte("{}"))
-			}
-		default:
-			ro := balancer.RouterOptions{Conn: cnc, Weights: weights, Logger: quiet, Discovery: time.Second}
-			ro.Strategy = map[string]balancer.Strategy{"round_robin": balancer.RoundRobin, "weights": balancer.Weighted, "router": balancer.P2C}[mode]
-			if router, err = balancer.NewRouter(ro); err != nil {
-				cnc.Close()
-				return out, err
-			}
-			if err := router.Start(ctx); err != nil {
-				cnc.Close()
-				return out, err
-			}
-			req = func(ctx context.Context) (*nats.Msg, error) {
-				return router.Request(ctx, Subject, []byte("{}"))
-			}
+		var res ModeResult
+		if mode == ModeKill {
+			res = runKill(ctx, o, f, router, req)
+		} else {
+			res = runMode(ctx, o, f, mode, req)
 		}
-		res := runMode(ctx, o, f, mode, req)
 		if router != nil {
 			router.Stop()
 		}
-		cnc.Close()
 		out = append(out, res)
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
 	}
 	return out, nil
+}
+
+// runInterleaved runs every mode but the kill mode at once: each client
+// sends its requests through the modes in turn, so every mode meets the
+// same moments of machine noise. Instances answer every request
+// concurrently, so one mode's choices do not slow another's requests.
+func runInterleaved(ctx context.Context, o Options, f *fleet, newReq func(string) (requester, *balancer.Router, error)) ([]ModeResult, error) {
+	var modes []string
+	var reqs []requester
+	for _, mode := range o.Modes {
+		if mode == ModeKill {
+			continue
+		}
+		req, router, err := newReq(mode)
+		if err != nil {
+			return nil, err
+		}
+		if router != nil {
+			defer router.Stop()
+		}
+		modes, reqs = append(modes, mode), append(reqs, req)
+	}
+	third := o.Duration / 3
+	samples, errs, start := drive(ctx, o, reqs, func(el time.Duration) {
+		f.slow[0].Store(el >= third && el < 2*third)
+	})
+	f.slow[0].Store(false)
+	elapsed := time.Since(start)
+	out := make([]ModeResult, len(modes))
+	for i, mode := range modes {
+		var mine []sample
+		for _, s := range samples {
+			if s.mode == i {
+				mine = append(mine, s)
+			}
+		}
+		out[i] = summarise(mode, o, mine)
+		out[i].Elapsed, out[i].Errors = elapsed, errs[i]
+	}
+	return out, ctx.Err()
+}
+
+// strategies are the modes that use a Router.
+var strategies = map[string]balancer.Strategy{
+	"round_robin": balancer.RoundRobin, "weights": balancer.Weighted,
+	"router": balancer.P2C, "router_peak": balancer.P2C, ModeKill: balancer.P2C,
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -117,83 +177,157 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// runMode runs the scenario once with req.
-func runMode(ctx context.Context, o Options, f *fleet, mode string, req requester) ModeResult {
-	res := ModeResult{Mode: mode, All: &bench.Latencies{}, Slow: &bench.Latencies{}, Healthy: &bench.Latencies{}, Recovery: -1}
-	third := o.Duration / 3
-	secs := int(o.Duration/time.Second) + 2
-	perSec := make([][]atomic.Int64, secs) // [second][0: total, 1: slow instance]
-	for i := range perSec {
-		perSec[i] = make([]atomic.Int64, 2)
-	}
-	var requests, errs atomic.Int64
-	start := time.Now()
+// sample is one answered request.
+type sample struct {
+	at, latency, service time.Duration // since the mode's start
+	instance             int
+	mode                 int // index into drive's requesters
+}
+
+// drive runs o.Concurrency closed-loop clients until the deadline, each
+// sending its requests through reqs in turn; each second it calls tick
+// with the time elapsed. It returns the answered requests and the
+// failures by requester, waiting for the requests still out at the
+// deadline.
+func drive(ctx context.Context, o Options, reqs []requester, tick func(time.Duration)) (samples []sample, errs []int64, start time.Time) {
+	errs = make([]int64, len(reqs))
+	start = time.Now()
 	rctx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
 	defer cancel()
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Go(func() {
+			var mine []sample
+			failed := make([]int64, len(reqs))
+			k := rand.IntN(len(reqs))
+			next := time.Now()
 			for rctx.Err() == nil {
+				if o.Rate > 0 {
+					// Paced: every mode offers the machine the same load.
+					next = next.Add(time.Duration(float64(o.Concurrency) / o.Rate * float64(time.Second)))
+					if wait := time.Until(next); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
+				k = (k + 1) % len(reqs)
 				t0 := time.Now()
 				qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
-				m, err := req(qctx)
+				m, err := reqs[k](qctx)
 				qcancel()
 				d := time.Since(t0)
-				at := t0.Sub(start)
 				if err != nil {
-					if rctx.Err() == nil {
-						errs.Add(1)
+					// A request still waiting at the deadline is not
+					// cancelled by it: its failure counts too.
+					if ctx.Err() == nil {
+						failed[k]++
 					}
 					continue
 				}
-				requests.Add(1)
-				res.All.Add(d)
-				switch {
-				case at < third:
-					res.Healthy.Add(d)
-				case at < 2*third:
-					res.Slow.Add(d)
-				}
-				if s := int(at / time.Second); s < secs {
-					perSec[s][0].Add(1)
-					if instanceOf(m.Data) == 0 {
-						perSec[s][1].Add(1)
-					}
-				}
+				i, svc := parseAnswer(m.Data)
+				mine = append(mine, sample{at: t0.Sub(start), latency: d, service: svc, instance: i, mode: k})
 			}
+			mu.Lock()
+			samples = append(samples, mine...)
+			for i, n := range failed {
+				errs[i] += n
+			}
+			mu.Unlock()
 		})
 	}
-	ticker := time.NewTicker(time.Second)
-	phase := 0
-	for phase < 3 {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for done := false; !done; {
 		select {
 		case <-rctx.Done():
-			phase = 3
-		case <-ticker.C:
+			done = true
+		case <-t.C:
 			if o.Progress != nil {
 				o.Progress()
 			}
-			el := time.Since(start)
-			if phase == 0 && el >= third {
-				f.slow[0].Store(true)
-				phase = 1
+			tick(time.Since(start))
+		}
+	}
+	wg.Wait()
+	return samples, errs, start
+}
+
+// runMode runs the scenario once with req: healthy, slow, recovered.
+func runMode(ctx context.Context, o Options, f *fleet, mode string, req requester) ModeResult {
+	third := o.Duration / 3
+	samples, errs, start := drive(ctx, o, []requester{req}, func(el time.Duration) {
+		f.slow[0].Store(el >= third && el < 2*third)
+	})
+	f.slow[0].Store(false)
+	res := summarise(mode, o, samples)
+	res.Elapsed, res.Errors = time.Since(start), errs[0]
+	return res
+}
+
+// summarise computes a mode's figures from its samples.
+func summarise(mode string, o Options, samples []sample) ModeResult {
+	res := ModeResult{
+		Mode: mode, All: &bench.Latencies{}, Slow: &bench.Latencies{}, Healthy: &bench.Latencies{},
+		SlowService: &bench.Latencies{}, Recovery: -1, Requests: int64(len(samples)),
+	}
+	res.Instances = make([]InstanceFigures, o.Instances)
+	for i := range res.Instances {
+		res.Instances[i] = InstanceFigures{Latency: &bench.Latencies{}, Overshoot: &bench.Latencies{}}
+	}
+	third := o.Duration / 3
+	secs := int(o.Duration/time.Second) + 2
+	perSec := make([][2]int, secs) // [second]{total, slow instance}
+	var slowN, over10, over10Slow int
+	over := make([]int, o.Instances)
+	for _, s := range samples {
+		res.All.Add(s.latency)
+		switch {
+		case s.at < third:
+			res.Healthy.Add(s.latency)
+		case s.at < 2*third:
+			res.Slow.Add(s.latency)
+			res.SlowService.Add(s.service)
+			slowN++
+			long := s.latency > 10*time.Millisecond
+			if long {
+				over10++
 			}
-			if phase == 1 && el >= 2*third {
-				f.slow[0].Store(false)
-				phase = 2
+			if s.instance >= 0 && s.instance < o.Instances {
+				in := &res.Instances[s.instance]
+				in.Requests++
+				in.Latency.Add(s.latency)
+				in.Overshoot.Add(max(0, s.latency-s.service))
+				if long {
+					over[s.instance]++
+					if s.instance == 0 {
+						over10Slow++
+					}
+				}
+			}
+		}
+		if sec := int(s.at / time.Second); sec < secs {
+			perSec[sec][0]++
+			if s.instance == 0 {
+				perSec[sec][1]++
 			}
 		}
 	}
-	ticker.Stop()
-	f.slow[0].Store(false)
-	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.Requests, res.Errors = requests.Load(), errs.Load()
+	for i := range res.Instances {
+		if n := res.Instances[i].Requests; n > 0 {
+			res.Instances[i].Over10 = float64(over[i]) / float64(n)
+		}
+	}
+	if slowN > 0 {
+		res.Over10 = float64(over10) / float64(slowN)
+	}
+	if over10 > 0 {
+		res.Over10Slow = float64(over10Slow) / float64(over10)
+	}
 	share := func(from, to int) float64 {
-		var n, s int64
+		var n, s int
 		for i := max(0, from); i < min(to, secs); i++ {
-			n += perSec[i][0].Load()
-			s += perSec[i][1].Load()
+			n += perSec[i][0]
+			s += perSec[i][1]
 		}
 		if n == 0 {
 			return 0
@@ -210,17 +344,4 @@ func runMode(ctx context.Context, o Options, f *fleet, mode string, req requeste
 		}
 	}
 	return res
-}
-
-// instanceOf reads n from the test service's answer {"i":n}.
-func instanceOf(b []byte) int {
-	b, ok := bytes.CutPrefix(b, []byte(`{"i":`))
-	if !ok {
-		return -1
-	}
-	n, err := strconv.Atoi(string(bytes.TrimSuffix(b, []byte("}"))))
-	if err != nil {
-		return -1
-	}
-	return n
 }
