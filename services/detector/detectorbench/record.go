@@ -71,7 +71,6 @@ type recordedProcess struct {
 	cmd         *exec.Cmd
 	start, end  time.Duration
 	stalls      [][2]time.Duration
-	stopped     bool
 	stopForever bool
 }
 
