@@ -20,6 +20,7 @@ import (
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/services/balancer/leaders"
 	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/services/txn"
@@ -182,6 +183,7 @@ func balancerService() Service {
 			opts.Conn = d.Conn
 			opts.HeartbeatInterval = d.HeartbeatInterval
 			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			opts.Leaders = leaders.Placer{}
 			return balancer.New(opts)
 		},
 	}

@@ -52,6 +52,10 @@ type Options struct {
 	// ProxyConcurrency bounds forwarded requests in flight (default 1024).
 	ProxyConcurrency int
 
+	// Leaders places stream and consumer RAFT leaders
+	// (leaders.Placer{}); nil turns leader placement off: no periodic
+	// pass, and balancer.balance answers unavailable.
+	Leaders LeaderPlacer
 	// LeaderInterval is how often the lease holder checks stream and
 	// consumer leaders and evens them out when a node leads more than
 	// one group above another (default 1m; negative disables).

@@ -115,7 +115,10 @@ func (s *Service) handleStatus(context.Context, *service.Request) (any, error) {
 }
 
 func (s *Service) handleBalance(ctx context.Context, _ *service.Request) (any, error) {
-	rep, err := BalanceLeaders(ctx, s.opts.Conn, s.log)
+	if s.opts.Leaders == nil {
+		return nil, service.Errorf(service.CodeUnavailable, "leader placement is off in this balancer instance")
+	}
+	rep, err := s.opts.Leaders.Balance(ctx, s.opts.Conn, s.log)
 	s.m.leaderMoves.Add(float64(rep.Moved))
 	if err != nil {
 		return nil, service.Errorf(service.CodeUnavailable, "balance leaders: %v", err)

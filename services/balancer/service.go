@@ -155,7 +155,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
 	wg.Go(func() { s.tickLoop(ctx, kvs[streams.BucketWeights]) })
 	wg.Go(func() { s.statsLoop(ctx) })
-	if s.opts.LeaderInterval > 0 {
+	if s.opts.Leaders != nil && s.opts.LeaderInterval > 0 {
 		wg.Go(func() { s.leaderLoop(ctx) })
 	}
 	close(s.ready)
@@ -323,11 +323,11 @@ func (s *Service) leaderLoop(ctx context.Context) {
 		if !s.active.Load() {
 			continue
 		}
-		counts, err := Leaders(s.opts.Conn)
+		counts, err := s.opts.Leaders.Counts(s.opts.Conn)
 		if err != nil || Skew(counts) <= 1 {
 			continue
 		}
-		rep, err := BalanceLeaders(ctx, s.opts.Conn, s.log)
+		rep, err := s.opts.Leaders.Balance(ctx, s.opts.Conn, s.log)
 		s.m.leaderMoves.Add(float64(rep.Moved))
 		if err != nil {
 			s.log.Warn("balance leaders", "err", err)

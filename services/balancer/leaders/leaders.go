@@ -1,4 +1,7 @@
-package balancer
+// Package leaders evens out stream and consumer RAFT leaders across a
+// cluster's nodes with jsm.go. It links nats-server (through jsm.go's API
+// types), so it lives apart from the balancer, which is handed a Placer.
+package leaders
 
 import (
 	"context"
@@ -11,31 +14,9 @@ import (
 	"github.com/nats-io/jsm.go/api"
 	jsmbalancer "github.com/nats-io/jsm.go/balancer"
 	"github.com/nats-io/nats.go"
+
+	"github.com/platform/platform/services/balancer"
 )
-
-// LeaderReport says what a leader balancing pass found and did.
-type LeaderReport struct {
-	// Before and After count stream and consumer leaders per node.
-	Before map[string]int `json:"before"`
-	After  map[string]int `json:"after"`
-	// Moved is how many leaders were asked to step down.
-	Moved int `json:"moved"`
-}
-
-// Skew returns the largest difference in leaders between two nodes.
-func Skew(leaders map[string]int) int {
-	if len(leaders) == 0 {
-		return 0
-	}
-	lo, hi := -1, 0
-	for _, n := range leaders {
-		hi = max(hi, n)
-		if lo < 0 || n < lo {
-			lo = n
-		}
-	}
-	return hi - lo
-}
 
 // group is a RAFT group that has a leader: a stream or a consumer.
 type group interface {
@@ -100,8 +81,13 @@ func allGroups(ss []*jsm.Stream, cs []*jsm.Consumer) []group {
 	return out
 }
 
-// Leaders returns the stream and consumer leaders per node.
-func Leaders(nc *nats.Conn) (map[string]int, error) {
+// Placer is the balancer's leader placement through jsm.go.
+type Placer struct{}
+
+var _ balancer.LeaderPlacer = Placer{}
+
+// Counts returns the stream and consumer leaders per node.
+func (Placer) Counts(nc *nats.Conn) (map[string]int, error) {
 	mgr, err := jsm.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("leaders: %w", err)
@@ -113,26 +99,26 @@ func Leaders(nc *nats.Conn) (map[string]int, error) {
 	return leaderCounts(allGroups(ss, cs)), nil
 }
 
-// BalanceLeaders evens out stream and consumer RAFT leaders across nodes:
+// Balance evens out stream and consumer RAFT leaders across nodes:
 // first with jsm.go's balancer, then, since that one aims at
 // ceil(n/nodes + 0.5) leaders per node, by moving single leaders from the
 // busiest node to the idlest one that holds a replica until no node leads
 // more than one group above another. Elections are asynchronous, so the
 // After counts are read once the moves settle only as far as ctx allows.
-func BalanceLeaders(ctx context.Context, nc *nats.Conn, log *slog.Logger) (LeaderReport, error) {
+func (Placer) Balance(ctx context.Context, nc *nats.Conn, log *slog.Logger) (balancer.LeaderReport, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	mgr, err := jsm.New(nc)
 	if err != nil {
-		return LeaderReport{}, fmt.Errorf("balance leaders: %w", err)
+		return balancer.LeaderReport{}, fmt.Errorf("balance leaders: %w", err)
 	}
 	ss, cs, err := raftGroups(mgr)
 	if err != nil {
-		return LeaderReport{}, fmt.Errorf("balance leaders: %w", err)
+		return balancer.LeaderReport{}, fmt.Errorf("balance leaders: %w", err)
 	}
-	rep := LeaderReport{Before: leaderCounts(allGroups(ss, cs))}
-	if Skew(rep.Before) > 1 {
+	rep := balancer.LeaderReport{Before: leaderCounts(allGroups(ss, cs))}
+	if balancer.Skew(rep.Before) > 1 {
 		b, err := jsmbalancer.New(nc, jsmLogger{log})
 		if err != nil {
 			return rep, fmt.Errorf("balance leaders: %w", err)
@@ -178,7 +164,7 @@ func BalanceLeaders(ctx context.Context, nc *nats.Conn, log *slog.Logger) (Leade
 // among its replicas, when that narrows a skew above one.
 func moveOne(groups []group) (bool, error) {
 	counts := leaderCounts(groups)
-	if Skew(counts) <= 1 {
+	if balancer.Skew(counts) <= 1 {
 		return false, nil
 	}
 	nodes := make([]string, 0, len(counts))

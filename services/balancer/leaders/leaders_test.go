@@ -1,4 +1,4 @@
-package balancer_test
+package leaders_test
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/services/balancer/leaders"
 )
 
 // TestBalanceLeaders forces every stream leader onto one node of three,
@@ -42,15 +42,15 @@ func TestBalanceLeaders(t *testing.T) {
 			return fmt.Errorf("stream %s led by %q", name, ci.Leader)
 		})
 	}
-	before, err := balancer.Leaders(nc)
+	before, err := leaders.Placer{}.Counts(nc)
 	require.NoError(t, err)
 	require.Equal(t, len(names), before[first], "every leader on %s: %v", first, before)
 
-	rep, err := balancer.BalanceLeaders(ctx, nc, clustertest.Logger())
+	rep, err := leaders.Placer{}.Balance(ctx, nc, clustertest.Logger())
 	require.NoError(t, err)
 	limit := (len(names) + 2) / 3
 	clustertest.Eventually(t, 30*time.Second, func() error {
-		got, err := balancer.Leaders(nc)
+		got, err := leaders.Placer{}.Counts(nc)
 		if err != nil {
 			return err
 		}
