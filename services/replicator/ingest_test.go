@@ -29,6 +29,13 @@ func startIngest(t testing.TB, e *env, opts Options) (*Service, *prometheus.Regi
 	opts.Registerer = reg
 	s, err := New(opts)
 	require.NoError(t, err)
+	runIngest(t, s)
+	return s, reg
+}
+
+// runIngest runs s until the test ends and waits until it is ready.
+func runIngest(t testing.TB, s *Service) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -43,7 +50,6 @@ func startIngest(t testing.TB, e *env, opts Options) (*Service, *prometheus.Regi
 	case <-time.After(10 * time.Second):
 		t.Fatal("ingest service not ready")
 	}
-	return s, reg
 }
 
 func request(t *testing.T, nc *nats.Conn, subject string, data []byte, h nats.Header) (IngestAck, *service.Error) {

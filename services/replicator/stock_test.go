@@ -109,20 +109,7 @@ func TestIngestOnDefaultServer(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, logs.String(), "event size limited by the server's max payload")
 	require.Contains(t, logs.String(), "max_event_bytes=1044480 configured=1048576 max_payload=1048576")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("ingest service stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("ingest service not ready")
-	}
+	runIngest(t, s)
 	client, err := nats.Connect(nc.ConnectedUrl())
 	require.NoError(t, err)
 	t.Cleanup(client.Close)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -58,25 +57,13 @@ func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts repli
 		return nil, fmt.Errorf("%d replicator instance(s) already serve ingest.* on this cluster: their share of the events cannot be counted; run the cluster without the replicator (--services)", n)
 	}
 	reg := prometheus.NewRegistry()
-	sopts.Conn = snc
 	sopts.JS = nil
 	sopts.Registerer = reg
-	if sopts.Logger == nil {
-		sopts.Logger = slog.New(slog.DiscardHandler)
-	}
-	svc, err := replicator.New(sopts)
+	stop, err := startIngest(snc, sopts)
 	if err != nil {
 		return nil, err
 	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(sctx) }()
-	defer func() { stop(); <-done }()
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		return nil, fmt.Errorf("ingest service: %w", err)
-	}
+	defer stop()
 
 	nc, err := t.Connect()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -63,23 +62,11 @@ func Ingest(ctx context.Context, t *target.Target, o Options, sopts replicator.O
 		return nil, err
 	}
 	defer snc.Close()
-	sopts.Conn = snc
-	if sopts.Logger == nil {
-		sopts.Logger = slog.New(slog.DiscardHandler)
-	}
-	svc, err := replicator.New(sopts)
+	stop, err := startIngest(snc, sopts)
 	if err != nil {
 		return nil, err
 	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(sctx) }()
-	defer func() { stop(); <-done }()
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		return nil, fmt.Errorf("ingest service: %w", err)
-	}
+	defer stop()
 
 	ok := []byte(`"seq":`)
 	sides := []struct {

@@ -6,11 +6,15 @@
 package replicatorbench
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/services/replicator"
@@ -133,4 +137,27 @@ func (w *ackWaiter) wait() error {
 	close(w.ch)
 	w.wg.Wait()
 	return w.err
+}
+
+// startIngest runs an ingest service with sopts on nc in this process until
+// stop is called, and waits until it serves.
+func startIngest(nc *nats.Conn, sopts replicator.Options) (stop func(), err error) {
+	sopts.Conn = nc
+	if sopts.Logger == nil {
+		sopts.Logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := replicator.New(sopts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	select {
+	case <-svc.Ready():
+		return func() { cancel(); <-done }, nil
+	case err := <-done:
+		cancel()
+		return nil, fmt.Errorf("ingest service: %w", err)
+	}
 }
