@@ -332,7 +332,7 @@ func (j *journey) ingest(t *testing.T) {
 	require.NoError(t, err)
 
 	// platform tail events.orders: new events only, started first.
-	var tailed syncBuffer
+	var tailed clustertest.Buffer
 	tailDone := make(chan error, 1)
 	go func() {
 		tailDone <- replicator.Tail(ctx, j.js, "events.orders", &tailed, replicator.TailOptions{Count: 4})
@@ -802,22 +802,4 @@ func (b *beatLog) leaving(subject string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.left[subject]
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package alerting_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +56,7 @@ alerting:
 		// Its first send can come before it has found its Alertmanager,
 		// and is then dropped; resend each second rather than each minute.
 		"--rules.alert.resend-delay=1s")
-	var out syncBuffer
+	var out clustertest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -113,24 +111,6 @@ alerting:
 		return nil
 	})
 	require.Len(t, got(), 1, "posted again, notified once")
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writers and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func tail(s string, n int) string {

@@ -3,9 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,30 +33,10 @@ func stockEnv(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// logBuffer is a logger whose lines a test can read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
 func TestPublisherFitsEnvelopesToServerMaxPayload(t *testing.T) {
 	nc, js := stockEnv(t)
-	var logs logBuffer
-	p, err := NewPublisher(js, WithEnvelope(), WithLogger(logs.logger()),
+	var logs clustertest.Buffer
+	p, err := NewPublisher(js, WithEnvelope(), WithLogger(logs.Logger()),
 		WithCompression(NoCompression, 0), WithLinger(time.Second), WithMaxBatchesInFlight(1))
 	require.NoError(t, err, "an envelope Publisher with default options on a default server")
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
@@ -104,8 +82,8 @@ func TestPublisherRefusesEventOverServerMaxPayload(t *testing.T) {
 
 func TestIngestOnDefaultServer(t *testing.T) {
 	nc, _ := stockEnv(t)
-	var logs logBuffer
-	s, err := New(Options{Conn: nc, Logger: logs.logger(), Registerer: prometheus.NewRegistry()})
+	var logs clustertest.Buffer
+	s, err := New(Options{Conn: nc, Logger: logs.Logger(), Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	require.Contains(t, logs.String(), "event size limited by the server's max payload")
 	require.Contains(t, logs.String(), "max_event_bytes=1044480 configured=1048576 max_payload=1048576")
