@@ -176,7 +176,15 @@ func NewReader(ctx context.Context, js jetstream.JetStream, opts ...ReaderOption
 	if cfg.start.Seq > 0 {
 		deliver, startSeq = jetstream.DeliverByStartSequencePolicy, cfg.start.Seq
 	} else if cfg.newOnly {
-		deliver = jetstream.DeliverNewPolicy
+		// "From now on" is pinned to a sequence rather than left to
+		// DeliverNew: an ordered consumer that is recreated (a missed
+		// heartbeat, a reconnect) before its first message would
+		// otherwise restart at the new "now" and skip what came between.
+		s, err := js.Stream(ctx, cfg.stream)
+		if err != nil {
+			return nil, fmt.Errorf("new reader on %s: %w", cfg.stream, err)
+		}
+		deliver, startSeq = jetstream.DeliverByStartSequencePolicy, s.CachedInfo().State.LastSeq+1
 	}
 	r := &Reader{js: js, cfg: cfg, skip: cfg.start}
 	var err error
