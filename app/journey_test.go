@@ -522,12 +522,22 @@ func (j *journey) txn(t *testing.T) {
 	require.True(t, res.Committed, string(commit.Data))
 	require.Len(t, res.Revisions, 2, string(commit.Data))
 
-	// nats kv get STATE acct.alice prints the value written.
+	// nats kv get STATE acct.alice prints the value written. KV reads go
+	// direct to any replica (allow_direct, as nats.go and the CLI read
+	// buckets), so on three nodes a follower may answer a moment before
+	// it holds the commit; txn.get is the read that is never stale. Wait
+	// for the replicas, then every value and revision must match.
 	for key, want := range map[string]string{"acct.alice": "90", "acct.bob": "10"} {
-		e, err := kv.Get(ctx, key)
-		require.NoError(t, err, key)
-		require.Equal(t, want, string(e.Value()), key)
-		require.Equal(t, res.Revisions[key], e.Revision(), key)
+		clustertest.Eventually(t, 5*time.Second, func() error {
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			if string(e.Value()) != want || e.Revision() != res.Revisions[key] {
+				return fmt.Errorf("%s = %q at revision %d, want %q at %d", key, e.Value(), e.Revision(), want, res.Revisions[key])
+			}
+			return nil
+		})
 	}
 
 	// or {"error":{"code":"conflict","message":"…","key":"acct.alice","expected":7,"actual":8}}
