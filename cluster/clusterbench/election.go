@@ -176,7 +176,7 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 		return nil, errors.New("election bench: needs 3 or more nodes")
 	}
 	_ = t.JS.DeleteStream(ctx, electionStream)
-	if _, err := t.JS.CreateStream(ctx, jetstream.StreamConfig{
+	if err := createStream(ctx, t.JS, jetstream.StreamConfig{
 		Name: electionStream, Subjects: []string{"bench.election"}, Replicas: replicas,
 		Storage: jetstream.FileStorage, MaxMsgs: 100000,
 	}); err != nil {
@@ -338,4 +338,21 @@ func waitCurrent(ctx context.Context, nc *nats.Conn, stream string) error {
 			return fmt.Errorf("wait for %s replicas to catch up: %w", stream, err)
 		}
 	}
+}
+
+// createStream creates a benchmark's stream, riding out what a cluster
+// that has just started refuses for a moment: no leader yet, or "no
+// suitable peers" until the meta leader has every node's first report.
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	return jsapi.Retry{
+		Backoff:        jsapi.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
+		AttemptTimeout: 5 * time.Second,
+		Timeout:        30 * time.Second,
+		Retryable: func(err error) bool {
+			return jsapi.IsTransient(err) || jsapi.HasCode(err, jsapi.CodeClusterNoPeers)
+		},
+	}.Do(ctx, func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, cfg)
+		return err
+	})
 }

@@ -62,7 +62,7 @@ func Replication(ctx context.Context, t *target.Target, label string, o Replicat
 		name := fmt.Sprintf("BENCH_R%d", r)
 		subject := fmt.Sprintf("bench.r%d", r)
 		_ = t.JS.DeleteStream(ctx, name)
-		if _, err := t.JS.CreateStream(ctx, jetstream.StreamConfig{
+		if err := createStream(ctx, t.JS, jetstream.StreamConfig{
 			Name: name, Subjects: []string{subject}, Replicas: r, Storage: jetstream.FileStorage,
 		}); err != nil {
 			return rows, fmt.Errorf("replication bench: create R%d stream: %w", r, err)
