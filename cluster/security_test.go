@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/platform/platform/auth"
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/streams"
 )
 
@@ -32,9 +34,22 @@ func TestTLSClientsAndRoutes(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	ctx := clustertest.Context(t, 30*time.Second)
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
-	require.NoError(t, err, "R3 stream over TLS routes")
+	ctx := clustertest.Context(t, 60*time.Second)
+	// As the platform's own provisioning does, ride out what a cluster
+	// that has just started can answer (or leave unanswered, when the
+	// meta leader changes under a loaded machine) for a moment.
+	err = jsapi.Retry{
+		Backoff:        jsapi.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
+		AttemptTimeout: 5 * time.Second,
+		Retryable: func(err error) bool {
+			return jsapi.IsTransient(err) || jsapi.HasCode(err, jsapi.CodeClusterNoPeers)
+		},
+		OnRetry: func(err error, _ time.Duration) { t.Logf("create R3: %v; routes: %s", err, routes(c)) },
+	}.Do(ctx, func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+		return err
+	})
+	require.NoError(t, err, "R3 stream over TLS routes; routes: %s", routes(c))
 	_, err = js.Publish(ctx, "r3.x", []byte("x"))
 	require.NoError(t, err)
 
@@ -50,6 +65,18 @@ func TestTLSClientsAndRoutes(t *testing.T) {
 	if _, err := nats.Connect(url, nats.RootCAs(other.CA)); err == nil {
 		t.Fatal("a client verifying against another CA connected")
 	}
+}
+
+// routes tells, per node, how many route connections it has, to explain
+// a failure.
+func routes(c *cluster.Cluster) string {
+	var b strings.Builder
+	for _, n := range c.Nodes() {
+		if s := n.Server(); s != nil {
+			fmt.Fprintf(&b, "%s=%d ", s.Name(), s.NumRoutes())
+		}
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // plainConnect speaks the NATS protocol without TLS and returns nil only

@@ -5,10 +5,12 @@ package clustertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,9 @@ import (
 
 // ReadyTimeout bounds how long a test waits for a cluster to form.
 const ReadyTimeout = 30 * time.Second
+
+// clusterSeq numbers the clusters of this test process.
+var clusterSeq atomic.Int64
 
 // Start starts an n-node cluster (n is 1 or 3) on free ports with temporary
 // storage and registers its shutdown with t.Cleanup.
@@ -49,6 +54,11 @@ func StartWith(t testing.TB, opts cluster.Options) *cluster.Cluster {
 		if p+opts.Nodes <= opts.ClientPort || opts.ClientPort+opts.Nodes <= p {
 			opts.ClusterPort = p
 		}
+	}
+	if opts.Name == "" && opts.ConfigFile == "" {
+		// A name of its own: a node of another test process that dials
+		// a port this cluster has since taken cannot join it.
+		opts.Name = fmt.Sprintf("test-%d-%d", os.Getpid(), clusterSeq.Add(1))
 	}
 	if opts.Logger == nil {
 		opts.Logger = Logger()
