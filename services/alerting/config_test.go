@@ -67,3 +67,35 @@ route:
 	require.Len(t, got, 1)
 	require.Same(t, c.Route, got[0])
 }
+
+func TestSendHoldCoversOnlyInhibitingRules(t *testing.T) {
+	rules := `rules:
+  - {alert: Dead, over: members, expr: 'true', labels: {severity: critical}}
+  - {alert: Slow, over: heartbeats, expr: 'true', for: 2m, labels: {severity: warning}}
+  - {alert: Lagging, over: consumers, expr: 'true', for: 5m, labels: {severity: warning}}
+  - {alert: Down, over: members, expr: 'true', for: 1m, labels: {severity: critical}}
+`
+	tests := []struct {
+		name, inhibit string
+		want          time.Duration
+	}{
+		{"no inhibit rules", "", 0},
+		{"source by a name of a rule without for", `inhibit_rules: [{source_matchers: ['alertname="Dead"'], target_matchers: ['severity="warning"']}]`, 0},
+		{"source by a fixed label", `inhibit_rules: [{source_matchers: ['severity="critical"'], target_matchers: ['severity="warning"']}]`, time.Minute},
+		{"source by a name regexp", `inhibit_rules: [{source_matchers: ['alertname=~"Slow|Dead"'], target_matchers: ['severity="info"']}]`, 2 * time.Minute},
+		{"source by a series label: any rule may raise it", `inhibit_rules: [{source_matchers: ['service="txn"'], target_matchers: ['severity="info"']}]`, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(rules + tt.inhibit + "\n"))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, SendHold(c))
+		})
+	}
+
+	b, err := os.ReadFile("../../deploy/alerts.yaml")
+	require.NoError(t, err)
+	c, err := ParseConfig(b)
+	require.NoError(t, err)
+	require.Zero(t, SendHold(c), "the default rules' only inhibiting alert, InstanceDead, has no for: nothing to hold after a start")
+}

@@ -129,7 +129,7 @@ func TestSilencesAndInhibition(t *testing.T) {
 }
 
 func TestEngineHoldsFlushesAfterStart(t *testing.T) {
-	c := mustConfig(t, `
+	const rules = `
 route: {group_wait: 1s}
 rules:
   - alert: Dead
@@ -141,13 +141,26 @@ rules:
     expr: phi > 1
     for: 20s
     labels: {severity: warning}
-`)
-	sig := NewSignals()
-	e := NewEngine(c, sig, NewSilences(), t0)
-	e.Post(t0, PostableAlert{Labels: map[string]string{"alertname": "Ext", "severity": "info"}})
-	e.Evaluate(t0)
-	require.Empty(t, e.Flush(t0.Add(10*time.Second)), "held for the longest for")
-	require.Len(t, e.Flush(t0.Add(20*time.Second)), 1)
+`
+	for _, tc := range []struct {
+		name, inhibit string
+		held          bool
+	}{
+		{"a rule with for inhibits", "inhibit_rules: [{source_matchers: ['alertname=\"Slow\"'], target_matchers: ['severity=\"info\"']}]", true},
+		{"only a rule without for inhibits", "inhibit_rules: [{source_matchers: ['alertname=\"Dead\"'], target_matchers: ['severity=\"info\"']}]", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEngine(mustConfig(t, rules+tc.inhibit+"\n"), NewSignals(), NewSilences(), t0)
+			e.Post(t0, PostableAlert{Labels: map[string]string{"alertname": "Ext", "severity": "info"}})
+			e.Evaluate(t0)
+			if !tc.held {
+				require.Len(t, e.Flush(t0.Add(10*time.Second)), 1, "nothing to hold for")
+				return
+			}
+			require.Empty(t, e.Flush(t0.Add(10*time.Second)), "held for the inhibiting rule's for")
+			require.Len(t, e.Flush(t0.Add(20*time.Second)), 1)
+		})
+	}
 }
 
 func TestSeverityOnTheStream(t *testing.T) {

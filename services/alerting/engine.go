@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
 )
 
@@ -63,22 +64,48 @@ type Engine struct {
 }
 
 // NewEngine returns an engine running cfg over signals, muting by
-// silences. No group flushes before start plus the longest For of the
-// rules, so that after a restart an inhibiting alert that needs its For
-// again is firing before the alerts it inhibits are sent.
+// silences. No group flushes before start plus the longest For among the
+// rules that can raise an inhibiting (source) alert, so that after a
+// restart such an alert, which needs its For again, is firing before the
+// alerts it inhibits are sent. Without such rules, groups flush from the
+// first evaluation.
 func NewEngine(cfg *Config, signals *Signals, silences *Silences, start time.Time) *Engine {
 	e := &Engine{cfg: cfg, signals: signals, silences: silences, posted: map[model.Fingerprint]Alert{},
 		eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
-	e.holdUntil = start.Add(maxFor(cfg.Rules))
+	e.holdUntil = start.Add(SendHold(cfg))
 	return e
 }
 
-func maxFor(rules []*Rule) time.Duration {
+// SendHold is how long after a start no notification is sent under cfg:
+// the longest For among the rules whose alerts can match an inhibit
+// rule's source matchers. Whether they can is decided on the labels a
+// rule fixes (alertname and its own labels, which series labels never
+// override); a matcher on any other label may match.
+func SendHold(cfg *Config) time.Duration {
 	var m time.Duration
-	for _, r := range rules {
-		m = max(m, r.For.Std())
+	for _, r := range cfg.Rules {
+		for _, ir := range cfg.InhibitRules {
+			if mayRaise(r, ir.source) {
+				m = max(m, r.For.Std())
+				break
+			}
+		}
 	}
 	return m
+}
+
+// mayRaise reports whether an alert of rule r can satisfy every matcher.
+func mayRaise(r *Rule, ms labels.Matchers) bool {
+	for _, m := range ms {
+		v, fixed := r.Labels[m.Name]
+		if m.Name == model.AlertNameLabel {
+			v, fixed = r.Alert, true
+		}
+		if fixed && !m.Matches(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // Config returns the configuration in force.

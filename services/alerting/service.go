@@ -143,6 +143,9 @@ func New(opts Options) (*Service, error) {
 	s := &Service{opts: opts, log: opts.Logger.With("component", "alerting"), m: newMetrics(opts.Registerer),
 		signals: NewSignals(), silences: NewSilences(), ready: make(chan struct{}), start: time.Now()}
 	s.engine = NewEngine(cfg, s.signals, s.silences, s.start)
+	if hold := SendHold(cfg); hold > 0 {
+		s.log.Info("notifications held after start, until inhibiting alerts with a for have had it", "hold", hold)
+	}
 	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL}
 	s.svc, err = service.New(service.Options{
 		Conn: opts.Conn, Name: "alerting",
