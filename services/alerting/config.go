@@ -103,6 +103,11 @@ type Receiver struct {
 	Stream bool `yaml:"stream"`
 	// Webhooks receive Alertmanager's webhook payload (version 4).
 	Webhooks []string `yaml:"webhook_urls"`
+	// MaxAlerts, when above 0, sends a group's first MaxAlerts alerts
+	// and counts the rest in truncatedAlerts, as Alertmanager's
+	// max_alerts does. The stream's message is also cut to what one NATS
+	// message carries.
+	MaxAlerts int `yaml:"max_alerts"`
 }
 
 // InhibitRule mutes target alerts while a source alert fires with the same
@@ -243,6 +248,9 @@ func (c *Config) check() error {
 	for _, rc := range c.Receivers {
 		if rc.Name == "" || names[rc.Name] {
 			return fmt.Errorf("receiver %q: empty or repeated name", rc.Name)
+		}
+		if rc.MaxAlerts < 0 {
+			return fmt.Errorf("receiver %q: max_alerts must be 0 (no limit) or more, got %d", rc.Name, rc.MaxAlerts)
 		}
 		names[rc.Name] = true
 	}

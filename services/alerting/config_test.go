@@ -99,3 +99,8 @@ func TestSendHoldCoversOnlyInhibitingRules(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, SendHold(c), "the default rules' only inhibiting alert, InstanceDead, has no for: nothing to hold after a start")
 }
+
+func TestNegativeMaxAlertsRefused(t *testing.T) {
+	_, err := ParseConfig([]byte("receivers: [{name: r, stream: true, max_alerts: -1}]\n"))
+	require.ErrorContains(t, err, `receiver "r": max_alerts must be 0 (no limit) or more, got -1`)
+}

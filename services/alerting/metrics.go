@@ -10,6 +10,7 @@ type metrics struct {
 	evalSeconds   prometheus.Histogram
 	notifications *prometheus.CounterVec
 	notifyErrs    *prometheus.CounterVec
+	truncated     *prometheus.CounterVec
 	bad           *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	posted        prometheus.Counter
@@ -25,6 +26,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "platform_alerting_notifications_total", Help: "Notifications sent, by receiver."}, []string{"receiver"}),
 		notifyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_alerting_notification_errors_total", Help: "Notifications not delivered, by receiver."}, []string{"receiver"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "platform_alerting_truncated_alerts_total",
+			Help: "Alerts left out of notifications by max_alerts or the size of one message, by receiver."}, []string{"receiver"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_alerting_bad_input_total", Help: "Inputs refused, by kind (heartbeat, transition, alert, fanout)."}, []string{"kind"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,6 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.evalSeconds = service.Register(reg, m.evalSeconds)
 	m.notifications = service.Register(reg, m.notifications)
 	m.notifyErrs = service.Register(reg, m.notifyErrs)
+	m.truncated = service.Register(reg, m.truncated)
 	m.bad = service.Register(reg, m.bad)
 	m.reloads = service.Register(reg, m.reloads)
 	m.posted = service.Register(reg, m.posted)

@@ -94,24 +94,42 @@ type Notifier struct {
 	ExternalURL string
 }
 
+// streamHeadroom is what a stream notification keeps free of the
+// server's max payload for its headers.
+const streamHeadroom = 1024
+
 // Send delivers n to receiver rc: one message on stream ALERTS (subject
 // alerts.<severity>.<alertname> of the group's first alert, message id
-// msgID so a retry is stored once) and one POST per webhook.
-func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgID string, now time.Time) error {
-	msg := Message(n, nf.ExternalURL, now)
-	body, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encode notification: %w", err)
+// msgID so a retry is stored once) and one POST per webhook. As
+// Alertmanager's max_alerts does, a group over rc.MaxAlerts is sent with
+// its first alerts and the rest counted in truncatedAlerts; the stream's
+// message keeps, further, only the first alerts that fit one NATS message.
+// It returns the most alerts any destination left out.
+func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgID string, now time.Time) (truncated int, err error) {
+	kept := n.Alerts
+	if rc.MaxAlerts > 0 && len(kept) > rc.MaxAlerts {
+		kept = kept[:rc.MaxAlerts]
 	}
+	body, err := nf.encode(n, len(kept), now)
+	if err != nil {
+		return 0, err
+	}
+	truncated = len(n.Alerts) - len(kept)
 	var errs []error
 	if rc.Stream && len(n.Alerts) > 0 {
-		a := n.Alerts[0]
-		m := nats.NewMsg(streams.AlertSubject(Severity(a.Labels), a.Name()))
-		m.Data = body
-		m.Header.Set(nats.MsgIdHdr, msgID)
-		m.Header.Set("Content-Type", "application/json")
-		if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
-			errs = append(errs, fmt.Errorf("publish %s: %w", m.Subject, err))
+		sbody, left, err := nf.fit(n, len(kept), body, nf.JS.Conn().MaxPayload()-streamHeadroom, now)
+		truncated = max(truncated, left)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			a := n.Alerts[0]
+			m := nats.NewMsg(streams.AlertSubject(Severity(a.Labels), a.Name()))
+			m.Data = sbody
+			m.Header.Set(nats.MsgIdHdr, msgID)
+			m.Header.Set("Content-Type", "application/json")
+			if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
+				errs = append(errs, fmt.Errorf("publish %s: %w", m.Subject, err))
+			}
 		}
 	}
 	for _, u := range rc.Webhooks {
@@ -119,7 +137,49 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return truncated, errors.Join(errs...)
+}
+
+// encode returns the payload of n with its first k alerts, counting the
+// others as truncated.
+func (nf *Notifier) encode(n Notification, k int, now time.Time) ([]byte, error) {
+	total := len(n.Alerts)
+	n.Alerts = n.Alerts[:k]
+	msg := Message(n, nf.ExternalURL, now)
+	msg.TruncatedAlerts = total - k
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode notification: %w", err)
+	}
+	return b, nil
+}
+
+// fit returns body, the payload of n's first k alerts, when it is at most
+// limit bytes, else the payload of the most first alerts that is, and how
+// many alerts it leaves out.
+func (nf *Notifier) fit(n Notification, k int, body []byte, limit int64, now time.Time) ([]byte, int, error) {
+	if int64(len(body)) <= limit {
+		return body, len(n.Alerts) - k, nil
+	}
+	// The largest j whose payload fits: lo always fits (or is 0), hi never.
+	var best []byte
+	lo, hi := 0, k
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		b, err := nf.encode(n, mid, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		if int64(len(b)) <= limit {
+			lo, best = mid, b
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		return nil, len(n.Alerts), fmt.Errorf("notification of group %s: its first alert alone is over the %d bytes one message carries", n.GroupKey, limit)
+	}
+	return best, len(n.Alerts) - lo, nil
 }
 
 // Severity returns the severity an alert is published under on stream

@@ -430,7 +430,12 @@ func (s *Service) notify(ctx context.Context, nflog jetstream.KeyValue, d Due, n
 	if rc == nil {
 		return
 	}
-	if err := s.notifier.Send(cctx, rc, d.Notification, msgID(key, now), now); err != nil {
+	truncated, err := s.notifier.Send(cctx, rc, d.Notification, msgID(key, now), now)
+	if truncated > 0 {
+		s.m.truncated.WithLabelValues(d.Receiver).Add(float64(truncated))
+		s.log.Warn("notification truncated", "receiver", d.Receiver, "group", d.GroupKey, "alerts", len(d.Alerts), "left_out", truncated)
+	}
+	if err != nil {
 		s.m.notifyErrs.WithLabelValues(d.Receiver).Inc()
 		s.log.Warn("notification not delivered", "receiver", d.Receiver, "group", d.GroupKey, "err", err)
 		return
