@@ -142,8 +142,7 @@ func TestThreeNodePlatform(t *testing.T) {
 		require.True(t, kvs[b], "KV bucket %s visible as a KV bucket", b)
 	}
 
-	instances, err := admin.Ping(ctx, nc, 300*time.Millisecond)
-	require.NoError(t, err)
+	instances := pingFor(t, nc, len(app.ServiceNames()))
 	names := map[string]bool{}
 	for _, in := range instances {
 		names[in.Name] = true
@@ -284,8 +283,7 @@ func TestServicesOnExternalCluster(t *testing.T) {
 	s, err := js.Stream(ctx, streams.Events)
 	require.NoError(t, err)
 	require.Equal(t, 1, s.CachedInfo().Config.Replicas)
-	instances, err := admin.Ping(ctx, nc, 300*time.Millisecond)
-	require.NoError(t, err)
+	instances := pingFor(t, nc, 1)
 	require.Len(t, instances, 1)
 	require.Equal(t, "platform-admin", instances[0].Name)
 	code, body := httpGet(t, "http://"+p.app.HTTPAddr()+"/readyz")
@@ -365,4 +363,26 @@ jetstream { store_dir: %q }
 	require.NoError(t, err)
 	require.Equal(t, 1, s.CachedInfo().Config.Replicas)
 	require.DirExists(t, filepath.Join(dir, "js", "jetstream"))
+}
+
+// pingFor sends $SRV.PING until n instances answer within one 300 ms
+// window (a loaded machine can answer later than that) or 15 s pass, and
+// returns the answers of the fullest window.
+func pingFor(t *testing.T, nc *nats.Conn, n int) []admin.Instance {
+	t.Helper()
+	var best []admin.Instance
+	clustertest.Eventually(t, 15*time.Second, func() error {
+		got, err := admin.Ping(clustertest.Context(t, 5*time.Second), nc, 300*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if len(got) > len(best) {
+			best = got
+		}
+		if len(got) < n {
+			return fmt.Errorf("%d of %d instances answered $SRV.PING: %v", len(got), n, got)
+		}
+		return nil
+	})
+	return best
 }

@@ -154,8 +154,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 	}
 	require.NoError(t, nc.FlushWithContext(ctx))
 
-	instances, err := admin.Ping(ctx, nc, 300*time.Millisecond)
-	require.NoError(t, err)
+	instances := pingFor(t, nc, len(app.ServiceNames()))
 	require.Len(t, instances, len(app.ServiceNames()), "every service still answers: %v", instances)
 	resp, err := nc.Request(admin.StatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)

@@ -238,8 +238,7 @@ func (j *journey) micro(t *testing.T) {
 		require.ElementsMatch(t, subs, subjects[name], name)
 		require.ElementsMatch(t, subs, subjects[name+" by instance"], name+" by instance")
 	}
-	pings, err := admin.Ping(clustertest.Context(t, 5*time.Second), j.nc, 300*time.Millisecond)
-	require.NoError(t, err)
+	pings := pingFor(t, j.nc, len(want))
 	require.Len(t, pings, len(want))
 	for _, p := range pings {
 		require.Equal(t, j.version, p.Version, "%s: $SRV.PING version", p.Name)
