@@ -26,9 +26,13 @@ import (
 type ElectionOptions struct {
 	// Rounds is how many step-downs to measure (default 10).
 	Rounds int
-	// StopRounds is how many leader node stops to measure, on an embedded
-	// cluster only (default 3; 0 with a negative value).
+	// StopRounds is how many leader node stops to measure (default 3; 0
+	// with a negative value). They need Faults, or an embedded cluster,
+	// whose nodes stop in-process.
 	StopRounds int
+	// Faults stops and restarts the leader's node in the node-stop
+	// rounds (default: the embedded cluster's in-process stop).
+	Faults NodeFaults
 	// Progress receives a progress bar (nil: none).
 	Progress io.Writer
 }
@@ -46,6 +50,48 @@ func (o *ElectionOptions) setDefaults() {
 }
 
 const electionStream = "BENCH_ELECTION"
+
+// NodeFaults ends a node and brings it back, for the node-stop rounds.
+type NodeFaults interface {
+	// Kind names the fault in the result rows ("stop", "kill").
+	Kind() string
+	// Stop ends the node named name and returns once it has ended.
+	Stop(name string) error
+	// Restart starts it again on its storage and returns once it serves
+	// clients.
+	Restart(ctx context.Context, name string) error
+}
+
+// inProcess stops an embedded cluster's node in-process: a clean
+// shutdown, in which a leaving leader may hand over first.
+type inProcess struct{ c *cluster.Cluster }
+
+func (inProcess) Kind() string { return "stop" }
+
+func (f inProcess) index(name string) (int, error) {
+	for i, n := range f.c.Nodes() {
+		if n.Name() == name {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("%s is not a node of the embedded cluster", name)
+}
+
+func (f inProcess) Stop(name string) error {
+	i, err := f.index(name)
+	if err == nil {
+		f.c.StopNode(i)
+	}
+	return err
+}
+
+func (f inProcess) Restart(ctx context.Context, name string) error {
+	i, err := f.index(name)
+	if err != nil {
+		return err
+	}
+	return f.c.RestartNode(ctx, i)
+}
 
 // publisher publishes one message at a time and records when each
 // acknowledgement arrived, so gaps show how long publishing stalled.
@@ -167,8 +213,9 @@ func waitLeader(ctx context.Context, leader leaderFunc, stream, not string) (str
 
 // Election measures, on an R3 stream with a client publishing one message
 // at a time: a step-down's time to a new leader and the client's longest
-// publish stall; then (embedded cluster only) a leader's node stopping:
-// time to a new leader and to the first successful publish.
+// publish stall; then (with o.Faults, or on an embedded cluster) the
+// leader's node ending: time to a new leader and to the first successful
+// publish. The leader is moved off the node the client uses first.
 func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench.Result, error) {
 	o.setDefaults()
 	replicas := 3
@@ -247,36 +294,30 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 	r.Finish(int64(o.Rounds), time.Since(start), &stalls)
 	rows = append(rows, r)
 
-	if t.Cluster == nil || o.StopRounds == 0 {
+	faults := o.Faults
+	if faults == nil && t.Cluster != nil {
+		faults = inProcess{t.Cluster}
+	}
+	if faults == nil || o.StopRounds == 0 {
 		return rows, nil
 	}
 	var stopElected, firstPub bench.Latencies
 	start = time.Now()
 	for range o.StopRounds {
-		old, err := waitLeader(ctx, leader, electionStream, "")
+		old, err := leaderAwayFrom(ctx, t, leader, pnc.ConnectedServerName())
 		if err != nil {
 			return rows, err
 		}
-		idx := -1
-		for i, n := range t.Cluster.Nodes() {
-			if n.Name() == old {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			return rows, fmt.Errorf("leader %s is not a local node", old)
-		}
 		// Stop in the background: a leaving leader may hand over before
 		// its shutdown completes, and that is what a client sees.
-		stopped := make(chan struct{})
+		stopped := make(chan error, 1)
 		t0 := time.Now()
-		go func() {
-			defer close(stopped)
-			t.Cluster.StopNode(idx)
-		}()
+		go func() { stopped <- faults.Stop(old) }()
 		_, err = waitLeader(ctx, leader, electionStream, old)
 		took := time.Since(t0)
-		<-stopped
+		if serr := <-stopped; serr != nil {
+			return rows, fmt.Errorf("%s %s: %w", faults.Kind(), old, serr)
+		}
 		if err != nil {
 			return rows, err
 		}
@@ -291,10 +332,10 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err = t.Cluster.RestartNode(rctx, idx)
+		err = faults.Restart(rctx, old)
 		cancel()
 		if err != nil {
-			return rows, err
+			return rows, fmt.Errorf("restart %s: %w", old, err)
 		}
 		// Wait until the restarted node has caught up as a replica.
 		if err := waitCurrent(ctx, t.Conn, electionStream); err != nil {
@@ -302,13 +343,32 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 		}
 		bar.Add(1)
 	}
-	r = bench.Result{Name: "node stop new leader"}
+	r = bench.Result{Name: "node " + faults.Kind() + " new leader"}
 	r.Finish(int64(o.StopRounds), time.Since(start), &stopElected)
 	rows = append(rows, r)
-	r = bench.Result{Name: "node stop first publish"}
+	r = bench.Result{Name: "node " + faults.Kind() + " first publish"}
 	r.Finish(int64(o.StopRounds), time.Since(start), &firstPub)
 	rows = append(rows, r)
 	return rows, nil
+}
+
+// leaderAwayFrom returns the stream's leader once it is not on server
+// clients, the node the benchmark's connections use, stepping it down
+// while it is: the node-stop rounds measure the election and the first
+// publish after it, not a client's reconnection to another node.
+func leaderAwayFrom(ctx context.Context, t *target.Target, leader leaderFunc, clients string) (string, error) {
+	for {
+		l, err := waitLeader(ctx, leader, electionStream, "")
+		if err != nil || l != clients {
+			return l, err
+		}
+		if _, err := t.Conn.Request("$JS.API.STREAM.LEADER.STEPDOWN."+electionStream, nil, 5*time.Second); err != nil {
+			return "", fmt.Errorf("move the leader off the clients' node: %w", err)
+		}
+		if _, err := waitLeader(ctx, leader, electionStream, l); err != nil {
+			return "", err
+		}
+	}
 }
 
 // waitCurrent waits until every replica of stream is current.

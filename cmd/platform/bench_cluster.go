@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -18,6 +19,7 @@ func init() {
 
 func newBenchElectionCmd(f *benchFlags) *cobra.Command {
 	var o clusterbench.ElectionOptions
+	var kill bool
 	cmd := &cobra.Command{
 		Use:   "election",
 		Short: "Stream leader step-down and leader node stop, as a publishing client sees them",
@@ -29,18 +31,40 @@ func newBenchElectionCmd(f *benchFlags) *cobra.Command {
   node stop first publish  -> the client's first acknowledged publish
 
 The node-stop rows need the embedded cluster (not --server); the node is
-shut down in-process (a clean shutdown, not a crash), then restarted and
-caught up before the next round. Latency columns are the figures' P50/P95/P99.`,
+shut down in-process (a clean shutdown, in which a leader may hand over),
+then restarted and caught up before the next round. With --kill the cluster
+is instead --nodes processes of this binary (platform run --config, fsync
+always) and the leader's process is killed with SIGKILL, a crash: rows
+"node kill new leader" and "node kill first publish". Before each stop the
+leader is moved off the node the client uses, so the rows measure the
+election, not a client's reconnection. Latency columns are the figures'
+P50/P95/P99.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
-			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
+			run := func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				return clusterbench.Election(ctx, t, o)
-			})
+			}
+			if !kill {
+				return f.run(cmd, run)
+			}
+			if f.server != "" {
+				return errors.New("--kill starts a cluster of its own processes; it takes no --server")
+			}
+			pc, err := startProcCluster(cmd.Context(), f.nodes)
+			if err != nil {
+				return err
+			}
+			defer pc.Close()
+			o.Faults = pc
+			pf := *f
+			pf.server = pc.URL()
+			return pf.run(cmd, run)
 		},
 	}
 	cmd.Flags().IntVar(&o.Rounds, "rounds", 10, "step-downs to measure")
 	cmd.Flags().IntVar(&o.StopRounds, "stop-rounds", 3, "leader node stops to measure (-1: none)")
+	cmd.Flags().BoolVar(&kill, "kill", false, "run the cluster as processes and kill the leader's with SIGKILL")
 	return cmd
 }
 

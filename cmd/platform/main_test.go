@@ -146,6 +146,24 @@ func TestBinary(t *testing.T) {
 			t.Logf("%v: %v", args[3:], names)
 		}
 	})
+
+	t.Run("bench election --kill kills a leader's process", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "bench", "--json", "--quiet", "election", "--kill", "--rounds", "1", "--stop-rounds", "1").Output()
+		require.NoError(t, err, "%s", out)
+		rows := map[string]map[string]any{}
+		for line := range strings.Lines(strings.TrimSpace(string(out))) {
+			var r map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &r), "line %q", line)
+			rows[r["name"].(string)] = r
+		}
+		for _, name := range []string{"node kill new leader", "node kill first publish"} {
+			require.Contains(t, rows, name, "%s", out)
+			require.EqualValues(t, 1, rows[name]["events"], name)
+			require.Positive(t, rows[name]["p50_ms"], name)
+		}
+	})
 }
 
 func TestDeployConfigLoads(t *testing.T) {
