@@ -562,9 +562,19 @@ func (j *journey) txn(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the marker never showed in nats kv watch STATE")
 	}
-	keys, err := kv.Keys(ctx)
-	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"acct.alice", "acct.bob", "acct.carol"}, keys, "nats kv ls STATE")
+	// nats kv ls reads through a consumer that, on three nodes, may sit
+	// on a replica a moment behind the commit: wait for it, as for get.
+	clustertest.Eventually(t, 5*time.Second, func() error {
+		keys, err := kv.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, []string{"acct.alice", "acct.bob", "acct.carol"}) {
+			return fmt.Errorf("nats kv ls STATE: %v, want acct.alice, acct.bob and acct.carol only", keys)
+		}
+		return nil
+	})
 	_, err = kv.Get(ctx, "_txn.marker")
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "nats kv get STATE _txn.marker")
 
