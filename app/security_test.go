@@ -69,9 +69,18 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 
 	state, err := rjs.KeyValue(ctx, streams.BucketState)
 	require.NoError(t, err)
-	e, err := state.Get(ctx, "acct.tls")
-	require.NoError(t, err, "reader reads the committed key")
-	require.Equal(t, "1", string(e.Value()))
+	// A direct KV read may be answered by a replica a moment behind the
+	// commit on three nodes: wait for it.
+	clustertest.Eventually(t, 5*time.Second, func() error {
+		e, err := state.Get(ctx, "acct.tls")
+		if err != nil {
+			return fmt.Errorf("reader reads the committed key: %w", err)
+		}
+		if string(e.Value()) != "1" {
+			return fmt.Errorf("acct.tls = %q, want 1", e.Value())
+		}
+		return nil
+	})
 
 	// Heartbeats reach the detector, which records every service instance.
 	members, err := rjs.KeyValue(ctx, streams.BucketMembers)
