@@ -267,10 +267,18 @@ func TestRestartKeepsAcknowledgedData(t *testing.T) {
 	}
 	kv2, err := js2.KeyValue(ctx, streams.BucketState)
 	require.NoError(t, err)
-	e, err := kv2.Get(ctx, "acct.alice")
-	require.NoError(t, err)
-	require.Equal(t, "100", string(e.Value()))
-	require.Equal(t, rev, e.Revision())
+	// A direct KV read may be answered by a replica still catching up
+	// after the restart: wait for it.
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		e, err := kv2.Get(ctx, "acct.alice")
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != "100" || e.Revision() != rev {
+			return fmt.Errorf("acct.alice = %q at revision %d after restart, want 100 at %d", e.Value(), e.Revision(), rev)
+		}
+		return nil
+	})
 }
 
 func TestServicesOnExternalCluster(t *testing.T) {
