@@ -39,7 +39,11 @@ func All(replicas int) []jetstream.StreamConfig {
 		replicas = 1
 	}
 	events := stream(Events, "Platform events ingested by the replicator (events.<topic>)", all(EventsPrefix), replicas, 0)
-	events.Compression = jetstream.S2Compression
+	// No store compression: the Publisher compresses payloads itself
+	// (Content-Encoding), and the server's S2 block compression, which
+	// runs on a sealed block while the next one is created, left a
+	// replica that could never catch up ("s2: corrupt input") after the
+	// whole cluster was killed with SIGKILL.
 	events.MaxMsgSize = 8 << 20
 	detector := stream(Detector, "Failure detector state transitions (detector.<state>.<service>.<instance>)", all(DetectorPrefix), replicas, 7*24*time.Hour)
 	// Only notifications: the alerting service's requests (alerts.post,

@@ -65,6 +65,26 @@ func TestEnsure(t *testing.T) {
 		require.True(t, s.CachedInfo().Config.AllowDirect)
 	})
 
+	t.Run("an EVENTS stream with store compression keeps its data without it", func(t *testing.T) {
+		s, err := js.Stream(ctx, streams.Events)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.Compression = jetstream.S2Compression // as earlier versions made it
+		_, err = js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+		_, err = js.Publish(ctx, "events.compressed", []byte("kept"))
+		require.NoError(t, err)
+		res, err := streams.Ensure(ctx, js, specs)
+		require.NoError(t, err)
+		require.Equal(t, streams.Updated, res[0].Action)
+		s, err = js.Stream(ctx, streams.Events)
+		require.NoError(t, err)
+		require.Equal(t, jetstream.NoCompression, s.CachedInfo().Config.Compression)
+		m, err := s.GetLastMsgForSubject(ctx, "events.compressed")
+		require.NoError(t, err)
+		require.Equal(t, "kept", string(m.Data))
+	})
+
 	t.Run("an ALERTS stream on alerts.> is narrowed in place", func(t *testing.T) {
 		s, err := js.Stream(ctx, streams.Alerts)
 		require.NoError(t, err)
