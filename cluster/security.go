@@ -64,7 +64,10 @@ func applySecurity(o Options, so *server.Options) error {
 			// peer it dials against the same CA, as nats-server does
 			// for a config file's cluster tls block.
 			route.RootCAs = route.ClientCAs
-			so.Cluster.TLSConfig, so.Cluster.TLSTimeout = route, 2
+			// Nodes of one process handshake with each other while it
+			// starts them all at once: allow more than the server's 2 s
+			// default, so a loaded machine does not drop route links.
+			so.Cluster.TLSConfig, so.Cluster.TLSTimeout = route, 5
 		}
 	}
 	for _, u := range o.Users {
