@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,10 +22,10 @@ import (
 // can kill with SIGKILL: a crash, where the in-process stop of the
 // embedded cluster is a clean shutdown.
 type procCluster struct {
-	bin   string
-	dir   string
-	urls  []string
-	mu    sync.Mutex
+	bin  string
+	dir  string
+	urls []string
+	// procs is filled before the benchmark starts and only read after.
 	procs map[string]*nodeProc
 }
 
@@ -149,8 +148,6 @@ func (pc *procCluster) waitServing(ctx context.Context, name string, p *nodeProc
 }
 
 func (pc *procCluster) node(name string) (*nodeProc, error) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	p, ok := pc.procs[name]
 	if !ok {
 		return nil, fmt.Errorf("%s is not a node this benchmark started", name)
