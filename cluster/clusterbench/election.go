@@ -267,13 +267,8 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 			}
 		}
 		t0 := time.Now()
-		m, err := t.Conn.Request("$JS.API.STREAM.LEADER.STEPDOWN."+electionStream, nil, 5*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("step down: %w", err)
-		}
-		var resp jsapi.Response
-		if err := json.Unmarshal(m.Data, &resp); err != nil || resp.Err() != nil {
-			return nil, fmt.Errorf("step down: %s", m.Data)
+		if err := stepDown(t.Conn); err != nil {
+			return nil, err
 		}
 		if _, err := waitLeader(ctx, leader, electionStream, old); err != nil {
 			return nil, err
@@ -352,6 +347,19 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 	return rows, nil
 }
 
+// stepDown asks the benchmark stream's leader to step down.
+func stepDown(nc *nats.Conn) error {
+	m, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+electionStream, nil, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("step down: %w", err)
+	}
+	var resp jsapi.Response
+	if err := json.Unmarshal(m.Data, &resp); err != nil || resp.Err() != nil {
+		return fmt.Errorf("step down: %s", m.Data)
+	}
+	return nil
+}
+
 // leaderAwayFrom returns the stream's leader once it is not on server
 // clients, the node the benchmark's connections use, stepping it down
 // while it is: the node-stop rounds measure the election and the first
@@ -362,7 +370,7 @@ func leaderAwayFrom(ctx context.Context, t *target.Target, leader leaderFunc, cl
 		if err != nil || l != clients {
 			return l, err
 		}
-		if _, err := t.Conn.Request("$JS.API.STREAM.LEADER.STEPDOWN."+electionStream, nil, 5*time.Second); err != nil {
+		if err := stepDown(t.Conn); err != nil {
 			return "", fmt.Errorf("move the leader off the clients' node: %w", err)
 		}
 		if _, err := waitLeader(ctx, leader, electionStream, l); err != nil {
