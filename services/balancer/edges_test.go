@@ -180,7 +180,7 @@ func TestProxyNoHealthyInstance(t *testing.T) {
 		insts := bal.Router().Instances()
 		for _, s := range []*service.Service{a, b} {
 			if st, ok := insts[streams.MemberKey(s.MicroName(), s.ID())]; !ok || st.Weight != 0 {
-				return fmt.Errorf("router sees %s at weight %v (known %v)", s.ID(), st.Weight, ok)
+				return fmt.Errorf("router sees %s at weight %v (known %v); balancer: %+v", s.ID(), st.Weight, ok, bal.Status())
 			}
 		}
 		return nil
