@@ -64,7 +64,11 @@ func RolePermissions(role string) (Permissions, error) {
 		}, nil
 	case RoleProducer:
 		return Permissions{
-			PublishAllow:   []string{streams.IngestPrefix + ">", "txn.>"},
+			// What it may call directly it may call through the
+			// balancer's route.<subject>, which forwards only to
+			// services' endpoints.
+			PublishAllow: []string{streams.IngestPrefix + ">", "txn.>",
+				streams.RouteSubject(streams.IngestPrefix + ">"), streams.RouteSubject("txn.>")},
 			SubscribeAllow: []string{"_INBOX.>"},
 		}, nil
 	case RoleReader:
