@@ -45,14 +45,9 @@ func (s *Service) handleRoute(ctx context.Context, r *service.Request) {
 		r.Fail(service.Errorf(service.CodeBadRequest, "route.<subject> needs a reply subject: send a request"))
 		return
 	}
-	if !s.router.Serves(target) {
-		s.m.routed.WithLabelValues("unknown_subject").Inc()
-		r.Fail(service.Errorf(service.CodeNotFound, "no micro service serves %q", target).With("subject", target))
-		return
-	}
-	// Admission does not block: a full service or no healthy instance
-	// is answered here, without a goroutine.
-	t, err := s.router.admit(&nats.Msg{Subject: target, Header: r.Header(), Data: r.Data()})
+	// Admission does not block: an unknown subject, a full service or no
+	// healthy instance is answered here, without a goroutine.
+	t, err := s.router.admit(&nats.Msg{Subject: target, Header: r.Header(), Data: r.Data()}, true)
 	if err != nil {
 		s.fail(r, target, err)
 		return
@@ -92,7 +87,7 @@ func (s *Service) fail(r *service.Request, target string, err error) {
 	switch {
 	case errors.Is(err, ErrUnknownSubject):
 		s.m.routed.WithLabelValues("unknown_subject").Inc()
-		r.Fail(service.Errorf(service.CodeNotFound, "no service instance serves %q", target).With("subject", target))
+		r.Fail(service.Errorf(service.CodeNotFound, "no micro service serves %q", target).With("subject", target))
 	case errors.Is(err, ErrNoInstance):
 		s.m.routed.WithLabelValues("no_instance").Inc()
 		// Weights and instances are looked at again within the

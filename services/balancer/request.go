@@ -29,7 +29,7 @@ const maxAttempts = 3
 // ErrUnknownSubject or ErrTimeout (wrapped) when no answer comes; a
 // failure on the chosen instance is an *InstanceError naming it.
 func (r *Router) RequestMsg(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
-	t, err := r.admit(m)
+	t, err := r.admit(m, false)
 	if err != nil {
 		return nil, err
 	}
@@ -52,10 +52,15 @@ type ticket struct {
 }
 
 // admit counts m against its service's limit and chooses its first
-// instance, without blocking; the caller must complete the ticket.
-func (r *Router) admit(m *nats.Msg) (*ticket, error) {
+// instance, without blocking; the caller must complete the ticket. With
+// served, a subject no discovered service serves is ErrUnknownSubject at
+// once instead of being sent to whoever subscribes to it.
+func (r *Router) admit(m *nats.Msg, served bool) (*ticket, error) {
 	r.requests.Add(1)
 	rt := r.lookup(m.Subject)
+	if served && rt.load == nil {
+		return nil, fmt.Errorf("request %s: %w", m.Subject, ErrUnknownSubject)
+	}
 	t := &ticket{m: m, all: rt.insts}
 	if rt.load != nil {
 		if rt.load.inFlight.Add(1) > int64(r.opts.MaxInFlight) {
@@ -155,12 +160,16 @@ const minStall = time.Millisecond
 // is no older than the largest recent P99 among the others; all of c when
 // that would leave none.
 func unstalled(c []*instance, now time.Time) []*instance {
-	ages := make([]time.Duration, len(c))
-	p99s := make([]time.Duration, len(c))
+	var agesBuf, p99sBuf [8]time.Duration
+	ages, p99s := agesBuf[:0], p99sBuf[:0]
+	if len(c) > len(agesBuf) {
+		ages, p99s = make([]time.Duration, 0, len(c)), make([]time.Duration, 0, len(c))
+	}
+	ages, p99s = ages[:len(c)], p99s[:len(c)]
 	for i, in := range c {
 		ages[i], p99s[i] = in.oldest(now), in.recent.quantile(0.99)
 	}
-	out := make([]*instance, 0, len(c))
+	var out []*instance
 	for i, in := range c {
 		var others time.Duration
 		for j, p := range p99s {
@@ -169,9 +178,17 @@ func unstalled(c []*instance, now time.Time) []*instance {
 			}
 		}
 		if others > 0 && ages[i] > max(others, minStall) {
+			if out == nil {
+				out = append(make([]*instance, 0, len(c)), c[:i]...)
+			}
 			continue
 		}
-		out = append(out, in)
+		if out != nil {
+			out = append(out, in)
+		}
+	}
+	if out == nil {
+		return c // none stalled: no copy
 	}
 	if len(out) == 0 {
 		return c
