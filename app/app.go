@@ -53,6 +53,14 @@ type Options struct {
 	// NkeySeed is an nkey seed file this process logs in with (with --nats
 	// or --config).
 	NkeySeed string
+	// InboxPrefix is this process's inbox prefix (with --nats or --config;
+	// under --auth it is the service user's, auth.InboxPrefix).
+	InboxPrefix string
+	// ProvisionNkey and ProvisionCreds log in a separate connection that
+	// creates and updates the streams, for a service credential that may
+	// not (with --nats or --config; under --auth the users file's admin
+	// provisions). Default: this process's own connection.
+	ProvisionNkey, ProvisionCreds string
 	// Replicas overrides the stream replica count (default: 3 on a cluster
 	// of three or more servers, else 1).
 	Replicas int
@@ -108,8 +116,11 @@ func (o *Options) validate() error {
 		return err
 	}
 	embedded := o.NATS == "" && o.Cluster.ConfigFile == ""
-	if embedded && (o.Creds != "" || o.NkeySeed != "") {
-		return errors.New("--creds and --nkey apply with --nats or --config; embedded nodes take --auth")
+	if embedded && (o.Creds != "" || o.NkeySeed != "" || o.InboxPrefix != "" || o.ProvisionNkey != "" || o.ProvisionCreds != "") {
+		return errors.New("--creds, --nkey, --inbox-prefix and --provision-* apply with --nats or --config; embedded nodes take --auth")
+	}
+	if o.ProvisionNkey != "" && o.ProvisionCreds != "" {
+		return errors.New("give one of --provision-nkey and --provision-creds")
 	}
 	if !embedded && (o.Auth != "" || o.TLSVerify) {
 		return errors.New("--auth and --tls-verify configure embedded nodes: with --config use its authorization and tls blocks")
@@ -137,7 +148,8 @@ func (o *Options) validate() error {
 // acquired first; it is safe to call twice.
 type App struct {
 	opts     Options
-	conn     natsconn.Options // how this process connects
+	conn     natsconn.Options // how this process's services connect
+	prov     natsconn.Options // how it provisions the streams
 	log      *slog.Logger
 	selected []Service // in start order
 
@@ -160,11 +172,11 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	selected, _ := selectServices(opts.Catalog, opts.Services)
-	conn, err := opts.security()
+	conn, prov, err := opts.security()
 	if err != nil {
 		return nil, err
 	}
-	return &App{opts: opts, conn: conn, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
+	return &App{opts: opts, conn: conn, prov: prov, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
 }
 
 // Ready is closed once the cluster, streams, HTTP and every service are up.
@@ -303,12 +315,17 @@ func (a *App) startCluster(ctx context.Context) error {
 	return nil
 }
 
+// url is where this process connects.
+func (a *App) url() string {
+	if a.cluster != nil {
+		return strings.Join(a.cluster.ClientURLs(), ",")
+	}
+	return a.opts.NATS
+}
+
 func (a *App) connect() error {
 	co := a.conn
-	co.URL, co.Name, co.Logger = a.opts.NATS, "platform", a.log
-	if a.cluster != nil {
-		co.URL = strings.Join(a.cluster.ClientURLs(), ",")
-	}
+	co.URL, co.Name, co.Logger = a.url(), "platform", a.log
 	nc, err := natsconn.Connect(co)
 	if err != nil {
 		return err
@@ -365,7 +382,22 @@ func (a *App) ensureStreams(ctx context.Context) error {
 	// Right after a whole-cluster restart this waits for the meta leader
 	// and the streams' leaders; say so now and then, not on every attempt.
 	logEvery := rate.Sometimes{First: 1, Interval: 10 * time.Second}
-	results, err := streams.Provision(ctx, a.js, streams.All(a.replicas), func(err error, wait time.Duration) {
+	js := a.js
+	if a.prov != a.conn {
+		// The services' role may not change streams: provision over a
+		// connection of its own, closed once done.
+		po := a.prov
+		po.URL, po.Name, po.Logger = a.url(), "platform-provision", a.log
+		nc, err := natsconn.Connect(po)
+		if err != nil {
+			return fmt.Errorf("provision streams: %w", err)
+		}
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return fmt.Errorf("provision streams: %w", err)
+		}
+	}
+	results, err := streams.Provision(ctx, js, streams.All(a.replicas), func(err error, wait time.Duration) {
 		a.setPhase(fmt.Errorf("provisioning streams: %w", err))
 		logEvery.Do(func() {
 			a.log.Warn("waiting for JetStream to provision the streams", "component", "streams", "err", err, "retry_in", wait.Round(time.Millisecond))

@@ -38,7 +38,7 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	as := func(user string) *nats.Conn {
 		nc, err := natsconn.Connect(natsconn.Options{
 			URL: url, Name: user, CA: certs.CA, Cert: certs.Cert, Key: certs.Key,
-			NkeySeed: filepath.Join(authDir, user+".nk"),
+			NkeySeed: filepath.Join(authDir, user+".nk"), InboxPrefix: auth.InboxPrefix(user),
 		})
 		require.NoError(t, err, "connect as %s", user)
 		t.Cleanup(nc.Close)

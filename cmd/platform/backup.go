@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/platform/platform/backup"
 	"github.com/platform/platform/natsconn"
@@ -22,14 +23,18 @@ type clientFlags struct {
 	o natsconn.Options
 }
 
-func (c *clientFlags) register(cmd *cobra.Command) {
-	f := cmd.Flags()
+func (c *clientFlags) register(cmd *cobra.Command) { c.registerOn(cmd.Flags()) }
+
+func (c *clientFlags) registerOn(f *pflag.FlagSet) {
 	f.StringVar(&c.o.URL, "server", nats.DefaultURL, "NATS URL(s) of the platform, comma-separated")
 	f.StringVar(&c.o.Creds, "creds", "", "NATS credentials file")
 	f.StringVar(&c.o.NkeySeed, "nkey", "", "nkey seed file")
 	f.StringVar(&c.o.CA, "tls-ca", "", "CA certificate to verify the servers")
 	f.StringVar(&c.o.Cert, "tls-cert", "", "client certificate")
 	f.StringVar(&c.o.Key, "tls-key", "", "client key")
+	f.StringVar(&c.o.User, "user", "", "user name of a password user")
+	f.StringVar(&c.o.Password, "password", "", "password of --user")
+	f.StringVar(&c.o.InboxPrefix, "inbox-prefix", "", "reply subject prefix; under platform run --auth every user must use its own, _INBOX_<user>")
 }
 
 func (c *clientFlags) connect(name string) (*nats.Conn, error) {
