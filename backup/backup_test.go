@@ -311,6 +311,17 @@ func TestDamagedOrMissingSegmentIsNamed(t *testing.T) {
 			if !errors.Is(err, backup.ErrDamaged) || !strings.Contains(err.Error(), seg) {
 				t.Fatalf("restore = %v, want ErrDamaged naming %s", err, seg)
 			}
+			// An increment onto the damaged chain is refused the same way,
+			// and the manifest keeps the chain as it was.
+			before, err := backup.LoadManifest(dir)
+			require.NoError(t, err)
+			_, err = backup.Backup(ctx, nc, dir, backup.Options{Incremental: true})
+			if !errors.Is(err, backup.ErrDamaged) || !strings.Contains(err.Error(), seg) {
+				t.Fatalf("incremental backup = %v, want ErrDamaged naming %s", err, seg)
+			}
+			after, err := backup.LoadManifest(dir)
+			require.NoError(t, err)
+			require.Len(t, after.Backups, len(before.Backups), "no entry added to a damaged chain")
 			names := djs.StreamNames(ctx)
 			var got []string
 			for n := range names.Name() {
