@@ -157,7 +157,11 @@ the restore before anything changes, unless --replace deletes them first.
 
 Messages replayed from increments keep their subject, headers and data (less
 the Nats-Expected-* and Nats-Batch-* publish directives) and get new
-sequences and timestamps.`,
+sequences and timestamps. KV revisions only move forward: a bucket the chain
+changed after its full backup is renumbered to start past the highest
+revision seen (the chain's, or the replaced stream's), so a client's commit
+against a revision read before the restore is refused, never applied to a
+different value.`,
 		Example: `  platform restore --from /backups/2026-11-25
   platform restore --from /backups/2026-11-25 --replace --replicas 1`,
 		Args: cobra.NoArgs,
