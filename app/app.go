@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/platform/platform/backup"
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/natsconn"
 	"github.com/platform/platform/streams"
@@ -61,6 +64,10 @@ type Options struct {
 	// not (with --nats or --config; under --auth the users file's admin
 	// provisions). Default: this process's own connection.
 	ProvisionNkey, ProvisionCreds string
+	// RestoreFrom is a backup directory (package backup) to restore into
+	// the embedded cluster before its streams are provisioned and the
+	// services start; the data directory must hold no data yet.
+	RestoreFrom string
 	// Replicas overrides the stream replica count (default: 3 on a cluster
 	// of three or more servers, else 1).
 	Replicas int
@@ -138,8 +145,38 @@ func (o *Options) validate() error {
 			}
 		}
 	}
+	if o.RestoreFrom != "" {
+		if !embedded {
+			return errors.New("--restore-from restores into the embedded nodes: against another cluster, run platform restore first")
+		}
+		if err := emptyDataDir(o.Cluster.DataDir); err != nil {
+			return err
+		}
+		if _, err := backup.Verify(o.RestoreFrom, nil); err != nil {
+			return fmt.Errorf("--restore-from: %w", err)
+		}
+	}
 	if o.Replicas < 0 || o.Replicas > 5 {
 		return fmt.Errorf("replicas must be between 1 and 5, got %d", o.Replicas)
+	}
+	return nil
+}
+
+// emptyDataDir refuses a data directory that holds anything: a restore
+// goes into a new platform, never over one's data.
+func emptyDataDir(dir string) error {
+	if dir == "" {
+		dir = "data" // cluster.Options' default
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--restore-from: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("--restore-from: data directory %s already holds data: restore into an empty one (or restore this platform with platform restore --replace)", dir)
 	}
 	return nil
 }
@@ -238,6 +275,12 @@ func (a *App) Run(ctx context.Context) error {
 	a.setPhase(errors.New("connecting to NATS"))
 	if err := a.connect(); err != nil {
 		return err
+	}
+	if a.opts.RestoreFrom != "" {
+		a.setPhase(errors.New("restoring " + a.opts.RestoreFrom))
+		if err := a.restore(ctx); err != nil {
+			return err
+		}
 	}
 	a.setPhase(errors.New("provisioning streams"))
 	if err := a.ensureStreams(ctx); err != nil {
@@ -377,25 +420,56 @@ func (a *App) replicaCount() int {
 	}
 }
 
+// provisioner returns the connection that changes streams: the services'
+// own, or one of its own as the admin when the services' role may not
+// (closed by the returned func).
+func (a *App) provisioner() (*nats.Conn, func(), error) {
+	if a.prov == a.conn {
+		return a.nc, func() {}, nil
+	}
+	po := a.prov
+	po.URL, po.Name, po.Logger = a.url(), "platform-provision", a.log
+	nc, err := natsconn.Connect(po)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, nc.Close, nil
+}
+
+// restore restores the backup chain of --restore-from into the cluster,
+// before the streams are provisioned and any service starts, so no
+// service ever runs on an empty platform that the restore then swaps out.
+func (a *App) restore(ctx context.Context) error {
+	t := time.Now()
+	nc, closeNC, err := a.provisioner()
+	if err != nil {
+		return fmt.Errorf("--restore-from: %w", err)
+	}
+	defer closeNC()
+	res, err := backup.Restore(ctx, nc, a.opts.RestoreFrom, backup.RestoreOptions{
+		Replicas: a.replicaCount(), Logger: a.log.With("component", "restore"),
+	})
+	if err != nil {
+		return fmt.Errorf("--restore-from %s: %w (the data directory now holds a partial restore: empty it before trying again)", a.opts.RestoreFrom, err)
+	}
+	a.log.Info("restored", "component", "restore", "from", a.opts.RestoreFrom, "streams", res.Streams,
+		"snapshot_messages", res.Snapshot, "replayed", res.Replayed, "took", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
 func (a *App) ensureStreams(ctx context.Context) error {
 	a.replicas = a.replicaCount()
 	// Right after a whole-cluster restart this waits for the meta leader
 	// and the streams' leaders; say so now and then, not on every attempt.
 	logEvery := rate.Sometimes{First: 1, Interval: 10 * time.Second}
-	js := a.js
-	if a.prov != a.conn {
-		// The services' role may not change streams: provision over a
-		// connection of its own, closed once done.
-		po := a.prov
-		po.URL, po.Name, po.Logger = a.url(), "platform-provision", a.log
-		nc, err := natsconn.Connect(po)
-		if err != nil {
-			return fmt.Errorf("provision streams: %w", err)
-		}
-		defer nc.Close()
-		if js, err = jetstream.New(nc); err != nil {
-			return fmt.Errorf("provision streams: %w", err)
-		}
+	nc, closeNC, err := a.provisioner()
+	if err != nil {
+		return fmt.Errorf("provision streams: %w", err)
+	}
+	defer closeNC()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("provision streams: %w", err)
 	}
 	results, err := streams.Provision(ctx, js, streams.All(a.replicas), func(err error, wait time.Duration) {
 		a.setPhase(fmt.Errorf("provisioning streams: %w", err))

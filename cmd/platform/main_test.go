@@ -257,7 +257,7 @@ func TestRunFlags(t *testing.T) {
 	want := []string{
 		"alerts-file", "alerts-http", "alerts-web-config", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
 		"inbox-prefix", "ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
-		"nats", "nkey", "nodes", "provision-creds", "provision-nkey", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
+		"nats", "nkey", "nodes", "provision-creds", "provision-nkey", "replicas", "restore-from", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
 	require.Equal(t, want, got)
 }
