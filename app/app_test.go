@@ -156,7 +156,7 @@ func TestThreeNodePlatform(t *testing.T) {
 	code, _ = httpGet(t, "http://"+p.app.HTTPAddr()+"/healthz")
 	require.Equal(t, http.StatusOK, code)
 
-	msg, err := nc.Request(admin.StatusSubject, nil, 5*time.Second)
+	msg, err := nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(msg.Data, &st), string(msg.Data))
@@ -316,7 +316,7 @@ func TestAdminRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := nats.NewMsg(admin.StatusSubject)
+			m := nats.NewMsg(streams.AdminStatusSubject)
 			m.Data = tt.body
 			if tt.contentType != "" {
 				m.Header.Set(service.HeaderContentType, tt.contentType)
@@ -333,13 +333,13 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		})
 	}
 	// Still answering, in both codecs.
-	resp, err := nc.Request(admin.StatusSubject, []byte(`{"services":false}`), 5*time.Second)
+	resp, err := nc.Request(streams.AdminStatusSubject, []byte(`{"services":false}`), 5*time.Second)
 	require.NoError(t, err)
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(resp.Data, &st), string(resp.Data))
 	require.Len(t, st.Nodes, 1)
 
-	m := nats.NewMsg(admin.StatusSubject)
+	m := nats.NewMsg(streams.AdminStatusSubject)
 	m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
 	m.Data, err = service.Msgpack.Encode(admin.StatusRequest{})
 	require.NoError(t, err)

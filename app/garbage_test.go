@@ -16,7 +16,6 @@ import (
 
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/streams"
 )
 
@@ -156,7 +155,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 
 	instances := pingFor(t, nc, len(app.ServiceNames()))
 	require.Len(t, instances, len(app.ServiceNames()), "every service still answers: %v", instances)
-	resp, err := nc.Request(admin.StatusSubject, nil, 5*time.Second)
+	resp, err := nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	require.Empty(t, resp.Header.Get("Nats-Service-Error-Code"), string(resp.Data))
 }

@@ -15,10 +15,8 @@ import (
 
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
-
-// StatusSubject is the subject of the status endpoint.
-const StatusSubject = "admin.status"
 
 // Options configure the admin service.
 type Options struct {
@@ -83,7 +81,7 @@ func New(opts Options) (*Service, error) {
 		Description: "Platform administration: cluster, stream and service status",
 		Endpoints: []service.Endpoint{{
 			Name:        "status",
-			Subject:     StatusSubject,
+			Subject:     streams.AdminStatusSubject,
 			Description: "Nodes, meta leader, streams (leader, replicas, lag) and service instances as JSON",
 			Handler:     service.Func(status),
 			MaxBytes:    4 << 10,

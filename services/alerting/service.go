@@ -35,21 +35,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Subjects of the service. They share the prefix alerts. with the
-// notifications (alerts.<severity>.<alertname>), which stream ALERTS
-// captures by severity only, so requests here are not stored.
-const (
-	SubjectPost          = streams.AlertsPrefix + "post"
-	SubjectList          = streams.AlertsPrefix + "list"
-	SubjectStatus        = streams.AlertsPrefix + "status"
-	SubjectReload        = streams.AlertsPrefix + "reload"
-	SubjectSilenceAdd    = streams.AlertsPrefix + "silence.add"
-	SubjectSilenceList   = streams.AlertsPrefix + "silence.list"
-	SubjectSilenceExpire = streams.AlertsPrefix + "silence.expire"
-	// subjectFanout carries accepted posted alerts to every instance.
-	subjectFanout = streams.AlertsPrefix + "fanout"
-)
-
 // LeaseKey is the key of the active alerting instance's lease.
 const LeaseKey = "alerting"
 
@@ -339,7 +324,7 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 			}
 			s.signals.Events(m.Subject[len(streams.EventsPrefix):], n, time.Now())
 		}),
-		add(subjectFanout, func(m *nats.Msg) {
+		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
 			if json.Unmarshal(m.Data, &as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()
