@@ -319,11 +319,11 @@ func TestAdminRejectsBadInput(t *testing.T) {
 			m := nats.NewMsg(streams.AdminStatusSubject)
 			m.Data = tt.body
 			if tt.contentType != "" {
-				m.Header.Set(service.HeaderContentType, tt.contentType)
+				m.Header.Set(service.ContentTypeHeader, tt.contentType)
 			}
 			resp, err := nc.RequestMsg(m, 5*time.Second)
 			require.NoError(t, err)
-			codec, _ := service.CodecFor(resp.Header.Get(service.HeaderContentType))
+			codec, _ := service.CodecFor(resp.Header.Get(service.ContentTypeHeader))
 			e := service.ParseError(codec, resp.Data)
 			require.NotNil(t, e, "error body, got %q", resp.Data)
 			if e.Code != tt.code {
@@ -340,12 +340,12 @@ func TestAdminRejectsBadInput(t *testing.T) {
 	require.Len(t, st.Nodes, 1)
 
 	m := nats.NewMsg(streams.AdminStatusSubject)
-	m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+	m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 	m.Data, err = service.Msgpack.Encode(admin.StatusRequest{})
 	require.NoError(t, err)
 	resp, err = nc.RequestMsg(m, 5*time.Second)
 	require.NoError(t, err)
-	require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.HeaderContentType))
+	require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.ContentTypeHeader))
 	var st2 admin.Status
 	require.NoError(t, service.Msgpack.Decode(resp.Data, &st2))
 	require.Len(t, st2.Nodes, 1)

@@ -99,7 +99,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 		m = nats.NewMsg(subject)
 		m.Data = body
 		if contentType != "" {
-			m.Header.Set(service.HeaderContentType, contentType)
+			m.Header.Set(service.ContentTypeHeader, contentType)
 		}
 		resp, err := nc.RequestMsgWithContext(ctx, m)
 		require.NoError(t, err, "%s: no answer", subject)
@@ -181,7 +181,7 @@ func errorCode(t *testing.T, resp *nats.Msg) string {
 // decodeAnswer decodes an answer in the codec its Content-Type names,
 // leniently (answers may carry more fields than the test reads).
 func decodeAnswer(resp *nats.Msg, v any) error {
-	if resp.Header.Get(service.HeaderContentType) == service.ContentTypeMsgpack {
+	if resp.Header.Get(service.ContentTypeHeader) == service.ContentTypeMsgpack {
 		return msgpack.Unmarshal(resp.Data, v)
 	}
 	return json.Unmarshal(resp.Data, v)

@@ -492,12 +492,12 @@ func (j *journey) txn(t *testing.T) {
 	require.JSONEq(t, fmt.Sprintf(`{"values":{"acct.alice":{"value":"100","revision":%d},"acct.bob":null}}`, rev), string(get.Data))
 
 	// The same in msgpack.
-	mp := nats.Header{service.HeaderContentType: {service.ContentTypeMsgpack}}
+	mp := nats.Header{service.ContentTypeHeader: {service.ContentTypeMsgpack}}
 	body, err := service.Msgpack.Encode(map[string]any{"keys": []string{"acct.alice"}})
 	require.NoError(t, err)
 	m, err := j.nc.RequestMsg(&nats.Msg{Subject: "txn.get", Data: body, Header: mp}, 10*time.Second)
 	require.NoError(t, err)
-	require.Equal(t, service.ContentTypeMsgpack, m.Header.Get(service.HeaderContentType))
+	require.Equal(t, service.ContentTypeMsgpack, m.Header.Get(service.ContentTypeHeader))
 	var got struct {
 		Values map[string]struct {
 			Value    string `msgpack:"value"`

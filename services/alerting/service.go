@@ -31,7 +31,6 @@ import (
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
 )
 
@@ -317,7 +316,7 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.EventsPrefix+">", func(m *nats.Msg) {
 			n := uint64(1)
-			if c := m.Header.Get(replicator.HeaderEnvelopeCount); c != "" {
+			if c := m.Header.Get(streams.EnvelopeCountHeader); c != "" {
 				if v, err := strconv.ParseUint(c, 10, 32); err == nil {
 					n = v
 				}

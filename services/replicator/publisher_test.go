@@ -91,7 +91,7 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			raw, err := stream.GetMsg(ctx, first.Seq)
 			require.NoError(t, err)
-			require.Equal(t, tc.encoding, raw.Header.Get(HeaderContentEncoding), "stored Content-Encoding")
+			require.Equal(t, tc.encoding, raw.Header.Get(streams.ContentEncodingHeader), "stored Content-Encoding")
 			evs := readAll(t, e.js, len(tc.data), WithFilter(subj))
 			for i, ev := range evs {
 				require.Equal(t, tc.data[i], ev.Data, "event %d", i)

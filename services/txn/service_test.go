@@ -109,11 +109,11 @@ func TestService(t *testing.T) {
 		b, err := msgpack.Marshal(map[string]any{"reads": map[string]uint64{"mp.k": rev}, "writes": map[string]string{"mp.k": "v2"}})
 		require.NoError(t, err)
 		m := nats.NewMsg(streams.TxnCommitSubject)
-		m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 		m.Data = b
 		resp, err := nc.RequestMsg(m, 10*time.Second)
 		require.NoError(t, err)
-		require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.HeaderContentType))
+		require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.ContentTypeHeader))
 		var out map[string]any
 		require.NoError(t, msgpack.Unmarshal(resp.Data, &out))
 		require.Equal(t, true, out["committed"], out)

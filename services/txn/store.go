@@ -34,25 +34,9 @@ const (
 	DefaultOpTimeout = 30 * time.Second
 )
 
-// Headers the store writes and reads.
-const (
-	hdrExpectedLastSubjSeq     = "Nats-Expected-Last-Subject-Sequence"
-	hdrExpectedLastSubjSeqSubj = "Nats-Expected-Last-Subject-Sequence-Subject"
-	hdrMsgID                   = "Nats-Msg-Id"
-	hdrTTL                     = "Nats-TTL"
-	hdrBatchID                 = "Nats-Batch-Id"
-	hdrBatchSeq                = "Nats-Batch-Sequence"
-	hdrBatchCommit             = "Nats-Batch-Commit"
-	hdrKVOperation             = "KV-Operation"
-	// HeaderTxnID names the transaction that wrote a value. Every value a
-	// commit writes carries it, so a commit whose acknowledgement was lost
-	// can find out whether it was applied.
-	HeaderTxnID = "Platform-Txn-Id"
-
-	kvOpDelete = "DEL"
-	kvOpPurge  = "PURGE"
-	markerTTL  = "1s"
-)
+// markerTTL is how long the delete marker of a read-only check stays in
+// the bucket before the server removes it.
+const markerTTL = "1s"
 
 // Entry is one key as a transaction read it.
 type Entry struct {
@@ -221,8 +205,8 @@ func (m storedMsg) entry(key string) Entry {
 	if !m.found {
 		return e
 	}
-	switch m.hdr.Get(hdrKVOperation) {
-	case kvOpDelete, kvOpPurge:
+	switch m.hdr.Get(streams.KVOperationHeader) {
+	case streams.KVOperationDelete, streams.KVOperationPurge:
 		return e
 	}
 	e.Found = true

@@ -268,7 +268,7 @@ func countStored(ctx context.Context, js jetstream.JetStream, subject string) (i
 			return events, fmt.Errorf("read back: %w", err)
 		}
 		n := int64(1)
-		if c := m.Headers().Get(replicator.HeaderEnvelopeCount); c != "" {
+		if c := m.Headers().Get(streams.EnvelopeCountHeader); c != "" {
 			if n, err = strconv.ParseInt(c, 10, 64); err != nil {
 				return events, fmt.Errorf("read back: envelope count %q: %w", c, err)
 			}
