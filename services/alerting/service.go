@@ -69,7 +69,7 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = 250 * time.Millisecond
 	}
@@ -119,7 +119,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Conn == nil {
 		return nil, errors.New("alerting: nil NATS connection")
 	}
-	opts.fill()
+	opts.setDefaults()
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)

@@ -56,7 +56,7 @@ type Options struct {
 	LeaderInterval time.Duration
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -49,7 +49,7 @@ type written struct {
 
 // New checks the options and returns a balancer ready to Run.
 func New(opts Options) (*Service, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func New(opts Options) (*Service, error) {
 // newService fills and checks the options and builds the detector
 // without its micro service.
 func newService(opts Options) (*Service, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

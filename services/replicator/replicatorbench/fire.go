@@ -35,7 +35,7 @@ const idleFor = 3 * time.Second
 // other replicator instance may serve ingest.* on the cluster, or its share
 // of the events could not be counted.
 func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts replicator.Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	corpus := Corpus(10_000, o.Size)
 
 	po := o

@@ -25,7 +25,7 @@ import (
 // Publisher does, or any other header to tell the price of deduplication
 // from the price of carrying a header at all.
 func RawAsync(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o Options, idHeader string) (bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	nc, err := t.Connect()
 	if err != nil {
 		return bench.Result{}, err
@@ -77,7 +77,7 @@ func RawAsync(ctx context.Context, t *target.Target, name, subject string, corpu
 // replicator.Publisher at Quorum (popts may change that) and reports
 // events/s and latency from accept to ack.
 func Publisher(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o Options, popts ...replicator.Option) (bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	nc, err := t.Connect()
 	if err != nil {
 		return bench.Result{}, err
@@ -137,7 +137,7 @@ func Publisher(ctx context.Context, t *target.Target, name, subject string, corp
 // (envelope mode when envelope is set), in alternating rounds, and adds the
 // ratio to the Publisher's result.
 func Publish(ctx context.Context, t *target.Target, envelope bool, o Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	corpus := Corpus(10_000, o.Size)
 	name := "publisher"
 	// The buffer holds one window of events beyond those in flight, so
