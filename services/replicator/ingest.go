@@ -101,7 +101,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // events on a connection of its own, opened with Conn's options.
 func (s *Service) Run(ctx context.Context) error {
 	pendingMsgs, pendingBytes, pubBuffer := intakeLimits(s.opts.Buffer)
-	popts := []Option{
+	popts := []PublisherOption{
 		WithLevel(Async),
 		WithCompression(s.opts.Compression, s.opts.CompressAbove),
 		WithLinger(s.opts.Linger),

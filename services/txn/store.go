@@ -66,33 +66,33 @@ type Store struct {
 	group          groupCommitter
 }
 
-// Option configures a Store.
-type Option func(*Store)
+// StoreOption configures a Store.
+type StoreOption func(*Store)
 
 // WithBucket uses the KV bucket name instead of STATE. The bucket's stream
 // must allow atomic publish and message TTLs.
-func WithBucket(name string) Option { return func(s *Store) { s.bucket = name } }
+func WithBucket(name string) StoreOption { return func(s *Store) { s.bucket = name } }
 
 // WithLogger sets the store's logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+func WithLogger(l *slog.Logger) StoreOption { return func(s *Store) { s.log = l } }
 
 // WithMaxKeys bounds the keys of one transaction (default DefaultMaxKeys;
 // must not exceed the server's max_batch_size).
-func WithMaxKeys(n int) Option { return func(s *Store) { s.maxKeys = n } }
+func WithMaxKeys(n int) StoreOption { return func(s *Store) { s.maxKeys = n } }
 
 // WithMaxValueBytes bounds one value (default DefaultMaxValueBytes).
-func WithMaxValueBytes(n int) Option { return func(s *Store) { s.maxValueBytes = n } }
+func WithMaxValueBytes(n int) StoreOption { return func(s *Store) { s.maxValueBytes = n } }
 
 // WithRequestTimeout bounds one request to the stream (default
 // DefaultRequestTimeout).
-func WithRequestTimeout(d time.Duration) Option { return func(s *Store) { s.requestTimeout = d } }
+func WithRequestTimeout(d time.Duration) StoreOption { return func(s *Store) { s.requestTimeout = d } }
 
 // WithOpTimeout bounds how long one read or commit retries while the
 // stream is unavailable (default DefaultOpTimeout).
-func WithOpTimeout(d time.Duration) Option { return func(s *Store) { s.opTimeout = d } }
+func WithOpTimeout(d time.Duration) StoreOption { return func(s *Store) { s.opTimeout = d } }
 
 // NewStore returns a store on the connection.
-func NewStore(nc *nats.Conn, opts ...Option) (*Store, error) {
+func NewStore(nc *nats.Conn, opts ...StoreOption) (*Store, error) {
 	s := &Store{
 		nc:             nc,
 		bucket:         streams.BucketState,
