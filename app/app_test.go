@@ -161,7 +161,12 @@ func TestThreeNodePlatform(t *testing.T) {
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(msg.Data, &st), string(msg.Data))
 	require.Len(t, st.Nodes, 3)
+	require.True(t, st.Embedded, "embedded")
 	require.Equal(t, c.MetaLeader(), st.MetaLeader)
+	for _, n := range st.Nodes {
+		require.True(t, n.Running, "node %s running", n.Name)
+		require.Equal(t, n.Name == st.MetaLeader, n.MetaLeader, "node %s meta_leader", n.Name)
+	}
 	require.Len(t, st.Streams, len(streams.All(3)))
 
 	_, metrics := httpGet(t, "http://"+p.app.HTTPAddr()+"/metrics")
