@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,31 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 		t.Fatal("a TLS client without credentials connected")
 	}
 
+	// An eavesdropping producer listens on every inbox it can name, and on
+	// everything; the real services answer the others meanwhile.
+	var (
+		heardMu sync.Mutex
+		heard   []string
+	)
+	eavesdropper := as("producer")
+	for _, s := range []string{"_INBOX.>", ">", "_INBOX_admin.>", "_INBOX_reader.>", "_INBOX_platform.>"} {
+		_, err := eavesdropper.Subscribe(s, func(m *nats.Msg) {
+			heardMu.Lock()
+			heard = append(heard, m.Subject+" "+string(m.Data))
+			heardMu.Unlock()
+		})
+		require.NoError(t, err)
+	}
+	require.NoError(t, eavesdropper.Flush())
+	defer func() {
+		require.NoError(t, eavesdropper.Flush())
+		heardMu.Lock()
+		defer heardMu.Unlock()
+		if len(heard) > 0 {
+			t.Errorf("a producer heard %d messages of other users, first %q", len(heard), heard[0])
+		}
+	}()
+
 	producer := as("producer")
 	msg, err := producer.Request(streams.IngestSubject("orders"), []byte(`{"id":1}`), 10*time.Second)
 	require.NoError(t, err, "producer ingests")
@@ -81,6 +107,18 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The admin reads the key through the txn service and the bucket.
+	admin := as("admin")
+	msg, err = admin.Request("txn.get", []byte(`{"keys":["acct.tls"]}`), 10*time.Second)
+	require.NoError(t, err, "admin's txn.get")
+	require.Contains(t, string(msg.Data), `"acct.tls"`, "txn.get answered %s", msg.Data)
+	ajs, err := jetstream.New(admin)
+	require.NoError(t, err)
+	akv, err := ajs.KeyValue(ctx, streams.BucketState)
+	require.NoError(t, err)
+	_, err = akv.Get(ctx, "acct.tls")
+	require.NoError(t, err, "admin's KV read")
 
 	// Heartbeats reach the detector, which records every service instance.
 	members, err := rjs.KeyValue(ctx, streams.BucketMembers)
