@@ -11,8 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platform/platform/app"
 	"github.com/platform/platform/auth"
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/natsconn"
@@ -139,4 +141,28 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAlertsHTTPOffLoopbackNeedsWebConfigUnderAuth: under --auth the
+// alerting HTTP API is not served beyond loopback without a web config.
+func TestAlertsHTTPOffLoopbackNeedsWebConfigUnderAuth(t *testing.T) {
+	users, err := auth.Init(t.TempDir())
+	require.NoError(t, err)
+	opts := embedded(t, 1, t.TempDir())
+	opts.Auth = users
+	opts.Catalog = app.Services()
+	opts.Services = []string{"alerting"}
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	for _, s := range opts.Catalog {
+		if s.Flags != nil {
+			s.Flags(fs)
+		}
+	}
+	require.NoError(t, fs.Parse([]string{"--alerts-http", "0.0.0.0:0"}))
+	opts.Logger, opts.HTTPAddr = clustertest.Logger(), "127.0.0.1:0"
+	a, err := app.New(opts)
+	require.NoError(t, err)
+	ctx := clustertest.Context(t, time.Minute)
+	err = a.Run(ctx)
+	require.ErrorContains(t, err, "web config", "platform run --auth --alerts-http 0.0.0.0:…")
 }
