@@ -189,6 +189,18 @@ func TestRolesCannotChangeWhatTheyDoNotOwn(t *testing.T) {
 		require.NoError(t, err)
 		_, err = rjs.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{})
 		require.NoError(t, err, "reader creates a consumer of its own")
+		kv, err := rjs.KeyValue(ctx, streams.BucketMembers)
+		require.NoError(t, err)
+		rw, err := kv.WatchAll(ctx)
+		require.NoError(t, err, "reader watches a bucket")
+		select {
+		case <-rw.Updates():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the reader's watch delivered nothing")
+		}
+		// Not stopped: Stop would ask to delete the watcher's consumer,
+		// which a reader may not; the server drops it once the
+		// connection closes.
 	})
 	t.Run("reader deletes a platform consumer", func(t *testing.T) {
 		expectRefused(t, reader, rv, "$JS.API.CONSUMER.DELETE."+stream+"."+watcher, nil)
