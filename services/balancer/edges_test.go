@@ -305,7 +305,10 @@ func TestProxyStuckServiceBesideHealthy(t *testing.T) {
 	mu.Unlock()
 	t.Logf("healthy P99 %v before, %v beside %d stuck requests; stuck ones answered %v, the last timeout %v after the last refusal",
 		before, during, limit, all, late)
-	if during > max(3*before, before+50*time.Millisecond) {
+	// Before the route endpoint stopped blocking, the healthy service
+	// waited out the stuck requests' timeout (4 s here); the margin is
+	// for a loaded machine's scheduler.
+	if during > max(3*before, before+250*time.Millisecond) {
 		t.Errorf("healthy service's routed P99 %v beside the stuck one, %v before", during, before)
 	}
 	if all[service.CodeTimeout] != limit || all[service.CodeUnavailable] != n-limit {
