@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
 )
 
 // Matcher is one silence matcher in Alertmanager's API v2 form.
@@ -19,6 +20,20 @@ type Matcher struct {
 	IsRegex bool   `json:"isRegex"`
 	// IsEqual is false for != and !~ (default true).
 	IsEqual *bool `json:"isEqual,omitempty"`
+}
+
+// matchType returns the matcher's operator.
+func (m Matcher) matchType() labels.MatchType {
+	eq := m.IsEqual == nil || *m.IsEqual
+	switch {
+	case m.IsRegex && eq:
+		return labels.MatchRegexp
+	case m.IsRegex:
+		return labels.MatchNotRegexp
+	case !eq:
+		return labels.MatchNotEqual
+	}
+	return labels.MatchEqual
 }
 
 // Silence mutes the alerts its matchers all match between StartsAt and
@@ -60,23 +75,10 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	if s.EndsAt.IsZero() || !s.EndsAt.After(s.StartsAt) {
 		return nil, errors.New("endsAt must be after startsAt")
 	}
-	if s.CreatedBy == "" {
-		return nil, errors.New("createdBy is required")
-	}
 	ms := make(labels.Matchers, 0, len(s.Matchers))
 	matchesEmpty := true
 	for _, m := range s.Matchers {
-		eq := m.IsEqual == nil || *m.IsEqual
-		t := labels.MatchEqual
-		switch {
-		case m.IsRegex && eq:
-			t = labels.MatchRegexp
-		case m.IsRegex:
-			t = labels.MatchNotRegexp
-		case !eq:
-			t = labels.MatchNotEqual
-		}
-		lm, err := labels.NewMatcher(t, m.Name, m.Value)
+		lm, err := labels.NewMatcher(m.matchType(), m.Name, m.Value)
 		if err != nil {
 			return nil, fmt.Errorf("matcher %s: %w", m.Name, err)
 		}
@@ -202,7 +204,7 @@ func (ss *Silences) Expired(now time.Time, retention time.Duration) []string {
 type Inhibitor struct {
 	mu      sync.RWMutex
 	rules   []*InhibitRule
-	sources [][]map[string]string // per rule, the labels of its firing sources
+	sources [][]Alert // per rule, its firing sources, by fingerprint
 }
 
 // NewInhibitor returns an inhibitor with rules.
@@ -219,39 +221,52 @@ func (in *Inhibitor) SetRules(rules []*InhibitRule) {
 func (in *Inhibitor) Update(alerts []Alert, now time.Time) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.sources = make([][]map[string]string, len(in.rules))
+	in.sources = make([][]Alert, len(in.rules))
 	for i, r := range in.rules {
 		for _, a := range alerts {
 			if !a.Resolved(now) && matchAll(r.source, a.Labels) {
-				in.sources[i] = append(in.sources[i], a.Labels)
+				in.sources[i] = append(in.sources[i], a)
 			}
 		}
+		sortAlerts(in.sources[i])
 	}
 }
 
-// Mutes reports whether a firing source inhibits an alert with lbls. An
-// alert never inhibits itself.
-func (in *Inhibitor) Mutes(lbls map[string]string, _ time.Time) bool {
+// Mutes reports whether a firing source inhibits an alert with lbls.
+func (in *Inhibitor) Mutes(lbls map[string]string, now time.Time) bool {
+	return in.InhibitedBy(lbls, now) != ""
+}
+
+// InhibitedBy returns the fingerprint of the firing source that inhibits
+// an alert with lbls, "" if none does; of several, the lowest, where
+// Alertmanager names one it happens to find first. An alert never
+// inhibits itself.
+func (in *Inhibitor) InhibitedBy(lbls map[string]string, _ time.Time) string {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
+	best := ""
+	var bestFP model.Fingerprint
 	for i, r := range in.rules {
 		if i >= len(in.sources) || !matchAll(r.target, lbls) {
 			continue
 		}
 	next:
 		for _, src := range in.sources[i] {
-			if maps.Equal(src, lbls) {
+			if maps.Equal(src.Labels, lbls) {
 				continue
 			}
 			for _, n := range r.Equal {
-				if src[n] != lbls[n] {
+				if src.Labels[n] != lbls[n] {
 					continue next
 				}
 			}
-			return true
+			if fp := src.Fingerprint(); best == "" || fp < bestFP {
+				best, bestFP = fp.String(), fp
+			}
+			break // sources are sorted: the first is this rule's lowest
 		}
 	}
-	return false
+	return best
 }
 
 // muters mutes what any of its muters mutes.
