@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -192,9 +193,8 @@ func (d *Dispatcher) Due(now time.Time, muter Muter) []Due {
 		if len(firing) == 0 && len(resolved) == 0 {
 			continue // every alert muted
 		}
-		sortAlerts(firing)
-		sortAlerts(resolved)
-		n.Alerts = append(firing, resolved...)
+		n.Alerts = slices.Concat(firing, resolved)
+		slices.SortStableFunc(n.Alerts, notificationOrder)
 		for _, a := range firing {
 			n.Firing = append(n.Firing, uint64(a.Fingerprint()))
 		}
@@ -293,4 +293,32 @@ func labelSet(m map[string]string) model.LabelSet {
 		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
 	return ls
+}
+
+// notificationOrder orders a notification's alerts as Alertmanager's
+// AlertSlice does: by job, then instance (an alert without the label
+// last), then by label set.
+func notificationOrder(a, b Alert) int {
+	for _, k := range [...]string{"job", "instance"} {
+		va, oka := a.Labels[k]
+		vb, okb := b.Labels[k]
+		switch {
+		case !oka && !okb:
+			continue
+		case !oka:
+			return 1
+		case !okb:
+			return -1
+		case va != vb:
+			return strings.Compare(va, vb)
+		}
+	}
+	la, lb := labelSet(a.Labels), labelSet(b.Labels)
+	switch {
+	case la.Before(lb):
+		return -1
+	case lb.Before(la):
+		return 1
+	}
+	return 0
 }

@@ -362,8 +362,8 @@ func (e *Engine) Groups(now time.Time, f AlertFilter) []Group {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var keepRoute func(*Route) bool
-	if f.Receiver != nil {
-		keepRoute = func(rt *Route) bool { return f.Receiver.MatchString(rt.Receiver) }
+	if re := f.Receiver; re != nil {
+		keepRoute = func(rt *Route) bool { return re.MatchString(rt.Receiver) }
 	}
 	f.Receiver = nil
 	out := []Group{}

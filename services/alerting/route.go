@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
-	"github.com/prometheus/common/model"
 )
 
 // Route is a node of the routing tree, as in Alertmanager's
@@ -145,11 +144,7 @@ func (rt *Route) groupLabels(lbls map[string]string) map[string]string {
 // groupKey is Alertmanager's: the route's key and the group labels as
 // Prometheus writes a label set (`{}:{alertname="A", service="api"}`).
 func (rt *Route) groupKey(gl map[string]string) string {
-	ls := make(model.LabelSet, len(gl))
-	for k, v := range gl {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return rt.Key() + ":" + ls.String()
+	return rt.Key() + ":" + labelSet(gl).String()
 }
 
 func matchAll(ms labels.Matchers, lbls map[string]string) bool {
