@@ -39,7 +39,10 @@ type hook struct {
 	srv       *httptest.Server
 	mu        sync.Mutex
 	failFirst int
-	requests  int
+	// failing fails every request while set.
+	failing  bool
+	requests int
+	failures int
 	got       []received
 }
 
@@ -55,7 +58,8 @@ func newHook(t *testing.T, failFirst int) *hook {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.requests++
-		if h.requests <= h.failFirst {
+		if h.requests <= h.failFirst || h.failing {
+			h.failures++
 			http.Error(w, "failing on purpose", http.StatusInternalServerError)
 			return
 		}
@@ -74,7 +78,13 @@ func newHook(t *testing.T, failFirst int) *hook {
 func (h *hook) failed() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return min(h.requests, h.failFirst)
+	return h.failures
+}
+
+func (h *hook) setFailing(v bool) {
+	h.mu.Lock()
+	h.failing = v
+	h.mu.Unlock()
 }
 
 func (h *hook) received() []received {

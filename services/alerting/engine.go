@@ -52,17 +52,19 @@ func (p PostableAlert) check() error {
 // pure (time is passed in) and safe for concurrent use; the service feeds
 // it and sends what it says is due.
 type Engine struct {
-	mu        sync.Mutex
-	cfg       *Config
-	signals   *Signals
-	eval      *Evaluator
-	disp      *Dispatcher
-	inhibit   *Inhibitor
-	silences  *Silences
-	posted    map[model.Fingerprint]Alert
-	current   []Alert // rule and posted alerts of the last step
-	holdUntil time.Time
-	evals     int
+	mu       sync.Mutex
+	cfg      *Config
+	signals  *Signals
+	eval     *Evaluator
+	disp     *Dispatcher
+	inhibit  *Inhibitor
+	silences *Silences
+	posted   map[model.Fingerprint]Alert
+	current  []Alert // rule and posted alerts of the last step
+	// currentIdx indexes current by fingerprint.
+	currentIdx map[model.Fingerprint]int
+	holdUntil  time.Time
+	evals      int
 }
 
 // NewEngine returns an engine running cfg over signals, muting by
@@ -73,7 +75,7 @@ type Engine struct {
 // first evaluation.
 func NewEngine(cfg *Config, signals *Signals, silences *Silences, start time.Time) *Engine {
 	e := &Engine{cfg: cfg, signals: signals, silences: silences, posted: map[model.Fingerprint]Alert{},
-		eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
+		currentIdx: map[model.Fingerprint]int{}, eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
 	e.holdUntil = start.Add(SendHold(cfg))
 	return e
 }
@@ -150,22 +152,15 @@ func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 		}
 		e.posted[fp] = a
 		accepted = append(accepted, a)
-		e.current = replaceAlert(e.current, a)
+		if i, ok := e.currentIdx[fp]; ok {
+			e.current[i] = a
+		} else {
+			e.currentIdx[fp] = len(e.current)
+			e.current = append(e.current, a)
+		}
 	}
 	e.inhibit.Update(e.current, now)
 	e.disp.Put(now, accepted...)
-}
-
-// replaceAlert replaces the alert of a's fingerprint in as, or appends a.
-func replaceAlert(as []Alert, a Alert) []Alert {
-	fp := a.Fingerprint()
-	for i := range as {
-		if as[i].Fingerprint() == fp {
-			as[i] = a
-			return as
-		}
-	}
-	return append(as, a)
 }
 
 // PostedAlerts returns the number of posted alerts held (firing, or
@@ -208,6 +203,10 @@ func (e *Engine) Evaluate(now time.Time) {
 		all = append(all, a)
 	}
 	e.current = slices.Clip(all)
+	clear(e.currentIdx)
+	for i := range all {
+		e.currentIdx[all[i].Fingerprint()] = i
+	}
 	e.inhibit.Update(all, now)
 	e.disp.Put(now, all...)
 	e.evals++
