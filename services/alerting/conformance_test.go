@@ -43,7 +43,7 @@ type hook struct {
 	failing  bool
 	requests int
 	failures int
-	got       []received
+	got      []received
 }
 
 type received struct {
