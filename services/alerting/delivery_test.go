@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -159,15 +160,24 @@ func TestResolveDuringHandoverIsNotified(t *testing.T) {
 // alerts.list pages an answer bigger than one NATS message, and refuses
 // one asked for whole with too_large and how to page, never silence.
 func TestAlertsListLargerThanAMessage(t *testing.T) {
-	_, nc, _ := clustertest.Provisioned(t, 1)
+	// A stock nats-server, max_payload 1 MiB, as under --nats.
+	sc := clustertest.StartStock(t, 1)
+	nc, err := nats.Connect(sc.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
 	ctx := clustertest.Context(t, time.Minute)
-	s, _ := start(t, ctx, nc, writeRules(t, liveRules))
+	_, err = streams.Provision(ctx, js, streams.All(1), nil)
+	require.NoError(t, err)
+	// A receiver with no destination: this test is about listing.
+	s, _ := start(t, ctx, nc, writeRules(t, "receivers: [{name: none}]\n"))
 	waitActive(t, s)
 	// Listed whole, the alerts take about twice what one message
 	// carries.
-	const total = 400
+	const total = 300
 	note := strings.Repeat("x", int(nc.MaxPayload())/total)
-	const batch = 100
+	const batch = 50
 	for first := 0; first < total; first += batch {
 		var as []alerting.PostableAlert
 		for i := first; i < first+batch; i++ {
@@ -176,7 +186,7 @@ func TestAlertsListLargerThanAMessage(t *testing.T) {
 		}
 		b, err := json.Marshal(as)
 		require.NoError(t, err)
-		resp, err := nc.Request(alerting.SubjectPost, b, 5*time.Second)
+		resp, err := nc.Request(alerting.SubjectPost, b, 20*time.Second)
 		require.NoError(t, err)
 		require.Contains(t, string(resp.Data), fmt.Sprintf(`"accepted":%d`, batch))
 	}
@@ -186,7 +196,7 @@ func TestAlertsListLargerThanAMessage(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := nc.Request(alerting.SubjectList, nil, 5*time.Second)
+	resp, err := nc.Request(alerting.SubjectList, nil, 20*time.Second)
 	require.NoError(t, err, "an answer, not a timeout")
 	answer := tail(string(resp.Data), 300)
 	require.Contains(t, answer, "too_large")
