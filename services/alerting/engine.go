@@ -159,7 +159,7 @@ func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 			e.current = append(e.current, a)
 		}
 	}
-	e.inhibit.Update(e.current, now)
+	e.inhibit.Add(accepted, now)
 	e.disp.Put(now, accepted...)
 }
 

@@ -200,11 +200,12 @@ func (ss *Silences) Expired(now time.Time, retention time.Duration) []string {
 
 // Inhibitor mutes target alerts while a source alert fires with the same
 // values of the rule's equal labels, as Alertmanager's inhibitor does. It
-// is rebuilt from the firing alerts at each evaluation.
+// is rebuilt from the firing alerts at each evaluation and told of posted
+// alerts as they arrive.
 type Inhibitor struct {
 	mu      sync.RWMutex
 	rules   []*InhibitRule
-	sources [][]Alert // per rule, its firing sources, by fingerprint
+	sources []map[model.Fingerprint]Alert // per rule, its firing sources
 }
 
 // NewInhibitor returns an inhibitor with rules.
@@ -221,14 +222,36 @@ func (in *Inhibitor) SetRules(rules []*InhibitRule) {
 func (in *Inhibitor) Update(alerts []Alert, now time.Time) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.sources = make([][]Alert, len(in.rules))
+	in.sources = make([]map[model.Fingerprint]Alert, len(in.rules))
+	in.add(alerts, now)
+}
+
+// Add records alerts received at now: a firing source is added or
+// updated, a resolved one removed.
+func (in *Inhibitor) Add(alerts []Alert, now time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.sources) != len(in.rules) {
+		in.sources = make([]map[model.Fingerprint]Alert, len(in.rules))
+	}
+	in.add(alerts, now)
+}
+
+func (in *Inhibitor) add(alerts []Alert, now time.Time) {
 	for i, r := range in.rules {
 		for _, a := range alerts {
-			if !a.Resolved(now) && matchAll(r.source, a.Labels) {
-				in.sources[i] = append(in.sources[i], a)
+			if !matchAll(r.source, a.Labels) {
+				continue
+			}
+			if in.sources[i] == nil {
+				in.sources[i] = map[model.Fingerprint]Alert{}
+			}
+			if a.Resolved(now) {
+				delete(in.sources[i], a.Fingerprint())
+			} else {
+				in.sources[i][a.Fingerprint()] = a
 			}
 		}
-		sortAlerts(in.sources[i])
 	}
 }
 
@@ -244,14 +267,17 @@ func (in *Inhibitor) Mutes(lbls map[string]string, now time.Time) bool {
 func (in *Inhibitor) InhibitedBy(lbls map[string]string, _ time.Time) string {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	best := ""
-	var bestFP model.Fingerprint
+	found := false
+	var best model.Fingerprint
 	for i, r := range in.rules {
 		if i >= len(in.sources) || !matchAll(r.target, lbls) {
 			continue
 		}
 	next:
-		for _, src := range in.sources[i] {
+		for fp, src := range in.sources[i] {
+			if found && fp >= best {
+				continue
+			}
 			if maps.Equal(src.Labels, lbls) {
 				continue
 			}
@@ -260,13 +286,13 @@ func (in *Inhibitor) InhibitedBy(lbls map[string]string, _ time.Time) string {
 					continue next
 				}
 			}
-			if fp := src.Fingerprint(); best == "" || fp < bestFP {
-				best, bestFP = fp.String(), fp
-			}
-			break // sources are sorted: the first is this rule's lowest
+			found, best = true, fp
 		}
 	}
-	return best
+	if !found {
+		return ""
+	}
+	return best.String()
 }
 
 // muters mutes what any of its muters mutes.
