@@ -57,7 +57,7 @@ func TestFailedWebhookIsRetriedAndLoggedAfterSuccess(t *testing.T) {
 	h := newHook(t, 2)
 	s, _ := start(t, ctx, nc, writeRules(t, webhookRules(h.srv.URL)))
 	waitActive(t, s)
-	resp, err := nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Flaky","severity":"warning"}}]`), 5*time.Second)
+	resp, err := nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"Flaky","severity":"warning"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
 
@@ -115,7 +115,7 @@ func TestResolveDuringHandoverIsNotified(t *testing.T) {
 	nc := clustertest.Connect(t, c)
 	post := func(body string) {
 		t.Helper()
-		resp, err := nc.Request(alerting.SubjectPost, []byte(body), 5*time.Second)
+		resp, err := nc.Request(streams.AlertsPostSubject, []byte(body), 5*time.Second)
 		require.NoError(t, err)
 		require.Contains(t, string(resp.Data), `"accepted":1`)
 	}
@@ -186,7 +186,7 @@ func TestAlertsListLargerThanAMessage(t *testing.T) {
 		}
 		b, err := json.Marshal(as)
 		require.NoError(t, err)
-		resp, err := nc.Request(alerting.SubjectPost, b, 20*time.Second)
+		resp, err := nc.Request(streams.AlertsPostSubject, b, 20*time.Second)
 		require.NoError(t, err)
 		require.Contains(t, string(resp.Data), fmt.Sprintf(`"accepted":%d`, batch))
 	}
@@ -196,7 +196,7 @@ func TestAlertsListLargerThanAMessage(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := nc.Request(alerting.SubjectList, nil, 20*time.Second)
+	resp, err := nc.Request(streams.AlertsListSubject, nil, 20*time.Second)
 	require.NoError(t, err, "an answer, not a timeout")
 	answer := tail(string(resp.Data), 300)
 	require.Contains(t, answer, "too_large")

@@ -155,7 +155,7 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 			try(func(ctx context.Context) error {
 				m := nats.NewMsg(subject)
 				m.Data = sbody
-				m.Header.Set(nats.MsgIdHdr, msgID)
+				m.Header.Set(jetstream.MsgIDHeader, msgID)
 				m.Header.Set("Content-Type", "application/json")
 				if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
 					return fmt.Errorf("publish %s: %w", m.Subject, err)
