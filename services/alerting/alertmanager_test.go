@@ -272,3 +272,12 @@ func mustRegexp(t *testing.T, s string) *regexp.Regexp {
 	require.NoError(t, err)
 	return re
 }
+
+func TestToldResolvedKeepsOnlyWhatTheLogTold(t *testing.T) {
+	a := Alert{Labels: map[string]string{"alertname": "A", "i": "1"}, EndsAt: t0}
+	b := Alert{Labels: map[string]string{"alertname": "A", "i": "2"}, EndsAt: t0}
+	d := Due{Notification: Notification{Alerts: []Alert{a, b}}}
+	require.Empty(t, toldResolved(d, nil).Alerts)
+	got := toldResolved(d, &LogEntry{Resolved: []uint64{uint64(b.Fingerprint())}})
+	require.Equal(t, []Alert{b}, got.Alerts)
+}

@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ func (s *Service) deliver(ctx context.Context, nflog jetstream.KeyValue, d Due, 
 		return
 	}
 	if !active {
+		// What the log says was told resolved is done with here too,
+		// even if this instance's view of the group differs otherwise.
+		if told := toldResolved(d, prev); len(told.Alerts) > 0 {
+			s.engine.Delivered(told, now)
+		}
 		return
 	}
 	var rc *Receiver
@@ -68,6 +74,22 @@ func (s *Service) deliver(ctx context.Context, nflog jetstream.KeyValue, d Due, 
 	s.engine.Delivered(d, now)
 	s.m.notifications.WithLabelValues(d.Receiver).Inc()
 	s.log.Info("notified", "receiver", d.Receiver, "group", d.GroupKey, "status", d.Status, "alerts", len(d.Alerts))
+}
+
+// toldResolved returns d with only the resolved alerts whose resolution
+// the log entry prev records as told.
+func toldResolved(d Due, prev *LogEntry) Due {
+	out := d
+	out.Alerts = nil
+	if prev == nil {
+		return out
+	}
+	for _, a := range d.Alerts {
+		if _, ok := slices.BinarySearch(prev.Resolved, uint64(a.Fingerprint())); ok {
+			out.Alerts = append(out.Alerts, a)
+		}
+	}
+	return out
 }
 
 // forward posts the current alerts to every configured Alertmanager.

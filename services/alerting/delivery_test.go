@@ -243,3 +243,23 @@ func TestSilenceRulesAsAlertmanager(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, "expire, then expire again")
 	}
 }
+
+// An alert posted over HTTP (amtool alert add) is listed as soon as the
+// POST has answered, as Alertmanager lists it.
+func TestPostedAlertListedAtOnce(t *testing.T) {
+	_, nc, _ := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	s, _ := start(t, ctx, nc, writeRules(t, "evaluation_interval: 1m\nreceivers: [{name: none}]\n"))
+	base := "http://" + s.HTTPAddr()
+	resp, err := http.Post(base+"/api/v2/alerts", "application/json", strings.NewReader(`[{"labels":{"alertname":"JustAdded","severity":"info"}}]`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get(base + "/api/v2/alerts")
+	require.NoError(t, err)
+	var as []alerting.AlertStatus
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&as))
+	resp.Body.Close()
+	require.Len(t, as, 1)
+	require.Equal(t, "JustAdded", as[0].Name())
+}
