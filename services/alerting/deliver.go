@@ -24,8 +24,9 @@ func (s *Service) deliver(ctx context.Context, nflog jetstream.KeyValue, d Due, 
 	}
 	key := LogKey(d.Receiver, d.GroupKey)
 	log := KVLog{KV: nflog}
-	// Alertmanager gives a flush's notification until the next flush.
-	cctx, cancel := context.WithTimeout(ctx, max(d.Interval, time.Second))
+	// Alertmanager gives a flush's notification until the next flush;
+	// ending a flush tick earlier lets that flush find the group free.
+	cctx, cancel := context.WithTimeout(ctx, max(d.Interval-s.opts.FlushInterval, time.Second))
 	defer cancel()
 	prev, rev, err := log.Read(cctx, key)
 	if err != nil {
