@@ -344,6 +344,7 @@ receivers:
 		}
 		require.Equal(t, outA, outP, "amtool %s", strings.Join(args, " "))
 	}
+	require.Contains(t, pl.amtool(t, "config", "show"), "receiver: hook", "amtool config show prints the routing part")
 	var alerts []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(pl.amtool(t, "-o", "json", "alert", "query", "-a", "-s", "-i")), &alerts), "amtool decodes the alerts")
 	require.Len(t, alerts, 3, "DBDown, A2 (silenced), Warn (inhibited)")
