@@ -311,16 +311,12 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 	}
 	errs := []error{
 		add(streams.HeartbeatPrefix+">", func(m *nats.Msg) {
-			svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
-			var l service.Load
-			if err == nil {
-				err = json.Unmarshal(m.Data, &l)
-			}
+			hb, err := service.ParseHeartbeat(m.Subject, m.Header, m.Data)
 			if err != nil {
 				s.m.bad.WithLabelValues("heartbeat").Inc()
 				return
 			}
-			s.signals.Heartbeat(svc, inst, l, time.Now())
+			s.signals.Heartbeat(hb.Service, hb.Instance, hb.Load, time.Now())
 		}),
 		add(streams.DetectorPrefix+">", func(m *nats.Msg) {
 			var t membership.Transition

@@ -196,23 +196,13 @@ func (s *Service) kick() {
 
 // onHeartbeat feeds a heartbeat to the table; bad ones are counted.
 func (s *Service) onHeartbeat(m *nats.Msg) {
-	svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
+	hb, err := service.ParseHeartbeat(m.Subject, m.Header, m.Data)
 	if err != nil {
-		s.m.bad.WithLabelValues("subject").Inc()
+		s.m.bad.WithLabelValues(service.HeartbeatReason(err)).Inc()
 		return
 	}
-	var l service.Load
-	codec, err := service.CodecOf(m.Header)
-	if err == nil {
-		err = codec.Decode(m.Data, &l)
-	}
-	if err != nil || l.CPU < 0 || l.LatencyMS < 0 || l.ErrorRate < 0 || l.ErrorRate > 1 ||
-		math.IsNaN(l.LatencyMS) || math.IsInf(l.LatencyMS, 0) {
-		s.m.bad.WithLabelValues("body").Inc()
-		return
-	}
-	s.tab.ObserveLoad(svc, inst, l, time.Now())
-	if l.Leaving {
+	s.tab.ObserveLoad(hb.Service, hb.Instance, hb.Load, time.Now())
+	if hb.Load.Leaving {
 		s.kick()
 	}
 }

@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
 		})),
 	}
-	for _, r := range []string{badSubject, badBody, badValue, badSize} {
+	for _, r := range service.BadHeartbeatReasons {
 		m.bad[r] = badVec.WithLabelValues(r)
 	}
 	return m

@@ -220,7 +220,7 @@ func (s *Service) ingest(subject string, h nats.Header, data []byte, now time.Du
 		return
 	}
 	s.bad.Add(1)
-	s.m.bad[reasonOf(err)].Inc()
+	s.m.bad[service.HeartbeatReason(err)].Inc()
 	s.log.Debug("heartbeat dropped", "subject", subject, "err", err)
 }
 
