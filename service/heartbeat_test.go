@@ -48,7 +48,7 @@ func TestParseHeartbeatSubject(t *testing.T) {
 func TestDecodeHeartbeat(t *testing.T) {
 	mp, err := msgpack.Marshal(map[string]any{"seq": 7, "cpu": 0.5, "unknown": "ignored"})
 	require.NoError(t, err)
-	msgpackHdr := nats.Header{HeaderContentType: []string{ContentTypeMsgpack}}
+	msgpackHdr := nats.Header{ContentTypeHeader: []string{ContentTypeMsgpack}}
 	tests := []struct {
 		name   string
 		header nats.Header
@@ -77,7 +77,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 		{name: "interval over an hour", body: `{"interval_ms":3600001}`, reason: BadHeartbeatValue},
 		{name: "negative in flight", body: `{"in_flight":-1}`, reason: BadHeartbeatValue},
 		{name: "bad msgpack", header: msgpackHdr, body: "\xc1", reason: BadHeartbeatBody},
-		{name: "unknown content type", header: nats.Header{HeaderContentType: []string{"text/xml"}}, body: "{}", reason: BadHeartbeatBody},
+		{name: "unknown content type", header: nats.Header{ContentTypeHeader: []string{"text/xml"}}, body: "{}", reason: BadHeartbeatBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 }
 
 func TestDecodeHeartbeatRejectsNonFiniteMsgpack(t *testing.T) {
-	hdr := nats.Header{HeaderContentType: []string{ContentTypeMsgpack}}
+	hdr := nats.Header{ContentTypeHeader: []string{ContentTypeMsgpack}}
 	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		b, err := msgpack.Marshal(map[string]any{"latency_ms": v})
 		require.NoError(t, err)
@@ -119,7 +119,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
-	hdr := nats.Header{HeaderContentType: []string{ContentTypeMsgpack}}
+	hdr := nats.Header{ContentTypeHeader: []string{ContentTypeMsgpack}}
 	f.Fuzz(func(t *testing.T, body string, asMsgpack bool) {
 		var h nats.Header
 		if asMsgpack {

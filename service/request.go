@@ -112,7 +112,7 @@ func (r *Request) Relay(m *nats.Msg) {
 // not nil.
 func (r *Request) send(body []byte, e *Error) {
 	m := &nats.Msg{Subject: r.msg.Reply, Data: body, Header: nats.Header{}}
-	m.Header.Set(HeaderContentType, r.codec.String())
+	m.Header.Set(ContentTypeHeader, r.codec.String())
 	if e != nil {
 		m.Header.Set(micro.ErrorHeader, e.Message)
 		m.Header.Set(micro.ErrorCodeHeader, e.Status())

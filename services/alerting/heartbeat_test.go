@@ -33,7 +33,7 @@ route: {group_by: [alertname], group_wait: 100ms, group_interval: 100ms, repeat_
 	require.NoError(t, err)
 	clustertest.Eventually(t, 10*time.Second, func() error {
 		m := nats.NewMsg(streams.HeartbeatSubject("demo", "i1"))
-		m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 		m.Data = body
 		if err := nc.PublishMsg(m); err != nil {
 			return err

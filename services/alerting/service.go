@@ -30,23 +30,7 @@ import (
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
-)
-
-// Subjects of the service. They share the prefix alerts. with the
-// notifications (alerts.<severity>.<alertname>), which stream ALERTS
-// captures by severity only, so requests here are not stored.
-const (
-	SubjectPost          = streams.AlertsPrefix + "post"
-	SubjectList          = streams.AlertsPrefix + "list"
-	SubjectStatus        = streams.AlertsPrefix + "status"
-	SubjectReload        = streams.AlertsPrefix + "reload"
-	SubjectSilenceAdd    = streams.AlertsPrefix + "silence.add"
-	SubjectSilenceList   = streams.AlertsPrefix + "silence.list"
-	SubjectSilenceExpire = streams.AlertsPrefix + "silence.expire"
-	// subjectFanout carries accepted posted alerts to every instance.
-	subjectFanout = streams.AlertsPrefix + "fanout"
 )
 
 // Options configure one alerting instance.
@@ -58,6 +42,14 @@ type Options struct {
 	RulesFile string
 	// HTTPAddr serves Alertmanager's API v2 ("" disables it).
 	HTTPAddr string
+	// WebConfigFile is Alertmanager's web configuration for the HTTP API
+	// (the format of its --web.config.file: basic auth users, TLS); ""
+	// serves plain HTTP to anyone who can reach HTTPAddr.
+	WebConfigFile string
+	// RequireWebConfig refuses an HTTPAddr other hosts can reach without a
+	// WebConfigFile: set when NATS access is authenticated, so the HTTP API
+	// is no way around the roles.
+	RequireWebConfig bool
 	// ExternalURL is reported in notifications (default http://HTTPAddr).
 	ExternalURL string
 	// Gatherer is read by rules over metrics (nil: no metrics series).
@@ -81,7 +73,7 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = 250 * time.Millisecond
 	}
@@ -149,9 +141,12 @@ type Service struct {
 
 // New loads the rules and returns an instance ready to Run.
 func New(opts Options) (*Service, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
+	}
+	if err := opts.validateWeb(); err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
 	}
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
@@ -345,14 +340,14 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.EventsPrefix+">", func(m *nats.Msg) {
 			n := uint64(1)
-			if c := m.Header.Get(replicator.HeaderEnvelopeCount); c != "" {
+			if c := m.Header.Get(streams.EnvelopeCountHeader); c != "" {
 				if v, err := strconv.ParseUint(c, 10, 32); err == nil {
 					n = v
 				}
 			}
 			s.signals.Events(m.Subject[len(streams.EventsPrefix):], n, time.Now())
 		}),
-		add(subjectFanout, func(m *nats.Msg) {
+		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
 			if json.Unmarshal(m.Data, &as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()
@@ -439,7 +434,7 @@ func (s *Service) serveHTTP() (stop func(), err error) {
 	}
 	srv := &http.Server{Handler: s.API(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveWeb(l, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("alerting http server failed", "err", err)
 		}
 	}()

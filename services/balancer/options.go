@@ -12,12 +12,6 @@ import (
 	"github.com/platform/platform/service"
 )
 
-// Subjects of the balancer's own endpoints.
-const (
-	SubjectStatus  = "balancer.status"
-	SubjectBalance = "balancer.balance"
-)
-
 // Options configure a balancer instance. A zero field takes its default,
 // so Options{Conn: nc} is a production balancer.
 type Options struct {
@@ -60,7 +54,7 @@ type Options struct {
 	LeaderInterval time.Duration
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
