@@ -1,6 +1,7 @@
 // Package service is the lifecycle every platform service shares: it
-// registers a NATS micro service named platform-<name> with versioned,
-// described endpoints, decodes JSON or msgpack requests by Content-Type,
+// serves as a NATS micro service named platform-<name> (PING, INFO and
+// STATS with nats.go micro's types, statistics counted when each request is
+// answered) with versioned, described endpoints, decodes JSON or msgpack requests by Content-Type,
 // answers every failure with one error body, counts requests in Prometheus,
 // and emits heartbeats with the instance's load on hb.<service>.<instance>.
 //
