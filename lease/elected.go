@@ -22,6 +22,10 @@ const (
 	KeyAlerting Key = "alerting" // the alerting instance that sends notifications
 )
 
+// keys does not compile if two keys above are equal: a map literal may not
+// repeat a constant key.
+var _ = map[Key]bool{KeyDetector: true, KeyBalancer: true, KeyAlerting: true}
+
 // Server is what an Elected instance runs: a micro service instance
 // (service.Service).
 type Server interface {
