@@ -33,6 +33,8 @@ type instance struct {
 	mu        sync.Mutex
 	endpoints []*endpoint
 	verbs     []*nats.Subscription
+	done      chan struct{} // closed by stop: ends the slow-consumer watchers
+	stopOnce  sync.Once
 }
 
 // endpoint is one subscribed endpoint and its statistics.
@@ -79,7 +81,7 @@ func newInstance(nc *nats.Conn, identity micro.ServiceIdentity, description stri
 	if identity.Metadata == nil {
 		identity.Metadata = map[string]string{}
 	}
-	return &instance{nc: nc, identity: identity, description: description, started: time.Now().UTC()}
+	return &instance{nc: nc, identity: identity, description: description, started: time.Now().UTC(), done: make(chan struct{})}
 }
 
 // subscribe serves one endpoint with handler in the queue group queue,
@@ -103,6 +105,25 @@ func (in *instance) subscribe(info micro.EndpointInfo, pendingMsgs, pendingBytes
 		}
 	}
 	e.sub = sub
+	// A slow consumer drops requests unanswered; micro counts each such
+	// episode as an error of the endpoint, and so does this.
+	slow := sub.StatusChanged(nats.SubscriptionSlowConsumer)
+	go func() {
+		for {
+			select {
+			case _, ok := <-slow:
+				if !ok {
+					return
+				}
+				e.mu.Lock()
+				e.errors++
+				e.lastError = nats.ErrSlowConsumer.Error()
+				e.mu.Unlock()
+			case <-in.done:
+				return
+			}
+		}
+	}()
 	in.mu.Lock()
 	in.endpoints = append(in.endpoints, e)
 	in.mu.Unlock()
@@ -194,4 +215,5 @@ func (in *instance) stop(wait time.Duration) {
 	for _, sub := range verbs {
 		_ = sub.Unsubscribe() // fails only on a closed connection, which ended it
 	}
+	in.stopOnce.Do(func() { close(in.done) })
 }

@@ -3,11 +3,13 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/require"
 
@@ -117,4 +119,50 @@ func TestMicroStatsCountAnswersGivenLater(t *testing.T) {
 			t.Errorf("%s: the instance-addressed copy should be listed, unused: %+v", name, inst)
 		}
 	}
+}
+
+// TestMicroStatsCountSlowConsumer fills an endpoint's pending limit while
+// its handler is stuck: the requests nats.go drops count as an error of
+// the endpoint in $SRV.STATS, as micro counts them.
+func TestMicroStatsCountSlowConsumer(t *testing.T) {
+	c := clustertest.Start(t, 1)
+	nc := clustertest.Connect(t, c)
+	release := make(chan struct{})
+	svc, err := service.New(service.Options{
+		Conn: nc, Name: "slow", Logger: clustertest.Logger(), HeartbeatInterval: -1,
+		Endpoints: []service.Endpoint{{Name: "stuck", Subject: "slow.stuck", PendingMsgs: 4, Timeout: -1,
+			Handler: func(_ context.Context, r *service.Request) { <-release; r.Respond("ok") }}},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	defer close(release)
+	<-svc.Ready()
+
+	client := clustertest.Connect(t, c)
+	subject, err := micro.ControlSubject(micro.StatsVerb, svc.MicroName(), svc.ID())
+	require.NoError(t, err)
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		for range 20 {
+			if err := client.Publish("slow.stuck", []byte(`{}`)); err != nil {
+				return err
+			}
+		}
+		m, err := client.Request(subject, nil, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		var st micro.Stats
+		if err := json.Unmarshal(m.Data, &st); err != nil {
+			return err
+		}
+		for _, e := range st.Endpoints {
+			if e.Name == "stuck" && e.NumErrors > 0 && e.LastError == nats.ErrSlowConsumer.Error() {
+				return nil
+			}
+		}
+		return fmt.Errorf("no slow consumer error in %s", m.Data)
+	})
 }
