@@ -10,6 +10,7 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/streams"
 )
 
@@ -38,7 +39,7 @@ route: {group_by: [alertname], group_wait: 100ms, group_interval: 100ms, repeat_
 		if err := nc.PublishMsg(m); err != nil {
 			return err
 		}
-		for _, a := range s.Engine().Alerts(time.Now()) {
+		for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 			if a.Name() == "Busy" {
 				return nil
 			}
