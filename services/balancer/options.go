@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,9 +11,6 @@ import (
 
 	"github.com/platform/platform/service"
 )
-
-// LeaseKey is the key of the weight writer's lease in bucket LEASES.
-const LeaseKey = "balancer"
 
 // Options configure a balancer instance. A zero field takes its default,
 // so Options{Conn: nc} is a production balancer.
@@ -70,12 +68,17 @@ func (o *Options) setDefaults() {
 	o.LeaderInterval = cmpOr(o.LeaderInterval, time.Minute)
 }
 
+// validate checks filled options; the lease settings are checked by
+// lease.NewElected, also in New.
 func (o *Options) validate() error {
 	if o.Conn == nil {
 		return errors.New("balancer: nil NATS connection")
 	}
 	if o.TickInterval < 0 || o.StatsInterval < 0 || o.RefreshInterval < 0 {
 		return errors.New("balancer: negative interval")
+	}
+	if o.Router.Strategy < P2C || o.Router.Strategy > QueueGroup {
+		return fmt.Errorf("balancer: unknown router strategy %d", o.Router.Strategy)
 	}
 	return o.Policy.validate()
 }
