@@ -13,6 +13,9 @@ const (
 	// per NATS connection); fire-and-forget events without it share the
 	// client "anonymous".
 	ClientHeader = "Platform-Client"
+	// KeyHeader is an event's partition key for consumer groups; without
+	// it an event's key is its topic.
+	KeyHeader = "Platform-Key"
 
 	// EnvelopeHeader (the format version) and EnvelopeCountHeader (the
 	// number of events) mark a stream message that holds an envelope of

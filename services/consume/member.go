@@ -1,0 +1,407 @@
+package consume
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/internal/jsapi"
+	"github.com/platform/platform/lease"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// ErrFenced means the member no longer owns a partition: another member
+// took it (a higher epoch) while this one was applying events, and the
+// commit was refused. Nothing of that commit was written.
+var ErrFenced = errors.New("consume: partition fenced by a newer owner")
+
+// Member is one member of a consumer group. Run it until its context
+// ends; it joins the group, takes the partitions the group's leader
+// assigns it, and applies their events exactly once.
+//
+// How a member works:
+//
+//   - Membership: every TTL/4 it writes its member key with a message TTL
+//     of TTL, so a member that dies (or is paused) leaves the group after
+//     TTL; one that stops deletes the key at once.
+//   - Leader: the holder of the group's lease (bucket LEASES) lists the
+//     live members every tick and writes Assign's result to the assign
+//     key (compare-and-set on its revision).
+//   - Ownership: a member that is assigned a partition takes it by writing
+//     epoch+1 (itself as owner, the position unchanged) to the partition's
+//     position key, expecting the revision it read. That is the fence.
+//   - Processing: one ordered consumer on EVENTS from the lowest position
+//     among its partitions; each partition's events, in stream order, go
+//     through Handler inside one txn transaction that also reads the
+//     position key (checking epoch and owner) and writes the new position.
+//     The position key's expected revision makes a former owner's late
+//     commit fail; a user key's conflict retries the handler.
+type Member struct {
+	opts Options
+	log  *slog.Logger
+	js   jetstream.JetStream
+
+	owned  map[int]*owned // owned by Run's goroutine
+	reread bool           // the reader must start again from the positions; owned by Run's goroutine
+
+	// pauseKeeper stops the membership and lease loop (tests simulate a
+	// paused process with it).
+	pauseKeeper atomic.Bool
+	// fenced counts commits refused because a partition was taken.
+	fenced atomic.Int64
+	// applied counts events committed.
+	applied atomic.Int64
+}
+
+// owned is a partition this member holds.
+type owned struct {
+	epoch uint64
+	next  cursor // the next event to apply
+}
+
+// New checks the options and returns a member; Run starts it.
+func New(opts Options) (*Member, error) {
+	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(opts.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("consume: %w", err)
+	}
+	return &Member{
+		opts:  opts,
+		log:   opts.Logger.With("component", "consume", "group", opts.Group, "member", opts.Member),
+		js:    js,
+		owned: map[int]*owned{},
+	}, nil
+}
+
+// ID returns the member's name.
+func (m *Member) ID() string { return m.opts.Member }
+
+// Applied returns how many events this member has committed.
+func (m *Member) Applied() int64 { return m.applied.Load() }
+
+// Run joins the group and applies events until ctx ends; it then leaves
+// the group (deleting its member key and releasing the lease, so the
+// partitions move at once) and returns nil. It returns an error if the
+// group cannot be joined (ErrPartitions, an unreachable store).
+func (m *Member) Run(ctx context.Context) error {
+	if err := m.ensureConfig(ctx); err != nil {
+		return err
+	}
+	kv, err := m.js.KeyValue(ctx, m.opts.Store.Bucket())
+	if err != nil {
+		return fmt.Errorf("consume: bucket %s: %w", m.opts.Store.Bucket(), err)
+	}
+	leases, err := m.js.KeyValue(ctx, streams.BucketLeases)
+	if err != nil {
+		return fmt.Errorf("consume: bucket %s: %w", streams.BucketLeases, err)
+	}
+	l, err := lease.New(leases, leaseKey(m.opts.Group), m.opts.Member, m.opts.TTL, m.opts.Tick)
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	if err := m.beat(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	kctx, stopKeeper := context.WithCancel(ctx)
+	wg.Go(func() { m.keep(kctx, kv, l) })
+	defer func() {
+		stopKeeper()
+		wg.Wait()
+	}()
+	m.loop(ctx)
+	return nil
+}
+
+// ensureConfig creates the group's config key, or checks it.
+func (m *Member) ensureConfig(ctx context.Context) error {
+	key := groupKey(m.opts.Group, "config")
+	for {
+		e, err := m.opts.Store.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("consume: join %s: %w", m.opts.Group, err)
+		}
+		if e.Found {
+			c, err := decode[config](key, e.Value)
+			if err != nil {
+				return err
+			}
+			if c.Partitions != m.opts.Partitions {
+				return fmt.Errorf("%w: group %s has %d, asked %d", ErrPartitions, m.opts.Group, c.Partitions, m.opts.Partitions)
+			}
+			return nil
+		}
+		v, _ := json.Marshal(config{Partitions: m.opts.Partitions})
+		_, err = m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}})
+		if err != nil && !errors.Is(err, txn.ErrConflict) {
+			return fmt.Errorf("consume: join %s: %w", m.opts.Group, err)
+		}
+	}
+}
+
+// keep renews the membership, competes for the lease and, while it holds
+// it, rebalances, every tick until ctx ends; then it leaves.
+func (m *Member) keep(ctx context.Context, kv jetstream.KeyValue, l *lease.Lease) {
+	t := time.NewTicker(m.opts.Tick)
+	defer t.Stop()
+	lastBeat := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			m.leave(l)
+			return
+		case <-t.C:
+		}
+		if m.pauseKeeper.Load() {
+			continue
+		}
+		now := time.Now()
+		if now.Sub(lastBeat) >= m.opts.TTL/4 {
+			if err := m.beat(ctx); err != nil {
+				m.log.Warn("renew membership", "err", err)
+			} else {
+				lastBeat = now
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, m.opts.Tick*2)
+		held, err := l.Step(sctx, now)
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("lease", "err", err)
+		}
+		if held {
+			if err := m.rebalance(sctx, kv); err != nil && ctx.Err() == nil {
+				m.log.Warn("rebalance", "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+// beat writes the member key with a message TTL.
+func (m *Member) beat(ctx context.Context) error {
+	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds()})
+	msg := nats.NewMsg(streams.KVSubject(m.opts.Store.Bucket(), memberKey(m.opts.Group, m.opts.Member)))
+	msg.Data = v
+	msg.Header.Set(jetstream.MsgTTLHeader, m.opts.TTL.String())
+	if _, err := m.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("consume: write member key: %w", err)
+	}
+	return nil
+}
+
+// leave deletes the member key (a delete marker that itself expires) and
+// releases the lease, so the leader reassigns at once.
+func (m *Member) leave(l *lease.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	msg := nats.NewMsg(streams.KVSubject(m.opts.Store.Bucket(), memberKey(m.opts.Group, m.opts.Member)))
+	msg.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+	msg.Header.Set(jetstream.MsgTTLHeader, "1s")
+	if _, err := m.js.PublishMsg(ctx, msg); err != nil {
+		m.log.Warn("leave group", "err", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		m.log.Warn("release lease", "err", err)
+	}
+}
+
+// rebalance lists the live members and writes the assignment if it
+// changed.
+func (m *Member) rebalance(ctx context.Context, kv jetstream.KeyValue) error {
+	prefix := memberKey(m.opts.Group, "")
+	kl, err := kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return fmt.Errorf("list members: %w", err)
+	}
+	var members []string
+	for k := range kl.Keys() {
+		members = append(members, k[len(prefix):])
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // the listing may be cut short
+	}
+	if len(members) == 0 {
+		return nil // not even ourselves: the listing is not to be trusted
+	}
+	slices.Sort(members)
+	members = slices.Compact(members)
+	key := groupKey(m.opts.Group, "assign")
+	e, err := m.opts.Store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	var prev assignment
+	if e.Found {
+		if prev, err = decode[assignment](key, e.Value); err != nil {
+			m.log.Warn("replacing unreadable assignment", "err", err)
+		}
+	}
+	owners := Assign(m.opts.Partitions, members, prev.Owners)
+	if slices.Equal(owners, prev.Owners) && slices.Equal(members, prev.Members) {
+		return nil
+	}
+	v, _ := json.Marshal(assignment{Owners: owners, Members: members})
+	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}}); err != nil {
+		return fmt.Errorf("write assignment: %w", err)
+	}
+	m.log.Info("rebalanced", "members", members, "moved", moved(prev.Owners, owners))
+	return nil
+}
+
+// loop is the member's main goroutine: it follows the assignment every
+// tick and applies the events its reader delivers.
+func (m *Member) loop(ctx context.Context) {
+	t := time.NewTicker(m.opts.Tick)
+	defer t.Stop()
+	var r *reader
+	defer func() {
+		if r != nil {
+			r.stop()
+		}
+	}()
+	restart := func() {
+		if r != nil {
+			r.stop()
+			r = nil
+		}
+		if len(m.owned) == 0 {
+			return
+		}
+		start := uint64(0)
+		for _, o := range m.owned {
+			if start == 0 || o.next.seq < start {
+				start = o.next.seq
+			}
+		}
+		var err error
+		if r, err = startReader(ctx, m.js, m.opts.Filter, max(start, 1), m.log); err != nil {
+			m.log.Warn("start reader", "err", err)
+			r = nil
+		}
+	}
+	for ctx.Err() == nil {
+		var msgs <-chan jetstream.Msg
+		if r != nil {
+			msgs = r.msgs
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			gained := m.follow(ctx)
+			switch {
+			case gained, m.reread, r == nil && len(m.owned) > 0:
+				m.reread = false
+				restart()
+			case r != nil && len(m.owned) == 0:
+				r.stop()
+				r = nil
+			}
+		case msg, ok := <-msgs:
+			if !ok {
+				restart() // the reader failed; start again from the positions
+				continue
+			}
+			batch := []jetstream.Msg{msg}
+		drain:
+			for len(batch) < readerBuffer {
+				select {
+				case msg, ok := <-msgs:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, msg)
+				default:
+					break drain
+				}
+			}
+			m.process(ctx, batch)
+		}
+	}
+}
+
+// follow reads the assignment, drops the partitions no longer assigned to
+// this member and takes the new ones; it reports whether it took any.
+func (m *Member) follow(ctx context.Context) (gained bool) {
+	key := groupKey(m.opts.Group, "assign")
+	e, err := m.opts.Store.Get(ctx, key)
+	if err != nil || !e.Found {
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("read assignment", "err", err)
+		}
+		return false
+	}
+	a, err := decode[assignment](key, e.Value)
+	if err != nil {
+		m.log.Warn("read assignment", "err", err)
+		return false
+	}
+	mine := map[int]bool{}
+	for p, o := range a.Owners {
+		if o == m.opts.Member && p < m.opts.Partitions {
+			mine[p] = true
+		}
+	}
+	for p := range m.owned {
+		if !mine[p] {
+			delete(m.owned, p)
+		}
+	}
+	for p := range mine {
+		if m.owned[p] != nil {
+			continue
+		}
+		o, err := m.take(ctx, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Debug("take partition", "partition", p, "err", err)
+			}
+			continue // the former owner is still committing; next tick
+		}
+		m.owned[p] = o
+		gained = true
+	}
+	return gained
+}
+
+// take fences partition p: it writes epoch+1 with this member as owner,
+// expecting the revision it read.
+func (m *Member) take(ctx context.Context, p int) (*owned, error) {
+	key := posKey(m.opts.Group, p)
+	e, err := m.opts.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var pos position
+	if e.Found {
+		if pos, err = decode[position](key, e.Value); err != nil {
+			return nil, err
+		}
+	}
+	pos.Epoch++
+	pos.Owner = m.opts.Member
+	v, _ := json.Marshal(pos)
+	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}}); err != nil {
+		return nil, err
+	}
+	m.log.Debug("took partition", "partition", p, "epoch", pos.Epoch, "at", pos.at())
+	return &owned{epoch: pos.Epoch, next: pos.at()}, nil
+}
+
+// retryBackoff spaces attempts to apply a batch that failed for a reason
+// other than fencing.
+var retryBackoff = jsapi.Backoff{Base: 20 * time.Millisecond, Max: time.Second}

@@ -1,0 +1,148 @@
+package consume
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// Defaults of Options.
+const (
+	// DefaultPartitions is a group's partition count.
+	DefaultPartitions = 16
+	// DefaultTTL is how long a member stays in its group without renewing
+	// its membership: a member that dies loses its partitions after it.
+	DefaultTTL = 5 * time.Second
+	// DefaultTick is how often a member renews, checks the assignment and
+	// (as leader) recomputes it.
+	DefaultTick = 500 * time.Millisecond
+	// DefaultMaxBatch bounds the events of one partition committed in one
+	// transaction.
+	DefaultMaxBatch = 100
+)
+
+// Handler applies one event through tx. Its reads and writes commit
+// together with the partition's new position, so the event's effect is
+// applied exactly once. It may be called again for the same event (the
+// transaction conflicted, or the commit's outcome was unknown), so it
+// must have no effect besides tx. It must not write keys under
+// KeyPrefix. An error other than a txn conflict is retried with backoff
+// and holds up the member (per-event nak, term and dead letters are not
+// built yet).
+type Handler func(tx *txn.Tx, ev replicator.Event) error
+
+// Options configure a Member.
+type Options struct {
+	// Conn is the NATS connection. Required.
+	Conn *nats.Conn
+	// Store is the transaction store (bucket STATE): it holds the handler's
+	// state and the group's keys (KeyPrefix). Required.
+	Store *txn.Store
+	// Group names the group: letters, digits, - and _. Required.
+	Group string
+	// Filter is the subjects of EVENTS the group reads (default events.>).
+	Filter []string
+	// Partitions is the group's partition count (default
+	// DefaultPartitions). The first member to start fixes it in the
+	// group's config key; a member started with another count is refused
+	// with ErrPartitions.
+	Partitions int
+	// Member names this member within the group: letters, digits, - and
+	// _, unique among live members (default: random).
+	Member string
+	// Handler applies each event. Required.
+	Handler Handler
+	// TTL is how long the membership lasts unrenewed (default DefaultTTL,
+	// at least 1s: the server's smallest message TTL).
+	TTL time.Duration
+	// Tick is how often the member renews and rebalances (default
+	// DefaultTick; at most TTL/3).
+	Tick time.Duration
+	// MaxBatch bounds the events per transaction (default DefaultMaxBatch).
+	MaxBatch int
+	// Logger receives the member's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ErrPartitions means the group exists with another partition count.
+var ErrPartitions = errors.New("consume: partition count differs from the group's")
+
+func (o *Options) defaults() {
+	if len(o.Filter) == 0 {
+		o.Filter = []string{streams.EventsPrefix + ">"}
+	}
+	if o.Partitions == 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.Member == "" {
+		o.Member = crand.Text()
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Tick == 0 {
+		o.Tick = min(DefaultTick, o.TTL/3)
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Conn == nil {
+		errs = append(errs, errors.New("nil Conn"))
+	}
+	if o.Store == nil {
+		errs = append(errs, errors.New("nil Store"))
+	}
+	if o.Handler == nil {
+		errs = append(errs, errors.New("nil Handler"))
+	}
+	if !validName(o.Group) {
+		errs = append(errs, fmt.Errorf("group %q: want letters, digits, - and _", o.Group))
+	}
+	if !validName(o.Member) {
+		errs = append(errs, fmt.Errorf("member %q: want letters, digits, - and _", o.Member))
+	}
+	if o.Partitions < 1 || o.Partitions > 4096 {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1 to 4096", o.Partitions))
+	}
+	if o.TTL < time.Second {
+		errs = append(errs, fmt.Errorf("ttl %s: want at least 1s", o.TTL))
+	}
+	if o.Tick <= 0 || o.Tick > o.TTL/3 {
+		errs = append(errs, fmt.Errorf("tick %s: want positive and at most ttl/3 (%s)", o.Tick, o.TTL/3))
+	}
+	if o.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("max batch %d: want positive", o.MaxBatch))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

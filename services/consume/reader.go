@@ -1,0 +1,75 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/streams"
+)
+
+// readerBuffer is how many stream messages a reader holds ahead of the
+// member, and the most one batch takes.
+const readerBuffer = 512
+
+// reader feeds the member the messages of an ordered consumer on EVENTS,
+// from one goroutine it owns, until stop.
+type reader struct {
+	msgs   chan jetstream.Msg
+	it     jetstream.MessagesContext
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startReader(ctx context.Context, js jetstream.JetStream, filter []string, start uint64, log *slog.Logger) (*reader, error) {
+	cons, err := js.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filter,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume: reader on %s: %w", streams.Events, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("consume: reader on %s: %w", streams.Events, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &reader{msgs: make(chan jetstream.Msg, readerBuffer), it: it, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		defer close(r.msgs)
+		for {
+			msg, err := it.Next(jetstream.NextContext(ctx))
+			switch {
+			case ctx.Err() != nil, errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				return
+			case err != nil:
+				log.Warn("read events", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			select {
+			case r.msgs <- msg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return r, nil
+}
+
+// stop ends the reader and waits for its goroutine.
+func (r *reader) stop() {
+	r.cancel()
+	r.it.Stop()
+	<-r.done
+}
