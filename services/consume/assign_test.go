@@ -146,3 +146,20 @@ func TestPartitionStable(t *testing.T) {
 		t.Errorf("200 keys hit %d of 16 partitions", len(seen))
 	}
 }
+
+func TestStartSeqIsLowestPosition(t *testing.T) {
+	// A partition that applied nothing (position 0) must pull the reader
+	// back to the stream's start whatever the map's order.
+	for range 50 {
+		m := &Member{owned: map[int]*owned{
+			0: {next: cursor{seq: 900}}, 1: {next: cursor{seq: 0}}, 2: {next: cursor{seq: 40, index: 3}}, 3: {next: cursor{seq: 700}},
+		}}
+		if got := m.startSeq(); got != 1 {
+			t.Fatalf("start %d, want 1", got)
+		}
+	}
+	m := &Member{owned: map[int]*owned{0: {next: cursor{seq: 900}}, 2: {next: cursor{seq: 40, index: 3}}}}
+	if got := m.startSeq(); got != 40 {
+		t.Errorf("start %d, want 40", got)
+	}
+}

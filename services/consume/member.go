@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/internal/jsapi"
+	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
@@ -116,14 +117,25 @@ func (m *Member) Run(ctx context.Context) error {
 	if err := m.beat(ctx); err != nil {
 		return err
 	}
+	v := newView(m.opts.Group, m.opts.TTL)
+	f, err := kvfollow.Start(ctx, filtered{KeyValue: kv, keys: v.filters()}, kvfollow.Options{Put: v.put, Delete: v.del, Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("consume: follow group %s: %w", m.opts.Group, err)
+	}
+	defer f.Stop()
+	select {
+	case <-f.Synced():
+	case <-ctx.Done():
+		return nil
+	}
 	var wg sync.WaitGroup
 	kctx, stopKeeper := context.WithCancel(ctx)
-	wg.Go(func() { m.keep(kctx, kv, l) })
+	wg.Go(func() { m.keep(kctx, v, l) })
 	defer func() {
 		stopKeeper()
 		wg.Wait()
 	}()
-	m.loop(ctx)
+	m.loop(ctx, v)
 	return nil
 }
 
@@ -155,7 +167,7 @@ func (m *Member) ensureConfig(ctx context.Context) error {
 
 // keep renews the membership, competes for the lease and, while it holds
 // it, rebalances, every tick until ctx ends; then it leaves.
-func (m *Member) keep(ctx context.Context, kv jetstream.KeyValue, l *lease.Lease) {
+func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 	t := time.NewTicker(m.opts.Tick)
 	defer t.Stop()
 	lastBeat := time.Now()
@@ -177,13 +189,15 @@ func (m *Member) keep(ctx context.Context, kv jetstream.KeyValue, l *lease.Lease
 				lastBeat = now
 			}
 		}
-		sctx, cancel := context.WithTimeout(ctx, m.opts.Tick*2)
+		// A step may take longer than a tick on a busy host; the lease
+		// stays held through failed renewals for TTL minus a tick.
+		sctx, cancel := context.WithTimeout(ctx, m.opts.TTL/4)
 		held, err := l.Step(sctx, now)
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("lease", "err", err)
 		}
 		if held {
-			if err := m.rebalance(sctx, kv); err != nil && ctx.Err() == nil {
+			if err := m.rebalance(sctx, v, now); err != nil && ctx.Err() == nil {
 				m.log.Warn("rebalance", "err", err)
 			}
 		}
@@ -219,43 +233,27 @@ func (m *Member) leave(l *lease.Lease) {
 	}
 }
 
-// rebalance lists the live members and writes the assignment if it
-// changed.
-func (m *Member) rebalance(ctx context.Context, kv jetstream.KeyValue) error {
-	prefix := memberKey(m.opts.Group, "")
-	kl, err := kv.ListKeysFiltered(ctx, prefix+"*")
-	if err != nil {
-		return fmt.Errorf("list members: %w", err)
-	}
-	var members []string
-	for k := range kl.Keys() {
-		members = append(members, k[len(prefix):])
-	}
-	if ctx.Err() != nil {
-		return ctx.Err() // the listing may be cut short
-	}
+// rebalance writes the assignment for the members live at now, if it
+// changed, by compare-and-set on the revision the view holds.
+func (m *Member) rebalance(ctx context.Context, v *view, now time.Time) error {
+	members := v.members(now)
 	if len(members) == 0 {
-		return nil // not even ourselves: the listing is not to be trusted
+		return nil // not even this member: its own key is not renewed
 	}
-	slices.Sort(members)
-	members = slices.Compact(members)
-	key := groupKey(m.opts.Group, "assign")
-	e, err := m.opts.Store.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	var prev assignment
-	if e.Found {
-		if prev, err = decode[assignment](key, e.Value); err != nil {
-			m.log.Warn("replacing unreadable assignment", "err", err)
-		}
-	}
+	prev, rev := v.assignment()
 	owners := Assign(m.opts.Partitions, members, prev.Owners)
 	if slices.Equal(owners, prev.Owners) && slices.Equal(members, prev.Members) {
 		return nil
 	}
-	v, _ := json.Marshal(assignment{Owners: owners, Members: members})
-	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}}); err != nil {
+	b, err := json.Marshal(assignment{Owners: owners, Members: members})
+	if err != nil {
+		return fmt.Errorf("encode assignment: %w", err)
+	}
+	key := groupKey(m.opts.Group, "assign")
+	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: rev}, Writes: map[string][]byte{key: b}}); err != nil {
+		if errors.Is(err, txn.ErrConflict) {
+			return nil // the view is behind; the next tick has the new revision
+		}
 		return fmt.Errorf("write assignment: %w", err)
 	}
 	m.log.Info("rebalanced", "members", members, "moved", moved(prev.Owners, owners))
@@ -264,7 +262,7 @@ func (m *Member) rebalance(ctx context.Context, kv jetstream.KeyValue) error {
 
 // loop is the member's main goroutine: it follows the assignment every
 // tick and applies the events its reader delivers.
-func (m *Member) loop(ctx context.Context) {
+func (m *Member) loop(ctx context.Context, v *view) {
 	t := time.NewTicker(m.opts.Tick)
 	defer t.Stop()
 	var r *reader
@@ -281,14 +279,8 @@ func (m *Member) loop(ctx context.Context) {
 		if len(m.owned) == 0 {
 			return
 		}
-		start := uint64(0)
-		for _, o := range m.owned {
-			if start == 0 || o.next.seq < start {
-				start = o.next.seq
-			}
-		}
 		var err error
-		if r, err = startReader(ctx, m.js, m.opts.Filter, max(start, 1), m.log); err != nil {
+		if r, err = startReader(ctx, m.js, m.opts.Filter, m.startSeq(), m.log); err != nil {
 			m.log.Warn("start reader", "err", err)
 			r = nil
 		}
@@ -302,7 +294,7 @@ func (m *Member) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			gained := m.follow(ctx)
+			gained := m.follow(ctx, v)
 			switch {
 			case gained, m.reread, r == nil && len(m.owned) > 0:
 				m.reread = false
@@ -334,22 +326,23 @@ func (m *Member) loop(ctx context.Context) {
 	}
 }
 
+// startSeq is where the reader starts: the lowest position among the
+// owned partitions (a partition that applied nothing yet starts at 1).
+func (m *Member) startSeq() uint64 {
+	start := uint64(0)
+	first := true
+	for _, o := range m.owned {
+		if first || o.next.seq < start {
+			start, first = o.next.seq, false
+		}
+	}
+	return max(start, 1)
+}
+
 // follow reads the assignment, drops the partitions no longer assigned to
 // this member and takes the new ones; it reports whether it took any.
-func (m *Member) follow(ctx context.Context) (gained bool) {
-	key := groupKey(m.opts.Group, "assign")
-	e, err := m.opts.Store.Get(ctx, key)
-	if err != nil || !e.Found {
-		if err != nil && ctx.Err() == nil {
-			m.log.Warn("read assignment", "err", err)
-		}
-		return false
-	}
-	a, err := decode[assignment](key, e.Value)
-	if err != nil {
-		m.log.Warn("read assignment", "err", err)
-		return false
-	}
+func (m *Member) follow(ctx context.Context, v *view) (gained bool) {
+	a, _ := v.assignment()
 	mine := map[int]bool{}
 	for p, o := range a.Owners {
 		if o == m.opts.Member && p < m.opts.Partitions {

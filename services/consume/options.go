@@ -27,9 +27,14 @@ const (
 	// DefaultMaxBatch bounds the events of one partition committed in one
 	// transaction.
 	DefaultMaxBatch = 100
+	// DefaultParallel is how many partitions of a member apply their
+	// events at once: a transaction waits on round trips, not the CPU.
+	DefaultParallel = 8
 )
 
-// Handler applies one event through tx. Its reads and writes commit
+// Handler applies one event through tx. It is called for the events of
+// one partition one at a time in stream order, and for several
+// partitions at once (Options.Parallel). Its reads and writes commit
 // together with the partition's new position, so the event's effect is
 // applied exactly once. It may be called again for the same event (the
 // transaction conflicted, or the commit's outcome was unknown), so it
@@ -68,6 +73,9 @@ type Options struct {
 	Tick time.Duration
 	// MaxBatch bounds the events per transaction (default DefaultMaxBatch).
 	MaxBatch int
+	// Parallel bounds how many partitions apply their events at once
+	// (default DefaultParallel); each partition's events stay in order.
+	Parallel int
 	// Logger receives the member's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -93,6 +101,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Parallel == 0 {
+		o.Parallel = DefaultParallel
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -127,6 +138,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max batch %d: want positive", o.MaxBatch))
+	}
+	if o.Parallel < 1 {
+		errs = append(errs, fmt.Errorf("parallel %d: want positive", o.Parallel))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("consume: %w", err)

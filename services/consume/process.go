@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -43,15 +44,44 @@ func (m *Member) process(ctx context.Context, msgs []jetstream.Msg) {
 			byPart[p] = append(byPart[p], ev)
 		}
 	}
-	for _, p := range order {
-		evs := byPart[p]
-		for len(evs) > 0 && ctx.Err() == nil && m.owned[p] != nil {
-			n := min(len(evs), m.opts.MaxBatch)
-			m.apply(ctx, p, evs[:n])
-			evs = evs[n:]
+	// Partitions are independent: their transactions run side by side,
+	// each partition's in order. Only this goroutine changes m.owned, after
+	// they are done; a goroutine touches its own partition's entry alone.
+	outcomes := make([]outcome, len(order))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, m.opts.Parallel)
+	for i, p := range order {
+		o := m.owned[p]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			evs := byPart[p]
+			for len(evs) > 0 && ctx.Err() == nil && outcomes[i] == kept {
+				n := min(len(evs), m.opts.MaxBatch)
+				outcomes[i] = m.apply(ctx, p, o, evs[:n])
+				evs = evs[n:]
+			}
+		})
+	}
+	wg.Wait()
+	for i, p := range order {
+		switch outcomes[i] {
+		case lost:
+			delete(m.owned, p)
+		case reread:
+			m.reread = true
 		}
 	}
 }
+
+// outcome is what applying a batch did to the partition.
+type outcome int
+
+const (
+	kept   outcome = iota // still owned
+	lost                  // fenced: another member took it
+	reread                // the reader must start again from the positions
+)
 
 // errMoved says the position key holds this member's epoch but another
 // position than expected: an earlier commit whose outcome was unknown was
@@ -61,19 +91,15 @@ var errMoved = errors.New("position moved")
 // apply commits evs (events of partition p, in stream order, none applied
 // yet) through the handler, retrying until they are applied, the
 // partition is lost, or ctx ends.
-func (m *Member) apply(ctx context.Context, p int, evs []replicator.Event) {
+func (m *Member) apply(ctx context.Context, p int, o *owned, evs []replicator.Event) outcome {
 	key := posKey(m.opts.Group, p)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		o := m.owned[p]
-		if o == nil {
-			return
-		}
 		// Drop what an earlier commit already applied.
 		for len(evs) > 0 && cursorOf(evs[0].Pos).less(o.next) {
 			evs = evs[1:]
 		}
 		if len(evs) == 0 {
-			return
+			return kept
 		}
 		next := after(evs[len(evs)-1].Pos)
 		var seen position
@@ -109,34 +135,32 @@ func (m *Member) apply(ctx context.Context, p int, evs []replicator.Event) {
 		case err == nil:
 			o.next = next
 			m.applied.Add(int64(len(evs)))
-			return
+			return kept
+		case ctx.Err() != nil:
+			return kept
 		case errors.Is(err, ErrFenced):
 			m.fenced.Add(1)
 			m.log.Info("partition taken by another member", "partition", p, "epoch", o.epoch, "now", seen.Epoch, "owner", seen.Owner)
-			delete(m.owned, p)
-			return
+			return lost
 		case errors.Is(err, errMoved):
-			if seen.at().less(o.next) {
-				// Behind what this member applied: read again from there.
-				m.log.Error("position key behind the member's, reading again", "partition", p, "key", seen.at(), "member", o.next)
-				m.reread = true
-			}
+			behind := seen.at().less(o.next)
 			o.next = seen.at()
-			if m.reread {
-				return
+			if behind {
+				// Behind what this member applied: read again from there.
+				m.log.Error("position key behind the member's, reading again", "partition", p, "key", seen.at())
+				return reread
 			}
 			continue
 		case errors.Is(err, txn.ErrUnknownOutcome), errors.Is(err, txn.ErrUnavailable):
 			// The next attempt reads the position key again: errMoved if
 			// this commit was applied, ErrFenced if the partition moved.
 			m.log.Warn("commit outcome unknown, checking", "partition", p, "err", err)
-		case ctx.Err() != nil:
-			return
 		default:
 			m.log.Warn("apply events", "partition", p, "first", evs[0].Pos, "attempt", attempt+1, "err", fmt.Errorf("%w", err))
 		}
 		if jsapi.Sleep(ctx, retryBackoff.Delay(attempt)) != nil {
-			return
+			return kept
 		}
 	}
+	return kept
 }

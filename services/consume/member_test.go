@@ -1,0 +1,331 @@
+package consume
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// counter is what the test handler keeps per topic in STATE.
+type counter struct {
+	N   int    `json:"n"`
+	Sum int    `json:"sum"`
+	Seq uint64 `json:"seq"` // position of the last event applied
+	Idx int    `json:"idx"`
+	Bad int    `json:"bad"` // events applied out of stream order
+}
+
+// count is a Handler: it adds the event's value (its payload, a number)
+// to its topic's counter and checks that the topic's events come in
+// stream order. A violation is recorded in STATE, so only a committed
+// one counts.
+func count(tx *txn.Tx, ev replicator.Event) error {
+	key := "c." + strings.TrimPrefix(ev.Subject, streams.EventsPrefix)
+	e, err := tx.Get(key)
+	if err != nil {
+		return err
+	}
+	var c counter
+	if e.Found {
+		if err := json.Unmarshal(e.Value, &c); err != nil {
+			return err
+		}
+	}
+	v, err := strconv.Atoi(string(ev.Data))
+	if err != nil {
+		return err
+	}
+	if c.N > 0 && !(cursor{c.Seq, c.Idx}).less(cursorOf(ev.Pos)) {
+		c.Bad++
+	}
+	c.N++
+	c.Sum += v
+	c.Seq, c.Idx = ev.Pos.Seq, ev.Pos.Index
+	b, _ := json.Marshal(c)
+	return tx.Put(key, b)
+}
+
+type groupEnv struct {
+	c     *cluster.Cluster
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *txn.Store
+}
+
+func newGroupEnv(t *testing.T) *groupEnv {
+	t.Helper()
+	c, nc, js := clustertest.Provisioned(t, 3)
+	store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
+	require.NoError(t, err)
+	return &groupEnv{c: c, nc: nc, js: js, store: store}
+}
+
+// running is a member running on its own connection.
+type running struct {
+	*Member
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs a member of group with its own connection and store.
+func (e *groupEnv) start(t *testing.T, group, id string, h Handler) *running {
+	t.Helper()
+	nc := clustertest.Connect(t, e.c)
+	store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
+	require.NoError(t, err)
+	m, err := New(Options{
+		Conn: nc, Store: store, Group: group, Member: id, Handler: h,
+		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, MaxBatch: 20,
+		Logger: clustertest.Logger(),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Member: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- m.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the member and waits until Run returned.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			require.NoError(t, err, "member %s", r.ID())
+			close(r.done)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("member %s did not stop", r.ID())
+	}
+}
+
+// counters reads the counters of topics.
+func (e *groupEnv) counters(t *testing.T, topics []string) map[string]counter {
+	t.Helper()
+	keys := make([]string, len(topics))
+	for i, tp := range topics {
+		keys[i] = "c." + tp
+	}
+	got, err := e.store.GetMany(clustertest.Context(t, 10*time.Second), keys)
+	require.NoError(t, err)
+	out := map[string]counter{}
+	for i, tp := range topics {
+		var c counter
+		if en := got[keys[i]]; en.Found {
+			require.NoError(t, json.Unmarshal(en.Value, &c))
+		}
+		out[tp] = c
+	}
+	return out
+}
+
+// publishPlain stores events from to to-1 of each topic, one message each.
+func (e *groupEnv) publishPlain(t *testing.T, topics []string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		for _, tp := range topics {
+			_, err := e.js.PublishAsync(streams.EventsPrefix+tp, []byte(strconv.Itoa(i)))
+			require.NoError(t, err)
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish did not complete")
+	}
+}
+
+// publishEnvelopes stores events from to to-1 of each topic in envelopes.
+func (e *groupEnv) publishEnvelopes(t *testing.T, topics []string, from, to int) {
+	t.Helper()
+	ctx := clustertest.Context(t, 30*time.Second)
+	p, err := replicator.NewPublisher(e.js, replicator.WithEnvelope(), replicator.WithBatch(64, 1<<20))
+	require.NoError(t, err)
+	var futs []*replicator.Future
+	for i := from; i < to; i++ {
+		for _, tp := range topics {
+			f, err := p.PublishAsync(ctx, replicator.Message{Subject: streams.EventsPrefix + tp, Data: []byte(strconv.Itoa(i))})
+			require.NoError(t, err)
+			futs = append(futs, f)
+		}
+	}
+	require.NoError(t, p.Flush(ctx))
+	enveloped := 0
+	for _, f := range futs {
+		a, err := f.Wait(ctx)
+		require.NoError(t, err)
+		if a.Count > 1 {
+			enveloped++
+		}
+	}
+	require.NoError(t, p.Close(ctx))
+	require.NotZero(t, enveloped, "no event was stored in an envelope")
+}
+
+// TestGroupExactlyOnceAcrossRebalance applies 5,000 events of 20 topics
+// as counter increments with three members; one stops mid-way and a new
+// one joins. Every counter ends exact (nothing applied twice, nothing
+// missing) and every topic's events were applied in stream order, across
+// the rebalance.
+func TestGroupExactlyOnceAcrossRebalance(t *testing.T) {
+	e := newGroupEnv(t)
+	const perTopic = 250
+	var topics []string
+	for i := range 20 {
+		topics = append(topics, fmt.Sprintf("t%d", i))
+	}
+	e.publishPlain(t, topics, 0, perTopic/2)
+
+	a := e.start(t, "sums", "a", count)
+	b := e.start(t, "sums", "b", count)
+	c := e.start(t, "sums", "c", count)
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		if n := a.Applied() + b.Applied() + c.Applied(); n < 800 {
+			return fmt.Errorf("%d events applied", n)
+		}
+		return nil
+	})
+	a.stop(t)
+	d := e.start(t, "sums", "d", count)
+	e.publishEnvelopes(t, topics, perTopic/2, perTopic)
+
+	want := counter{N: perTopic, Sum: perTopic * (perTopic - 1) / 2}
+	clustertest.Eventually(t, 90*time.Second, func() error {
+		for tp, got := range e.counters(t, topics) {
+			if got.N < want.N {
+				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
+			}
+		}
+		return nil
+	})
+	for _, r := range []*running{b, c, d} {
+		r.stop(t)
+	}
+	for tp, got := range e.counters(t, topics) {
+		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
+			t.Errorf("topic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
+				tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
+		}
+	}
+	if d.Applied() == 0 {
+		t.Errorf("the member that joined applied nothing")
+	}
+	t.Logf("applied: a %d, b %d, c %d, d %d", a.Applied(), b.Applied(), c.Applied(), d.Applied())
+}
+
+// TestGroupFencesPausedOwner pauses a member (its membership and lease
+// stop renewing, its handler blocks) until another member has taken its
+// partitions; when it resumes, its commit is refused and it applies
+// nothing.
+func TestGroupFencesPausedOwner(t *testing.T) {
+	e := newGroupEnv(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	blocking := func(tx *txn.Tx, ev replicator.Event) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return count(tx, ev)
+	}
+	e.publishPlain(t, []string{"x"}, 1, 2)
+	a := e.start(t, "fence", "a", blocking)
+	select {
+	case <-entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("member a never handled the event")
+	}
+	a.pauseKeeper.Store(true)
+
+	b := e.start(t, "fence", "b", count)
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		if got := e.counters(t, []string{"x"})["x"]; got.N != 1 {
+			return fmt.Errorf("counter x at %d events, want 1", got.N)
+		}
+		return nil
+	})
+	close(release)
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		if a.fenced.Load() == 0 {
+			return errors.New("member a's commit was not refused yet")
+		}
+		return nil
+	})
+	if got := e.counters(t, []string{"x"})["x"]; got.N != 1 || got.Sum != 1 {
+		t.Errorf("after the paused owner resumed: counter x %+v, want 1 event summing 1", got)
+	}
+	if n := a.Applied(); n != 0 {
+		t.Errorf("the fenced member applied %d events, want 0", n)
+	}
+	// The new owner goes on.
+	e.publishPlain(t, []string{"x"}, 2, 3)
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		if got := e.counters(t, []string{"x"})["x"]; got.N != 2 || got.Sum != 3 {
+			return fmt.Errorf("counter x %+v, want 2 events summing 3", got)
+		}
+		return nil
+	})
+	if b.Applied() != 2 {
+		t.Errorf("member b applied %d events, want 2", b.Applied())
+	}
+
+	// A member that asks another partition count is refused.
+	m, err := New(Options{Conn: e.nc, Store: e.store, Group: "fence", Partitions: 8, Handler: count, Logger: clustertest.Logger()})
+	require.NoError(t, err)
+	if err := m.Run(clustertest.Context(t, 10*time.Second)); !errors.Is(err, ErrPartitions) {
+		t.Errorf("joining with 8 partitions a group of 16: got %v, want ErrPartitions", err)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	nc := &nats.Conn{}
+	store := &txn.Store{}
+	ok := func(tc Options) Options {
+		tc.Conn, tc.Store, tc.Handler = nc, store, count
+		if tc.Group == "" {
+			tc.Group = "g"
+		}
+		return tc
+	}
+	for _, tc := range []struct {
+		name string
+		opts Options
+		bad  string
+	}{
+		{name: "defaults", opts: ok(Options{})},
+		{name: "dotted group", opts: ok(Options{Group: "a.b"}), bad: "group"},
+		{name: "wildcard member", opts: ok(Options{Member: "a*"}), bad: "member"},
+		{name: "too many partitions", opts: ok(Options{Partitions: 5000}), bad: "partitions"},
+		{name: "short ttl", opts: ok(Options{TTL: 500 * time.Millisecond}), bad: "ttl"},
+		{name: "slow tick", opts: ok(Options{TTL: 3 * time.Second, Tick: 2 * time.Second}), bad: "tick"},
+		{name: "no handler", opts: Options{Conn: nc, Store: store, Group: "g"}, bad: "Handler"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.defaults()
+			err := o.validate()
+			switch {
+			case tc.bad == "" && err != nil:
+				t.Errorf("got %v, want no error", err)
+			case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
+				t.Errorf("got %v, want an error about %s", err, tc.bad)
+			}
+		})
+	}
+}
