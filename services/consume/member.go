@@ -99,6 +99,14 @@ func (m *Member) Applied() int64 { return m.applied.Load() }
 // partitions move at once) and returns nil. It returns an error if the
 // group cannot be joined (ErrPartitions, an unreachable store).
 func (m *Member) Run(ctx context.Context) error {
+	err := m.run(ctx)
+	if ctx.Err() != nil {
+		return nil // stopped while joining
+	}
+	return err
+}
+
+func (m *Member) run(ctx context.Context) error {
 	if err := m.ensureConfig(ctx); err != nil {
 		return err
 	}
