@@ -168,6 +168,7 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 		replyPrefix:   replyPrefix,
 		maxInFlight:   cfg.maxInFlight,
 		maxBatches:    cfg.maxBatches,
+		maxBytes:      cfg.maxBytesFlying,
 		ackTimeout:    cfg.ackTimeout,
 		retryDeadline: cfg.retryDeadline,
 		burst:         max(1, cfg.maxInFlight/cfg.burstDiv),
