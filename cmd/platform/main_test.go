@@ -255,7 +255,7 @@ func TestRunFlags(t *testing.T) {
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
 		"alerts-file", "alerts-http", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
-		"ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
+		"ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-request-timeout", "ingest-topic-rate", "log-format", "log-level",
 		"nats", "nkey", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
 	require.Equal(t, want, got)
