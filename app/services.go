@@ -71,13 +71,15 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer is the process's one Prometheus registry.
 	Registerer prometheus.Registerer
-	// Replicas is the replica count of the platform's streams.
-	Replicas int
 	// HeartbeatInterval is how often service instances heartbeat.
 	HeartbeatInterval time.Duration
 	// Cluster is the embedded cluster, nil when services run against an
 	// external NATS cluster (--nats).
 	Cluster *cluster.Cluster
+	// Authenticated is set when this process logs in to NATS with
+	// credentials (--auth, --nkey, --creds): NATS access follows roles, and
+	// a service's own listeners must not be a way around them.
+	Authenticated bool
 }
 
 // Runner is a constructed service: Run serves until ctx is done; Ready is
@@ -93,13 +95,30 @@ func adminService() Service {
 	return Service{
 		Name: "admin",
 		New: func(d Deps) (Runner, error) {
+			var c admin.Cluster // a nil *cluster.Cluster must stay a nil interface
+			if d.Cluster != nil {
+				c = adminCluster{d.Cluster}
+			}
 			return admin.New(admin.Options{
-				Conn: d.Conn, JS: d.JS, Cluster: d.Cluster,
+				Conn: d.Conn, JS: d.JS, Cluster: c,
 				HeartbeatInterval: d.HeartbeatInterval,
 				Logger:            d.Logger, Registerer: d.Registerer,
 			})
 		},
 	}
+}
+
+// adminCluster shows the embedded cluster to the admin service through
+// the small interface it declares.
+type adminCluster struct{ *cluster.Cluster }
+
+func (c adminCluster) Nodes() []admin.Node {
+	nodes := c.Cluster.Nodes()
+	out := make([]admin.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = admin.Node{Name: n.Name(), URL: n.ClientURL(), Running: n.Server() != nil}
+	}
+	return out
 }
 
 // detectorService decides from heartbeats which service instances are
@@ -199,6 +218,7 @@ func alertingService() Service {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&o.RulesFile, "alerts-file", "", "alerting rules file, e.g. deploy/alerts.yaml (default: the built-in rules); reloaded on SIGHUP and alerts.reload")
 			fs.StringVar(&o.HTTPAddr, "alerts-http", "", "serve Alertmanager's API v2 on this address, e.g. 127.0.0.1:9093 (default: off)")
+			fs.StringVar(&o.WebConfigFile, "alerts-web-config", "", "Alertmanager web config file for --alerts-http (basic auth, TLS; the format of alertmanager --web.config.file); required with --auth off loopback")
 		},
 		Validate: func() error {
 			if o.RulesFile == "" {
@@ -212,6 +232,7 @@ func alertingService() Service {
 			opts.Conn = d.Conn
 			opts.HeartbeatInterval = d.HeartbeatInterval
 			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			opts.RequireWebConfig = d.Authenticated
 			if g, ok := d.Registerer.(prometheus.Gatherer); ok {
 				opts.Gatherer = g
 			}

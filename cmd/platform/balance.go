@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/streams"
 )
 
 func newBalanceCmd() *cobra.Command {
 	var (
-		server  string
+		cf      clientFlags
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
@@ -26,16 +26,16 @@ consumer leaders until no node leads more than one group above another, and
 print the leaders per node before and after.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, err := nats.Connect(server, nats.Name("platform balance"), nats.Timeout(timeout))
+			nc, err := cf.connect("platform balance")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w", server, err)
+				return err
 			}
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			m, err := nc.RequestWithContext(ctx, balancer.SubjectBalance, nil)
+			m, err := nc.RequestWithContext(ctx, streams.BalancerBalanceSubject, nil)
 			if err != nil {
-				return fmt.Errorf("request %s: %w", balancer.SubjectBalance, err)
+				return fmt.Errorf("request %s: %w", streams.BalancerBalanceSubject, err)
 			}
 			if e := service.ParseError(service.JSON, m.Data); e != nil {
 				return fmt.Errorf("balance: %s", e.Message)
@@ -48,7 +48,7 @@ print the leaders per node before and after.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
+	cf.register(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the answer")
 	return cmd
 }

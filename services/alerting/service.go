@@ -27,27 +27,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
-)
-
-// Subjects of the service. They share the prefix alerts. with the
-// notifications (alerts.<severity>.<alertname>), which stream ALERTS
-// captures by severity only, so requests here are not stored.
-const (
-	SubjectPost          = streams.AlertsPrefix + "post"
-	SubjectList          = streams.AlertsPrefix + "list"
-	SubjectStatus        = streams.AlertsPrefix + "status"
-	SubjectReload        = streams.AlertsPrefix + "reload"
-	SubjectSilenceAdd    = streams.AlertsPrefix + "silence.add"
-	SubjectSilenceList   = streams.AlertsPrefix + "silence.list"
-	SubjectSilenceExpire = streams.AlertsPrefix + "silence.expire"
-	// subjectFanout carries accepted posted alerts to every instance.
-	subjectFanout = streams.AlertsPrefix + "fanout"
 )
 
 // LeaseKey is the key of the active alerting instance's lease.
@@ -62,6 +47,14 @@ type Options struct {
 	RulesFile string
 	// HTTPAddr serves Alertmanager's API v2 ("" disables it).
 	HTTPAddr string
+	// WebConfigFile is Alertmanager's web configuration for the HTTP API
+	// (the format of its --web.config.file: basic auth users, TLS); ""
+	// serves plain HTTP to anyone who can reach HTTPAddr.
+	WebConfigFile string
+	// RequireWebConfig refuses an HTTPAddr other hosts can reach without a
+	// WebConfigFile: set when NATS access is authenticated, so the HTTP API
+	// is no way around the roles.
+	RequireWebConfig bool
 	// ExternalURL is reported in notifications (default http://HTTPAddr).
 	ExternalURL string
 	// Gatherer is read by rules over metrics (nil: no metrics series).
@@ -85,7 +78,7 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = 250 * time.Millisecond
 	}
@@ -135,7 +128,10 @@ func New(opts Options) (*Service, error) {
 	if opts.Conn == nil {
 		return nil, errors.New("alerting: nil NATS connection")
 	}
-	opts.fill()
+	opts.setDefaults()
+	if err := opts.validateWeb(); err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
@@ -146,7 +142,8 @@ func New(opts Options) (*Service, error) {
 	if hold := SendHold(cfg); hold > 0 {
 		s.log.Info("notifications held after start, until inhibiting alerts with a for have had it", "hold", hold)
 	}
-	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL}
+	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL,
+		Retry: &jsapi.Retry{Backoff: jsapi.Backoff{Base: time.Second, Max: 30 * time.Second}}}
 	s.svc, err = service.New(service.Options{
 		Conn: opts.Conn, Name: "alerting",
 		Description:       "Alerting rules, grouping, inhibition and silences, compatible with Alertmanager",
@@ -332,14 +329,14 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.EventsPrefix+">", func(m *nats.Msg) {
 			n := uint64(1)
-			if c := m.Header.Get(replicator.HeaderEnvelopeCount); c != "" {
+			if c := m.Header.Get(streams.EnvelopeCountHeader); c != "" {
 				if v, err := strconv.ParseUint(c, 10, 32); err == nil {
 					n = v
 				}
 			}
 			s.signals.Events(m.Subject[len(streams.EventsPrefix):], n, time.Now())
 		}),
-		add(subjectFanout, func(m *nats.Msg) {
+		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
 			if json.Unmarshal(m.Data, &as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()
@@ -360,6 +357,8 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 	poll := time.NewTicker(s.opts.StreamPollInterval)
 	defer poll.Stop()
 	s.pollStreams(ctx)
+	var ds deliveries
+	defer ds.wait()
 	var nextEval time.Time
 	for {
 		now := time.Now()
@@ -379,9 +378,7 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 			}
 		}
 		for _, d := range s.engine.Flush(now) {
-			if s.active.Load() {
-				s.notify(ctx, nflog, d, now)
-			}
+			ds.start(LogKey(d.Receiver, d.GroupKey), func() { s.deliver(ctx, nflog, d, now) })
 		}
 		select {
 		case <-ctx.Done():
@@ -428,7 +425,7 @@ func (s *Service) serveHTTP() (stop func(), err error) {
 	}
 	srv := &http.Server{Handler: s.API(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveWeb(l, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("alerting http server failed", "err", err)
 		}
 	}()

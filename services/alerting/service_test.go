@@ -172,7 +172,7 @@ func TestDeadInstanceNotifiedOnceThenResolvedAndSilenced(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&as); err != nil {
 			return err
 		}
-		if len(as) != 1 || as[0].State != "suppressed" || len(as[0].SilencedBy) != 1 || as[0].SilencedBy[0] != created.SilenceID {
+		if len(as) != 1 || as[0].Status.State != "suppressed" || len(as[0].Status.SilencedBy) != 1 || as[0].Status.SilencedBy[0] != created.SilenceID {
 			return fmt.Errorf("alerts %+v, want i2 suppressed by %s", as, created.SilenceID)
 		}
 		return nil
@@ -217,7 +217,7 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	path := writeRules(t, liveRules)
 	s, _ := start(t, ctx, nc, path)
 	require.NoError(t, os.WriteFile(path, []byte("rules:\n  - alert: X\n    over: members\n    expr: state ==\n    labels: {severity: critical}\n"), 0o600))
-	resp, err := nc.Request(alerting.SubjectReload, nil, 5*time.Second)
+	resp, err := nc.Request(streams.AlertsReloadSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), "line 2")
 	require.Contains(t, string(resp.Data), "bad_request")
@@ -225,14 +225,14 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	require.Equal(t, "InstanceDead", s.Engine().Config().Rules[0].Alert)
 
 	// alerts.post accepts Alertmanager's JSON and refuses garbage.
-	resp, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"info"}}]`), 5*time.Second)
+	resp, err = nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"Ext","severity":"info"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
-	resp, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{}}]`), 5*time.Second)
+	resp, err = nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), "bad_request")
 	clustertest.Eventually(t, 10*time.Second, func() error {
-		for _, a := range s.Engine().Alerts(time.Now()) {
+		for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 			if a.Name() == "Ext" {
 				return nil
 			}
@@ -256,7 +256,7 @@ func TestPostedAlertOfAnotherSeverityIsAWarning(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"page"}}]`), 5*time.Second)
+	resp, err := nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"Ext","severity":"page"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
 	m, err := c.Next(jetstream.FetchMaxWait(20 * time.Second))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 // DefaultRequestTimeout is how long the ingest service lets a request
@@ -12,11 +13,6 @@ import (
 // shorter than the usual client timeouts (the stock CLI waits 5 s), so
 // the requester hears why instead of timing out.
 const DefaultRequestTimeout = 2 * time.Second
-
-// HeaderTimeout lets a requester shorten the wait for its answer (a Go
-// duration such as "500ms"); it cannot lengthen it beyond the service's
-// RequestTimeout.
-const HeaderTimeout = "Platform-Timeout"
 
 // requestLane is where requests waiting for their level queue: a
 // Publisher of their own, so that they never wait behind the
@@ -119,15 +115,16 @@ func (s *Service) handleRequest(r *service.Request, ev Message, timeout time.Dur
 }
 
 // requestTimeout is the time a request may wait for its answer: the
-// service's RequestTimeout, shortened by the Platform-Timeout header.
+// service's RequestTimeout, shortened by the Platform-Timeout header
+// (streams.TimeoutHeader).
 func (s *Service) requestTimeout(r *service.Request) (time.Duration, *service.Error) {
-	v := r.Header().Get(HeaderTimeout)
+	v := r.Header().Get(streams.TimeoutHeader)
 	if v == "" {
 		return s.opts.RequestTimeout, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, service.Errorf(service.CodeBadRequest, "%s %q: use a positive Go duration such as 500ms", HeaderTimeout, v).With("reason", "bad_timeout")
+		return 0, service.Errorf(service.CodeBadRequest, "%s %q: use a positive Go duration such as 500ms", streams.TimeoutHeader, v).With("reason", "bad_timeout")
 	}
 	return min(d, s.opts.RequestTimeout), nil
 }

@@ -63,7 +63,7 @@ func TestRequestsDuringFlood(t *testing.T) {
 		m, err := nc.RequestMsgWithContext(rctx, &nats.Msg{
 			Subject: streams.IngestSubject("flood.req"),
 			Data:    fmt.Appendf(nil, `{"n":%d}`, i),
-			Header:  nats.Header{HeaderConsistency: {"all"}},
+			Header:  nats.Header{streams.ConsistencyHeader: {"all"}},
 		})
 		cancel()
 		require.NoError(t, err, "request %d: no answer within %s", i, deadline)

@@ -35,7 +35,7 @@ type floodOutcomes struct {
 // idle row's (p99_ratio_vs_idle). The ingest service runs in this process
 // with sopts; no other replicator instance may serve ingest.*.
 func Flood(ctx context.Context, t *target.Target, o Options, sopts replicator.Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	if o.FloodSize <= 0 {
 		o.FloodSize = 128
 	}
@@ -74,7 +74,7 @@ func Flood(ctx context.Context, t *target.Target, o Options, sopts replicator.Op
 	}
 	corpus := Corpus(1000, o.Size)
 	reqSubject := streams.IngestSubject("bench.flood.req")
-	header := nats.Header{replicator.HeaderConsistency: {o.Consistency}}
+	header := nats.Header{streams.ConsistencyHeader: {o.Consistency}}
 
 	// phase sends every client's requests and records their latencies.
 	phase := func(name string) (*bench.Latencies, *floodOutcomes, time.Duration) {
