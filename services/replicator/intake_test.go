@@ -109,7 +109,7 @@ func TestBurstAccounted(t *testing.T) {
 		// One message per event and a shallow pipeline store slowly
 		// enough for the burst to overflow even a slow sender.
 		{"small events", 100_000, 128, 1 << 20, 1, true, Options{PerEvent: true, MaxInFlight: 4}},
-		{"1 MiB events", 1000, 1<<20 - 4096, 64 << 20, 3, false, Options{}},
+		{"1 MiB events", 500, 1<<20 - 4096, 64 << 20, 3, false, Options{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.nodes)
