@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -357,13 +358,13 @@ func (rt *Route) fill(parent *Route, id string, receivers map[string]bool) error
 		if rt.GroupBy == nil {
 			rt.GroupBy = parent.GroupBy
 		}
-		rt.GroupWait = cmpOr(rt.GroupWait, parent.GroupWait)
-		rt.GroupInterval = cmpOr(rt.GroupInterval, parent.GroupInterval)
-		rt.RepeatInterval = cmpOr(rt.RepeatInterval, parent.RepeatInterval)
+		rt.GroupWait = cmp.Or(rt.GroupWait, parent.GroupWait)
+		rt.GroupInterval = cmp.Or(rt.GroupInterval, parent.GroupInterval)
+		rt.RepeatInterval = cmp.Or(rt.RepeatInterval, parent.RepeatInterval)
 	} else {
-		rt.GroupWait = cmpOr(rt.GroupWait, Duration(DefaultGroupWait))
-		rt.GroupInterval = cmpOr(rt.GroupInterval, Duration(DefaultGroupInterval))
-		rt.RepeatInterval = cmpOr(rt.RepeatInterval, Duration(DefaultRepeatInterval))
+		rt.GroupWait = cmp.Or(rt.GroupWait, Duration(DefaultGroupWait))
+		rt.GroupInterval = cmp.Or(rt.GroupInterval, Duration(DefaultGroupInterval))
+		rt.RepeatInterval = cmp.Or(rt.RepeatInterval, Duration(DefaultRepeatInterval))
 	}
 	if !receivers[rt.Receiver] {
 		return fmt.Errorf("route %s: unknown receiver %q", id, rt.Receiver)
@@ -379,13 +380,6 @@ func (rt *Route) fill(parent *Route, id string, receivers map[string]bool) error
 		}
 	}
 	return nil
-}
-
-func cmpOr(a, b Duration) Duration {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 func parseMatchers(ss []string) (labels.Matchers, error) {

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -235,8 +236,8 @@ type hedger struct {
 const hedgeSamples = 1024
 
 func (h *hedger) init(o HedgeOptions) {
-	o.Budget = cmpOr(o.Budget, 0.05)
-	o.Quantile = cmpOr(o.Quantile, 0.95)
+	o.Budget = cmp.Or(o.Budget, 0.05)
+	o.Quantile = cmp.Or(o.Quantile, 0.95)
 	h.opts = o
 }
 

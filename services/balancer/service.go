@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,7 +69,7 @@ func New(opts Options) (*Service, error) {
 		Description: "Per-instance weights, latency-aware request routing and even RAFT leaders",
 		Endpoints: []service.Endpoint{
 			{Name: "route", Subject: streams.RouteSubject(">"), Handler: s.handleRoute, OpaqueBody: true,
-				Concurrency: opts.ProxyConcurrency, Timeout: cmpOr(opts.Router.Timeout, 5*time.Second),
+				Concurrency: opts.ProxyConcurrency, Timeout: cmp.Or(opts.Router.Timeout, 5*time.Second),
 				Description: "Forwards route.<subject> to the best instance serving <subject> and relays its answer unchanged"},
 			{Name: "status", Subject: streams.BalancerStatusSubject, Handler: service.Func(s.handleStatus), Concurrency: 2,
 				Description: "Per instance: weight, inputs, share of routed requests"},
