@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/services/alerting"
@@ -20,13 +19,13 @@ import (
 // alertingFlags are the connection flags of `platform alerts` and
 // `platform silence`.
 type alertingFlags struct {
-	server  string
+	cf      clientFlags
 	timeout time.Duration
 	json    bool
 }
 
 func (f *alertingFlags) add(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.server, "server", nats.DefaultURL, "NATS URL(s) of the platform")
+	f.cf.registerOn(cmd.PersistentFlags())
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for an answer")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON")
 }
@@ -35,9 +34,10 @@ func (f *alertingFlags) add(cmd *cobra.Command) {
 func (f *alertingFlags) client(cmd *cobra.Command, fn func(ctx context.Context, c alerting.Client) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	nc, err := nats.Connect(f.server, nats.Name("platform "+cmd.Name()), nats.Timeout(f.timeout))
+	f.cf.o.Timeout = f.timeout
+	nc, err := f.cf.connect("platform " + cmd.Name())
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", f.server, err)
+		return err
 	}
 	defer nc.Close()
 	return fn(ctx, alerting.Client{Conn: nc})

@@ -46,6 +46,14 @@ type Options struct {
 	RulesFile string
 	// HTTPAddr serves Alertmanager's API v2 ("" disables it).
 	HTTPAddr string
+	// WebConfigFile is Alertmanager's web configuration for the HTTP API
+	// (the format of its --web.config.file: basic auth users, TLS); ""
+	// serves plain HTTP to anyone who can reach HTTPAddr.
+	WebConfigFile string
+	// RequireWebConfig refuses an HTTPAddr other hosts can reach without a
+	// WebConfigFile: set when NATS access is authenticated, so the HTTP API
+	// is no way around the roles.
+	RequireWebConfig bool
 	// ExternalURL is reported in notifications (default http://HTTPAddr).
 	ExternalURL string
 	// Gatherer is read by rules over metrics (nil: no metrics series).
@@ -120,6 +128,9 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("alerting: nil NATS connection")
 	}
 	opts.setDefaults()
+	if err := opts.validateWeb(); err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
@@ -412,7 +423,7 @@ func (s *Service) serveHTTP() (stop func(), err error) {
 	}
 	srv := &http.Server{Handler: s.API(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveWeb(l, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("alerting http server failed", "err", err)
 		}
 	}()
