@@ -167,8 +167,8 @@ func Record(ctx context.Context, opts RecordOptions) (*Recording, error) {
 }
 
 func (o *RecordOptions) setDefaults() {
-	o.Duration = cmp0(o.Duration, 60*time.Second)
-	o.Interval = cmp0(o.Interval, 100*time.Millisecond)
+	o.Duration = positiveOr(o.Duration, 60*time.Second)
+	o.Interval = positiveOr(o.Interval, 100*time.Millisecond)
 	o.PerProcess = max(o.PerProcess, 0)
 	if o.PerProcess == 0 {
 		o.PerProcess = 10
@@ -213,13 +213,6 @@ func recordedProcesses(d time.Duration) []*recordedProcess {
 		{class: ClassQuiet, service: "rec-crash", dies: at(0.5, 0.60)},
 		{class: ClassQuiet, service: "rec-lost", dies: at(0.55, 0.65), lost: true},
 	}
-}
-
-func cmp0(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // run plays the process's fate: pauses, then its death.

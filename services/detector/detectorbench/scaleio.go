@@ -170,8 +170,8 @@ func MeasureScaleIO(ctx context.Context, opts ScaleIOOptions) (ScaleIOReport, er
 	if opts.SpawnDetector == nil || opts.SpawnSenders == nil || opts.Conn == nil {
 		return ScaleIOReport{}, errors.New("scale: a connection and both spawn functions are required")
 	}
-	opts.Instances = cmpInt(opts.Instances, 10000)
-	opts.Seconds = cmpInt(opts.Seconds, 30)
+	opts.Instances = positiveOr(opts.Instances, 10000)
+	opts.Seconds = positiveOr(opts.Seconds, 30)
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
@@ -372,7 +372,9 @@ func (r ScaleIOReport) Result() bench.Result {
 	}
 }
 
-func cmpInt(v, def int) int {
+// positiveOr returns v when it is positive, else def: a zero or negative
+// setting takes its default.
+func positiveOr[T ~int | ~int64](v, def T) T {
 	if v <= 0 {
 		return def
 	}
