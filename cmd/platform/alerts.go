@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/user"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -54,8 +55,8 @@ func newAlertsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alerts [MATCHER...]",
 		Short: "List the current alerts (alerts.list)",
-		Long: `List the alerts the alerting service holds now (firing, suppressed by a
-silence or an inhibition rule, and recently resolved), as a table or with
+		Long: `List the alerts the alerting service holds now (firing, or suppressed
+by a silence or an inhibition rule), as a table or with
 --json as alerts.list answers them. MATCHERs filter as amtool's do:
 severity=critical, instance=~"db-.*", alertname!=Watchdog.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -83,7 +84,7 @@ func printAlerts(cmd *cobra.Command, as []alerting.AlertStatus) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ALERTNAME\tSTATE\tSEVERITY\tSTARTED\tLABELS\tSUMMARY")
 	for _, a := range as {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Labels["alertname"], a.State, a.Labels["severity"],
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Labels["alertname"], a.Status.State, a.Labels["severity"],
 			a.StartsAt.Local().Format(time.DateTime), labelString(a.Labels), a.Annotations["summary"])
 	}
 	w.Flush()
@@ -154,7 +155,7 @@ the alert name. The silence starts now (or at --start) and lasts --duration
 	fl.DurationVar(&duration, "duration", time.Hour, "how long the silence lasts")
 	fl.StringVar(&start, "start", "", "when the silence starts, RFC 3339 (default: now)")
 	fl.StringVar(&end, "end", "", "when the silence ends, RFC 3339 (overrides --duration)")
-	fl.StringVar(&author, "author", os.Getenv("USER"), "who adds the silence")
+	fl.StringVar(&author, "author", currentUser(), "who adds the silence (default: the OS user, as amtool's)")
 	fl.StringVar(&comment, "comment", "", "why")
 	return cmd
 }
@@ -171,8 +172,8 @@ func silenceFromFlags(args []string, start, end string, d time.Duration, author,
 		return sl, err
 	}
 	sl.Matchers, sl.CreatedBy, sl.Comment = matchers, author, comment
-	if sl.CreatedBy == "" {
-		return sl, fmt.Errorf("--author is required (no $USER)")
+	if sl.Comment == "" {
+		return sl, fmt.Errorf("--comment is required: say why the alerts are silenced")
 	}
 	sl.StartsAt = now
 	if start != "" {
@@ -264,4 +265,15 @@ func newSilenceExpireCmd(f *alertingFlags) *cobra.Command {
 			})
 		},
 	}
+}
+
+// currentUser is amtool's default author: $USER, else the OS account.
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
@@ -141,7 +142,8 @@ func New(opts Options) (*Service, error) {
 	if hold := SendHold(cfg); hold > 0 {
 		s.log.Info("notifications held after start, until inhibiting alerts with a for have had it", "hold", hold)
 	}
-	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL}
+	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL,
+		Retry: &jsapi.Retry{Backoff: jsapi.Backoff{Base: time.Second, Max: 30 * time.Second}}}
 	s.svc, err = service.New(service.Options{
 		Conn: opts.Conn, Name: "alerting",
 		Description:       "Alerting rules, grouping, inhibition and silences, compatible with Alertmanager",
@@ -355,6 +357,8 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 	poll := time.NewTicker(s.opts.StreamPollInterval)
 	defer poll.Stop()
 	s.pollStreams(ctx)
+	var ds deliveries
+	defer ds.wait()
 	var nextEval time.Time
 	for {
 		now := time.Now()
@@ -374,9 +378,7 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 			}
 		}
 		for _, d := range s.engine.Flush(now) {
-			if s.active.Load() {
-				s.notify(ctx, nflog, d, now)
-			}
+			ds.start(LogKey(d.Receiver, d.GroupKey), func() { s.deliver(ctx, nflog, d, now) })
 		}
 		select {
 		case <-ctx.Done():

@@ -44,8 +44,6 @@ type Options struct {
 	// Router configures the router behind route.<subject>; its Conn and
 	// Weights are set by the balancer.
 	Router RouterOptions
-	// ProxyConcurrency bounds forwarded requests in flight (default 1024).
-	ProxyConcurrency int
 
 	// Leaders places stream and consumer RAFT leaders
 	// (leaders.Placer{}); nil turns leader placement off: no periodic
@@ -70,7 +68,6 @@ func (o *Options) setDefaults() {
 	o.RefreshInterval = cmp.Or(o.RefreshInterval, 10*time.Second)
 	o.LeaseTTL = cmp.Or(o.LeaseTTL, 3*time.Second)
 	o.LeaseRenew = cmp.Or(o.LeaseRenew, time.Second)
-	o.ProxyConcurrency = cmp.Or(o.ProxyConcurrency, 1024)
 	o.LeaderInterval = cmp.Or(o.LeaderInterval, time.Minute)
 }
 
