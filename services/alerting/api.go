@@ -413,14 +413,5 @@ func httpError(w http.ResponseWriter, code int, err error) {
 
 func httpFail(w http.ResponseWriter, err error) {
 	e := service.AsError(err)
-	code := http.StatusInternalServerError
-	switch e.Code {
-	case service.CodeBadRequest:
-		code = http.StatusBadRequest
-	case service.CodeNotFound:
-		code = http.StatusNotFound
-	case service.CodeUnavailable:
-		code = http.StatusServiceUnavailable
-	}
-	httpError(w, code, errors.New(e.Message))
+	httpError(w, e.HTTPStatus(), errors.New(e.Message))
 }
