@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/detector/accrual"
@@ -112,10 +111,8 @@ func DecodeHeartbeat(h nats.Header, data []byte) (service.Load, error) {
 	}
 	switch codec {
 	case service.Msgpack:
-		dec := msgpack.NewDecoder(bytes.NewReader(data))
-		dec.SetCustomStructTag("json")
-		if err := dec.Decode(&l); err != nil {
-			return service.Load{}, bad(badBody, "invalid msgpack: %v", err)
+		if err := service.Msgpack.DecodeLenient(data, &l); err != nil {
+			return service.Load{}, bad(badBody, "%v", service.AsError(err).Message)
 		}
 	default:
 		// A JSON heartbeat must be an object (or null); json.Unmarshal
