@@ -17,9 +17,9 @@ import (
 	"github.com/platform/platform/internal/msgpackscan"
 )
 
-// maxRecordBytes bounds one record: a message of NATS's largest
-// max_payload (64 MiB, headers included) with its subject and the
-// record's own fields.
+// maxRecordBytes bounds one record: a message of 64 MiB, the largest
+// max_payload a server allows with its default max_pending, with its
+// subject and the record's own fields.
 const maxRecordBytes = 64<<20 + 64<<10
 
 // record is one stream message as an increment stores it.

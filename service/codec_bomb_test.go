@@ -78,8 +78,9 @@ func TestDecodeRefusesLengthBombs(t *testing.T) {
 	}
 }
 
-// FuzzDecode checks both codecs on arbitrary bodies: never a panic, every
-// failure a bad_request, and memory linear in the body.
+// FuzzDecode checks both codecs on arbitrary bodies, as Decode,
+// DecodeLenient and ParseError read them: never a panic, every failure a
+// bad_request, and memory linear in the body.
 func FuzzDecode(f *testing.F) {
 	for _, b := range lengthBombs {
 		f.Add(b, true)
@@ -112,6 +113,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("%v: code %s, want bad_request", err, AsError(err).Code)
 			}
 		}
+		_ = ParseError(c, b) // clients read error bodies with it
 		runtime.ReadMemStats(&after)
 		// A document element costs at most a few hundred bytes per byte
 		// of body; a length bomb costs gigabytes.
