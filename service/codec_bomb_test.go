@@ -2,6 +2,8 @@ package service
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -121,4 +123,60 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("a %d-byte body allocated %d bytes", len(b), grew)
 		}
 	})
+}
+
+// TestDecodeBudget: a body within the size limit whose elements would
+// decode into far more memory (4 MiB of nils or nulls as structs: 640 and
+// 330 MiB) is refused as too_large before decoding; a real document of
+// the same size decodes.
+func TestDecodeBudget(t *testing.T) {
+	const size = 4 << 20
+	nils := make([]byte, size)
+	nils[0] = 0xdd
+	binary.BigEndian.PutUint32(nils[1:], uint32(size-5))
+	for i := 5; i < size; i++ {
+		nils[i] = 0xc0
+	}
+	nulls := []byte("[" + strings.Repeat("null,", size/5-1) + "null]")
+	for _, tt := range []struct {
+		name  string
+		codec Codec
+		body  []byte
+	}{{"msgpack nils", Msgpack, nils}, {"json nulls", JSON, nulls}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			var items []item
+			err := tt.codec.Decode(tt.body, &items)
+			runtime.ReadMemStats(&after)
+			if err == nil || AsError(err).Code != CodeTooLarge {
+				t.Fatalf("got %v, want too_large", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+				t.Errorf("refusing took %d MiB", grew>>20)
+			}
+			var d document
+			if err := tt.codec.DecodeLenient(tt.body, &d); err == nil {
+				t.Errorf("lenient: accepted")
+			}
+		})
+	}
+
+	// 28,000 small real alerts: 3.9 MiB of JSON, near the largest body
+	// alerts.post takes, and 2.9 MiB of msgpack.
+	real := make([]item, 28_000)
+	for i := range real {
+		real[i] = item{Labels: map[string]string{"alertname": fmt.Sprintf("A%d", i), "severity": "warning", "instance": "host-1"}, URL: "http://x"}
+	}
+	for _, c := range []Codec{Msgpack, JSON} {
+		b, err := c.Encode(real)
+		t.Logf("%s: %d real alerts in %d bytes", c, len(real), len(b))
+		if err != nil || len(b) > size {
+			t.Fatalf("%s: %d bytes, %v", c, len(b), err)
+		}
+		var got []item
+		if err := c.Decode(b, &got); err != nil || len(got) != len(real) {
+			t.Errorf("%s: %d real alerts in %d bytes: got %d, %v", c, len(real), len(b), len(got), err)
+		}
+	}
 }

@@ -34,14 +34,29 @@ var ErrMalformed = errors.New("malformed msgpack")
 // fit within b and whose nesting is at most MaxDepth. It allocates nothing
 // and reads each byte at most once.
 func Check(b []byte) error {
+	_, err := Scan(b)
+	return err
+}
+
+// Counts are what a document holds: a decoder allocates per element.
+type Counts struct {
+	// Elements counts the elements of every array.
+	Elements int
+	// Entries counts the entries of every map.
+	Entries int
+}
+
+// Scan checks b as Check does and counts its array elements and map
+// entries.
+func Scan(b []byte) (Counts, error) {
 	s := scanner{b: b, limit: len(b)}
 	if err := s.value(0); err != nil {
-		return err
+		return Counts{}, err
 	}
 	if s.off != len(b) {
-		return fmt.Errorf("%w: %d bytes after the value", ErrMalformed, len(b)-s.off)
+		return Counts{}, fmt.Errorf("%w: %d bytes after the value", ErrMalformed, len(b)-s.off)
 	}
-	return nil
+	return s.counts, nil
 }
 
 // Len returns the length of the msgpack value at the start of b, checked
@@ -73,10 +88,11 @@ func ReadValue(r *bufio.Reader, max int) ([]byte, error) {
 // limit is len(b); over a reader, b holds what has been read so far and
 // limit caps it.
 type scanner struct {
-	b     []byte
-	off   int
-	limit int
-	r     *bufio.Reader
+	b      []byte
+	off    int
+	limit  int
+	r      *bufio.Reader
+	counts Counts
 }
 
 // left is the most bytes the rest of the value may take.
@@ -224,6 +240,11 @@ func (s *scanner) container(n, per, depth int) error {
 			kind = "map"
 		}
 		return fmt.Errorf("%w: %s of %d entries at offset %d, at most %d bytes left", ErrMalformed, kind, n, s.off, s.left())
+	}
+	if per == 1 {
+		s.counts.Elements += n
+	} else {
+		s.counts.Entries += n
 	}
 	for range n * per {
 		if err := s.value(depth + 1); err != nil {
