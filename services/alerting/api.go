@@ -356,8 +356,8 @@ func decodeBody(r *http.Request, v any) error {
 	if len(b) > maxPostBytes {
 		return fmt.Errorf("body over %d bytes", maxPostBytes)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode body: %w", err)
+	if err := service.JSON.DecodeLenient(b, v); err != nil {
+		return fmt.Errorf("decode body: %s", service.AsError(err).Message)
 	}
 	return nil
 }

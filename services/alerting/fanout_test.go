@@ -1,7 +1,12 @@
 package alerting_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +66,23 @@ func TestFanoutValidatesAlerts(t *testing.T) {
 		}
 	}
 	require.Equal(t, 4.0, alertingBad(t, reg, "fanout"), "refused fanout messages are counted")
+
+	// 4 MiB of nulls would be 330 MiB of alerts once decoded: refused
+	// before decoding, over HTTP and on alerts.fanout.
+	nulls := []byte("[" + strings.Repeat("null,", 4<<20/5-1) + "null]")
+	resp, err := http.Post("http://"+s.HTTPAddr()+"/api/v2/alerts", "application/json", bytes.NewReader(nulls))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s", body)
+	require.Contains(t, string(body), "MiB")
+	require.NoError(t, nc.Publish(fanout, nulls))
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if got := alertingBad(t, reg, "fanout"); got != 5 {
+			return fmt.Errorf("bad fanout messages: %v, want 5", got)
+		}
+		return nil
+	})
 }
 
 // alertingBad returns platform_alerting_bad_input_total{kind} from reg.
