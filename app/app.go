@@ -403,7 +403,7 @@ const serviceStartWait = 10 * time.Second
 func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup) error {
 	deps := Deps{
 		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
-		Replicas: a.replicas, HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
+		HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
 	}
 	runners := make([]Runner, len(a.selected))
 	for i, svc := range a.selected {

@@ -156,12 +156,17 @@ func TestThreeNodePlatform(t *testing.T) {
 	code, _ = httpGet(t, "http://"+p.app.HTTPAddr()+"/healthz")
 	require.Equal(t, http.StatusOK, code)
 
-	msg, err := nc.Request(admin.StatusSubject, nil, 5*time.Second)
+	msg, err := nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(msg.Data, &st), string(msg.Data))
 	require.Len(t, st.Nodes, 3)
+	require.True(t, st.Embedded, "embedded")
 	require.Equal(t, c.MetaLeader(), st.MetaLeader)
+	for _, n := range st.Nodes {
+		require.True(t, n.Running, "node %s running", n.Name)
+		require.Equal(t, n.Name == st.MetaLeader, n.MetaLeader, "node %s meta_leader", n.Name)
+	}
 	require.Len(t, st.Streams, len(streams.All(3)))
 
 	_, metrics := httpGet(t, "http://"+p.app.HTTPAddr()+"/metrics")
@@ -316,14 +321,14 @@ func TestAdminRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := nats.NewMsg(admin.StatusSubject)
+			m := nats.NewMsg(streams.AdminStatusSubject)
 			m.Data = tt.body
 			if tt.contentType != "" {
-				m.Header.Set(service.HeaderContentType, tt.contentType)
+				m.Header.Set(service.ContentTypeHeader, tt.contentType)
 			}
 			resp, err := nc.RequestMsg(m, 5*time.Second)
 			require.NoError(t, err)
-			codec, _ := service.CodecFor(resp.Header.Get(service.HeaderContentType))
+			codec, _ := service.CodecFor(resp.Header.Get(service.ContentTypeHeader))
 			e := service.ParseError(codec, resp.Data)
 			require.NotNil(t, e, "error body, got %q", resp.Data)
 			if e.Code != tt.code {
@@ -333,19 +338,19 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		})
 	}
 	// Still answering, in both codecs.
-	resp, err := nc.Request(admin.StatusSubject, []byte(`{"services":false}`), 5*time.Second)
+	resp, err := nc.Request(streams.AdminStatusSubject, []byte(`{"services":false}`), 5*time.Second)
 	require.NoError(t, err)
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(resp.Data, &st), string(resp.Data))
 	require.Len(t, st.Nodes, 1)
 
-	m := nats.NewMsg(admin.StatusSubject)
-	m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+	m := nats.NewMsg(streams.AdminStatusSubject)
+	m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 	m.Data, err = service.Msgpack.Encode(admin.StatusRequest{})
 	require.NoError(t, err)
 	resp, err = nc.RequestMsg(m, 5*time.Second)
 	require.NoError(t, err)
-	require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.HeaderContentType))
+	require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.ContentTypeHeader))
 	var st2 admin.Status
 	require.NoError(t, service.Msgpack.Decode(resp.Data, &st2))
 	require.Len(t, st2.Nodes, 1)

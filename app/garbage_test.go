@@ -16,7 +16,6 @@ import (
 
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/streams"
 )
 
@@ -112,7 +111,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 		m = nats.NewMsg(subject)
 		m.Data = body
 		if contentType != "" {
-			m.Header.Set(service.HeaderContentType, contentType)
+			m.Header.Set(service.ContentTypeHeader, contentType)
 		}
 		resp, err := nc.RequestMsgWithContext(ctx, m)
 		require.NoError(t, err, "%s: no answer", subject)
@@ -164,7 +163,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 			m := nats.NewMsg(subject)
 			m.Data = g.body
 			if g.contentType != "" {
-				m.Header.Set(service.HeaderContentType, g.contentType)
+				m.Header.Set(service.ContentTypeHeader, g.contentType)
 			}
 			require.NoError(t, nc.PublishMsg(m))
 		}
@@ -183,7 +182,7 @@ func TestGarbageToEverySubject(t *testing.T) {
 
 	instances := pingFor(t, nc, len(app.ServiceNames()))
 	require.Len(t, instances, len(app.ServiceNames()), "every service still answers: %v", instances)
-	resp, err := nc.Request(admin.StatusSubject, nil, 5*time.Second)
+	resp, err := nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	require.Empty(t, resp.Header.Get("Nats-Service-Error-Code"), string(resp.Data))
 }
@@ -236,7 +235,7 @@ func errorCode(t *testing.T, resp *nats.Msg) string {
 // decodeAnswer decodes an answer in the codec its Content-Type names,
 // leniently (answers may carry more fields than the test reads).
 func decodeAnswer(resp *nats.Msg, v any) error {
-	if resp.Header.Get(service.HeaderContentType) == service.ContentTypeMsgpack {
+	if resp.Header.Get(service.ContentTypeHeader) == service.ContentTypeMsgpack {
 		return msgpack.Unmarshal(resp.Data, v)
 	}
 	return json.Unmarshal(resp.Data, v)

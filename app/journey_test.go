@@ -24,8 +24,6 @@ import (
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
-	"github.com/platform/platform/services/alerting"
-	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
 )
@@ -225,13 +223,13 @@ func (j *journey) micro(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"platform-admin":      {admin.StatusSubject},
+		"platform-admin":      {streams.AdminStatusSubject},
 		"platform-detector":   {"members.list", "members.status"},
 		"platform-replicator": {"ingest.>"},
 		"platform-txn":        {"txn.get", "txn.commit"},
-		"platform-alerting": {alerting.SubjectPost, alerting.SubjectList, alerting.SubjectStatus, alerting.SubjectReload,
-			alerting.SubjectSilenceAdd, alerting.SubjectSilenceList, alerting.SubjectSilenceExpire},
-		"platform-balancer": {"route.>", balancer.SubjectStatus, balancer.SubjectBalance},
+		"platform-alerting": {streams.AlertsPostSubject, streams.AlertsListSubject, streams.AlertsStatusSubject, streams.AlertsReloadSubject,
+			streams.AlertsSilenceAddSubject, streams.AlertsSilenceListSubject, streams.AlertsSilenceExpireSubject},
+		"platform-balancer": {"route.>", streams.BalancerStatusSubject, streams.BalancerBalanceSubject},
 	}
 	require.Len(t, subjects, 2*len(want), "one instance of each service: %v", subjects)
 	for name, subs := range want {
@@ -244,7 +242,7 @@ func (j *journey) micro(t *testing.T) {
 		require.Equal(t, j.version, p.Version, "%s: $SRV.PING version", p.Name)
 	}
 	// nats micro stats platform-admin counts what it served.
-	_, err = j.nc.Request(admin.StatusSubject, nil, 5*time.Second)
+	_, err = j.nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	stats, err := srvStats(j.nc, "platform-admin")
 	require.NoError(t, err)
@@ -254,12 +252,12 @@ func (j *journey) micro(t *testing.T) {
 	for _, e := range stats[0].Endpoints {
 		served[e.Subject] = e.NumRequests
 	}
-	require.Positive(t, served[admin.StatusSubject], "requests to admin.status: %v", served)
+	require.Positive(t, served[streams.AdminStatusSubject], "requests to admin.status: %v", served)
 }
 
 // nats req admin.status ”: the JSON behind platform status.
 func (j *journey) adminStatus(t *testing.T) {
-	m, err := j.nc.Request(admin.StatusSubject, []byte(""), 5*time.Second)
+	m, err := j.nc.Request(streams.AdminStatusSubject, []byte(""), 5*time.Second)
 	require.NoError(t, err)
 	var st admin.Status
 	require.NoError(t, json.Unmarshal(m.Data, &st), string(m.Data))
@@ -291,7 +289,7 @@ func (j *journey) adminStatus(t *testing.T) {
 // {"error":{"code":"bad_request","message":"invalid JSON body: ..."}} with
 // Nats-Service-Error and Nats-Service-Error-Code.
 func (j *journey) errorShape(t *testing.T) {
-	m, err := j.nc.Request(admin.StatusSubject, []byte("{not json"), 5*time.Second)
+	m, err := j.nc.Request(streams.AdminStatusSubject, []byte("{not json"), 5*time.Second)
 	require.NoError(t, err)
 	var body map[string]map[string]any
 	require.NoError(t, json.Unmarshal(m.Data, &body), string(m.Data))
@@ -494,12 +492,12 @@ func (j *journey) txn(t *testing.T) {
 	require.JSONEq(t, fmt.Sprintf(`{"values":{"acct.alice":{"value":"100","revision":%d},"acct.bob":null}}`, rev), string(get.Data))
 
 	// The same in msgpack.
-	mp := nats.Header{service.HeaderContentType: {service.ContentTypeMsgpack}}
+	mp := nats.Header{service.ContentTypeHeader: {service.ContentTypeMsgpack}}
 	body, err := service.Msgpack.Encode(map[string]any{"keys": []string{"acct.alice"}})
 	require.NoError(t, err)
 	m, err := j.nc.RequestMsg(&nats.Msg{Subject: "txn.get", Data: body, Header: mp}, 10*time.Second)
 	require.NoError(t, err)
-	require.Equal(t, service.ContentTypeMsgpack, m.Header.Get(service.HeaderContentType))
+	require.Equal(t, service.ContentTypeMsgpack, m.Header.Get(service.ContentTypeHeader))
 	var got struct {
 		Values map[string]struct {
 			Value    string `msgpack:"value"`

@@ -71,8 +71,6 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer is the process's one Prometheus registry.
 	Registerer prometheus.Registerer
-	// Replicas is the replica count of the platform's streams.
-	Replicas int
 	// HeartbeatInterval is how often service instances heartbeat.
 	HeartbeatInterval time.Duration
 	// Cluster is the embedded cluster, nil when services run against an
@@ -93,13 +91,30 @@ func adminService() Service {
 	return Service{
 		Name: "admin",
 		New: func(d Deps) (Runner, error) {
+			var c admin.Cluster // a nil *cluster.Cluster must stay a nil interface
+			if d.Cluster != nil {
+				c = adminCluster{d.Cluster}
+			}
 			return admin.New(admin.Options{
-				Conn: d.Conn, JS: d.JS, Cluster: d.Cluster,
+				Conn: d.Conn, JS: d.JS, Cluster: c,
 				HeartbeatInterval: d.HeartbeatInterval,
 				Logger:            d.Logger, Registerer: d.Registerer,
 			})
 		},
 	}
+}
+
+// adminCluster shows the embedded cluster to the admin service through
+// the small interface it declares.
+type adminCluster struct{ *cluster.Cluster }
+
+func (c adminCluster) Nodes() []admin.Node {
+	nodes := c.Cluster.Nodes()
+	out := make([]admin.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = admin.Node{Name: n.Name(), URL: n.ClientURL(), Running: n.Server() != nil}
+	}
+	return out
 }
 
 // detectorService decides from heartbeats which service instances are

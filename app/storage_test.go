@@ -15,7 +15,6 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
@@ -74,7 +73,7 @@ func TestStorageFull(t *testing.T) {
 		return nil
 	})
 
-	e = refusal(t, nc, txn.CommitSubject, []byte(`{"writes":{"acct.full":"1"}}`))
+	e = refusal(t, nc, streams.TxnCommitSubject, []byte(`{"writes":{"acct.full":"1"}}`))
 	require.NotNil(t, e, "a commit stored in a full store")
 	require.Equal(t, service.CodeUnavailable, e.Code, "%s", e.Message)
 	require.Contains(t, e.Message, "storage is full")
@@ -97,7 +96,7 @@ func TestStorageFull(t *testing.T) {
 		if e := refusal(t, nc, streams.IngestSubject("fill"), []byte(`{"after":"purge"}`)); e != nil {
 			return fmt.Errorf("ingest after purge: %w", e)
 		}
-		if e := refusal(t, nc, txn.CommitSubject, []byte(`{"writes":{"acct.full":"2"}}`)); e != nil {
+		if e := refusal(t, nc, streams.TxnCommitSubject, []byte(`{"writes":{"acct.full":"2"}}`)); e != nil {
 			return fmt.Errorf("commit after purge: %w", e)
 		}
 		return nil

@@ -16,7 +16,6 @@ import (
 
 	"github.com/platform/platform/app"
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
@@ -114,7 +113,7 @@ func TestFailedServiceRestarted(t *testing.T) {
 	})
 	nc := clustertest.Connect(t, c)
 	commit := func(v int) error {
-		m, err := nc.Request(txn.CommitSubject, fmt.Appendf(nil, `{"writes":{"sup.k":"%d"}}`, v), 5*time.Second)
+		m, err := nc.Request(streams.TxnCommitSubject, fmt.Appendf(nil, `{"writes":{"sup.k":"%d"}}`, v), 5*time.Second)
 		if err != nil {
 			return err
 		}

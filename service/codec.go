@@ -28,7 +28,7 @@ const (
 const (
 	ContentTypeJSON    = "application/json"
 	ContentTypeMsgpack = "application/msgpack"
-	HeaderContentType  = "Content-Type"
+	ContentTypeHeader  = "Content-Type"
 )
 
 // String returns the codec's content type.
@@ -61,7 +61,7 @@ func CodecFor(contentType string) (Codec, error) {
 
 // CodecOf returns the codec a message's Content-Type header asks for.
 func CodecOf(h nats.Header) (Codec, error) {
-	return CodecFor(h.Get(HeaderContentType))
+	return CodecFor(h.Get(ContentTypeHeader))
 }
 
 // Decode decodes data into v strictly: unknown fields and trailing data are

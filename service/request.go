@@ -149,7 +149,7 @@ func (r *Request) send(body []byte, e *Error) {
 	default:
 		m := nats.NewMsg(r.mr.Reply())
 		m.Data = body
-		m.Header.Set(HeaderContentType, r.codec.String())
+		m.Header.Set(ContentTypeHeader, r.codec.String())
 		if e != nil {
 			m.Header.Set(micro.ErrorHeader, e.Message)
 			m.Header.Set(micro.ErrorCodeHeader, e.Status())
@@ -162,7 +162,7 @@ func (r *Request) send(body []byte, e *Error) {
 }
 
 func (r *Request) contentType() micro.RespondOpt {
-	return micro.WithHeaders(micro.Headers{HeaderContentType: []string{r.codec.String()}})
+	return micro.WithHeaders(micro.Headers{ContentTypeHeader: []string{r.codec.String()}})
 }
 
 func (r *Request) finish(failed bool, code string) bool {

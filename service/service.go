@@ -310,7 +310,7 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		requests.Inc()
 		inFlight.Inc()
 		s.load.inFlight.Add(1)
-		codec, cerr := CodecFor(mr.Headers().Get(HeaderContentType))
+		codec, cerr := CodecFor(mr.Headers().Get(ContentTypeHeader))
 		r.codec = codec
 		if cerr != nil && !e.OpaqueBody {
 			r.Fail(cerr)

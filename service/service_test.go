@@ -74,8 +74,8 @@ func TestAnswersFromAnyGoroutine(t *testing.T) {
 					t.Errorf("%s: got %q, want code %s", tt.subject, m.Data, tt.code)
 				case m.Header.Get("Nats-Service-Error-Code") != tt.status:
 					t.Errorf("%s: error code header %q, want %q", tt.subject, m.Header.Get("Nats-Service-Error-Code"), tt.status)
-				case m.Header.Get(service.HeaderContentType) != service.ContentTypeJSON:
-					t.Errorf("%s: content type %q", tt.subject, m.Header.Get(service.HeaderContentType))
+				case m.Header.Get(service.ContentTypeHeader) != service.ContentTypeJSON:
+					t.Errorf("%s: content type %q", tt.subject, m.Header.Get(service.ContentTypeHeader))
 				}
 			}()
 		}

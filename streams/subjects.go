@@ -32,6 +32,42 @@ const (
 	RoutePrefix = "route."
 )
 
+// Request subjects of the services' own endpoints, one spelling each.
+const (
+	// AdminStatusSubject answers the platform's status.
+	AdminStatusSubject = "admin.status"
+
+	// TxnGetSubject reads keys with their revisions.
+	TxnGetSubject = "txn.get"
+	// TxnCommitSubject commits a transaction.
+	TxnCommitSubject = "txn.commit"
+
+	// MembersListSubject and MembersStatusSubject are the detector's
+	// endpoints. They cannot live under detector.>, which stream DETECTOR
+	// captures.
+	MembersListSubject   = "members.list"
+	MembersStatusSubject = "members.status"
+
+	// BalancerStatusSubject and BalancerBalanceSubject are the balancer's
+	// endpoints.
+	BalancerStatusSubject  = "balancer.status"
+	BalancerBalanceSubject = "balancer.balance"
+
+	// The alerting service's subjects share the prefix alerts. with the
+	// notifications (alerts.<severity>.<alertname>), which stream ALERTS
+	// captures by severity only, so requests here are not stored.
+	AlertsPostSubject          = AlertsPrefix + "post"
+	AlertsListSubject          = AlertsPrefix + "list"
+	AlertsStatusSubject        = AlertsPrefix + "status"
+	AlertsReloadSubject        = AlertsPrefix + "reload"
+	AlertsSilenceAddSubject    = AlertsPrefix + "silence.add"
+	AlertsSilenceListSubject   = AlertsPrefix + "silence.list"
+	AlertsSilenceExpireSubject = AlertsPrefix + "silence.expire"
+	// AlertsFanoutSubject carries accepted posted alerts to every
+	// alerting instance.
+	AlertsFanoutSubject = AlertsPrefix + "fanout"
+)
+
 // Topic limits: 1 to MaxTopicTokens tokens of 1 to MaxTokenBytes bytes each.
 const (
 	MaxTopicTokens = 16

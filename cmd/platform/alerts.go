@@ -17,8 +17,6 @@ import (
 	"github.com/platform/platform/services/alerting"
 )
 
-func init() { extraCommands = append(extraCommands, newAlertsCmd, newSilenceCmd) }
-
 // alertingFlags are the connection flags of `platform alerts` and
 // `platform silence`.
 type alertingFlags struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/services/alerting"
+	"github.com/platform/platform/streams"
 )
 
 // runCmd runs the platform command with args and returns its output.
@@ -43,7 +44,7 @@ func TestAlertsAndSilenceCommands(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("alerting not ready")
 	}
-	_, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"DiskFull","severity":"critical","instance":"db1"},"annotations":{"summary":"disk full"}},
+	_, err = nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"DiskFull","severity":"critical","instance":"db1"},"annotations":{"summary":"disk full"}},
 		{"labels":{"alertname":"DiskFull","severity":"warning","instance":"db2"}}]`), 5*time.Second)
 	require.NoError(t, err)
 

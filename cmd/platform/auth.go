@@ -8,8 +8,6 @@ import (
 	"github.com/platform/platform/auth"
 )
 
-func init() { extraCommands = append(extraCommands, newAuthCmd) }
-
 func newAuthCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "auth",

@@ -14,8 +14,6 @@ import (
 	"github.com/platform/platform/natsconn"
 )
 
-func init() { extraCommands = append(extraCommands, newBackupCmd, newRestoreCmd) }
-
 // clientFlags are the flags of commands that connect to a running platform
 // as a client.
 type clientFlags struct {

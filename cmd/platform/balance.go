@@ -11,6 +11,7 @@ import (
 
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/streams"
 )
 
 func newBalanceCmd() *cobra.Command {
@@ -33,9 +34,9 @@ print the leaders per node before and after.`,
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			m, err := nc.RequestWithContext(ctx, balancer.SubjectBalance, nil)
+			m, err := nc.RequestWithContext(ctx, streams.BalancerBalanceSubject, nil)
 			if err != nil {
-				return fmt.Errorf("request %s: %w", balancer.SubjectBalance, err)
+				return fmt.Errorf("request %s: %w", streams.BalancerBalanceSubject, err)
 			}
 			if e := service.ParseError(service.JSON, m.Data); e != nil {
 				return fmt.Errorf("balance: %s", e.Message)

@@ -22,10 +22,6 @@ type benchFlags struct {
 	quiet    bool
 }
 
-// benchCommands are the `platform bench` subcommands; each file that
-// defines one appends its constructor in init.
-var benchCommands []func(f *benchFlags) *cobra.Command
-
 func newBenchCmd() *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
@@ -43,9 +39,22 @@ Each prints events/s and P50/P95/P99 latency, side by side with its baseline;
 	pf.BoolVar(&f.sync, "sync-always", true, "embedded cluster fsyncs every write (the platform default)")
 	pf.IntVar(&f.replicas, "replicas", 3, "stream replicas when --server is given")
 	pf.BoolVar(&f.quiet, "quiet", false, "no progress bar")
-	for _, c := range benchCommands {
-		cmd.AddCommand(c(f))
-	}
+	cmd.AddCommand(
+		newBenchPublishCmd(f),
+		newBenchIngestCmd(f),
+		newBenchCompressCmd(f),
+		newBenchTxnCmd(f),
+		newBenchDetectorCmd(f),
+		newBenchDetectorRecordCmd(f),
+		newBenchDetectorInstancesCmd(f),
+		newBenchDetectorScaleCmd(f),
+		newBenchDetectorSendersCmd(f),
+		newBenchBalancerCmd(f),
+		newBenchAlertingCmd(f),
+		newBenchBackupCmd(f),
+		newBenchElectionCmd(f),
+		newBenchReplicationCmd(f),
+	)
 	return cmd
 }
 

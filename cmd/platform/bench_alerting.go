@@ -11,8 +11,6 @@ import (
 	"github.com/platform/platform/services/alerting/alertingbench"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchAlertingCmd) }
-
 func newBenchAlertingCmd(f *benchFlags) *cobra.Command {
 	var (
 		storm    alertingbench.StormOptions

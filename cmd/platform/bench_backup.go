@@ -10,8 +10,6 @@ import (
 	"github.com/platform/platform/bench/target"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchBackupCmd) }
-
 func newBenchBackupCmd(f *benchFlags) *cobra.Command {
 	var o backupbench.Options
 	cmd := &cobra.Command{

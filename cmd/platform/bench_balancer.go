@@ -14,8 +14,6 @@ import (
 	"github.com/platform/platform/services/balancer/balancerbench"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchBalancerCmd) }
-
 func newBenchBalancerCmd(f *benchFlags) *cobra.Command {
 	var o balancerbench.Options
 	cmd := &cobra.Command{

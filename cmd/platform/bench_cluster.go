@@ -13,10 +13,6 @@ import (
 	"github.com/platform/platform/cluster/clusterbench"
 )
 
-func init() {
-	benchCommands = append(benchCommands, newBenchElectionCmd, newBenchReplicationCmd)
-}
-
 func newBenchElectionCmd(f *benchFlags) *cobra.Command {
 	var o clusterbench.ElectionOptions
 	var kill bool

@@ -9,8 +9,6 @@ import (
 	"github.com/platform/platform/services/detector/detectorbench"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchDetectorCmd) }
-
 func newBenchDetectorCmd(f *benchFlags) *cobra.Command {
 	var (
 		ev     detectorbench.EvalOptions

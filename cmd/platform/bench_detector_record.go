@@ -13,10 +13,6 @@ import (
 	"github.com/platform/platform/services/detector/detectorbench"
 )
 
-func init() {
-	benchCommands = append(benchCommands, newBenchDetectorRecordCmd, newBenchDetectorInstancesCmd)
-}
-
 func newBenchDetectorRecordCmd(f *benchFlags) *cobra.Command {
 	var (
 		opts detectorbench.RecordOptions

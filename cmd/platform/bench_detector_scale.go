@@ -15,10 +15,6 @@ import (
 	"github.com/platform/platform/services/detector/detectorbench"
 )
 
-func init() {
-	benchCommands = append(benchCommands, newBenchDetectorScaleCmd, newBenchDetectorSendersCmd)
-}
-
 func newBenchDetectorScaleCmd(f *benchFlags) *cobra.Command {
 	var opts detectorbench.ScaleIOOptions
 	cmd := &cobra.Command{

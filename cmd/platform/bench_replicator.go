@@ -11,10 +11,6 @@ import (
 	"github.com/platform/platform/services/replicator/replicatorbench"
 )
 
-func init() {
-	benchCommands = append(benchCommands, newBenchPublishCmd, newBenchIngestCmd, newBenchCompressCmd)
-}
-
 func newBenchPublishCmd(f *benchFlags) *cobra.Command {
 	var (
 		o        replicatorbench.Options

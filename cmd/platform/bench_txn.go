@@ -11,8 +11,6 @@ import (
 	"github.com/platform/platform/services/txn/txnbench"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchTxnCmd) }
-
 func newBenchTxnCmd(f *benchFlags) *cobra.Command {
 	var o txnbench.Options
 	cmd := &cobra.Command{

@@ -406,7 +406,7 @@ func transfer(nc *nats.Conn) error {
 		Reads:  map[string]uint64{account(a): va.rev, account(b): vb.rev},
 		Writes: map[string]string{account(a): fmt.Sprint(va.n - amount), account(b): fmt.Sprint(vb.n + amount)},
 	})
-	resp, err := nc.Request(txn.CommitSubject, req, 3*time.Second)
+	resp, err := nc.Request(streams.TxnCommitSubject, req, 3*time.Second)
 	if err != nil {
 		return err
 	}
@@ -423,7 +423,7 @@ type balance struct {
 
 func bankGet(nc *nats.Conn, keys []string) (map[string]balance, error) {
 	req, _ := json.Marshal(map[string][]string{"keys": keys})
-	resp, err := nc.Request(txn.GetSubject, req, 3*time.Second)
+	resp, err := nc.Request(streams.TxnGetSubject, req, 3*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +459,7 @@ func openBank(t *testing.T, nc *nats.Conn) {
 	}
 	b, _ := json.Marshal(req)
 	clustertest.Eventually(t, 60*time.Second, func() error {
-		resp, err := nc.Request(txn.CommitSubject, b, 5*time.Second)
+		resp, err := nc.Request(streams.TxnCommitSubject, b, 5*time.Second)
 		if err != nil {
 			return err
 		}

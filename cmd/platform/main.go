@@ -26,13 +26,12 @@ func main() {
 	}
 }
 
-// extraCommands are top-level commands defined beside the code they drive
-// (e.g. tail); each file appends its constructor in init.
-var extraCommands []func() *cobra.Command
-
 // errQuiet is returned when the command already told the user what failed.
 var errQuiet = errors.New("failed")
 
+// newRootCmd returns the platform command with every subcommand, listed
+// here once (as app/services.go lists the services), so that what the
+// binary can do is read in one place.
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "platform",
@@ -47,9 +46,18 @@ NATS CLI against nats://127.0.0.1:4222.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newStatusCmd(), newBalanceCmd(), newVersionCmd(), newBenchCmd())
-	for _, c := range extraCommands {
-		root.AddCommand(c())
-	}
+	root.AddCommand(
+		newRunCmd(),
+		newStatusCmd(),
+		newTailCmd(),
+		newBalanceCmd(),
+		newAlertsCmd(),
+		newSilenceCmd(),
+		newAuthCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
+		newBenchCmd(),
+		newVersionCmd(),
+	)
 	return root
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/streams"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -67,7 +68,7 @@ directly (without the embedded cluster's node view).`,
 }
 
 func fetchStatus(ctx context.Context, nc *nats.Conn) (*admin.Status, error) {
-	msg, err := nc.RequestWithContext(ctx, admin.StatusSubject, nil)
+	msg, err := nc.RequestWithContext(ctx, streams.AdminStatusSubject, nil)
 	if errors.Is(err, nats.ErrNoResponders) {
 		js, err := jetstream.New(nc)
 		if err != nil {
@@ -76,10 +77,10 @@ func fetchStatus(ctx context.Context, nc *nats.Conn) (*admin.Status, error) {
 		return admin.Gather(ctx, nc, js, nil, true)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("request %s: %w", admin.StatusSubject, err)
+		return nil, fmt.Errorf("request %s: %w", streams.AdminStatusSubject, err)
 	}
 	if e := service.ParseError(service.JSON, msg.Data); e != nil {
-		return nil, fmt.Errorf("%s: %w", admin.StatusSubject, e)
+		return nil, fmt.Errorf("%s: %w", streams.AdminStatusSubject, e)
 	}
 	var st admin.Status
 	if err := json.Unmarshal(msg.Data, &st); err != nil {

@@ -11,8 +11,6 @@ import (
 	"github.com/platform/platform/services/replicator"
 )
 
-func init() { extraCommands = append(extraCommands, newTailCmd) }
-
 func newTailCmd() *cobra.Command {
 	var (
 		cf      clientFlags

@@ -13,12 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
-
-// StatusSubject is the subject of the status endpoint.
-const StatusSubject = "admin.status"
 
 // Options configure the admin service.
 type Options struct {
@@ -28,7 +25,7 @@ type Options struct {
 	JS jetstream.JetStream
 	// Cluster is the embedded cluster, nil when running against an
 	// external one.
-	Cluster *cluster.Cluster
+	Cluster Cluster
 	// HeartbeatInterval is the instance's heartbeat interval.
 	HeartbeatInterval time.Duration
 	// Logger is the service logger.
@@ -42,6 +39,20 @@ func (o Options) validate() error {
 		return errors.New("admin: connection and JetStream context are required")
 	}
 	return nil
+}
+
+// Cluster is what the status needs of an embedded cluster: its own view
+// of its nodes, which still lists a node that is down. Declared here, with
+// only these methods, so that the admin service does not link the NATS
+// server that the cluster package embeds.
+type Cluster interface {
+	// Nodes returns every configured node; Gather fills in MetaLeader.
+	Nodes() []Node
+	// MetaLeader returns the name of the meta leader, "" without one.
+	MetaLeader() string
+	// Health returns what keeps the cluster from serving, nil when it is
+	// healthy.
+	Health() []error
 }
 
 // StatusRequest is the optional body of admin.status.
@@ -83,7 +94,7 @@ func New(opts Options) (*Service, error) {
 		Description: "Platform administration: cluster, stream and service status",
 		Endpoints: []service.Endpoint{{
 			Name:        "status",
-			Subject:     StatusSubject,
+			Subject:     streams.AdminStatusSubject,
 			Description: "Nodes, meta leader, streams (leader, replicas, lag) and service instances as JSON",
 			Handler:     service.Func(status),
 			MaxBytes:    4 << 10,

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/health"
 	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/streams"
@@ -87,7 +86,7 @@ const PingWindow = 250 * time.Millisecond
 // Gather builds the status from the JetStream API, a $SRV.PING round (when
 // withServices is set) and, when c is not nil, the embedded cluster's own
 // view of its nodes.
-func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *cluster.Cluster, withServices bool) (*Status, error) {
+func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c Cluster, withServices bool) (*Status, error) {
 	st := &Status{Embedded: c != nil, Nodes: []Node{}, Streams: []Stream{}, Services: []Instance{}, Problems: []string{}}
 	known := map[string]bool{}
 	// A single server (no cluster) holds every stream itself.
@@ -105,10 +104,9 @@ func Gather(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c *clust
 	if c != nil {
 		st.MetaLeader = c.MetaLeader()
 		for _, n := range c.Nodes() {
-			st.Nodes = append(st.Nodes, Node{
-				Name: n.Name(), URL: n.ClientURL(), Running: n.Server() != nil, MetaLeader: n.Name() == st.MetaLeader,
-			})
-			known[n.Name()] = true
+			n.MetaLeader = n.Name == st.MetaLeader
+			st.Nodes = append(st.Nodes, n)
+			known[n.Name] = true
 		}
 	}
 	lister := js.ListStreams(ctx)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/platform/platform/internal/version"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 // maxPostBytes bounds a posted body, HTTP or NATS.
@@ -30,7 +31,7 @@ func (s *Service) PostAlerts(alerts []PostableAlert) error {
 	if err != nil {
 		return fmt.Errorf("encode alerts: %w", err)
 	}
-	if err := s.opts.Conn.Publish(subjectFanout, b); err != nil {
+	if err := s.opts.Conn.Publish(streams.AlertsFanoutSubject, b); err != nil {
 		return service.Errorf(service.CodeUnavailable, "hand alerts on: %v", err)
 	}
 	s.m.posted.Add(float64(len(alerts)))
@@ -139,7 +140,7 @@ func silenceMatches(sl Silence, filter labels.Matchers) bool {
 
 func (s *Service) endpoints() []service.Endpoint {
 	return []service.Endpoint{
-		{Name: "post", Subject: SubjectPost, MaxBytes: maxPostBytes, Concurrency: 4,
+		{Name: "post", Subject: streams.AlertsPostSubject, MaxBytes: maxPostBytes, Concurrency: 4,
 			Description: `Post alerts, Alertmanager's JSON: [{"labels":{"alertname":"X"},"annotations":{},"startsAt":"..","endsAt":".."}]`,
 			Handler: service.Func(func(_ context.Context, r *service.Request) (any, error) {
 				var as []PostableAlert
@@ -151,7 +152,7 @@ func (s *Service) endpoints() []service.Endpoint {
 				}
 				return map[string]int{"accepted": len(as)}, nil
 			})},
-		{Name: "list", Subject: SubjectList, Concurrency: 4,
+		{Name: "list", Subject: streams.AlertsListSubject, Concurrency: 4,
 			Description: `Current alerts with their state; {"filter":["severity=\"critical\""]} optional`,
 			Handler: service.Func(func(_ context.Context, r *service.Request) (any, error) {
 				var req struct {
@@ -168,10 +169,10 @@ func (s *Service) endpoints() []service.Endpoint {
 				}
 				return s.filterAlerts(time.Now(), f, true, true, true), nil
 			})},
-		{Name: "status", Subject: SubjectStatus, Concurrency: 1,
+		{Name: "status", Subject: streams.AlertsStatusSubject, Concurrency: 1,
 			Description: "Rules, firing and pending alerts, groups, silences, and whether this instance is active",
 			Handler:     service.Func(func(context.Context, *service.Request) (any, error) { return s.status(), nil })},
-		{Name: "reload", Subject: SubjectReload, Concurrency: 1,
+		{Name: "reload", Subject: streams.AlertsReloadSubject, Concurrency: 1,
 			Description: "Reload the rules file; a bad file is refused with the line of the bad rule, and the rules in force stay",
 			Handler: service.Func(func(context.Context, *service.Request) (any, error) {
 				if err := s.Reload(); err != nil {
@@ -179,7 +180,7 @@ func (s *Service) endpoints() []service.Endpoint {
 				}
 				return map[string]int{"rules": len(s.engine.Config().Rules)}, nil
 			})},
-		{Name: "silence-add", Subject: SubjectSilenceAdd, Concurrency: 4,
+		{Name: "silence-add", Subject: streams.AlertsSilenceAddSubject, Concurrency: 4,
 			Description: `Add a silence: {"matchers":[{"name":"alertname","value":"X","isRegex":false}],"endsAt":"..","createdBy":"..","comment":".."}`,
 			Handler: service.Func(func(ctx context.Context, r *service.Request) (any, error) {
 				var sl Silence
@@ -192,12 +193,12 @@ func (s *Service) endpoints() []service.Endpoint {
 				}
 				return map[string]string{"silenceID": id}, nil
 			})},
-		{Name: "silence-list", Subject: SubjectSilenceList, Concurrency: 4,
+		{Name: "silence-list", Subject: streams.AlertsSilenceListSubject, Concurrency: 4,
 			Description: "Every silence with its state",
 			Handler: service.Func(func(context.Context, *service.Request) (any, error) {
 				return s.listSilences(time.Now(), nil), nil
 			})},
-		{Name: "silence-expire", Subject: SubjectSilenceExpire, Concurrency: 4,
+		{Name: "silence-expire", Subject: streams.AlertsSilenceExpireSubject, Concurrency: 4,
 			Description: `Expire a silence: {"id":".."}`,
 			Handler: service.Func(func(ctx context.Context, r *service.Request) (any, error) {
 				var req struct {

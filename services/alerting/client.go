@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 // ErrNoService is returned by Client when no alerting instance answers.
@@ -26,7 +27,7 @@ type Client struct {
 // matchers as amtool writes them (severity="critical", instance=~"a.*").
 func (c Client) Alerts(ctx context.Context, filter []string) ([]AlertStatus, error) {
 	var out []AlertStatus
-	err := c.request(ctx, SubjectList, map[string][]string{"filter": filter}, &out)
+	err := c.request(ctx, streams.AlertsListSubject, map[string][]string{"filter": filter}, &out)
 	return out, err
 }
 
@@ -35,20 +36,20 @@ func (c Client) AddSilence(ctx context.Context, sl Silence) (string, error) {
 	var out struct {
 		ID string `json:"silenceID"`
 	}
-	err := c.request(ctx, SubjectSilenceAdd, sl, &out)
+	err := c.request(ctx, streams.AlertsSilenceAddSubject, sl, &out)
 	return out.ID, err
 }
 
 // Silences returns every silence with its state.
 func (c Client) Silences(ctx context.Context) ([]GettableSilence, error) {
 	var out []GettableSilence
-	err := c.request(ctx, SubjectSilenceList, nil, &out)
+	err := c.request(ctx, streams.AlertsSilenceListSubject, nil, &out)
 	return out, err
 }
 
 // ExpireSilence ends the silence id now.
 func (c Client) ExpireSilence(ctx context.Context, id string) error {
-	return c.request(ctx, SubjectSilenceExpire, map[string]string{"id": id}, nil)
+	return c.request(ctx, streams.AlertsSilenceExpireSubject, map[string]string{"id": id}, nil)
 }
 
 func (c Client) request(ctx context.Context, subject string, req, resp any) error {

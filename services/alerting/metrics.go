@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "platform_alerting_truncated_alerts_total",
 			Help: "Alerts left out of notifications by max_alerts or the size of one message, by receiver."}, []string{"receiver"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "platform_alerting_bad_input_total", Help: "Inputs refused, by kind (heartbeat, transition, alert, fanout)."}, []string{"kind"}),
+			Name: "platform_alerting_bad_input_total", Help: "Inputs refused, by reason: a heartbeat, transition, alert or fanout message that did not decode."}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_alerting_reloads_total", Help: "Rules file reloads, by result."}, []string{"result"}),
 		posted: prometheus.NewCounter(prometheus.CounterOpts{

@@ -125,7 +125,7 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 			a := n.Alerts[0]
 			m := nats.NewMsg(streams.AlertSubject(Severity(a.Labels), a.Name()))
 			m.Data = sbody
-			m.Header.Set(nats.MsgIdHdr, msgID)
+			m.Header.Set(jetstream.MsgIDHeader, msgID)
 			m.Header.Set("Content-Type", "application/json")
 			if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
 				errs = append(errs, fmt.Errorf("publish %s: %w", m.Subject, err))

@@ -31,23 +31,7 @@ import (
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
-)
-
-// Subjects of the service. They share the prefix alerts. with the
-// notifications (alerts.<severity>.<alertname>), which stream ALERTS
-// captures by severity only, so requests here are not stored.
-const (
-	SubjectPost          = streams.AlertsPrefix + "post"
-	SubjectList          = streams.AlertsPrefix + "list"
-	SubjectStatus        = streams.AlertsPrefix + "status"
-	SubjectReload        = streams.AlertsPrefix + "reload"
-	SubjectSilenceAdd    = streams.AlertsPrefix + "silence.add"
-	SubjectSilenceList   = streams.AlertsPrefix + "silence.list"
-	SubjectSilenceExpire = streams.AlertsPrefix + "silence.expire"
-	// subjectFanout carries accepted posted alerts to every instance.
-	subjectFanout = streams.AlertsPrefix + "fanout"
 )
 
 // LeaseKey is the key of the active alerting instance's lease.
@@ -85,7 +69,7 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = 250 * time.Millisecond
 	}
@@ -135,7 +119,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Conn == nil {
 		return nil, errors.New("alerting: nil NATS connection")
 	}
-	opts.fill()
+	opts.setDefaults()
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
@@ -332,14 +316,14 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.EventsPrefix+">", func(m *nats.Msg) {
 			n := uint64(1)
-			if c := m.Header.Get(replicator.HeaderEnvelopeCount); c != "" {
+			if c := m.Header.Get(streams.EnvelopeCountHeader); c != "" {
 				if v, err := strconv.ParseUint(c, 10, 32); err == nil {
 					n = v
 				}
 			}
 			s.signals.Events(m.Subject[len(streams.EventsPrefix):], n, time.Now())
 		}),
-		add(subjectFanout, func(m *nats.Msg) {
+		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
 			if service.JSON.DecodeLenient(m.Data, &as) != nil || checkAlerts(as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()

@@ -217,7 +217,7 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	path := writeRules(t, liveRules)
 	s, _ := start(t, ctx, nc, path)
 	require.NoError(t, os.WriteFile(path, []byte("rules:\n  - alert: X\n    over: members\n    expr: state ==\n    labels: {severity: critical}\n"), 0o600))
-	resp, err := nc.Request(alerting.SubjectReload, nil, 5*time.Second)
+	resp, err := nc.Request(streams.AlertsReloadSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), "line 2")
 	require.Contains(t, string(resp.Data), "bad_request")
@@ -225,10 +225,10 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	require.Equal(t, "InstanceDead", s.Engine().Config().Rules[0].Alert)
 
 	// alerts.post accepts Alertmanager's JSON and refuses garbage.
-	resp, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"info"}}]`), 5*time.Second)
+	resp, err = nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"Ext","severity":"info"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
-	resp, err = nc.Request(alerting.SubjectPost, []byte(`[{"labels":{}}]`), 5*time.Second)
+	resp, err = nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), "bad_request")
 	clustertest.Eventually(t, 10*time.Second, func() error {
@@ -256,7 +256,7 @@ func TestPostedAlertOfAnotherSeverityIsAWarning(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := nc.Request(alerting.SubjectPost, []byte(`[{"labels":{"alertname":"Ext","severity":"page"}}]`), 5*time.Second)
+	resp, err := nc.Request(streams.AlertsPostSubject, []byte(`[{"labels":{"alertname":"Ext","severity":"page"}}]`), 5*time.Second)
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), `"accepted":1`)
 	m, err := c.Next(jetstream.FetchMaxWait(20 * time.Second))

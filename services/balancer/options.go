@@ -11,12 +11,6 @@ import (
 	"github.com/platform/platform/service"
 )
 
-// Subjects of the balancer's own endpoints.
-const (
-	SubjectStatus  = "balancer.status"
-	SubjectBalance = "balancer.balance"
-)
-
 // LeaseKey is the key of the weight writer's lease in bucket LEASES.
 const LeaseKey = "balancer"
 
@@ -62,7 +56,7 @@ type Options struct {
 	LeaderInterval time.Duration
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -49,7 +49,7 @@ type written struct {
 
 // New checks the options and returns a balancer ready to Run.
 func New(opts Options) (*Service, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -70,9 +70,9 @@ func New(opts Options) (*Service, error) {
 			{Name: "route", Subject: streams.RouteSubject(">"), Handler: s.handleRoute, OpaqueBody: true,
 				Concurrency: opts.ProxyConcurrency, Timeout: cmpOr(opts.Router.Timeout, 5*time.Second),
 				Description: "Forwards route.<subject> to the best instance serving <subject> and relays its answer unchanged"},
-			{Name: "status", Subject: SubjectStatus, Handler: service.Func(s.handleStatus), Concurrency: 2,
+			{Name: "status", Subject: streams.BalancerStatusSubject, Handler: service.Func(s.handleStatus), Concurrency: 2,
 				Description: "Per instance: weight, inputs, share of routed requests"},
-			{Name: "balance", Subject: SubjectBalance, Handler: service.Func(s.handleBalance), Concurrency: 1,
+			{Name: "balance", Subject: streams.BalancerBalanceSubject, Handler: service.Func(s.handleBalance), Concurrency: 1,
 				Timeout:     time.Minute,
 				Description: "Evens out stream and consumer RAFT leaders across nodes now"},
 		},

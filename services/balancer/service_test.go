@@ -128,7 +128,7 @@ func TestInstanceSubjectsAndProxy(t *testing.T) {
 	var got map[string]string
 	require.NoError(t, json.Unmarshal(m.Data, &got))
 	require.Equal(t, "hello", got["body"])
-	require.Equal(t, service.ContentTypeJSON, m.Header.Get(service.HeaderContentType))
+	require.Equal(t, service.ContentTypeJSON, m.Header.Get(service.ContentTypeHeader))
 
 	// Bad input gets a clear error in the platform's shape.
 	tests := []struct {

@@ -50,7 +50,7 @@ func TestParseSubject(t *testing.T) {
 func TestDecodeHeartbeat(t *testing.T) {
 	mp, err := msgpack.Marshal(map[string]any{"seq": 7, "cpu": 0.5, "unknown": "ignored"})
 	require.NoError(t, err)
-	msgpackHdr := nats.Header{service.HeaderContentType: []string{service.ContentTypeMsgpack}}
+	msgpackHdr := nats.Header{service.ContentTypeHeader: []string{service.ContentTypeMsgpack}}
 	tests := []struct {
 		name   string
 		header nats.Header
@@ -79,7 +79,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 		{name: "interval over an hour", body: `{"interval_ms":3600001}`, reason: badValue},
 		{name: "negative in flight", body: `{"in_flight":-1}`, reason: badValue},
 		{name: "bad msgpack", header: msgpackHdr, body: "\xc1", reason: badBody},
-		{name: "unknown content type", header: nats.Header{service.HeaderContentType: []string{"text/xml"}}, body: "{}", reason: badBody},
+		{name: "unknown content type", header: nats.Header{service.ContentTypeHeader: []string{"text/xml"}}, body: "{}", reason: badBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +99,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 }
 
 func TestDecodeHeartbeatRejectsNonFiniteMsgpack(t *testing.T) {
-	hdr := nats.Header{service.HeaderContentType: []string{service.ContentTypeMsgpack}}
+	hdr := nats.Header{service.ContentTypeHeader: []string{service.ContentTypeMsgpack}}
 	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		b, err := msgpack.Marshal(map[string]any{"latency_ms": v})
 		require.NoError(t, err)
@@ -124,7 +124,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
-	hdr := nats.Header{service.HeaderContentType: []string{service.ContentTypeMsgpack}}
+	hdr := nats.Header{service.ContentTypeHeader: []string{service.ContentTypeMsgpack}}
 	f.Fuzz(func(t *testing.T, body string, asMsgpack bool) {
 		var h nats.Header
 		if asMsgpack {

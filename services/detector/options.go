@@ -91,9 +91,9 @@ func LocalOptions() Options {
 	return o
 }
 
-// fill completes zero fields of the service's settings from
+// setDefaults completes zero fields of the service's settings from
 // DefaultOptions; accrual.NewTable fills the detection settings.
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	d := DefaultOptions()
 	if o.Logger == nil {
 		o.Logger = slog.Default()

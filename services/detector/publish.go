@@ -18,13 +18,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// kvOperationHeader and kvDelete mark a KV delete, as nats.go's KeyValue
-// Delete writes it.
-const (
-	kvOperationHeader = "KV-Operation"
-	kvDelete          = "DEL"
-)
-
 // Outbox is what one evaluation gives the active detector to publish, in
 // two groups published in order: Transitions to stream DETECTOR first,
 // then Records to KV MEMBERS. Every message carries a message id (the
@@ -60,7 +53,7 @@ func Messages(res accrual.TickResult) (Outbox, error) {
 		}
 		m := nats.NewMsg(streams.DetectorSubject(string(c.State), c.Service, c.Instance))
 		m.Data = b
-		m.Header.Set(service.HeaderContentType, service.ContentTypeJSON)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeJSON)
 		m.Header.Set(jetstream.MsgIDHeader, msgID(c))
 		out.Transitions = append(out.Transitions, m)
 	}
@@ -80,7 +73,7 @@ func Messages(res accrual.TickResult) (Outbox, error) {
 	}
 	for _, k := range res.Deletes {
 		m := nats.NewMsg(streams.KVSubject(streams.BucketMembers, k))
-		m.Header.Set(kvOperationHeader, kvDelete)
+		m.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
 		m.Header.Set(jetstream.MsgIDHeader, k+".del."+at)
 		out.Records = append(out.Records, m)
 	}

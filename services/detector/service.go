@@ -25,13 +25,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Subjects of the detector's endpoints. They cannot live under detector.>,
-// which stream DETECTOR captures.
-const (
-	SubjectMembers = "members.list"
-	SubjectStatus  = "members.status"
-)
-
 // LeaseKey is the key of the active detector's lease in bucket LEASES.
 const LeaseKey = "detector"
 
@@ -68,9 +61,9 @@ func New(opts Options) (*Service, error) {
 		Name:        "detector",
 		Description: "Heartbeat failure detector: membership view, network quality and failure prediction",
 		Endpoints: []service.Endpoint{
-			{Name: "members", Subject: SubjectMembers, Handler: service.Func(s.handleMembers), Concurrency: 4,
+			{Name: "members", Subject: streams.MembersListSubject, Handler: service.Func(s.handleMembers), Concurrency: 4,
 				Description: `Current view: {"service":"..","state":"..","limit":1000}, every field optional`},
-			{Name: "status", Subject: SubjectStatus, Handler: service.Func(s.handleStatus), Concurrency: 1,
+			{Name: "status", Subject: streams.MembersStatusSubject, Handler: service.Func(s.handleStatus), Concurrency: 1,
 				Description: "Whether this instance is active, members by state, what the predictor learned"},
 		},
 		HeartbeatInterval: opts.HeartbeatInterval,
@@ -86,7 +79,7 @@ func New(opts Options) (*Service, error) {
 // newService fills and checks the options and builds the detector
 // without its micro service.
 func newService(opts Options) (*Service, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

@@ -263,7 +263,7 @@ func TestLiveBadHeartbeatsCountedAndDropped(t *testing.T) {
 	}
 
 	// The members endpoint answers with the view.
-	resp, err := nc.Request(SubjectMembers, []byte(`{"service":"demo"}`), 5*time.Second)
+	resp, err := nc.Request(streams.MembersListSubject, []byte(`{"service":"demo"}`), 5*time.Second)
 	require.NoError(t, err)
 	var mr MembersResponse
 	require.NoError(t, json.Unmarshal(resp.Data, &mr))

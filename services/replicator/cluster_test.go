@@ -106,11 +106,11 @@ func TestNoLossNoDuplicates(t *testing.T) {
 	e := newEnv(t, 3)
 	for _, tc := range []struct {
 		name string
-		opts []Option
+		opts []PublisherOption
 	}{
-		{"per event", []Option{WithMaxInFlight(64)}},
-		{"envelope", []Option{WithEnvelope()}},
-		{"envelope one batch in flight", []Option{WithEnvelope(), WithMaxBatchesInFlight(1), WithMaxInFlight(64)}},
+		{"per event", []PublisherOption{WithMaxInFlight(64)}},
+		{"envelope", []PublisherOption{WithEnvelope()}},
+		{"envelope one batch in flight", []PublisherOption{WithEnvelope(), WithMaxBatchesInFlight(1), WithMaxInFlight(64)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := clustertest.Context(t, 90*time.Second)

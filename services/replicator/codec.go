@@ -27,11 +27,6 @@ const (
 	NoCompression
 )
 
-// HeaderContentEncoding names the codec a stream message's payload is
-// compressed with: "s2" (S2 block format), "zstd" or "gzip". A message
-// without it is stored as given.
-const HeaderContentEncoding = "Content-Encoding"
-
 // maxDecodedBytes bounds what one message may expand to, so a hostile or
 // corrupt payload cannot make a reader allocate without limit.
 const maxDecodedBytes = 64 << 20

@@ -17,11 +17,7 @@ import (
 // and Platform-Envelope-Count: N; the envelope as a whole may be compressed
 // (Content-Encoding). Event i of the envelope stored with message id M has
 // the id "M:i".
-const (
-	HeaderEnvelope      = "Platform-Envelope"
-	HeaderEnvelopeCount = "Platform-Envelope-Count"
-	envelopeVersion     = "1"
-)
+const envelopeVersion = "1"
 
 // errEnvelope is wrapped by every envelope decoding error.
 var errEnvelope = errors.New("malformed envelope")
@@ -34,7 +30,7 @@ type entry struct {
 
 // EncodeEnvelope returns the envelope of payloads (events without headers)
 // as the Publisher stores it, before compression. Stored with the headers
-// HeaderEnvelope: 1 and HeaderEnvelopeCount: len(payloads), Decode and a
+// streams.EnvelopeHeader: 1 and streams.EnvelopeCountHeader: len(payloads), Decode and a
 // Reader unpack it.
 func EncodeEnvelope(payloads [][]byte) []byte {
 	n := 5

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/platform/platform/streams"
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -64,7 +65,7 @@ func TestEncodeEnvelope(t *testing.T) {
 	}
 	b := EncodeEnvelope(payloads)
 	require.Equal(t, encodeEnvelope(entries), b, "the bytes the Publisher stores")
-	h := nats.Header{HeaderEnvelope: {envelopeVersion}, HeaderEnvelopeCount: {"3"}}
+	h := nats.Header{streams.EnvelopeHeader: {envelopeVersion}, streams.EnvelopeCountHeader: {"3"}}
 	evs, err := Decode("events.x", 7, time.Time{}, h, b)
 	require.NoError(t, err)
 	require.Len(t, evs, len(payloads))

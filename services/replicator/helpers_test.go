@@ -26,9 +26,9 @@ func newEnv(t testing.TB, nodes int) *env {
 	return &env{c: c, nc: nc, js: js}
 }
 
-func (e *env) publisher(t *testing.T, opts ...Option) *Publisher {
+func (e *env) publisher(t *testing.T, opts ...PublisherOption) *Publisher {
 	t.Helper()
-	opts = append([]Option{WithLogger(clustertest.Logger())}, opts...)
+	opts = append([]PublisherOption{WithLogger(clustertest.Logger())}, opts...)
 	p, err := NewPublisher(e.js, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -17,17 +17,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Headers the ingest service reads from producers.
-const (
-	// HeaderConsistency asks for a level: async, quorum (default) or all.
-	HeaderConsistency = "Platform-Consistency"
-	// HeaderClient names the producer for per-client rate limiting. Without
-	// it a request's client is the inbox prefix of its reply subject (one
-	// per NATS connection); fire-and-forget events without it share the
-	// client "anonymous".
-	HeaderClient = "Platform-Client"
-)
-
 // ingestEnvelopeInFlight is the ingest service's pipeline depth with
 // envelopes and one batch in flight: 10 topics sharing the load measured
 // 18.9k acked events/s with 64 against 16.5k with the Publisher's 4.
@@ -112,7 +101,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // events on a connection of its own, opened with Conn's options.
 func (s *Service) Run(ctx context.Context) error {
 	pendingMsgs, pendingBytes, pubBuffer := intakeLimits(s.opts.Buffer)
-	popts := []Option{
+	popts := []PublisherOption{
 		WithLevel(Async),
 		WithCompression(s.opts.Compression, s.opts.CompressAbove),
 		WithLinger(s.opts.Linger),
@@ -304,10 +293,10 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 	}
 	h := r.Header()
 	level := Async
-	if v := h.Get(HeaderConsistency); v != "" {
+	if v := h.Get(streams.ConsistencyHeader); v != "" {
 		l, err := ParseLevel(v)
 		if err != nil {
-			return Message{}, 0, service.Errorf(service.CodeBadRequest, "unknown %s %q: use async, quorum or all", HeaderConsistency, v).With("reason", "unknown_level")
+			return Message{}, 0, service.Errorf(service.CodeBadRequest, "unknown %s %q: use async, quorum or all", streams.ConsistencyHeader, v).With("reason", "unknown_level")
 		}
 		level = l
 	} else if r.HasReply() {
@@ -325,9 +314,9 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 	var eh nats.Header
 	for k, vs := range h {
 		switch {
-		case k == HeaderConsistency || k == HeaderClient:
+		case k == streams.ConsistencyHeader || k == streams.ClientHeader:
 			continue
-		case strings.EqualFold(k, HeaderContentEncoding) || strings.HasPrefix(strings.ToLower(k), "platform-envelope"):
+		case strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(strings.ToLower(k), "platform-envelope"):
 			return Message{}, 0, service.Errorf(service.CodeBadRequest, "header %s is reserved by the replicator", k).With("reason", "reserved_header")
 		case !producerMayDirect(k):
 			return Message{}, 0, service.Errorf(service.CodeBadRequest,
@@ -358,7 +347,7 @@ func producerMayDirect(k string) bool {
 // reply subject without its last token (nats.go's per-connection inbox
 // prefix, _INBOX.<id>), else "anonymous".
 func clientOf(r *service.Request) string {
-	if c := r.Header().Get(HeaderClient); c != "" {
+	if c := r.Header().Get(streams.ClientHeader); c != "" {
 		return "client:" + c
 	}
 	if reply := r.Reply(); reply != "" {

@@ -57,7 +57,7 @@ type Options struct {
 	TopicBurst int
 	// ClientRate is the events per second allowed per client (0:
 	// unlimited), with bursts of ClientBurst (default: one second's worth).
-	// See HeaderClient for what a client is.
+	// See streams.ClientHeader for what a client is.
 	ClientRate float64
 	// ClientBurst is the per-client bucket size.
 	ClientBurst int

@@ -84,7 +84,7 @@ func TestIngest(t *testing.T) {
 			require.Equal(t, `{"id":2}`, string(ev.Data))
 
 			for _, level := range []string{"async", "quorum", "all", "QUORUM"} {
-				a, serr := request(t, nc, "ingest."+topic+".lvl", []byte(level), nats.Header{HeaderConsistency: {level}})
+				a, serr := request(t, nc, "ingest."+topic+".lvl", []byte(level), nats.Header{streams.ConsistencyHeader: {level}})
 				require.Nil(t, serr, level)
 				if level == "async" {
 					require.Equal(t, "async", a.Consistency)
@@ -192,9 +192,9 @@ func TestIngestBadInput(t *testing.T) {
 		{"invalid token character", "ingest.or$ders", []byte("{}"), nil, service.CodeBadRequest},
 		{"token too long", "ingest." + strings.Repeat("a", streams.MaxTokenBytes+1), []byte("{}"), nil, service.CodeBadRequest},
 		{"too many tokens", "ingest." + strings.Repeat("a.", 16) + "a", []byte("{}"), nil, service.CodeBadRequest},
-		{"unknown consistency level", "ingest.x", []byte("{}"), nats.Header{HeaderConsistency: {"eventual"}}, service.CodeBadRequest},
+		{"unknown consistency level", "ingest.x", []byte("{}"), nats.Header{streams.ConsistencyHeader: {"eventual"}}, service.CodeBadRequest},
 		{"reserved header", "ingest.x", []byte("{}"), nats.Header{"Content-Encoding": {"gzip"}}, service.CodeBadRequest},
-		{"envelope header", "ingest.x", []byte("{}"), nats.Header{HeaderEnvelope: {"1"}}, service.CodeBadRequest},
+		{"envelope header", "ingest.x", []byte("{}"), nats.Header{streams.EnvelopeHeader: {"1"}}, service.CodeBadRequest},
 		// JetStream answered these with an internal error (rollup: 10111)
 		// or acted on them with the replicator's rights.
 		{"rollup header", "ingest.x", []byte("{}"), nats.Header{"Nats-Rollup": {"sub"}}, service.CodeBadRequest},
@@ -273,23 +273,23 @@ func TestIngestRateLimit(t *testing.T) {
 
 	// A Platform-Client header names the client instead of the connection.
 	for i := range 3 {
-		_, serr := request(t, nc, "ingest.rl.b", []byte("{}"), nats.Header{HeaderClient: {"c2"}})
+		_, serr := request(t, nc, "ingest.rl.b", []byte("{}"), nats.Header{streams.ClientHeader: {"c2"}})
 		require.Nil(t, serr, "named client request %d", i)
 	}
-	_, serr = request(t, other, "ingest.rl.b", []byte("{}"), nats.Header{HeaderClient: {"c2"}})
+	_, serr = request(t, other, "ingest.rl.b", []byte("{}"), nats.Header{streams.ClientHeader: {"c2"}})
 	require.NotNil(t, serr, "the named client's bucket is shared across connections")
 	require.Equal(t, service.CodeRateLimited, serr.Code)
 
 	// Per topic: rl.a has used 4 of its 5; the next from a fresh client
 	// passes and then the topic is exhausted for everyone.
-	_, serr = request(t, other, "ingest.rl.a", []byte("{}"), nats.Header{HeaderClient: {"c3"}})
+	_, serr = request(t, other, "ingest.rl.a", []byte("{}"), nats.Header{streams.ClientHeader: {"c3"}})
 	require.Nil(t, serr)
-	_, serr = request(t, other, "ingest.rl.a", []byte("{}"), nats.Header{HeaderClient: {"c4"}})
+	_, serr = request(t, other, "ingest.rl.a", []byte("{}"), nats.Header{streams.ClientHeader: {"c4"}})
 	require.NotNil(t, serr)
 	require.Equal(t, service.CodeRateLimited, serr.Code)
 
 	// A fire-and-forget event over the limit is counted as dropped.
-	require.NoError(t, other.PublishMsg(&nats.Msg{Subject: "ingest.rl.a", Data: []byte("{}"), Header: nats.Header{HeaderClient: {"c5"}}}))
+	require.NoError(t, other.PublishMsg(&nats.Msg{Subject: "ingest.rl.a", Data: []byte("{}"), Header: nats.Header{streams.ClientHeader: {"c5"}}}))
 	clustertest.Eventually(t, 5*time.Second, func() error {
 		if v := counterValue(t, reg, "platform_replicator_dropped_events_total", "rate_limited"); v != 1 {
 			return fmt.Errorf("dropped rate_limited = %v", v)

@@ -77,7 +77,7 @@ func storedEvents(t testing.TB, js jetstream.JetStream, subject string) int {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		require.NoError(t, err)
 		c := 1
-		if v := m.Headers().Get(HeaderEnvelopeCount); v != "" {
+		if v := m.Headers().Get(streams.EnvelopeCountHeader); v != "" {
 			c, err = strconv.Atoi(v)
 			require.NoError(t, err)
 		}

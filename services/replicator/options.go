@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Option configures a Publisher.
-type Option func(*config) error
+// PublisherOption configures a Publisher.
+type PublisherOption func(*config) error
 
 // config is a Publisher's configuration after its options.
 type config struct {
@@ -124,7 +124,7 @@ func (c *config) validate() error {
 
 // WithLevel sets the level of events whose Message.Level is LevelDefault
 // (default Quorum).
-func WithLevel(l Level) Option {
+func WithLevel(l Level) PublisherOption {
 	return func(c *config) error { c.level = l; return nil }
 }
 
@@ -133,14 +133,14 @@ func WithLevel(l Level) Option {
 // explicit id or a Nats-* header, and a batch's only event on a subject,
 // are still stored one per message. Read envelopes with a Reader or
 // `platform tail`.
-func WithEnvelope() Option {
+func WithEnvelope() PublisherOption {
 	return func(c *config) error { c.envelope = true; return nil }
 }
 
 // WithMaxInFlight sets the pipeline depth: how many stream messages may be
 // published and not yet acknowledged (default 256, or 4 with envelopes).
 // When it is full, batches wait and grow.
-func WithMaxInFlight(n int) Option {
+func WithMaxInFlight(n int) PublisherOption {
 	return func(c *config) error { c.maxInFlight = n; return nil }
 }
 
@@ -149,7 +149,7 @@ func WithMaxInFlight(n int) Option {
 // 1 the next batch forms while one is in flight and is sent when that one
 // is acknowledged: the classic group commit, whose batches grow with the
 // load, so fewer and larger stream messages carry the same events.
-func WithMaxBatchesInFlight(n int) Option {
+func WithMaxBatchesInFlight(n int) PublisherOption {
 	return func(c *config) error { c.maxBatches = n; return nil }
 }
 
@@ -157,48 +157,48 @@ func WithMaxBatchesInFlight(n int) Option {
 // and 1 MiB). In envelope mode bytes also caps one envelope before
 // compression, and is lowered (with a log line) to what fits in one
 // message on the connected server: its max payload less 4 KiB.
-func WithBatch(events, bytes int) Option {
+func WithBatch(events, bytes int) PublisherOption {
 	return func(c *config) error { c.maxBatchEvents, c.maxBatchBytes = events, bytes; return nil }
 }
 
 // WithLinger makes a batch wait up to d for more events before it is sent
 // (default 0: a batch is sent as soon as the pipeline has room, and grows
 // while the pipeline is full).
-func WithLinger(d time.Duration) Option {
+func WithLinger(d time.Duration) PublisherOption {
 	return func(c *config) error { c.linger = d; return nil }
 }
 
 // WithMaxBuffered caps the bytes accepted and not yet published (default
 // 64 MiB). Beyond it Publish blocks and the ingest service refuses.
-func WithMaxBuffered(bytes int) Option {
+func WithMaxBuffered(bytes int) PublisherOption {
 	return func(c *config) error { c.maxBuffered = bytes; return nil }
 }
 
 // WithCompression compresses payloads of at least above bytes with codec
 // (default S2 from 1024 bytes), skipping those that do not shrink.
-func WithCompression(codec Compression, above int) Option {
+func WithCompression(codec Compression, above int) PublisherOption {
 	return func(c *config) error { c.compression, c.compressAbove = codec, above; return nil }
 }
 
 // WithRetry sets how long one attempt waits for its ack and how long an
 // event is retried in all (defaults 2s and 30s). Keep the deadline inside
 // the stream's duplicate window.
-func WithRetry(ackTimeout, deadline time.Duration) Option {
+func WithRetry(ackTimeout, deadline time.Duration) PublisherOption {
 	return func(c *config) error { c.ackTimeout, c.retryDeadline = ackTimeout, deadline; return nil }
 }
 
 // WithResultHandler calls fn with every event's outcome, at its level. It
 // runs on the Publisher's goroutines and must not block.
-func WithResultHandler(fn func(m *Message, ack Ack, err error)) Option {
+func WithResultHandler(fn func(m *Message, ack Ack, err error)) PublisherOption {
 	return func(c *config) error { c.onResult = fn; return nil }
 }
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option {
+func WithLogger(l *slog.Logger) PublisherOption {
 	return func(c *config) error { c.logger = l; return nil }
 }
 
 // WithRegisterer registers the Publisher's metrics (default: none).
-func WithRegisterer(r prometheus.Registerer) Option {
+func WithRegisterer(r prometheus.Registerer) PublisherOption {
 	return func(c *config) error { c.registerer = r; return nil }
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/platform/platform/streams"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,7 +38,7 @@ type packer struct {
 func (k *packer) check(m *Message) (int, error) {
 	size := len(m.Data)
 	for h, vs := range m.Header {
-		if strings.EqualFold(h, HeaderContentEncoding) || strings.HasPrefix(strings.ToLower(h), "platform-envelope") {
+		if strings.EqualFold(h, streams.ContentEncodingHeader) || strings.HasPrefix(strings.ToLower(h), "platform-envelope") {
 			return 0, fmt.Errorf("publish %s: %w: %s", m.Subject, ErrReservedHeader, h)
 		}
 		size += len(h) + 4
@@ -119,7 +120,7 @@ func (k *packer) single(e *pending) *unit {
 		if c := k.compression.Compress(data); c != nil {
 			k.ratios.Observe(float64(len(data)) / float64(len(c)))
 			data = c
-			h[HeaderContentEncoding] = []string{k.compression.String()}
+			h[streams.ContentEncodingHeader] = []string{k.compression.String()}
 		}
 	}
 	return &unit{
@@ -143,16 +144,16 @@ func (k *packer) envelopeOf(subj string, evs []*pending) *unit {
 		buf = appendEntry(buf, e.msg.Data, e.msg.Header)
 	}
 	h := nats.Header{
-		jetstream.MsgIDHeader: []string{id},
-		HeaderEnvelope:        []string{envelopeVersion},
-		HeaderEnvelopeCount:   []string{strconv.Itoa(len(evs))},
+		jetstream.MsgIDHeader:       []string{id},
+		streams.EnvelopeHeader:      []string{envelopeVersion},
+		streams.EnvelopeCountHeader: []string{strconv.Itoa(len(evs))},
 	}
 	data := buf
 	if k.compression != NoCompression && len(buf) >= k.compressAbove {
 		if c := k.compression.Compress(buf); c != nil {
 			k.ratios.Observe(float64(len(buf)) / float64(len(c)))
 			data = c
-			h[HeaderContentEncoding] = []string{k.compression.String()}
+			h[streams.ContentEncodingHeader] = []string{k.compression.String()}
 		}
 	}
 	setEntryIDs(id, evs)

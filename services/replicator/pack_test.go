@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/platform/platform/streams"
 	"github.com/stretchr/testify/require"
 )
 
@@ -183,7 +184,7 @@ func TestPack(t *testing.T) {
 				require.Equal(t, want.msgID, u.msg.Header.Get(jetstream.MsgIDHeader), "unit %d message id", i)
 				require.Equal(t, uint64(i+1), u.key, "unit %d key", i)
 				require.Equal(t, "r."+strconv.FormatUint(u.key, 36), u.msg.Reply, "unit %d reply names its key", i)
-				require.Equal(t, want.encoding, u.msg.Header.Get(HeaderContentEncoding), "unit %d encoding", i)
+				require.Equal(t, want.encoding, u.msg.Header.Get(streams.ContentEncodingHeader), "unit %d encoding", i)
 				require.Equal(t, len(want.eventIDs) > 1, u.envelope, "unit %d envelope", i)
 				if want.encoding != "" {
 					compressed++

@@ -104,7 +104,7 @@ type Publisher struct {
 
 // NewPublisher starts a Publisher on js's connection. It subscribes to a
 // private inbox for acknowledgements and starts its sender.
-func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
+func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
 	if js == nil {
 		return nil, errors.New("new publisher: nil JetStream")
 	}

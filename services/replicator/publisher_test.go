@@ -20,10 +20,10 @@ func TestPublishRoundTrip(t *testing.T) {
 	e := newEnv(t, 1)
 	for _, tc := range []struct {
 		name string
-		opts []Option
+		opts []PublisherOption
 	}{
 		{"per event", nil},
-		{"envelope", []Option{WithEnvelope(), WithLinger(5 * time.Millisecond)}},
+		{"envelope", []PublisherOption{WithEnvelope(), WithLinger(5 * time.Millisecond)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			subj := "events.rt." + fmt.Sprint(len(tc.opts))
@@ -60,21 +60,21 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name     string
-		opts     []Option
+		opts     []PublisherOption
 		data     [][]byte
 		encoding string // Content-Encoding stored on the first message
 	}{
-		{"below threshold", []Option{WithCompression(S2, above)}, [][]byte{text(above - 1)}, ""},
-		{"at threshold", []Option{WithCompression(S2, above)}, [][]byte{text(above)}, "s2"},
-		{"incompressible", []Option{WithCompression(S2, above)}, [][]byte{noise}, ""},
-		{"zstd", []Option{WithCompression(Zstd, above)}, [][]byte{text(4096)}, "zstd"},
-		{"gzip", []Option{WithCompression(Gzip, above)}, [][]byte{text(4096)}, "gzip"},
-		{"none", []Option{WithCompression(NoCompression, 0)}, [][]byte{text(4096)}, ""},
-		{"envelope compressed", []Option{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(Zstd, above)},
+		{"below threshold", []PublisherOption{WithCompression(S2, above)}, [][]byte{text(above - 1)}, ""},
+		{"at threshold", []PublisherOption{WithCompression(S2, above)}, [][]byte{text(above)}, "s2"},
+		{"incompressible", []PublisherOption{WithCompression(S2, above)}, [][]byte{noise}, ""},
+		{"zstd", []PublisherOption{WithCompression(Zstd, above)}, [][]byte{text(4096)}, "zstd"},
+		{"gzip", []PublisherOption{WithCompression(Gzip, above)}, [][]byte{text(4096)}, "gzip"},
+		{"none", []PublisherOption{WithCompression(NoCompression, 0)}, [][]byte{text(4096)}, ""},
+		{"envelope compressed", []PublisherOption{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(Zstd, above)},
 			[][]byte{text(100), text(200), text(300), []byte{}}, "zstd"},
-		{"envelope below threshold", []Option{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(S2, above)},
+		{"envelope below threshold", []PublisherOption{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(S2, above)},
 			[][]byte{[]byte("a"), []byte("b")}, ""},
-		{"envelope incompressible", []Option{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(S2, above)},
+		{"envelope incompressible", []PublisherOption{WithEnvelope(), WithLinger(20 * time.Millisecond), WithCompression(S2, above)},
 			[][]byte{noise[:1024], noise[1024:]}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +91,7 @@ func TestCompressionThresholdAndEnvelopeRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			raw, err := stream.GetMsg(ctx, first.Seq)
 			require.NoError(t, err)
-			require.Equal(t, tc.encoding, raw.Header.Get(HeaderContentEncoding), "stored Content-Encoding")
+			require.Equal(t, tc.encoding, raw.Header.Get(streams.ContentEncodingHeader), "stored Content-Encoding")
 			evs := readAll(t, e.js, len(tc.data), WithFilter(subj))
 			for i, ev := range evs {
 				require.Equal(t, tc.data[i], ev.Data, "event %d", i)

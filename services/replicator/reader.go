@@ -64,17 +64,17 @@ type Event struct {
 // its events. A message without the replicator's headers is one event, so
 // Decode reads anything stored in a stream.
 func Decode(subject string, seq uint64, stamp time.Time, h nats.Header, data []byte) ([]Event, error) {
-	enc := h.Get(HeaderContentEncoding)
+	enc := h.Get(streams.ContentEncodingHeader)
 	plain, err := decompress(enc, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: seq %d: %w", ErrMalformed, seq, err)
 	}
 	id := h.Get(jetstream.MsgIDHeader)
-	if h.Get(HeaderEnvelope) == "" {
+	if h.Get(streams.EnvelopeHeader) == "" {
 		own := ownHeader(h)
 		return []Event{{Subject: subject, Data: plain, Header: own, ID: id, Pos: Position{Seq: seq, Count: 1}, Time: stamp}}, nil
 	}
-	if v := h.Get(HeaderEnvelope); v != envelopeVersion {
+	if v := h.Get(streams.EnvelopeHeader); v != envelopeVersion {
 		return nil, fmt.Errorf("%w: seq %d: envelope version %q", ErrMalformed, seq, v)
 	}
 	entries, err := decodeEnvelope(plain)
@@ -98,7 +98,7 @@ func Decode(subject string, seq uint64, stamp time.Time, h nats.Header, data []b
 func ownHeader(h nats.Header) nats.Header {
 	var out nats.Header
 	for k, v := range h {
-		if strings.EqualFold(k, HeaderContentEncoding) || strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, "Platform-Envelope") {
+		if strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, "Platform-Envelope") {
 			continue
 		}
 		if out == nil {

@@ -67,7 +67,7 @@ func TestPublisherFitsEnvelopesToServerMaxPayload(t *testing.T) {
 func TestPublisherRefusesEventOverServerMaxPayload(t *testing.T) {
 	_, js := stockEnv(t)
 	for _, envelope := range []bool{false, true} {
-		opts := []Option{WithLogger(clustertest.Logger())}
+		opts := []PublisherOption{WithLogger(clustertest.Logger())}
 		if envelope {
 			opts = append(opts, WithEnvelope())
 		}

@@ -267,7 +267,7 @@ func (s *Store) send(ctx context.Context, id string, ops []op) (jsapi.PubAck, er
 	defer cancel()
 	if len(ops) == 1 {
 		m := s.message(id, ops[0])
-		m.Header.Set(hdrMsgID, id)
+		m.Header.Set(jetstream.MsgIDHeader, id)
 		resp, err := s.nc.RequestMsgWithContext(actx, m)
 		if err != nil {
 			return ack, err
@@ -281,17 +281,17 @@ func (s *Store) send(ctx context.Context, id string, ops []op) (jsapi.PubAck, er
 	for i, o := range ops {
 		m := s.message(id, o)
 		if i == 0 {
-			m.Header.Set(hdrMsgID, id)
+			m.Header.Set(jetstream.MsgIDHeader, id)
 		}
-		m.Header.Set(hdrBatchID, batch)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		m.Header.Set(streams.BatchIDHeader, batch)
+		m.Header.Set(streams.BatchSequenceHeader, strconv.Itoa(i+1))
 		if i < len(ops)-1 {
 			if err := s.nc.PublishMsg(m); err != nil {
 				return ack, err
 			}
 			continue
 		}
-		m.Header.Set(hdrBatchCommit, "1")
+		m.Header.Set(streams.BatchCommitHeader, "1")
 		resp, err := s.nc.RequestMsgWithContext(actx, m)
 		if err != nil {
 			return ack, err
@@ -307,22 +307,22 @@ func (s *Store) send(ctx context.Context, id string, ops []op) (jsapi.PubAck, er
 func (s *Store) message(id string, o op) *nats.Msg {
 	m := &nats.Msg{Header: make(nats.Header, 6)}
 	if o.hasExpect {
-		m.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(o.expect, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(o.expect, 10))
 	}
 	switch o.kind {
 	case opPut:
 		m.Subject = streams.KVSubject(s.bucket, o.key)
 		m.Data = o.value
-		m.Header.Set(HeaderTxnID, id)
+		m.Header.Set(streams.TxnIDHeader, id)
 	case opDelete:
 		m.Subject = streams.KVSubject(s.bucket, o.key)
-		m.Header.Set(hdrKVOperation, kvOpDelete)
-		m.Header.Set(HeaderTxnID, id)
+		m.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+		m.Header.Set(streams.TxnIDHeader, id)
 	case opCheck:
 		m.Subject = streams.KVSubject(s.bucket, MarkerKey)
-		m.Header.Set(hdrExpectedLastSubjSeqSubj, streams.KVSubject(s.bucket, o.key))
-		m.Header.Set(hdrKVOperation, kvOpDelete)
-		m.Header.Set(hdrTTL, markerTTL)
+		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, streams.KVSubject(s.bucket, o.key))
+		m.Header.Set(streams.KVOperationHeader, streams.KVOperationDelete)
+		m.Header.Set(jetstream.MsgTTLHeader, markerTTL)
 	}
 	return m
 }
@@ -351,7 +351,7 @@ func (s *Store) appliedBy(ctx context.Context, id string, ops []op) (map[string]
 			continue
 		}
 		m, err := s.load(ctx, o.key)
-		if err != nil || !m.found || m.hdr.Get(HeaderTxnID) != id {
+		if err != nil || !m.found || m.hdr.Get(streams.TxnIDHeader) != id {
 			continue
 		}
 		// Op i was stored at first+i; revisions wants the last sequence.

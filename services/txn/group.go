@@ -8,8 +8,10 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/internal/jsapi"
+	"github.com/platform/platform/streams"
 )
 
 // maxGroup bounds the transactions merged into one atomic batch.
@@ -235,7 +237,7 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 		// One message is atomic by itself: a plain publish, without the
 		// staging step of a batch.
 		msg := s.message(members[0].id, members[0].ops[0])
-		msg.Header.Set(hdrMsgID, members[0].id)
+		msg.Header.Set(jetstream.MsgIDHeader, members[0].id)
 		var err error
 		if resp, err = s.nc.RequestMsgWithContext(actx, msg); err != nil {
 			fallback(ctx.Err() == nil && jsapi.IsTransient(err))
@@ -249,11 +251,11 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 		for i, o := range x.ops {
 			msg := s.message(x.id, o)
 			if i == 0 {
-				msg.Header.Set(hdrMsgID, x.id)
+				msg.Header.Set(jetstream.MsgIDHeader, x.id)
 			}
 			seq++
-			msg.Header.Set(hdrBatchID, batch)
-			msg.Header.Set(hdrBatchSeq, strconv.Itoa(seq))
+			msg.Header.Set(streams.BatchIDHeader, batch)
+			msg.Header.Set(streams.BatchSequenceHeader, strconv.Itoa(seq))
 			if seq < total {
 				if err := s.nc.PublishMsg(msg); err != nil {
 					fallback(false)
@@ -261,7 +263,7 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 				}
 				continue
 			}
-			msg.Header.Set(hdrBatchCommit, "1")
+			msg.Header.Set(streams.BatchCommitHeader, "1")
 			var err error
 			resp, err = s.nc.RequestMsgWithContext(actx, msg)
 			if err != nil {

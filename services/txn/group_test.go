@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/streams"
 )
 
 func member(t *testing.T, s *Store, c Commit) *groupMember {
@@ -62,7 +63,7 @@ func TestSendGroup(t *testing.T) {
 				got, err := e.store.Get(ctx, key)
 				require.NoError(t, err)
 				require.Equal(t, rev, got.Revision, "%s revision", key)
-				require.Equal(t, m.id, func() string { l, _ := e.store.load(ctx, key); return l.hdr.Get(HeaderTxnID) }(), "%s written by its own commit", key)
+				require.Equal(t, m.id, func() string { l, _ := e.store.load(ctx, key); return l.hdr.Get(streams.TxnIDHeader) }(), "%s written by its own commit", key)
 			}
 		}
 		require.Equal(t, m1.revs["grp.a"]+1, m2.revs["grp.b"], "consecutive in one batch")

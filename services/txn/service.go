@@ -17,12 +17,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// Subjects of the txn service.
-const (
-	GetSubject    = "txn.get"
-	CommitSubject = "txn.commit"
-)
-
 // Options configure the txn service.
 type Options struct {
 	// Conn is the NATS connection the service serves and commits on.
@@ -157,14 +151,14 @@ func New(opts Options) (*Service, error) {
 		Endpoints: []service.Endpoint{
 			{
 				Name:        "get",
-				Subject:     GetSubject,
+				Subject:     streams.TxnGetSubject,
 				Description: `Read keys through the stream leader: {"keys":["k1","k2"]} -> {"values":{"k1":{"value":"v","revision":7},"k2":null}}`,
 				Handler:     service.Func(s.handleGet),
 				Concurrency: 16,
 			},
 			{
 				Name:        "commit",
-				Subject:     CommitSubject,
+				Subject:     streams.TxnCommitSubject,
 				Description: `Commit atomically: {"reads":{"k1":7,"k2":0},"writes":{"k1":"v"},"deletes":[]} -> {"committed":true,"revisions":{"k1":9}} or a conflict error naming the key`,
 				Handler:     s.handleCommit,
 			},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 func startService(t *testing.T, e *env, opts Options) *Service {
@@ -69,20 +70,20 @@ func TestService(t *testing.T) {
 
 	t.Run("the CLI flow from the README", func(t *testing.T) {
 		ra := put(t, e.store, "acct.alice", "100")
-		got := request(t, nc, GetSubject, `{"keys":["acct.alice","acct.bob"]}`)
+		got := request(t, nc, streams.TxnGetSubject, `{"keys":["acct.alice","acct.bob"]}`)
 		require.Equal(t, map[string]any{"values": map[string]any{
 			"acct.alice": map[string]any{"value": "100", "revision": float64(ra)},
 			"acct.bob":   nil,
 		}}, got)
 
 		body := fmt.Sprintf(`{"reads":{"acct.alice":%d,"acct.bob":0},"writes":{"acct.alice":"90","acct.bob":"10"},"deletes":[]}`, ra)
-		got = request(t, nc, CommitSubject, body)
+		got = request(t, nc, streams.TxnCommitSubject, body)
 		require.Equal(t, true, got["committed"], got)
 		revs := got["revisions"].(map[string]any)
 		require.Len(t, revs, 2)
 
 		// The same request again conflicts on alice and names the revisions.
-		got = request(t, nc, CommitSubject, body)
+		got = request(t, nc, streams.TxnCommitSubject, body)
 		require.Equal(t, "conflict", errorCode(got), got)
 		errBody := got["error"].(map[string]any)
 		require.Equal(t, "acct.alice", errBody["key"])
@@ -96,10 +97,10 @@ func TestService(t *testing.T) {
 
 	t.Run("deleted keys read as deleted with their revision", func(t *testing.T) {
 		rev := put(t, e.store, "gone", "x")
-		got := request(t, nc, CommitSubject, fmt.Sprintf(`{"reads":{"gone":%d},"deletes":["gone"]}`, rev))
+		got := request(t, nc, streams.TxnCommitSubject, fmt.Sprintf(`{"reads":{"gone":%d},"deletes":["gone"]}`, rev))
 		require.Equal(t, true, got["committed"], got)
 		del := got["revisions"].(map[string]any)["gone"]
-		got = request(t, nc, GetSubject, `{"keys":["gone"]}`)
+		got = request(t, nc, streams.TxnGetSubject, `{"keys":["gone"]}`)
 		require.Equal(t, map[string]any{"value": nil, "revision": del, "deleted": true}, got["values"].(map[string]any)["gone"])
 	})
 
@@ -107,12 +108,12 @@ func TestService(t *testing.T) {
 		rev := put(t, e.store, "mp.k", "v1")
 		b, err := msgpack.Marshal(map[string]any{"reads": map[string]uint64{"mp.k": rev}, "writes": map[string]string{"mp.k": "v2"}})
 		require.NoError(t, err)
-		m := nats.NewMsg(CommitSubject)
-		m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+		m := nats.NewMsg(streams.TxnCommitSubject)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 		m.Data = b
 		resp, err := nc.RequestMsg(m, 10*time.Second)
 		require.NoError(t, err)
-		require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.HeaderContentType))
+		require.Equal(t, service.ContentTypeMsgpack, resp.Header.Get(service.ContentTypeHeader))
 		var out map[string]any
 		require.NoError(t, msgpack.Unmarshal(resp.Data, &out))
 		require.Equal(t, true, out["committed"], out)
@@ -121,8 +122,8 @@ func TestService(t *testing.T) {
 	t.Run("a null write in msgpack is refused", func(t *testing.T) {
 		b, err := msgpack.Marshal(map[string]any{"writes": map[string]any{"mp.null": nil}})
 		require.NoError(t, err)
-		m := nats.NewMsg(CommitSubject)
-		m.Header.Set(service.HeaderContentType, service.ContentTypeMsgpack)
+		m := nats.NewMsg(streams.TxnCommitSubject)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
 		m.Data = b
 		resp, err := nc.RequestMsg(m, 10*time.Second)
 		require.NoError(t, err)
@@ -147,24 +148,24 @@ func TestService(t *testing.T) {
 		tests := []struct {
 			name, subject, body, code string
 		}{
-			{"malformed JSON", CommitSubject, `{"writes":`, service.CodeBadRequest},
-			{"not JSON at all", CommitSubject, `hello`, service.CodeBadRequest},
-			{"unknown field", CommitSubject, `{"writes":{"a":"1"},"bogus":1}`, service.CodeBadRequest},
-			{"empty body", CommitSubject, ``, service.CodeBadRequest},
-			{"empty transaction", CommitSubject, `{"reads":{},"writes":{},"deletes":[]}`, service.CodeBadRequest},
-			{"negative revision", CommitSubject, `{"reads":{"a":-1},"writes":{"a":"1"}}`, service.CodeBadRequest},
-			{"invalid key", CommitSubject, `{"writes":{"a b":"1"}}`, service.CodeBadRequest},
-			{"wildcard key", CommitSubject, `{"writes":{"a.>":"1"}}`, service.CodeBadRequest},
-			{"reserved key", CommitSubject, `{"writes":{"_txn.marker":"1"}}`, service.CodeBadRequest},
-			{"null write", CommitSubject, `{"writes":{"a":null}}`, service.CodeBadRequest},
-			{"null write among values", CommitSubject, `{"writes":{"a":"1","b":null}}`, service.CodeBadRequest},
-			{"written and deleted", CommitSubject, `{"writes":{"a":"1"},"deletes":["a"]}`, service.CodeBadRequest},
-			{"more keys than a batch allows", CommitSubject, `{"writes":{` + strings.Join(manyKeys, ",") + `}}`, service.CodeTooLarge},
-			{"oversize value", CommitSubject, `{"writes":{"a":"` + strings.Repeat("x", 65) + `"}}`, service.CodeTooLarge},
-			{"get without keys", GetSubject, `{"keys":[]}`, service.CodeBadRequest},
-			{"get invalid key", GetSubject, `{"keys":["a..b"]}`, service.CodeBadRequest},
-			{"get reserved key", GetSubject, `{"keys":["_txn.marker"]}`, service.CodeBadRequest},
-			{"get unknown field", GetSubject, `{"key":["a"]}`, service.CodeBadRequest},
+			{"malformed JSON", streams.TxnCommitSubject, `{"writes":`, service.CodeBadRequest},
+			{"not JSON at all", streams.TxnCommitSubject, `hello`, service.CodeBadRequest},
+			{"unknown field", streams.TxnCommitSubject, `{"writes":{"a":"1"},"bogus":1}`, service.CodeBadRequest},
+			{"empty body", streams.TxnCommitSubject, ``, service.CodeBadRequest},
+			{"empty transaction", streams.TxnCommitSubject, `{"reads":{},"writes":{},"deletes":[]}`, service.CodeBadRequest},
+			{"negative revision", streams.TxnCommitSubject, `{"reads":{"a":-1},"writes":{"a":"1"}}`, service.CodeBadRequest},
+			{"invalid key", streams.TxnCommitSubject, `{"writes":{"a b":"1"}}`, service.CodeBadRequest},
+			{"wildcard key", streams.TxnCommitSubject, `{"writes":{"a.>":"1"}}`, service.CodeBadRequest},
+			{"reserved key", streams.TxnCommitSubject, `{"writes":{"_txn.marker":"1"}}`, service.CodeBadRequest},
+			{"null write", streams.TxnCommitSubject, `{"writes":{"a":null}}`, service.CodeBadRequest},
+			{"null write among values", streams.TxnCommitSubject, `{"writes":{"a":"1","b":null}}`, service.CodeBadRequest},
+			{"written and deleted", streams.TxnCommitSubject, `{"writes":{"a":"1"},"deletes":["a"]}`, service.CodeBadRequest},
+			{"more keys than a batch allows", streams.TxnCommitSubject, `{"writes":{` + strings.Join(manyKeys, ",") + `}}`, service.CodeTooLarge},
+			{"oversize value", streams.TxnCommitSubject, `{"writes":{"a":"` + strings.Repeat("x", 65) + `"}}`, service.CodeTooLarge},
+			{"get without keys", streams.TxnGetSubject, `{"keys":[]}`, service.CodeBadRequest},
+			{"get invalid key", streams.TxnGetSubject, `{"keys":["a..b"]}`, service.CodeBadRequest},
+			{"get reserved key", streams.TxnGetSubject, `{"keys":["_txn.marker"]}`, service.CodeBadRequest},
+			{"get unknown field", streams.TxnGetSubject, `{"key":["a"]}`, service.CodeBadRequest},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +180,7 @@ func TestService(t *testing.T) {
 		require.Equal(t, before, info.State.LastSeq, "bad requests must not write")
 
 		// The service keeps answering.
-		got := request(t, nc, GetSubject, `{"keys":["acct.alice"]}`)
+		got := request(t, nc, streams.TxnGetSubject, `{"keys":["acct.alice"]}`)
 		require.Contains(t, got, "values")
 	})
 }

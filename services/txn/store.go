@@ -34,25 +34,9 @@ const (
 	DefaultOpTimeout = 30 * time.Second
 )
 
-// Headers the store writes and reads.
-const (
-	hdrExpectedLastSubjSeq     = "Nats-Expected-Last-Subject-Sequence"
-	hdrExpectedLastSubjSeqSubj = "Nats-Expected-Last-Subject-Sequence-Subject"
-	hdrMsgID                   = "Nats-Msg-Id"
-	hdrTTL                     = "Nats-TTL"
-	hdrBatchID                 = "Nats-Batch-Id"
-	hdrBatchSeq                = "Nats-Batch-Sequence"
-	hdrBatchCommit             = "Nats-Batch-Commit"
-	hdrKVOperation             = "KV-Operation"
-	// HeaderTxnID names the transaction that wrote a value. Every value a
-	// commit writes carries it, so a commit whose acknowledgement was lost
-	// can find out whether it was applied.
-	HeaderTxnID = "Platform-Txn-Id"
-
-	kvOpDelete = "DEL"
-	kvOpPurge  = "PURGE"
-	markerTTL  = "1s"
-)
+// markerTTL is how long the delete marker of a read-only check stays in
+// the bucket before the server removes it.
+const markerTTL = "1s"
 
 // Entry is one key as a transaction read it.
 type Entry struct {
@@ -82,33 +66,33 @@ type Store struct {
 	group          groupCommitter
 }
 
-// Option configures a Store.
-type Option func(*Store)
+// StoreOption configures a Store.
+type StoreOption func(*Store)
 
 // WithBucket uses the KV bucket name instead of STATE. The bucket's stream
 // must allow atomic publish and message TTLs.
-func WithBucket(name string) Option { return func(s *Store) { s.bucket = name } }
+func WithBucket(name string) StoreOption { return func(s *Store) { s.bucket = name } }
 
 // WithLogger sets the store's logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+func WithLogger(l *slog.Logger) StoreOption { return func(s *Store) { s.log = l } }
 
 // WithMaxKeys bounds the keys of one transaction (default DefaultMaxKeys;
 // must not exceed the server's max_batch_size).
-func WithMaxKeys(n int) Option { return func(s *Store) { s.maxKeys = n } }
+func WithMaxKeys(n int) StoreOption { return func(s *Store) { s.maxKeys = n } }
 
 // WithMaxValueBytes bounds one value (default DefaultMaxValueBytes).
-func WithMaxValueBytes(n int) Option { return func(s *Store) { s.maxValueBytes = n } }
+func WithMaxValueBytes(n int) StoreOption { return func(s *Store) { s.maxValueBytes = n } }
 
 // WithRequestTimeout bounds one request to the stream (default
 // DefaultRequestTimeout).
-func WithRequestTimeout(d time.Duration) Option { return func(s *Store) { s.requestTimeout = d } }
+func WithRequestTimeout(d time.Duration) StoreOption { return func(s *Store) { s.requestTimeout = d } }
 
 // WithOpTimeout bounds how long one read or commit retries while the
 // stream is unavailable (default DefaultOpTimeout).
-func WithOpTimeout(d time.Duration) Option { return func(s *Store) { s.opTimeout = d } }
+func WithOpTimeout(d time.Duration) StoreOption { return func(s *Store) { s.opTimeout = d } }
 
 // NewStore returns a store on the connection.
-func NewStore(nc *nats.Conn, opts ...Option) (*Store, error) {
+func NewStore(nc *nats.Conn, opts ...StoreOption) (*Store, error) {
 	s := &Store{
 		nc:             nc,
 		bucket:         streams.BucketState,
@@ -221,8 +205,8 @@ func (m storedMsg) entry(key string) Entry {
 	if !m.found {
 		return e
 	}
-	switch m.hdr.Get(hdrKVOperation) {
-	case kvOpDelete, kvOpPurge:
+	switch m.hdr.Get(streams.KVOperationHeader) {
+	case streams.KVOperationDelete, streams.KVOperationPurge:
 		return e
 	}
 	e.Found = true

@@ -26,7 +26,7 @@ type EvalOptions struct {
 	Scoped bool
 }
 
-func (o *EvalOptions) fill() {
+func (o *EvalOptions) setDefaults() {
 	if o.Rules <= 0 {
 		o.Rules = 1000
 	}
@@ -53,7 +53,7 @@ var conditions = []string{
 
 // EvalConfig returns the rules file of the benchmark's rules.
 func EvalConfig(o EvalOptions) string {
-	o.fill()
+	o.setDefaults()
 	var b strings.Builder
 	b.WriteString("evaluation_interval: 5s\nrules:\n")
 	for i := range o.Rules {
@@ -72,7 +72,7 @@ func EvalConfig(o EvalOptions) string {
 // series on one engine: the rules, the groups and the inhibitor, as the
 // service runs them each evaluation interval.
 func MeasureEval(o EvalOptions) (bench.Result, error) {
-	o.fill()
+	o.setDefaults()
 	cfg, err := alerting.ParseConfig([]byte(EvalConfig(o)))
 	if err != nil {
 		return bench.Result{}, fmt.Errorf("eval bench rules: %w", err)

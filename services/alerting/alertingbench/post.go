@@ -39,7 +39,7 @@ type PostOptions struct {
 	Logger *slog.Logger
 }
 
-func (o *PostOptions) fill() {
+func (o *PostOptions) setDefaults() {
 	if o.Alerts <= 0 {
 		o.Alerts = 50000
 	}
@@ -129,7 +129,7 @@ func postAll(ctx context.Context, url string, bodies [][]byte, clients int, lat 
 // instance); Alertmanager's when every POST is answered (it stores before
 // answering).
 func MeasurePost(ctx context.Context, t *target.Target, o PostOptions) ([]bench.Result, error) {
-	o.fill()
+	o.setDefaults()
 	bodies, err := batches(o)
 	if err != nil {
 		return nil, err

@@ -39,7 +39,7 @@ type StormOptions struct {
 	Logger *slog.Logger
 }
 
-func (o *StormOptions) fill() {
+func (o *StormOptions) setDefaults() {
 	if o.Instances <= 0 {
 		o.Instances = 10000
 	}
@@ -83,7 +83,7 @@ route: {group_by: [alertname, service], group_wait: %s, group_interval: 5m, repe
 // detector itself is not driven at this scale); the time of the last
 // write is the last death detected.
 func RunStorm(ctx context.Context, t *target.Target, o StormOptions) (bench.Result, error) {
-	o.fill()
+	o.setDefaults()
 	res := bench.Result{Name: "alerting storm"}
 	members, err := t.JS.KeyValue(ctx, streams.BucketMembers)
 	if err != nil {

@@ -72,7 +72,7 @@ type Options struct {
 	Progress func()
 }
 
-func (o *Options) fill() {
+func (o *Options) setDefaults() {
 	if o.Instances < 2 {
 		o.Instances = 5
 	}

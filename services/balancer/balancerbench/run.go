@@ -20,7 +20,7 @@ type requester func(ctx context.Context) (*nats.Msg, error)
 // turn and returns their figures. Every mode's clients share one
 // connection, opened once, so the modes differ only in how they choose.
 func Run(ctx context.Context, o Options) ([]ModeResult, error) {
-	o.fill()
+	o.setDefaults()
 	if o.Connect == nil || o.JS == nil {
 		return nil, fmt.Errorf("balancerbench: Connect and JS are required")
 	}

@@ -133,8 +133,8 @@ func LocalOptions() Options {
 	return o
 }
 
-// fill completes zero fields from DefaultOptions.
-func (o *Options) fill() {
+// setDefaults completes zero fields from DefaultOptions.
+func (o *Options) setDefaults() {
 	d := DefaultOptions()
 	o.DefaultInterval = cmp.Or(o.DefaultInterval, d.DefaultInterval)
 	o.WindowSize = cmp.Or(o.WindowSize, d.WindowSize)

@@ -101,7 +101,7 @@ type Table struct {
 // NewTable returns an empty table. Zero fields of opts take their
 // DefaultOptions value; an error says which settings are out of range.
 func NewTable(opts Options, epoch time.Time) (*Table, error) {
-	opts.fill()
+	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func BenchmarkTick10k(b *testing.B) {
 func BenchmarkEvaluateMixed(b *testing.B) {
 	tr := generateMixed(TraceOptions{Instances: 50, Duration: 20 * time.Second, Interval: 100 * time.Millisecond, Seed: 1})
 	opts := EvalOptions{Trace: tr.opts}
-	opts.fill()
+	opts.setDefaults()
 	for b.Loop() {
 		d, err := newOurs(opts, len(tr.instances), nil)
 		if err != nil {

@@ -31,7 +31,7 @@ type EvalOptions struct {
 	Progress func()
 }
 
-func (o *EvalOptions) fill() {
+func (o *EvalOptions) setDefaults() {
 	if o.Trace.Instances == 0 {
 		o.Trace.Instances = 200
 	}
@@ -57,7 +57,7 @@ func (o *EvalOptions) fill() {
 
 // Steps returns how many times Evaluate calls Progress.
 func (o EvalOptions) Steps() int {
-	o.fill()
+	o.setDefaults()
 	return o.Train + o.Held + len(o.Recordings) + 1
 }
 
@@ -104,7 +104,7 @@ func candidates(opts EvalOptions) []candidate {
 // training traces (the fewest false positives if none has none). It
 // fails only on invalid detection settings.
 func Evaluate(opts EvalOptions) (Report, error) {
-	opts.fill()
+	opts.setDefaults()
 	cands := candidates(opts)
 	rep := Report{Trace: opts.Trace, Train: opts.Train, Held: opts.Held}
 	// outs[c][k]: candidate c on trace k; training traces first.

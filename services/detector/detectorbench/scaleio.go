@@ -335,7 +335,7 @@ func cmpInt(v, def int) int {
 func status(ctx context.Context, nc *nats.Conn) (detector.StatusResponse, error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	m, err := nc.RequestWithContext(rctx, detector.SubjectStatus, nil)
+	m, err := nc.RequestWithContext(rctx, streams.MembersStatusSubject, nil)
 	if err != nil {
 		return detector.StatusResponse{}, err
 	}
@@ -352,7 +352,7 @@ func aliveCount(ctx context.Context, nc *nats.Conn) (int, error) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := json.Marshal(map[string]any{"service": scaleService, "state": membership.Alive, "limit": 1})
-	m, err := nc.RequestWithContext(rctx, detector.SubjectMembers, req)
+	m, err := nc.RequestWithContext(rctx, streams.MembersListSubject, req)
 	if err != nil {
 		return 0, fmt.Errorf("members: %w", err)
 	}

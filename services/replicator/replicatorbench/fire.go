@@ -35,7 +35,7 @@ const idleFor = 3 * time.Second
 // other replicator instance may serve ingest.* on the cluster, or its share
 // of the events could not be counted.
 func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts replicator.Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	corpus := Corpus(10_000, o.Size)
 
 	po := o
@@ -268,7 +268,7 @@ func countStored(ctx context.Context, js jetstream.JetStream, subject string) (i
 			return events, fmt.Errorf("read back: %w", err)
 		}
 		n := int64(1)
-		if c := m.Headers().Get(replicator.HeaderEnvelopeCount); c != "" {
+		if c := m.Headers().Get(streams.EnvelopeCountHeader); c != "" {
 			if n, err = strconv.ParseInt(c, 10, 64); err != nil {
 				return events, fmt.Errorf("read back: envelope count %q: %w", c, err)
 			}

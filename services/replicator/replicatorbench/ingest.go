@@ -24,7 +24,7 @@ import (
 // that noise from elsewhere on the machine hits them alike. It runs one
 // ingest service instance in this process.
 func Ingest(ctx context.Context, t *target.Target, o Options, sopts replicator.Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	corpus := Corpus(10_000, o.Size)
 	if o.Conns <= 0 || o.Conns > o.Clients {
 		o.Conns = o.Clients

@@ -25,7 +25,7 @@ import (
 // Publisher does, or any other header to tell the price of deduplication
 // from the price of carrying a header at all.
 func RawAsync(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o Options, idHeader string) (bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	nc, err := t.Connect()
 	if err != nil {
 		return bench.Result{}, err
@@ -76,8 +76,8 @@ func RawAsync(ctx context.Context, t *target.Target, name, subject string, corpu
 // Publisher publishes o.Events events of the corpus with a
 // replicator.Publisher at Quorum (popts may change that) and reports
 // events/s and latency from accept to ack.
-func Publisher(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o Options, popts ...replicator.Option) (bench.Result, error) {
-	o.defaults()
+func Publisher(ctx context.Context, t *target.Target, name, subject string, corpus [][]byte, o Options, popts ...replicator.PublisherOption) (bench.Result, error) {
+	o.setDefaults()
 	nc, err := t.Connect()
 	if err != nil {
 		return bench.Result{}, err
@@ -89,7 +89,7 @@ func Publisher(ctx context.Context, t *target.Target, name, subject string, corp
 	}
 	var bytesIn int64
 	var msgs atomic.Int64
-	popts = append([]replicator.Option{replicator.WithLevel(replicator.Quorum), replicator.WithLogger(slog.New(slog.DiscardHandler)),
+	popts = append([]replicator.PublisherOption{replicator.WithLevel(replicator.Quorum), replicator.WithLogger(slog.New(slog.DiscardHandler)),
 		replicator.WithResultHandler(func(m *replicator.Message, ack replicator.Ack, err error) {
 			if err == nil && ack.Index == 0 {
 				msgs.Add(1) // first event of its stream message
@@ -137,17 +137,17 @@ func Publisher(ctx context.Context, t *target.Target, name, subject string, corp
 // (envelope mode when envelope is set), in alternating rounds, and adds the
 // ratio to the Publisher's result.
 func Publish(ctx context.Context, t *target.Target, envelope bool, o Options) ([]bench.Result, error) {
-	o.defaults()
+	o.setDefaults()
 	corpus := Corpus(10_000, o.Size)
 	name := "publisher"
 	// The buffer holds one window of events beyond those in flight, so
 	// the producer is held back about as early as the raw publisher's
 	// stall and the latencies compare like for like.
 	window := o.InFlight * (o.Size + 64)
-	popts := []replicator.Option{replicator.WithMaxInFlight(o.InFlight), replicator.WithBatch(o.InFlight, window), replicator.WithMaxBuffered(window)}
+	popts := []replicator.PublisherOption{replicator.WithMaxInFlight(o.InFlight), replicator.WithBatch(o.InFlight, window), replicator.WithMaxBuffered(window)}
 	if envelope {
 		name = "publisher-envelope"
-		popts = []replicator.Option{replicator.WithEnvelope(), replicator.WithMaxBuffered(2 * replicator.DefaultMaxBatchBytes)}
+		popts = []replicator.PublisherOption{replicator.WithEnvelope(), replicator.WithMaxBuffered(2 * replicator.DefaultMaxBatchBytes)}
 	}
 	sides := []struct {
 		name string

@@ -45,7 +45,7 @@ type Options struct {
 	prog *bench.Progress
 }
 
-func (o *Options) defaults() {
+func (o *Options) setDefaults() {
 	if o.Size == 0 {
 		o.Size = 128
 	}

@@ -1,0 +1,46 @@
+package streams
+
+// Headers of the platform's wire format, one spelling each. The NATS and
+// JetStream headers that nats.go's jetstream package exports
+// (jetstream.MsgIDHeader, jetstream.MsgTTLHeader, the Expected ones) are
+// used from there; these are the rest.
+const (
+	// ConsistencyHeader asks the ingest service for a level: async, quorum
+	// (default) or all.
+	ConsistencyHeader = "Platform-Consistency"
+	// ClientHeader names the producer for per-client rate limiting. Without
+	// it a request's client is the inbox prefix of its reply subject (one
+	// per NATS connection); fire-and-forget events without it share the
+	// client "anonymous".
+	ClientHeader = "Platform-Client"
+
+	// EnvelopeHeader (the format version) and EnvelopeCountHeader (the
+	// number of events) mark a stream message that holds an envelope of
+	// events; see the replicator's envelope.go for the format.
+	EnvelopeHeader      = "Platform-Envelope"
+	EnvelopeCountHeader = "Platform-Envelope-Count"
+
+	// ContentEncodingHeader names the codec a stream message's payload is
+	// compressed with: "s2" (S2 block format), "zstd" or "gzip". A message
+	// without it is stored as given.
+	ContentEncodingHeader = "Content-Encoding"
+
+	// TxnIDHeader names the transaction that wrote a value. Every value a
+	// commit writes carries it, so a commit whose acknowledgement was lost
+	// can find out whether it was applied.
+	TxnIDHeader = "Platform-Txn-Id"
+
+	// KVOperationHeader marks a KV delete (KVOperationDelete) or purge
+	// (KVOperationPurge), as nats.go's KeyValue writes them; nats.go keeps
+	// these names unexported.
+	KVOperationHeader = "KV-Operation"
+	KVOperationDelete = "DEL"
+	KVOperationPurge  = "PURGE"
+
+	// BatchIDHeader, BatchSequenceHeader and BatchCommitHeader make
+	// messages one atomic batch (JetStream 2.12's atomic batch publish,
+	// ADR-50), which nats.go v1.55 does not name.
+	BatchIDHeader       = "Nats-Batch-Id"
+	BatchSequenceHeader = "Nats-Batch-Sequence"
+	BatchCommitHeader   = "Nats-Batch-Commit"
+)
