@@ -85,8 +85,8 @@ func TestFanoutValidatesAlerts(t *testing.T) {
 	})
 }
 
-// alertingBad returns platform_alerting_bad_input_total{kind} from reg.
-func alertingBad(t *testing.T, reg *prometheus.Registry, kind string) float64 {
+// alertingBad returns platform_alerting_bad_input_total{reason} from reg.
+func alertingBad(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
@@ -96,7 +96,7 @@ func alertingBad(t *testing.T, reg *prometheus.Registry, kind string) float64 {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == kind {
+				if l.GetName() == "reason" && l.GetValue() == reason {
 					return m.GetCounter().GetValue()
 				}
 			}
