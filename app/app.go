@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/platform/platform/backup"
 	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/natsconn"
 	"github.com/platform/platform/streams"
@@ -53,6 +56,18 @@ type Options struct {
 	// NkeySeed is an nkey seed file this process logs in with (with --nats
 	// or --config).
 	NkeySeed string
+	// InboxPrefix is this process's inbox prefix (with --nats or --config;
+	// under --auth it is the service user's, auth.InboxPrefix).
+	InboxPrefix string
+	// ProvisionNkey and ProvisionCreds log in a separate connection that
+	// creates and updates the streams, for a service credential that may
+	// not (with --nats or --config; under --auth the users file's admin
+	// provisions). Default: this process's own connection.
+	ProvisionNkey, ProvisionCreds string
+	// RestoreFrom is a backup directory (package backup) to restore into
+	// the embedded cluster before its streams are provisioned and the
+	// services start; the data directory must hold no data yet.
+	RestoreFrom string
 	// Replicas overrides the stream replica count (default: 3 on a cluster
 	// of three or more servers, else 1).
 	Replicas int
@@ -108,8 +123,11 @@ func (o *Options) validate() error {
 		return err
 	}
 	embedded := o.NATS == "" && o.Cluster.ConfigFile == ""
-	if embedded && (o.Creds != "" || o.NkeySeed != "") {
-		return errors.New("--creds and --nkey apply with --nats or --config; embedded nodes take --auth")
+	if embedded && (o.Creds != "" || o.NkeySeed != "" || o.InboxPrefix != "" || o.ProvisionNkey != "" || o.ProvisionCreds != "") {
+		return errors.New("--creds, --nkey, --inbox-prefix and --provision-* apply with --nats or --config; embedded nodes take --auth")
+	}
+	if o.ProvisionNkey != "" && o.ProvisionCreds != "" {
+		return errors.New("give one of --provision-nkey and --provision-creds")
 	}
 	if !embedded && (o.Auth != "" || o.TLSVerify) {
 		return errors.New("--auth and --tls-verify configure embedded nodes: with --config use its authorization and tls blocks")
@@ -127,8 +145,38 @@ func (o *Options) validate() error {
 			}
 		}
 	}
+	if o.RestoreFrom != "" {
+		if !embedded {
+			return errors.New("--restore-from restores into the embedded nodes: against another cluster, run platform restore first")
+		}
+		if err := emptyDataDir(o.Cluster.DataDir); err != nil {
+			return err
+		}
+		if _, err := backup.Verify(o.RestoreFrom, nil); err != nil {
+			return fmt.Errorf("--restore-from: %w", err)
+		}
+	}
 	if o.Replicas < 0 || o.Replicas > 5 {
 		return fmt.Errorf("replicas must be between 1 and 5, got %d", o.Replicas)
+	}
+	return nil
+}
+
+// emptyDataDir refuses a data directory that holds anything: a restore
+// goes into a new platform, never over one's data.
+func emptyDataDir(dir string) error {
+	if dir == "" {
+		dir = "data" // cluster.Options' default
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--restore-from: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("--restore-from: data directory %s already holds data: restore into an empty one (or restore this platform with platform restore --replace)", dir)
 	}
 	return nil
 }
@@ -137,7 +185,8 @@ func (o *Options) validate() error {
 // acquired first; it is safe to call twice.
 type App struct {
 	opts     Options
-	conn     natsconn.Options // how this process connects
+	conn     natsconn.Options // how this process's services connect
+	prov     natsconn.Options // how it provisions the streams
 	log      *slog.Logger
 	selected []Service // in start order
 
@@ -160,11 +209,11 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	selected, _ := selectServices(opts.Catalog, opts.Services)
-	conn, err := opts.security()
+	conn, prov, err := opts.security()
 	if err != nil {
 		return nil, err
 	}
-	return &App{opts: opts, conn: conn, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
+	return &App{opts: opts, conn: conn, prov: prov, log: opts.Logger, selected: selected, ready: make(chan struct{}), phase: errors.New("starting")}, nil
 }
 
 // Ready is closed once the cluster, streams, HTTP and every service are up.
@@ -226,6 +275,12 @@ func (a *App) Run(ctx context.Context) error {
 	a.setPhase(errors.New("connecting to NATS"))
 	if err := a.connect(); err != nil {
 		return err
+	}
+	if a.opts.RestoreFrom != "" {
+		a.setPhase(errors.New("restoring " + a.opts.RestoreFrom))
+		if err := a.restore(ctx); err != nil {
+			return err
+		}
 	}
 	a.setPhase(errors.New("provisioning streams"))
 	if err := a.ensureStreams(ctx); err != nil {
@@ -303,12 +358,17 @@ func (a *App) startCluster(ctx context.Context) error {
 	return nil
 }
 
+// url is where this process connects.
+func (a *App) url() string {
+	if a.cluster != nil {
+		return strings.Join(a.cluster.ClientURLs(), ",")
+	}
+	return a.opts.NATS
+}
+
 func (a *App) connect() error {
 	co := a.conn
-	co.URL, co.Name, co.Logger = a.opts.NATS, "platform", a.log
-	if a.cluster != nil {
-		co.URL = strings.Join(a.cluster.ClientURLs(), ",")
-	}
+	co.URL, co.Name, co.Logger = a.url(), "platform", a.log
 	nc, err := natsconn.Connect(co)
 	if err != nil {
 		return err
@@ -360,12 +420,58 @@ func (a *App) replicaCount() int {
 	}
 }
 
+// provisioner returns the connection that changes streams: the services'
+// own, or one of its own as the admin when the services' role may not
+// (closed by the returned func).
+func (a *App) provisioner() (*nats.Conn, func(), error) {
+	if a.prov == a.conn {
+		return a.nc, func() {}, nil
+	}
+	po := a.prov
+	po.URL, po.Name, po.Logger = a.url(), "platform-provision", a.log
+	nc, err := natsconn.Connect(po)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, nc.Close, nil
+}
+
+// restore restores the backup chain of --restore-from into the cluster,
+// before the streams are provisioned and any service starts, so no
+// service ever runs on an empty platform that the restore then swaps out.
+func (a *App) restore(ctx context.Context) error {
+	t := time.Now()
+	nc, closeNC, err := a.provisioner()
+	if err != nil {
+		return fmt.Errorf("--restore-from: %w", err)
+	}
+	defer closeNC()
+	res, err := backup.Restore(ctx, nc, a.opts.RestoreFrom, backup.RestoreOptions{
+		Replicas: a.replicaCount(), Logger: a.log.With("component", "restore"),
+	})
+	if err != nil {
+		return fmt.Errorf("--restore-from %s: %w (the data directory now holds a partial restore: empty it before trying again)", a.opts.RestoreFrom, err)
+	}
+	a.log.Info("restored", "component", "restore", "from", a.opts.RestoreFrom, "streams", res.Streams,
+		"snapshot_messages", res.Snapshot, "replayed", res.Replayed, "took", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
 func (a *App) ensureStreams(ctx context.Context) error {
 	a.replicas = a.replicaCount()
 	// Right after a whole-cluster restart this waits for the meta leader
 	// and the streams' leaders; say so now and then, not on every attempt.
 	logEvery := rate.Sometimes{First: 1, Interval: 10 * time.Second}
-	results, err := streams.Provision(ctx, a.js, streams.All(a.replicas), func(err error, wait time.Duration) {
+	nc, closeNC, err := a.provisioner()
+	if err != nil {
+		return fmt.Errorf("provision streams: %w", err)
+	}
+	defer closeNC()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("provision streams: %w", err)
+	}
+	results, err := streams.Provision(ctx, js, streams.All(a.replicas), func(err error, wait time.Duration) {
 		a.setPhase(fmt.Errorf("provisioning streams: %w", err))
 		logEvery.Do(func() {
 			a.log.Warn("waiting for JetStream to provision the streams", "component", "streams", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -404,6 +510,7 @@ func (a *App) startServices(ctx, svcCtx context.Context, wg *sync.WaitGroup) err
 	deps := Deps{
 		Conn: a.nc, JS: a.js, Logger: a.log, Registerer: a.opts.Registry,
 		HeartbeatInterval: a.opts.HeartbeatInterval, Cluster: a.cluster,
+		Authenticated: a.conn.NkeySeed != "" || a.conn.Creds != "" || a.conn.User != "",
 	}
 	runners := make([]Runner, len(a.selected))
 	for i, svc := range a.selected {

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platform/platform/app"
 	"github.com/platform/platform/auth"
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/natsconn"
@@ -38,7 +41,7 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	as := func(user string) *nats.Conn {
 		nc, err := natsconn.Connect(natsconn.Options{
 			URL: url, Name: user, CA: certs.CA, Cert: certs.Cert, Key: certs.Key,
-			NkeySeed: filepath.Join(authDir, user+".nk"),
+			NkeySeed: filepath.Join(authDir, user+".nk"), InboxPrefix: auth.InboxPrefix(user),
 		})
 		require.NoError(t, err, "connect as %s", user)
 		t.Cleanup(nc.Close)
@@ -47,6 +50,31 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	if _, err := natsconn.Connect(natsconn.Options{URL: url, CA: certs.CA, Cert: certs.Cert, Key: certs.Key}); err == nil {
 		t.Fatal("a TLS client without credentials connected")
 	}
+
+	// An eavesdropping producer listens on every inbox it can name, and on
+	// everything; the real services answer the others meanwhile.
+	var (
+		heardMu sync.Mutex
+		heard   []string
+	)
+	eavesdropper := as("producer")
+	for _, s := range []string{"_INBOX.>", ">", "_INBOX_admin.>", "_INBOX_reader.>", "_INBOX_platform.>"} {
+		_, err := eavesdropper.Subscribe(s, func(m *nats.Msg) {
+			heardMu.Lock()
+			heard = append(heard, m.Subject+" "+string(m.Data))
+			heardMu.Unlock()
+		})
+		require.NoError(t, err)
+	}
+	require.NoError(t, eavesdropper.Flush())
+	defer func() {
+		require.NoError(t, eavesdropper.Flush())
+		heardMu.Lock()
+		defer heardMu.Unlock()
+		if len(heard) > 0 {
+			t.Errorf("a producer heard %d messages of other users, first %q", len(heard), heard[0])
+		}
+	}()
 
 	producer := as("producer")
 	msg, err := producer.Request(streams.IngestSubject("orders"), []byte(`{"id":1}`), 10*time.Second)
@@ -82,6 +110,18 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 		return nil
 	})
 
+	// The admin reads the key through the txn service and the bucket.
+	admin := as("admin")
+	msg, err = admin.Request("txn.get", []byte(`{"keys":["acct.tls"]}`), 10*time.Second)
+	require.NoError(t, err, "admin's txn.get")
+	require.Contains(t, string(msg.Data), `"acct.tls"`, "txn.get answered %s", msg.Data)
+	ajs, err := jetstream.New(admin)
+	require.NoError(t, err)
+	akv, err := ajs.KeyValue(ctx, streams.BucketState)
+	require.NoError(t, err)
+	_, err = akv.Get(ctx, "acct.tls")
+	require.NoError(t, err, "admin's KV read")
+
 	// Heartbeats reach the detector, which records every service instance.
 	members, err := rjs.KeyValue(ctx, streams.BucketMembers)
 	require.NoError(t, err)
@@ -101,4 +141,28 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAlertsHTTPOffLoopbackNeedsWebConfigUnderAuth: under --auth the
+// alerting HTTP API is not served beyond loopback without a web config.
+func TestAlertsHTTPOffLoopbackNeedsWebConfigUnderAuth(t *testing.T) {
+	users, err := auth.Init(t.TempDir())
+	require.NoError(t, err)
+	opts := embedded(t, 1, t.TempDir())
+	opts.Auth = users
+	opts.Catalog = app.Services()
+	opts.Services = []string{"alerting"}
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	for _, s := range opts.Catalog {
+		if s.Flags != nil {
+			s.Flags(fs)
+		}
+	}
+	require.NoError(t, fs.Parse([]string{"--alerts-http", "0.0.0.0:0"}))
+	opts.Logger, opts.HTTPAddr = clustertest.Logger(), "127.0.0.1:0"
+	a, err := app.New(opts)
+	require.NoError(t, err)
+	ctx := clustertest.Context(t, time.Minute)
+	err = a.Run(ctx)
+	require.ErrorContains(t, err, "web config", "platform run --auth --alerts-http 0.0.0.0:…")
 }

@@ -76,6 +76,10 @@ type Deps struct {
 	// Cluster is the embedded cluster, nil when services run against an
 	// external NATS cluster (--nats).
 	Cluster *cluster.Cluster
+	// Authenticated is set when this process logs in to NATS with
+	// credentials (--auth, --nkey, --creds): NATS access follows roles, and
+	// a service's own listeners must not be a way around them.
+	Authenticated bool
 }
 
 // Runner is a constructed service: Run serves until ctx is done; Ready is
@@ -213,6 +217,7 @@ func alertingService() Service {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&o.RulesFile, "alerts-file", "", "alerting rules file, e.g. deploy/alerts.yaml (default: the built-in rules); reloaded on SIGHUP and alerts.reload")
 			fs.StringVar(&o.HTTPAddr, "alerts-http", "", "serve Alertmanager's API v2 on this address, e.g. 127.0.0.1:9093 (default: off)")
+			fs.StringVar(&o.WebConfigFile, "alerts-web-config", "", "Alertmanager web config file for --alerts-http (basic auth, TLS; the format of alertmanager --web.config.file); required with --auth off loopback")
 		},
 		Validate: func() error {
 			if o.RulesFile == "" {
@@ -226,6 +231,7 @@ func alertingService() Service {
 			opts.Conn = d.Conn
 			opts.HeartbeatInterval = d.HeartbeatInterval
 			opts.Logger, opts.Registerer = d.Logger, d.Registerer
+			opts.RequireWebConfig = d.Authenticated
 			if g, ok := d.Registerer.(prometheus.Gatherer); ok {
 				opts.Gatherer = g
 			}

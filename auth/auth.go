@@ -45,42 +45,61 @@ type Permissions struct {
 	SubscribeAllow, SubscribeDeny []string
 }
 
-// RolePermissions returns a role's permissions.
-func RolePermissions(role string) (Permissions, error) {
+// InboxPrefix is the inbox prefix of user under --auth: its clients set
+// it (nats.CustomInboxPrefix, the nats CLI's --inbox-prefix) so replies to
+// its requests arrive under it, and producers and readers may subscribe to
+// no other inbox, so no one reads another user's replies.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// streamAdmin are the JetStream API calls that change or destroy streams
+// or the account, which only admin may make: stream provisioning runs with
+// an admin credential (platform run --auth uses the users file's admin).
+var streamAdmin = []string{
+	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>",
+	"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>",
+	"$JS.API.STREAM.RESTORE.>", "$JS.API.STREAM.SNAPSHOT.>",
+	"$JS.API.ACCOUNT.>", "$JS.API.SERVER.>", "$SYS.>",
+}
+
+// RolePermissions returns the permissions of user with role.
+func RolePermissions(role, user string) (Permissions, error) {
+	inbox := InboxPrefix(user) + ".>"
 	switch role {
 	case RoleAdmin:
 		return Permissions{}, nil
 	case RoleService:
-		// Everything but the JetStream API calls that destroy data or
-		// change the account; services create and update their streams.
-		// Publishing is open, so services answer requests on any inbox
-		// (a response permission would turn the open allow off).
-		return Permissions{
-			PublishDeny: []string{
-				"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
-				"$JS.API.STREAM.RESTORE.>", "$JS.API.STREAM.SNAPSHOT.>",
-				"$JS.API.ACCOUNT.>", "$JS.API.SERVER.>", "$SYS.>",
-			},
-		}, nil
+		// Everything but changing streams: services read and write their
+		// streams and buckets and run consumers, but cannot add a subject
+		// to a stream (and so take over ingest.> or alerts.>), shrink one
+		// or delete one. Publishing is open, so services answer requests
+		// on any user's inbox; subscribing is open too, for the services
+		// read every stream and bucket anyway.
+		return Permissions{PublishDeny: slices.Clone(streamAdmin)}, nil
 	case RoleProducer:
+		// Publishing only ingest and txn requests keeps the alerting
+		// service's internal subjects (alerts.fanout) out of reach too.
 		return Permissions{
 			PublishAllow:   []string{streams.IngestPrefix + ">", "txn.>"},
-			SubscribeAllow: []string{"_INBOX.>"},
+			SubscribeAllow: []string{inbox},
 		}, nil
 	case RoleReader:
-		// Read-only JetStream: stream info, message gets and consumers on
-		// any stream (the platform's streams keep messages by limits, so
-		// a consumer removes nothing), and no publishing anywhere else.
+		// Read-only JetStream: stream info, message gets and its own
+		// consumers on any stream (the platform's streams keep messages
+		// by limits, so a consumer removes nothing). It may not delete
+		// consumers, nor list them: the platform's consumers (KV
+		// watchers, ordered readers) have random names it cannot learn,
+		// so it cannot touch them. Core subscriptions are its own inbox
+		// and the stored subjects, not the services' request subjects.
+		sub := []string{inbox, streams.EventsPrefix + ">", streams.DetectorPrefix + ">"}
+		sub = append(sub, streams.AlertStreamSubjects()...)
 		return Permissions{
 			PublishAllow: []string{
 				"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
 				"$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
-				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
-				"$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.DELETE.>",
-				"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*",
+				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.MSG.NEXT.>",
 				"$JS.FC.>", "$JS.ACK.>",
 			},
-			SubscribeAllow: []string{"_INBOX.>", streams.EventsPrefix + ">", streams.DetectorPrefix + ">", streams.AlertsPrefix + ">"},
+			SubscribeAllow: sub,
 		}, nil
 	}
 	return Permissions{}, fmt.Errorf("unknown role %q (want %s)", role, strings.Join(Roles, ", "))
@@ -139,6 +158,9 @@ func (f *File) validate() error {
 		if u.Name == "" {
 			return fmt.Errorf("user %d: no name", i+1)
 		}
+		if strings.ContainsAny(u.Name, ".*> \t\r\n") {
+			return fmt.Errorf("user %q: a name is one subject token (it names the user's inbox %s): no '.', '*', '>' or white space", u.Name, InboxPrefix(u.Name))
+		}
 		if seen[u.Name] {
 			return fmt.Errorf("user %q listed twice", u.Name)
 		}
@@ -156,8 +178,10 @@ func (f *File) validate() error {
 	return nil
 }
 
-// Credentials say how the platform's own services authenticate.
+// Credentials say how one of the platform's own connections logs in.
 type Credentials struct {
+	// Name is the user's name; its inbox prefix is InboxPrefix(Name).
+	Name string
 	// User and Password for a password user.
 	User, Password string
 	// SeedFile is an nkey seed file for an nkey user.
@@ -167,8 +191,27 @@ type Credentials struct {
 // ServiceCredentials returns how the platform's own connection logs in:
 // the first service user with a seed file, else with a plain password.
 func (f *File) ServiceCredentials() (Credentials, error) {
+	c, ok := f.credentials(RoleService)
+	if !ok {
+		return Credentials{}, errors.New("users file: no service user with a seed_file or a plain password for the platform's own connection")
+	}
+	return c, nil
+}
+
+// AdminCredentials returns how the platform provisions its streams, which
+// the service role may not change: the first admin user with a seed file,
+// else with a plain password.
+func (f *File) AdminCredentials() (Credentials, error) {
+	c, ok := f.credentials(RoleAdmin)
+	if !ok {
+		return Credentials{}, errors.New("users file: no admin user with a seed_file or a plain password to provision the streams with")
+	}
+	return c, nil
+}
+
+func (f *File) credentials(role string) (Credentials, bool) {
 	for _, u := range f.Users {
-		if u.Role != RoleService {
+		if u.Role != role {
 			continue
 		}
 		if u.Nkey != "" && u.SeedFile != "" {
@@ -176,13 +219,13 @@ func (f *File) ServiceCredentials() (Credentials, error) {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(f.dir, p)
 			}
-			return Credentials{SeedFile: p}, nil
+			return Credentials{Name: u.Name, SeedFile: p}, true
 		}
 		if u.Password != "" && !strings.HasPrefix(u.Password, "$2") {
-			return Credentials{User: u.Name, Password: u.Password}, nil
+			return Credentials{Name: u.Name, User: u.Name, Password: u.Password}, true
 		}
 	}
-	return Credentials{}, errors.New("users file: no service user with a seed_file or a plain password for the platform's own connection")
+	return Credentials{}, false
 }
 
 // Init writes a starter users file to dir/users.json with one user per

@@ -37,6 +37,8 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"unknown role", `{"users":[{"name":"a","role":"root","password":"x"}]}`, "unknown role"},
 		{"two secrets", `{"users":[{"name":"a","role":"admin","password":"x","nkey":"UA"}]}`, "exactly one"},
 		{"bad nkey", `{"users":[{"name":"a","role":"admin","nkey":"SUAxyz"}]}`, "not a user public nkey"},
+		{"name not one subject token", `{"users":[{"name":"a.b","role":"reader","password":"x"}]}`, "one subject token"},
+		{"wildcard name", `{"users":[{"name":">","role":"producer","password":"x"}]}`, "one subject token"},
 		{"duplicate", `{"users":[{"name":"a","role":"admin","password":"x"},{"name":"a","role":"reader","password":"y"}]}`, "twice"},
 	}
 	for _, tc := range tests {
@@ -48,9 +50,9 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		})
 	}
 	for _, r := range auth.Roles {
-		_, err := auth.RolePermissions(r)
+		_, err := auth.RolePermissions(r, "u")
 		require.NoError(t, err, r)
 	}
-	_, err := auth.RolePermissions("root")
+	_, err := auth.RolePermissions("root", "u")
 	require.Error(t, err)
 }

@@ -80,10 +80,19 @@ func Backup(ctx context.Context, nc *nats.Conn, dir string, opts Options) (*Entr
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	m, err := LoadManifest(dir)
+	var m *Manifest
+	var err error
+	if opts.Incremental {
+		// An increment only adds to a chain that restores: a missing or
+		// damaged file anywhere would make the new one useless too, so
+		// check the whole chain as Verify does before adding to it.
+		m, err = Verify(dir, nil)
+	} else {
+		m, err = LoadManifest(dir)
+	}
 	switch {
 	case opts.Incremental && err != nil:
-		return nil, fmt.Errorf("incremental backup: %w", err)
+		return nil, fmt.Errorf("incremental backup onto %s: %w (verify it, and start a new chain with a full backup)", dir, err)
 	case !opts.Incremental && err == nil:
 		return nil, fmt.Errorf("full backup into %s: %w (take an incremental one, or use a new directory)", dir, ErrExists)
 	case !opts.Incremental && !errors.Is(err, ErrNoManifest):

@@ -311,6 +311,17 @@ func TestDamagedOrMissingSegmentIsNamed(t *testing.T) {
 			if !errors.Is(err, backup.ErrDamaged) || !strings.Contains(err.Error(), seg) {
 				t.Fatalf("restore = %v, want ErrDamaged naming %s", err, seg)
 			}
+			// An increment onto the damaged chain is refused the same way,
+			// and the manifest keeps the chain as it was.
+			before, err := backup.LoadManifest(dir)
+			require.NoError(t, err)
+			_, err = backup.Backup(ctx, nc, dir, backup.Options{Incremental: true})
+			if !errors.Is(err, backup.ErrDamaged) || !strings.Contains(err.Error(), seg) {
+				t.Fatalf("incremental backup = %v, want ErrDamaged naming %s", err, seg)
+			}
+			after, err := backup.LoadManifest(dir)
+			require.NoError(t, err)
+			require.Len(t, after.Backups, len(before.Backups), "no entry added to a damaged chain")
 			names := djs.StreamNames(ctx)
 			var got []string
 			for n := range names.Name() {
@@ -321,4 +332,66 @@ func TestDamagedOrMissingSegmentIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStaleCommitRefusedAfterRestore: a client reads a key, the key moves
+// on twice, a backup chain captures it, and the platform is restored from
+// the chain. Replayed with new sequences from the snapshot's last, the key
+// would come back at the very revision the client read, and its stale
+// commit would succeed; revisions only move forward, so it is refused,
+// into a new cluster and replacing the streams alike.
+func TestStaleCommitRefusedAfterRestore(t *testing.T) {
+	ctx := clustertest.Context(t, 2*time.Minute)
+	_, nc, js := clustertest.Provisioned(t, 1)
+	dir := t.TempDir()
+	state, err := js.KeyValue(ctx, streams.BucketState)
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err := state.Put(ctx, fmt.Sprintf("other.%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	_, err = backup.Backup(ctx, nc, dir, backup.Options{})
+	require.NoError(t, err)
+	staleRev, err := state.Put(ctx, "x", []byte("v1")) // the client reads x here
+	require.NoError(t, err)
+	_, err = state.Put(ctx, "x", []byte("v2"))
+	require.NoError(t, err)
+	last, err := state.Put(ctx, "x", []byte("v3"))
+	require.NoError(t, err)
+	_, err = backup.Backup(ctx, nc, dir, backup.Options{Incremental: true})
+	require.NoError(t, err)
+	_, err = state.Update(ctx, "x", []byte("stale"), staleRev)
+	require.Error(t, err, "the stale commit is refused before the restore")
+
+	check := func(t *testing.T, djs jetstream.JetStream) {
+		t.Helper()
+		kv, err := djs.KeyValue(ctx, streams.BucketState)
+		require.NoError(t, err)
+		e, err := kv.Get(ctx, "x")
+		require.NoError(t, err)
+		require.Equal(t, "v3", string(e.Value()))
+		if e.Revision() <= last {
+			t.Errorf("x restored at revision %d, want above %d, the last revision seen", e.Revision(), last)
+		}
+		for i := range 5 {
+			o, err := kv.Get(ctx, fmt.Sprintf("other.%d", i))
+			require.NoError(t, err, "a key of the snapshot is restored")
+			require.Equal(t, "v", string(o.Value()))
+		}
+		_, err = kv.Update(ctx, "x", []byte("stale"), staleRev)
+		require.Error(t, err, "a commit against revision %d, read before the restore, must be refused", staleRev)
+		_, err = kv.Update(ctx, "x", []byte("fresh"), e.Revision())
+		require.NoError(t, err, "a commit against the restored revision")
+	}
+	t.Run("new cluster", func(t *testing.T) {
+		dnc := clustertest.Connect(t, clustertest.Start(t, 1))
+		_, err := backup.Restore(ctx, dnc, dir, backup.RestoreOptions{})
+		require.NoError(t, err)
+		check(t, mustJS(t, dnc))
+	})
+	t.Run("replacing the streams", func(t *testing.T) {
+		_, err := backup.Restore(ctx, nc, dir, backup.RestoreOptions{Replace: true})
+		require.NoError(t, err)
+		check(t, js)
+	})
 }

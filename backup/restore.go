@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,7 +67,10 @@ type RestoreResult struct {
 // data and headers, except the Nats-Expected-* and Nats-Batch-* headers
 // that instruct the server at publish time (JetStream drops them the same
 // way when it mirrors or sources a stream), and they get new sequences and
-// timestamps.
+// timestamps. A KV bucket's revisions only move forward: when the chain
+// (or a stream replaced) went past the snapshot, the bucket is renumbered
+// to start after the highest sequence seen (moveForward), so a client's
+// commit against a revision read before the restore is refused.
 func Restore(ctx context.Context, nc *nats.Conn, dir string, opts RestoreOptions) (RestoreResult, error) {
 	var res RestoreResult
 	if opts.Timeout <= 0 {
@@ -85,11 +89,16 @@ func Restore(ctx context.Context, nc *nats.Conn, dir string, opts RestoreOptions
 	}
 	full := m.Backups[0]
 	var existing []string
+	// floor is, per stream, the highest sequence anyone may have seen: the
+	// chain's last, or the last of the stream this restore replaces.
+	floor := map[string]uint64{}
 	for _, s := range full.Streams {
-		_, err := js.Stream(ctx, s.Name)
+		floor[s.Name], _ = m.LastSeq(s.Name)
+		str, err := js.Stream(ctx, s.Name)
 		switch {
 		case err == nil:
 			existing = append(existing, s.Name)
+			floor[s.Name] = max(floor[s.Name], str.CachedInfo().State.LastSeq)
 		case errors.Is(err, jetstream.ErrStreamNotFound) || jsapi.HasCode(err, jsapi.CodeStreamNotFound):
 		default:
 			return res, fmt.Errorf("restore: look up stream %s: %w", s.Name, err)
@@ -116,6 +125,11 @@ func Restore(ctx context.Context, nc *nats.Conn, dir string, opts RestoreOptions
 		covered[s.Name] = st.LastSeq
 		res.Streams++
 		res.Snapshot += st.Msgs
+		if IsBucket(s.Name) && floor[s.Name] > st.LastSeq {
+			if err := moveForward(ctx, js, s.Name, floor[s.Name], opts); err != nil {
+				return res, fmt.Errorf("restore: %w", err)
+			}
+		}
 		opts.Logger.Info("stream restored", "stream", s.Name, "messages", st.Msgs, "last_seq", st.LastSeq)
 	}
 	for _, e := range m.Backups[1:] {
@@ -129,6 +143,55 @@ func Restore(ctx context.Context, nc *nats.Conn, dir string, opts RestoreOptions
 		}
 	}
 	return res, nil
+}
+
+// IsBucket reports whether stream is a KV bucket's, whose sequences are
+// the revisions clients commit against.
+func IsBucket(stream string) bool { return strings.HasPrefix(stream, "KV_") }
+
+// moveForward renumbers a bucket restored from its snapshot so that every
+// revision it holds, and every one an increment replays after, is above
+// floor. The snapshot keeps the sequences it was taken with and a replay
+// continues from them, so without this a key restored from an increment
+// could come back at a revision a client read before the restore for
+// another value, and that client's stale commit would succeed: a lost
+// update. Revisions only move forward across a restore.
+//
+// The restored messages are saved to a temporary segment, the stream is
+// created again empty with FirstSeq past floor, and they are published
+// again in order; their data and headers are kept, their timestamps are
+// new, and consumers restored with the snapshot are dropped (a bucket's
+// are its watchers', which come back on their own).
+func moveForward(ctx context.Context, js jetstream.JetStream, name string, floor uint64, opts RestoreOptions) error {
+	tmp, err := os.MkdirTemp("", "platform-restore-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bo := Options{Timeout: opts.Timeout, Logger: opts.Logger}
+	bo.setDefaults()
+	saved, err := increment(ctx, js, tmp, "forward", name, 0, bo)
+	if err != nil {
+		return fmt.Errorf("move %s past revision %d: %w", name, floor, err)
+	}
+	str, err := js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("move %s past revision %d: %w", name, floor, err)
+	}
+	cfg := str.CachedInfo().Config
+	cfg.FirstSeq = floor + 1
+	if err := js.DeleteStream(ctx, name); err != nil {
+		return fmt.Errorf("move %s past revision %d: %w", name, floor, err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("move %s past revision %d: create it again: %w", name, floor, err)
+	}
+	var res RestoreResult
+	if err := replay(ctx, js, tmp, 0, saved, map[string]uint64{}, &res, opts); err != nil {
+		return fmt.Errorf("move %s past revision %d: %w", name, floor, err)
+	}
+	opts.Logger.Info("bucket revisions moved forward", "stream", name, "messages", res.Replayed, "first_revision", floor+1)
+	return nil
 }
 
 func restoreSnapshot(ctx context.Context, mgr *jsm.Manager, dir string, s Stream, opts RestoreOptions) (*api.StreamState, error) {

@@ -71,7 +71,7 @@ func applySecurity(o Options, so *server.Options) error {
 		}
 	}
 	for _, u := range o.Users {
-		p, err := auth.RolePermissions(u.Role)
+		p, err := auth.RolePermissions(u.Role, u.Name)
 		if err != nil {
 			return fmt.Errorf("user %q: %w", u.Name, err)
 		}

@@ -188,7 +188,7 @@ func TestProducerIsRefusedWhatItMayNotDo(t *testing.T) {
 	require.NoError(t, err)
 
 	var v violations
-	producer, err := nats.Connect(url, nats.UserInfo("producer", "producer-secret"), nats.ErrorHandler(v.handler))
+	producer, err := nats.Connect(url, nats.UserInfo("producer", "producer-secret"), nats.CustomInboxPrefix(auth.InboxPrefix("producer")), nats.ErrorHandler(v.handler))
 	require.NoError(t, err)
 	defer producer.Close()
 	pjs, err := jetstream.New(producer)
@@ -250,7 +250,7 @@ func TestProducerIsRefusedWhatItMayNotDo(t *testing.T) {
 	_, err = ajs.Publish(ctx, streams.EventSubject("orders"), []byte("e1"))
 	require.NoError(t, err)
 	var rv violations
-	reader, err := nats.Connect(url, nats.UserInfo("reader", "reader-secret"), nats.ErrorHandler(rv.handler))
+	reader, err := nats.Connect(url, nats.UserInfo("reader", "reader-secret"), nats.CustomInboxPrefix(auth.InboxPrefix("reader")), nats.ErrorHandler(rv.handler))
 	require.NoError(t, err)
 	defer reader.Close()
 	rjs, err := jetstream.New(reader)

@@ -34,6 +34,10 @@ type Options struct {
 	NkeySeed string
 	// User and Password log in as a password user.
 	User, Password string
+	// InboxPrefix replaces _INBOX as the prefix of reply subjects. Under
+	// the platform's --auth every user has its own (auth.InboxPrefix) and
+	// may subscribe to no other inbox.
+	InboxPrefix string
 	// ReconnectWait is the base wait between reconnect attempts
 	// (default 250ms); there is no limit on attempts.
 	ReconnectWait time.Duration
@@ -106,6 +110,9 @@ func (o *Options) natsOptions() ([]nats.Option, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			o.Logger.Info("nats reconnected", "component", "nats-client", "name", o.Name, "url", nc.ConnectedUrlRedacted())
 		}),
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.CA != "" {
 		opts = append(opts, nats.RootCAs(o.CA))

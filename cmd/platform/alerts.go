@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/user"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/services/alerting"
@@ -20,13 +20,13 @@ import (
 // alertingFlags are the connection flags of `platform alerts` and
 // `platform silence`.
 type alertingFlags struct {
-	server  string
+	cf      clientFlags
 	timeout time.Duration
 	json    bool
 }
 
 func (f *alertingFlags) add(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.server, "server", nats.DefaultURL, "NATS URL(s) of the platform")
+	f.cf.registerOn(cmd.PersistentFlags())
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for an answer")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON")
 }
@@ -35,9 +35,10 @@ func (f *alertingFlags) add(cmd *cobra.Command) {
 func (f *alertingFlags) client(cmd *cobra.Command, fn func(ctx context.Context, c alerting.Client) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	nc, err := nats.Connect(f.server, nats.Name("platform "+cmd.Name()), nats.Timeout(f.timeout))
+	f.cf.o.Timeout = f.timeout
+	nc, err := f.cf.connect("platform " + cmd.Name())
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", f.server, err)
+		return err
 	}
 	defer nc.Close()
 	return fn(ctx, alerting.Client{Conn: nc})
@@ -54,8 +55,8 @@ func newAlertsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alerts [MATCHER...]",
 		Short: "List the current alerts (alerts.list)",
-		Long: `List the alerts the alerting service holds now (firing, suppressed by a
-silence or an inhibition rule, and recently resolved), as a table or with
+		Long: `List the alerts the alerting service holds now (firing, or suppressed
+by a silence or an inhibition rule), as a table or with
 --json as alerts.list answers them. MATCHERs filter as amtool's do:
 severity=critical, instance=~"db-.*", alertname!=Watchdog.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -83,7 +84,7 @@ func printAlerts(cmd *cobra.Command, as []alerting.AlertStatus) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ALERTNAME\tSTATE\tSEVERITY\tSTARTED\tLABELS\tSUMMARY")
 	for _, a := range as {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Labels["alertname"], a.State, a.Labels["severity"],
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Labels["alertname"], a.Status.State, a.Labels["severity"],
 			a.StartsAt.Local().Format(time.DateTime), labelString(a.Labels), a.Annotations["summary"])
 	}
 	w.Flush()
@@ -154,7 +155,7 @@ the alert name. The silence starts now (or at --start) and lasts --duration
 	fl.DurationVar(&duration, "duration", time.Hour, "how long the silence lasts")
 	fl.StringVar(&start, "start", "", "when the silence starts, RFC 3339 (default: now)")
 	fl.StringVar(&end, "end", "", "when the silence ends, RFC 3339 (overrides --duration)")
-	fl.StringVar(&author, "author", os.Getenv("USER"), "who adds the silence")
+	fl.StringVar(&author, "author", currentUser(), "who adds the silence (default: the OS user, as amtool's)")
 	fl.StringVar(&comment, "comment", "", "why")
 	return cmd
 }
@@ -171,8 +172,8 @@ func silenceFromFlags(args []string, start, end string, d time.Duration, author,
 		return sl, err
 	}
 	sl.Matchers, sl.CreatedBy, sl.Comment = matchers, author, comment
-	if sl.CreatedBy == "" {
-		return sl, fmt.Errorf("--author is required (no $USER)")
+	if sl.Comment == "" {
+		return sl, fmt.Errorf("--comment is required: say why the alerts are silenced")
 	}
 	sl.StartsAt = now
 	if start != "" {
@@ -264,4 +265,15 @@ func newSilenceExpireCmd(f *alertingFlags) *cobra.Command {
 			})
 		},
 	}
+}
+
+// currentUser is amtool's default author: $USER, else the OS account.
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }

@@ -64,7 +64,7 @@ func TestAlertsAndSilenceCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &as), out)
 	require.Len(t, as, 1, "the filter keeps the critical alert only")
 	require.Equal(t, "db1", as[0].Labels["instance"])
-	require.Equal(t, "active", as[0].State)
+	require.Equal(t, "active", as[0].Status.State)
 
 	_, err = runCmd(ctx, "alerts", "--server", server, "instance=~(")
 	require.ErrorContains(t, err, "bad_request")
@@ -83,7 +83,7 @@ func TestAlertsAndSilenceCommands(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &as); err != nil {
 			return err
 		}
-		if len(as) != 1 || as[0].State != "suppressed" || len(as[0].SilencedBy) != 1 || as[0].SilencedBy[0] != id {
+		if len(as) != 1 || as[0].Status.State != "suppressed" || len(as[0].Status.SilencedBy) != 1 || as[0].Status.SilencedBy[0] != id {
 			return fmt.Errorf("db1 not suppressed by %s: %s", id, out)
 		}
 		return nil
@@ -120,20 +120,22 @@ func TestSilenceFromFlags(t *testing.T) {
 		args       []string
 		start, end string
 		author     string
+		comment    string
 		want       string // matchers, or the error
 		wantEnd    time.Time
 	}{
-		{"bare alert name", []string{"InstanceDead", "instance=~i.*"}, "", "", "ops", `alertname="InstanceDead" instance=~"i.*"`, now.Add(time.Hour)},
-		{"matchers only", []string{`severity!=info`, `service!~"x|y"`}, "", "", "ops", `severity!="info" service!~"x|y"`, now.Add(time.Hour)},
-		{"end given", []string{"A"}, "", "2030-01-03T00:00:00Z", "ops", `alertname="A"`, time.Date(2030, 1, 3, 0, 0, 0, 0, time.UTC)},
-		{"end before start", []string{"A"}, "", "2029-01-01T00:00:00Z", "ops", "ends", time.Time{}},
-		{"bad start", []string{"A"}, "tomorrow", "", "ops", "--start", time.Time{}},
-		{"no author", []string{"A"}, "", "", "", "--author", time.Time{}},
-		{"bad matcher", []string{"A", "x=~("}, "", "", "ops", "matcher", time.Time{}},
+		{"bare alert name", []string{"InstanceDead", "instance=~i.*"}, "", "", "ops", "c", `alertname="InstanceDead" instance=~"i.*"`, now.Add(time.Hour)},
+		{"matchers only", []string{`severity!=info`, `service!~"x|y"`}, "", "", "ops", "c", `severity!="info" service!~"x|y"`, now.Add(time.Hour)},
+		{"end given", []string{"A"}, "", "2030-01-03T00:00:00Z", "ops", "c", `alertname="A"`, time.Date(2030, 1, 3, 0, 0, 0, 0, time.UTC)},
+		{"end before start", []string{"A"}, "", "2029-01-01T00:00:00Z", "ops", "c", "ends", time.Time{}},
+		{"bad start", []string{"A"}, "tomorrow", "", "ops", "c", "--start", time.Time{}},
+		{"no author: Alertmanager needs none", []string{"A"}, "", "", "", "c", `alertname="A"`, now.Add(time.Hour)},
+		{"no comment", []string{"A"}, "", "", "ops", "", "--comment", time.Time{}},
+		{"bad matcher", []string{"A", "x=~("}, "", "", "ops", "c", "matcher", time.Time{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sl, err := silenceFromFlags(tt.args, tt.start, tt.end, time.Hour, tt.author, "c", now)
+			sl, err := silenceFromFlags(tt.args, tt.start, tt.end, time.Hour, tt.author, tt.comment, now)
 			if tt.wantEnd.IsZero() {
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("error %v, want one naming %q", err, tt.want)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/platform/platform/backup"
 	"github.com/platform/platform/natsconn"
@@ -20,14 +21,18 @@ type clientFlags struct {
 	o natsconn.Options
 }
 
-func (c *clientFlags) register(cmd *cobra.Command) {
-	f := cmd.Flags()
+func (c *clientFlags) register(cmd *cobra.Command) { c.registerOn(cmd.Flags()) }
+
+func (c *clientFlags) registerOn(f *pflag.FlagSet) {
 	f.StringVar(&c.o.URL, "server", nats.DefaultURL, "NATS URL(s) of the platform, comma-separated")
 	f.StringVar(&c.o.Creds, "creds", "", "NATS credentials file")
 	f.StringVar(&c.o.NkeySeed, "nkey", "", "nkey seed file")
 	f.StringVar(&c.o.CA, "tls-ca", "", "CA certificate to verify the servers")
 	f.StringVar(&c.o.Cert, "tls-cert", "", "client certificate")
 	f.StringVar(&c.o.Key, "tls-key", "", "client key")
+	f.StringVar(&c.o.User, "user", "", "user name of a password user")
+	f.StringVar(&c.o.Password, "password", "", "password of --user")
+	f.StringVar(&c.o.InboxPrefix, "inbox-prefix", "", "reply subject prefix; under platform run --auth every user must use its own, _INBOX_<user>")
 }
 
 func (c *clientFlags) connect(name string) (*nats.Conn, error) {
@@ -150,7 +155,11 @@ the restore before anything changes, unless --replace deletes them first.
 
 Messages replayed from increments keep their subject, headers and data (less
 the Nats-Expected-* and Nats-Batch-* publish directives) and get new
-sequences and timestamps.`,
+sequences and timestamps. KV revisions only move forward: a bucket the chain
+changed after its full backup is renumbered to start past the highest
+revision seen (the chain's, or the replaced stream's), so a client's commit
+against a revision read before the restore is refused, never applied to a
+different value.`,
 		Example: `  platform restore --from /backups/2026-11-25
   platform restore --from /backups/2026-11-25 --replace --replicas 1`,
 		Args: cobra.NoArgs,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/platform/platform/service"
@@ -16,7 +15,7 @@ import (
 
 func newBalanceCmd() *cobra.Command {
 	var (
-		server  string
+		cf      clientFlags
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
@@ -27,9 +26,9 @@ consumer leaders until no node leads more than one group above another, and
 print the leaders per node before and after.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, err := nats.Connect(server, nats.Name("platform balance"), nats.Timeout(timeout))
+			nc, err := cf.connect("platform balance")
 			if err != nil {
-				return fmt.Errorf("connect to %s: %w", server, err)
+				return err
 			}
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -49,7 +48,7 @@ print the leaders per node before and after.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS URL of the platform")
+	cf.register(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the answer")
 	return cmd
 }

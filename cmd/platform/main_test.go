@@ -178,8 +178,9 @@ func TestDeployConfigLoads(t *testing.T) {
 	require.NoError(t, err)
 	users, err := auth.Load(usersFile)
 	require.NoError(t, err)
-	roleOf := map[string]string{}
+	roleOf, nameOf := map[string]string{}, map[string]string{}
 	for _, u := range users.Users {
+		nameOf[u.Nkey] = u.Name
 		t.Setenv("PLATFORM_"+strings.ToUpper(map[string]string{
 			auth.RoleAdmin: "admin", auth.RoleService: "service", auth.RoleProducer: "producer", auth.RoleReader: "reader",
 		}[u.Role])+"_NKEY", u.Nkey)
@@ -204,7 +205,7 @@ func TestDeployConfigLoads(t *testing.T) {
 	for _, u := range o.Nkeys {
 		role, ok := roleOf[u.Nkey]
 		require.True(t, ok, "nkey %s is one of the users", u.Nkey)
-		want, err := auth.RolePermissions(role)
+		want, err := auth.RolePermissions(role, nameOf[u.Nkey])
 		require.NoError(t, err)
 		var got auth.Permissions
 		if p := u.Permissions; p != nil {
@@ -254,9 +255,9 @@ func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
-		"alerts-file", "alerts-http", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
-		"ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
-		"nats", "nkey", "nodes", "replicas", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
+		"alerts-file", "alerts-http", "alerts-web-config", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
+		"inbox-prefix", "ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
+		"nats", "nkey", "nodes", "provision-creds", "provision-nkey", "replicas", "restore-from", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
 	require.Equal(t, want, got)
 }

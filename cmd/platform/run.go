@@ -40,6 +40,7 @@ and authorization blocks apply and --tls-*/--nkey/--creds are this process's
 own client side.`,
 		Example: `  platform run
   platform run --nodes 1 --data-dir /var/lib/platform --sync 1s
+  platform run --data-dir /var/lib/platform-new --restore-from /backups/2026-11-25
   platform run --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --creds app.creds
   platform auth init --dir /etc/platform/auth
   platform run --tls-cert node.pem --tls-key node-key.pem --tls-ca ca.pem --auth /etc/platform/auth/users.json`,
@@ -84,11 +85,15 @@ own client side.`,
 	f.StringVar(&o.NATS, "nats", "", "start no server: run services against this NATS cluster (comma-separated URLs)")
 	f.StringVar(&o.Creds, "creds", "", "NATS credentials file to log in with (with --nats or --config)")
 	f.StringVar(&o.NkeySeed, "nkey", "", "nkey seed file to log in with (with --nats or --config)")
+	f.StringVar(&o.InboxPrefix, "inbox-prefix", "", "reply subject prefix of this process, e.g. _INBOX_platform for a users file's service user (with --nats or --config)")
+	f.StringVar(&o.ProvisionNkey, "provision-nkey", "", "nkey seed file of a user that may create and update streams, used only to provision them (with --nats or --config)")
+	f.StringVar(&o.ProvisionCreds, "provision-creds", "", "credentials file of a user that may create and update streams, used only to provision them (with --nats or --config)")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA certificate: embedded nodes verify routes (and clients with --tls-verify) with it; with --nats/--config it verifies the servers")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate: embedded nodes serve clients and routes with it (TLS on); with --nats/--config it is our client certificate")
 	f.StringVar(&o.TLSKey, "tls-key", "", "key of --tls-cert")
 	f.BoolVar(&o.TLSVerify, "tls-verify", false, "embedded nodes require client certificates signed by --tls-ca (mutual TLS)")
 	f.StringVar(&o.Auth, "auth", "", `users file with roles admin, service, producer, reader (see "platform auth init"); embedded nodes accept only its users`)
+	f.StringVar(&o.RestoreFrom, "restore-from", "", "restore this backup directory (platform backup) into the embedded nodes before the services start; the data directory must be empty")
 	f.IntVar(&o.Replicas, "replicas", 0, "stream replicas (default: 3 on 3+ servers, else 1)")
 	f.StringVar(&services, "services", "all", "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
 	f.StringVar(&sync, "sync", "always", `JetStream fsync policy: "always" (fsync before every ack) or an interval such as 2m`)

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +34,8 @@ func (s *Service) PostAlerts(alerts []PostableAlert) error {
 	if err != nil {
 		return fmt.Errorf("encode alerts: %w", err)
 	}
+	// Listed here at once; the other instances hear of them below.
+	s.engine.Post(time.Now(), alerts...)
 	if err := s.opts.Conn.Publish(streams.AlertsFanoutSubject, b); err != nil {
 		return service.Errorf(service.CodeUnavailable, "hand alerts on: %v", err)
 	}
@@ -63,6 +68,10 @@ func (s *Service) AddSilence(ctx context.Context, sl Silence) (string, error) {
 		return "", service.Errorf(service.CodeNotFound, "silence %s not found", sl.ID)
 	}
 	sl.UpdatedAt = now
+	if sl.Comment == "" {
+		// Alertmanager requires a comment, not an author.
+		return "", service.Errorf(service.CodeBadRequest, "silence: a comment is required")
+	}
 	if _, err := sl.compile(); err != nil {
 		return "", service.Errorf(service.CodeBadRequest, "silence: %v", err)
 	}
@@ -85,7 +94,7 @@ func (s *Service) ExpireSilence(ctx context.Context, id string) error {
 	}
 	now := time.Now()
 	if sl.State(now) == SilenceExpired {
-		return service.Errorf(service.CodeBadRequest, "silence %s already expired", id)
+		return nil // as Alertmanager: expiring an expired silence is done already
 	}
 	sl.EndsAt, sl.UpdatedAt = now, now
 	if sl.StartsAt.After(now) {
@@ -121,17 +130,14 @@ func (s *Service) listSilences(now time.Time, filter labels.Matchers) []Gettable
 	return out
 }
 
-// silenceMatches keeps a silence with a matcher equal to each filter, as
-// amtool's query does for equality matchers.
+// silenceMatches keeps a silence that has, for each filter, a matcher
+// of the same name, operator and value, as Alertmanager's silence query
+// does: service="web" does not list a silence on service!="web".
 func silenceMatches(sl Silence, filter labels.Matchers) bool {
 	for _, f := range filter {
-		found := false
-		for _, m := range sl.Matchers {
-			if m.Name == f.Name && f.Matches(m.Value) {
-				found = true
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(sl.Matchers, func(m Matcher) bool {
+			return m.Name == f.Name && m.Value == f.Value && m.matchType() == f.Type
+		}) {
 			return false
 		}
 	}
@@ -153,21 +159,15 @@ func (s *Service) endpoints() []service.Endpoint {
 				return map[string]int{"accepted": len(as)}, nil
 			})},
 		{Name: "list", Subject: streams.AlertsListSubject, Concurrency: 4,
-			Description: `Current alerts with their state; {"filter":["severity=\"critical\""]} optional`,
+			Description: `Current alerts with their state, by fingerprint; {"filter":["severity=\"critical\""],"limit":500,"after":"<fingerprint>"} optional`,
 			Handler: service.Func(func(_ context.Context, r *service.Request) (any, error) {
-				var req struct {
-					Filter []string `json:"filter"`
-				}
+				var req listRequest
 				if len(r.Data()) > 0 {
 					if err := r.Decode(&req); err != nil {
 						return nil, err
 					}
 				}
-				f, err := parseMatchers(req.Filter)
-				if err != nil {
-					return nil, service.Errorf(service.CodeBadRequest, "filter: %v", err)
-				}
-				return s.filterAlerts(time.Now(), f, true, true, true), nil
+				return s.list(r.Codec(), req)
 			})},
 		{Name: "status", Subject: streams.AlertsStatusSubject, Concurrency: 1,
 			Description: "Rules, firing and pending alerts, groups, silences, and whether this instance is active",
@@ -215,24 +215,88 @@ func (s *Service) endpoints() []service.Endpoint {
 	}
 }
 
+// listRequest is alerts.list's body: a filter and, to page through many
+// alerts, at most Limit alerts (0: all) of fingerprint above After.
+type listRequest struct {
+	Filter []string `json:"filter"`
+	Limit  int      `json:"limit,omitempty"`
+	After  string   `json:"after,omitempty"`
+}
+
+// listHeadroom is what an alerts.list answer keeps free of the server's
+// max payload for its headers.
+const listHeadroom = 1024
+
+// list answers alerts.list: the alerts req asks for, or too_large, with
+// how to page, when they are more than one message carries; an answer
+// the server would drop must not leave the requester waiting.
+func (s *Service) list(codec service.Codec, req listRequest) (any, error) {
+	f := AllAlerts
+	var err error
+	if f.Matchers, err = parseFilter(req.Filter); err != nil {
+		return nil, service.Errorf(service.CodeBadRequest, "filter: %v", err)
+	}
+	if req.Limit < 0 {
+		return nil, service.Errorf(service.CodeBadRequest, "limit must be 0 (all) or more, got %d", req.Limit)
+	}
+	as := s.engine.Alerts(time.Now(), f)
+	if req.After != "" {
+		i, _ := slices.BinarySearchFunc(as, req.After, func(a AlertStatus, fp string) int { return strings.Compare(a.Fingerprint, fp) })
+		for i < len(as) && as[i].Fingerprint <= req.After {
+			i++
+		}
+		as = as[i:]
+	}
+	if req.Limit > 0 && len(as) > req.Limit {
+		as = as[:req.Limit]
+	}
+	b, err := codec.Encode(as)
+	if err != nil {
+		return nil, fmt.Errorf("encode alerts: %w", err)
+	}
+	if limit := s.opts.Conn.MaxPayload() - listHeadroom; int64(len(b)) > limit {
+		s.log.Warn("alerts.list answer over one message; refused", "alerts", len(as), "bytes", len(b), "max", limit)
+		return nil, service.Errorf(service.CodeTooLarge,
+			"%d alerts take %d bytes, over the %d one message carries: page with \"limit\" and \"after\" (the last fingerprint), or filter",
+			len(as), len(b), limit)
+	}
+	return as, nil
+}
+
 func (s *Service) status() map[string]any {
 	return map[string]any{"active": s.Active(), "id": s.svc.ID(), "engine": s.engine.Status(time.Now()),
 		"rules_file": s.opts.RulesFile}
 }
 
-func (s *Service) filterAlerts(now time.Time, f labels.Matchers, active, silenced, inhibited bool) []AlertStatus {
-	out := []AlertStatus{}
-	for _, a := range s.engine.Alerts(now) {
-		if !matchAll(f, a.Labels) {
-			continue
+// parseFilter parses API filter parameters, one matcher each, as
+// Alertmanager does: "{" or "a=" is refused, not ignored.
+func parseFilter(ss []string) (labels.Matchers, error) {
+	var out labels.Matchers
+	for _, s := range ss {
+		m, err := labels.ParseMatcher(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad matcher %q: %w", s, err)
 		}
-		if (!silenced && len(a.SilencedBy) > 0) || (!inhibited && len(a.InhibitedBy) > 0) ||
-			(!active && a.State == "active") {
-			continue
-		}
-		out = append(out, a)
+		out = append(out, m)
 	}
-	return out
+	return out, nil
+}
+
+// alertFilter reads API v2's filter, active, silenced, inhibited and
+// receiver parameters; the three states default to true.
+func alertFilter(q url.Values) (AlertFilter, error) {
+	f := AlertFilter{Active: boolParam(q.Get("active")), Silenced: boolParam(q.Get("silenced")),
+		Inhibited: boolParam(q.Get("inhibited"))}
+	var err error
+	if f.Matchers, err = parseFilter(q["filter"]); err != nil {
+		return f, err
+	}
+	if r := q.Get("receiver"); r != "" {
+		if f.Receiver, err = regexp.Compile("^(?:" + r + ")$"); err != nil {
+			return f, fmt.Errorf("bad receiver regexp %q: %w", r, err)
+		}
+	}
+	return f, nil
 }
 
 // API returns the HTTP handler of Alertmanager's API v2 subset.
@@ -251,47 +315,23 @@ func (s *Service) API() http.Handler {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("GET /api/v2/alerts", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		f, err := parseMatchers(q["filter"])
+		f, err := alertFilter(r.URL.Query())
 		if err != nil {
 			httpError(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, s.filterAlerts(time.Now(), f, boolParam(q.Get("active")), boolParam(q.Get("silenced")), boolParam(q.Get("inhibited"))))
+		writeJSON(w, s.engine.Alerts(time.Now(), f))
 	})
 	mux.HandleFunc("GET /api/v2/alerts/groups", func(w http.ResponseWriter, r *http.Request) {
-		type group struct {
-			Labels   map[string]string `json:"labels"`
-			Receiver struct {
-				Name string `json:"name"`
-			} `json:"receiver"`
-			Alerts []AlertStatus `json:"alerts"`
+		f, err := alertFilter(r.URL.Query())
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err)
+			return
 		}
-		route := s.engine.Config().Route
-		byKey := map[string]*group{}
-		var order []string
-		for _, a := range s.engine.Alerts(time.Now()) {
-			for _, rt := range route.match(a.Labels) {
-				gl := groupLabels(rt, a.Labels)
-				k := rt.Receiver + groupKey(rt, gl)
-				g := byKey[k]
-				if g == nil {
-					g = &group{Labels: gl}
-					g.Receiver.Name = rt.Receiver
-					byKey[k] = g
-					order = append(order, k)
-				}
-				g.Alerts = append(g.Alerts, a)
-			}
-		}
-		out := make([]*group, 0, len(order))
-		for _, k := range order {
-			out = append(out, byKey[k])
-		}
-		writeJSON(w, out)
+		writeJSON(w, s.engine.Groups(time.Now(), f))
 	})
 	mux.HandleFunc("GET /api/v2/silences", func(w http.ResponseWriter, r *http.Request) {
-		f, err := parseMatchers(r.URL.Query()["filter"])
+		f, err := parseFilter(r.URL.Query()["filter"])
 		if err != nil {
 			httpError(w, http.StatusBadRequest, err)
 			return
@@ -329,10 +369,16 @@ func (s *Service) API() http.Handler {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("GET /api/v2/status", func(w http.ResponseWriter, _ *http.Request) {
+		b, err := s.engine.Config().AlertmanagerConfig()
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, err)
+			return
+		}
+		original := string(b)
 		writeJSON(w, map[string]any{
 			"cluster":     map[string]any{"status": "ready", "name": s.svc.ID(), "peers": []any{}},
 			"versionInfo": map[string]string{"version": version.String(), "branch": "", "buildDate": "", "buildUser": "", "goVersion": "", "revision": ""},
-			"config":      map[string]string{"original": ""},
+			"config":      map[string]string{"original": original},
 			"uptime":      s.start.UTC(),
 			"platform":    s.status(),
 		})

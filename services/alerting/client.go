@@ -25,10 +25,28 @@ type Client struct {
 
 // Alerts returns the current alerts with their state; filter holds
 // matchers as amtool writes them (severity="critical", instance=~"a.*").
+// It asks page after page, so that any number of alerts comes through,
+// halving a page the service finds too large for one message.
 func (c Client) Alerts(ctx context.Context, filter []string) ([]AlertStatus, error) {
-	var out []AlertStatus
-	err := c.request(ctx, streams.AlertsListSubject, map[string][]string{"filter": filter}, &out)
-	return out, err
+	out := []AlertStatus{}
+	req := listRequest{Filter: filter, Limit: 1000}
+	for {
+		var page []AlertStatus
+		err := c.request(ctx, streams.AlertsListSubject, req, &page)
+		var se *service.Error
+		if errors.As(err, &se) && se.Code == service.CodeTooLarge && req.Limit > 1 {
+			req.Limit /= 2
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < req.Limit {
+			return out, nil
+		}
+		req.After = page[len(page)-1].Fingerprint
+	}
 }
 
 // AddSilence stores a silence and returns its id.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/platform/platform/streams"
@@ -78,23 +80,6 @@ type Rule struct {
 
 // Line returns the line of the rules file the rule starts on.
 func (r *Rule) Line() int { return r.line }
-
-// Route is a node of the routing tree, as in Alertmanager: an alert goes to
-// the first child whose matchers match it (and on to later ones while a
-// match has Continue), else to this node's receiver.
-type Route struct {
-	Receiver       string   `yaml:"receiver"`
-	Matchers       []string `yaml:"matchers"`
-	GroupBy        []string `yaml:"group_by"`
-	GroupWait      Duration `yaml:"group_wait"`
-	GroupInterval  Duration `yaml:"group_interval"`
-	RepeatInterval Duration `yaml:"repeat_interval"`
-	Continue       bool     `yaml:"continue"`
-	Routes         []*Route `yaml:"routes"`
-
-	matchers labels.Matchers
-	id       string
-}
 
 // Receiver is a named set of destinations.
 type Receiver struct {
@@ -196,15 +181,59 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	var c Config
 	if len(root.Content) > 0 {
-		if err := root.Content[0].Decode(&c); err != nil {
+		// Unknown keys are refused, with their line, as amtool
+		// check-config does: a misspelt group_wait must not leave the
+		// default in force unnoticed.
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		ruleLines(root.Content[0], c.Rules)
+		if err := zeroTimers(root.Content[0]); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return &c, nil
+}
+
+// zeroTimers refuses, with its line, a zero group_interval or
+// repeat_interval anywhere in the routing tree and a zero
+// evaluation_interval, as Alertmanager refuses the first two: zero
+// cannot mean "the default" once written.
+func zeroTimers(doc *yaml.Node) error {
+	var walk func(n *yaml.Node, keys ...string) error
+	walk = func(n *yaml.Node, keys ...string) error {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if slices.Contains(keys, k.Value) {
+				var d Duration
+				if v.Decode(&d) == nil && d == 0 {
+					return fmt.Errorf("line %d: %s cannot be zero", k.Line, k.Value)
+				}
+			}
+			switch {
+			case k.Value == "route":
+				if err := walk(v, "group_interval", "repeat_interval"); err != nil {
+					return err
+				}
+			case k.Value == "routes" && v.Kind == yaml.SequenceNode:
+				for _, ch := range v.Content {
+					if err := walk(ch, "group_interval", "repeat_interval"); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return walk(doc, "evaluation_interval")
 }
 
 // ruleLines records the line each rule starts on.
@@ -263,7 +292,7 @@ func (c *Config) check() error {
 	if len(c.Route.Matchers) > 0 {
 		return errors.New("route: the root route matches every alert; it takes no matchers")
 	}
-	if err := c.Route.fill(nil, "{}", names); err != nil {
+	if err := c.Route.fill(nil, names); err != nil {
 		return err
 	}
 	for i, ir := range c.InhibitRules {
@@ -349,82 +378,75 @@ func (r *Rule) expand(lbls map[string]string, value any) map[string]string {
 	return out
 }
 
-func (rt *Route) fill(parent *Route, id string, receivers map[string]bool) error {
-	if parent != nil {
-		if rt.Receiver == "" {
-			rt.Receiver = parent.Receiver
+// AlertmanagerConfig returns the routing part of the configuration —
+// route, receivers and inhibit rules — in Alertmanager's configuration
+// format, as GET /api/v2/status serves it in config.original for
+// `amtool config show` and `amtool config routes`. A receiver's stream
+// has no Alertmanager equivalent and is left out; its webhooks are
+// webhook_configs.
+func (c *Config) AlertmanagerConfig() ([]byte, error) {
+	type amRoute struct {
+		Receiver       string     `yaml:"receiver,omitempty"`
+		GroupBy        []string   `yaml:"group_by,omitempty"`
+		Continue       bool       `yaml:"continue,omitempty"`
+		Matchers       []string   `yaml:"matchers,omitempty"`
+		GroupWait      string     `yaml:"group_wait,omitempty"`
+		GroupInterval  string     `yaml:"group_interval,omitempty"`
+		RepeatInterval string     `yaml:"repeat_interval,omitempty"`
+		Routes         []*amRoute `yaml:"routes,omitempty"`
+	}
+	type amWebhook struct {
+		URL       string `yaml:"url"`
+		MaxAlerts int    `yaml:"max_alerts,omitempty"`
+	}
+	type amReceiver struct {
+		Name     string      `yaml:"name"`
+		Webhooks []amWebhook `yaml:"webhook_configs,omitempty"`
+	}
+	type amInhibit struct {
+		Source []string `yaml:"source_matchers,omitempty"`
+		Target []string `yaml:"target_matchers,omitempty"`
+		Equal  []string `yaml:"equal,omitempty"`
+	}
+	dur := func(d *Duration) string {
+		if d == nil {
+			return ""
 		}
-		if rt.GroupBy == nil {
-			rt.GroupBy = parent.GroupBy
+		return model.Duration(*d).String()
+	}
+	var conv func(rt *Route, root bool) *amRoute
+	conv = func(rt *Route, root bool) *amRoute {
+		out := &amRoute{Receiver: rt.Receiver, Continue: rt.Continue, Matchers: rt.Matchers,
+			GroupWait: dur(rt.GroupWait), GroupInterval: dur(rt.GroupInterval), RepeatInterval: dur(rt.RepeatInterval)}
+		if root || rt.parent == nil || !slices.Equal(rt.GroupBy, rt.parent.GroupBy) {
+			out.GroupBy = rt.GroupBy
 		}
-		rt.GroupWait = cmpOr(rt.GroupWait, parent.GroupWait)
-		rt.GroupInterval = cmpOr(rt.GroupInterval, parent.GroupInterval)
-		rt.RepeatInterval = cmpOr(rt.RepeatInterval, parent.RepeatInterval)
-	} else {
-		rt.GroupWait = cmpOr(rt.GroupWait, Duration(DefaultGroupWait))
-		rt.GroupInterval = cmpOr(rt.GroupInterval, Duration(DefaultGroupInterval))
-		rt.RepeatInterval = cmpOr(rt.RepeatInterval, Duration(DefaultRepeatInterval))
-	}
-	if !receivers[rt.Receiver] {
-		return fmt.Errorf("route %s: unknown receiver %q", id, rt.Receiver)
-	}
-	var err error
-	if rt.matchers, err = parseMatchers(rt.Matchers); err != nil {
-		return fmt.Errorf("route %s: %w", id, err)
-	}
-	rt.id = id
-	for i, ch := range rt.Routes {
-		if err := ch.fill(rt, fmt.Sprintf("%s/%d%s", id, i, rt.matchers.String()), receivers); err != nil {
-			return err
+		if !root && rt.parent != nil && rt.Receiver == rt.parent.Receiver {
+			out.Receiver = "" // inherited, as written
 		}
-	}
-	return nil
-}
-
-func cmpOr(a, b Duration) Duration {
-	if a != 0 {
-		return a
-	}
-	return b
-}
-
-func parseMatchers(ss []string) (labels.Matchers, error) {
-	var out labels.Matchers
-	for _, s := range ss {
-		ms, err := labels.ParseMatchers(s)
-		if err != nil {
-			return nil, fmt.Errorf("matcher %q: %w", s, err)
+		for _, ch := range rt.Routes {
+			out.Routes = append(out.Routes, conv(ch, false))
 		}
-		out = append(out, ms...)
+		return out
 	}
-	return out, nil
-}
-
-// match returns the routes an alert with lbls goes to, as Alertmanager's
-// routing tree does.
-func (rt *Route) match(lbls map[string]string) []*Route {
-	if !matchAll(rt.matchers, lbls) {
-		return nil
-	}
-	var out []*Route
-	for _, ch := range rt.Routes {
-		m := ch.match(lbls)
-		out = append(out, m...)
-		if len(m) > 0 && !ch.Continue {
-			break
+	doc := struct {
+		Route        *amRoute     `yaml:"route"`
+		Receivers    []amReceiver `yaml:"receivers"`
+		InhibitRules []amInhibit  `yaml:"inhibit_rules,omitempty"`
+	}{Route: conv(c.Route, true)}
+	for _, rc := range c.Receivers {
+		r := amReceiver{Name: rc.Name}
+		for _, u := range rc.Webhooks {
+			r.Webhooks = append(r.Webhooks, amWebhook{URL: u, MaxAlerts: rc.MaxAlerts})
 		}
+		doc.Receivers = append(doc.Receivers, r)
 	}
-	if len(out) == 0 {
-		out = []*Route{rt}
+	for _, ir := range c.InhibitRules {
+		doc.InhibitRules = append(doc.InhibitRules, amInhibit{Source: ir.SourceMatchers, Target: ir.TargetMatchers, Equal: ir.Equal})
 	}
-	return out
-}
-
-func matchAll(ms labels.Matchers, lbls map[string]string) bool {
-	for _, m := range ms {
-		if !m.Matches(lbls[m.Name]) {
-			return false
-		}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode alertmanager config: %w", err)
 	}
-	return true
+	return b, nil
 }

@@ -57,8 +57,8 @@ route:
     - matchers: ['service=~"platform-.*"']
 `))
 	require.NoError(t, err)
-	require.Equal(t, time.Second, c.Route.GroupWait.Std())
-	require.Equal(t, DefaultGroupInterval, c.Route.Routes[0].GroupInterval.Std())
+	require.Equal(t, time.Second, c.Route.Wait())
+	require.Equal(t, DefaultGroupInterval, c.Route.Routes[0].Interval())
 	got := c.Route.match(map[string]string{"severity": "critical", "service": "platform-txn"})
 	require.Len(t, got, 2)
 	require.Equal(t, "b", got[0].Receiver)

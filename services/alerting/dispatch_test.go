@@ -22,6 +22,7 @@ func (l memLog) flush(d *Dispatcher, now time.Time, m Muter) []Notification {
 			l[k] = &LogEntry{Firing: due.Firing, Resolved: due.Resolved, At: now}
 			out = append(out, due.Notification)
 		}
+		d.Delivered(due, now)
 	}
 	return out
 }

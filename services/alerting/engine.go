@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,17 +52,19 @@ func (p PostableAlert) check() error {
 // pure (time is passed in) and safe for concurrent use; the service feeds
 // it and sends what it says is due.
 type Engine struct {
-	mu        sync.Mutex
-	cfg       *Config
-	signals   *Signals
-	eval      *Evaluator
-	disp      *Dispatcher
-	inhibit   *Inhibitor
-	silences  *Silences
-	posted    map[model.Fingerprint]Alert
-	current   []Alert // rule and posted alerts of the last step
-	holdUntil time.Time
-	evals     int
+	mu       sync.Mutex
+	cfg      *Config
+	signals  *Signals
+	eval     *Evaluator
+	disp     *Dispatcher
+	inhibit  *Inhibitor
+	silences *Silences
+	posted   map[model.Fingerprint]Alert
+	current  []Alert // rule and posted alerts of the last step
+	// currentIdx indexes current by fingerprint.
+	currentIdx map[model.Fingerprint]int
+	holdUntil  time.Time
+	evals      int
 }
 
 // NewEngine returns an engine running cfg over signals, muting by
@@ -71,7 +75,7 @@ type Engine struct {
 // first evaluation.
 func NewEngine(cfg *Config, signals *Signals, silences *Silences, start time.Time) *Engine {
 	e := &Engine{cfg: cfg, signals: signals, silences: silences, posted: map[model.Fingerprint]Alert{},
-		eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
+		currentIdx: map[model.Fingerprint]int{}, eval: NewEvaluator(cfg.Rules), disp: NewDispatcher(cfg.Route), inhibit: NewInhibitor(cfg.InhibitRules)}
 	e.holdUntil = start.Add(SendHold(cfg))
 	return e
 }
@@ -126,10 +130,13 @@ func (e *Engine) SetConfig(cfg *Config) {
 	e.inhibit.SetRules(cfg.InhibitRules)
 }
 
-// Post adds posted alerts received at now.
+// Post adds posted alerts received at now. They join their groups at
+// once, so that group_wait runs from their arrival, and are listed at
+// once, as Alertmanager lists an alert it has just accepted.
 func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	accepted := make([]Alert, 0, len(alerts))
 	for _, p := range alerts {
 		a := Alert{Labels: p.Labels, Annotations: p.Annotations, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
 			GeneratorURL: p.GeneratorURL, UpdatedAt: now}
@@ -144,7 +151,16 @@ func (e *Engine) Post(now time.Time, alerts ...PostableAlert) {
 			a.StartsAt = old.StartsAt // the same alert, still going
 		}
 		e.posted[fp] = a
+		accepted = append(accepted, a)
+		if i, ok := e.currentIdx[fp]; ok {
+			e.current[i] = a
+		} else {
+			e.currentIdx[fp] = len(e.current)
+			e.current = append(e.current, a)
+		}
 	}
+	e.inhibit.Add(accepted, now)
+	e.disp.Put(now, accepted...)
 }
 
 // PostedAlerts returns the number of posted alerts held (firing, or
@@ -186,7 +202,11 @@ func (e *Engine) Evaluate(now time.Time) {
 		}
 		all = append(all, a)
 	}
-	e.current = all
+	e.current = slices.Clip(all)
+	clear(e.currentIdx)
+	for i := range all {
+		e.currentIdx[all[i].Fingerprint()] = i
+	}
 	e.inhibit.Update(all, now)
 	e.disp.Put(now, all...)
 	e.evals++
@@ -202,47 +222,156 @@ func (e *Engine) Flush(now time.Time) []Due {
 	return e.disp.Due(now, muters{e.silences, e.inhibit})
 }
 
-// AlertStatus is an alert as the API lists it: its state and what mutes it.
+// Delivered tells the engine that d was notified, or needed not be: its
+// resolved alerts leave their group (Dispatcher.Delivered).
+func (e *Engine) Delivered(d Due, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.disp.Delivered(d, now)
+}
+
+// Alert states of API v2.
+const (
+	AlertStateActive      = "active"
+	AlertStateSuppressed  = "suppressed"
+	AlertStateUnprocessed = "unprocessed"
+)
+
+// AlertStatus is an alert as API v2 lists it (Alertmanager's
+// GettableAlert): its receivers, and its state with what mutes it.
 type AlertStatus struct {
-	Alert
-	Fingerprint string   `json:"fingerprint"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	UpdatedAt    time.Time         `json:"updatedAt"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+	Fingerprint  string            `json:"fingerprint"`
+	Receivers    []ReceiverRef     `json:"receivers"`
+	Status       AlertState        `json:"status"`
+}
+
+// Name returns the alert's alertname label.
+func (a *AlertStatus) Name() string { return a.Labels[model.AlertNameLabel] }
+
+// ReceiverRef names a receiver, as API v2 does.
+type ReceiverRef struct {
+	Name string `json:"name"`
+}
+
+// AlertState is an alert's state and what mutes it: the ids of the
+// silences, the fingerprints of the inhibiting alerts.
+type AlertState struct {
 	State       string   `json:"state"`
 	SilencedBy  []string `json:"silencedBy"`
 	InhibitedBy []string `json:"inhibitedBy"`
-	Receivers   []string `json:"receivers"`
 }
 
-// Alerts returns the current alerts (firing, and resolved within the
-// retention) with their status at now, sorted by fingerprint.
-func (e *Engine) Alerts(now time.Time) []AlertStatus {
+// status returns a's API status at now: e.mu held.
+func (e *Engine) status(a Alert, now time.Time) AlertStatus {
+	st := AlertStatus{Labels: a.Labels, Annotations: nonNil(a.Annotations), StartsAt: a.StartsAt, EndsAt: a.EndsAt,
+		UpdatedAt: a.UpdatedAt, GeneratorURL: a.GeneratorURL, Fingerprint: a.Fingerprint().String(), Receivers: []ReceiverRef{},
+		Status: AlertState{State: AlertStateActive, SilencedBy: e.silences.Silencing(a.Labels, now), InhibitedBy: []string{}}}
+	if st.Status.SilencedBy == nil {
+		st.Status.SilencedBy = []string{}
+	}
+	if fp := e.inhibit.InhibitedBy(a.Labels, now); fp != "" {
+		st.Status.InhibitedBy = append(st.Status.InhibitedBy, fp)
+	}
+	if len(st.Status.SilencedBy) > 0 || len(st.Status.InhibitedBy) > 0 {
+		st.Status.State = AlertStateSuppressed
+	}
+	for _, r := range e.cfg.Route.Receivers(a.Labels) {
+		st.Receivers = append(st.Receivers, ReceiverRef{Name: r})
+	}
+	return st
+}
+
+// AlertFilter chooses alerts as API v2's filter, active, silenced,
+// inhibited and receiver parameters do.
+type AlertFilter struct {
+	// Matchers must all match the alert's labels.
+	Matchers labels.Matchers
+	// Active, Silenced and Inhibited keep alerts in those states.
+	Active, Silenced, Inhibited bool
+	// Receiver, when set, must match one of the alert's receivers.
+	Receiver *regexp.Regexp
+}
+
+// AllAlerts is the filter that keeps every alert.
+var AllAlerts = AlertFilter{Active: true, Silenced: true, Inhibited: true}
+
+func (f AlertFilter) keep(st AlertStatus) bool {
+	switch {
+	case !f.Active && st.Status.State == AlertStateActive,
+		!f.Silenced && len(st.Status.SilencedBy) > 0,
+		!f.Inhibited && len(st.Status.InhibitedBy) > 0,
+		!matchAll(f.Matchers, st.Labels):
+		return false
+	}
+	if f.Receiver == nil {
+		return true
+	}
+	for _, r := range st.Receivers {
+		if f.Receiver.MatchString(r.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Alerts returns the alerts firing at now that f keeps, with their status,
+// sorted by fingerprint. Resolved alerts are not listed, as in
+// Alertmanager.
+func (e *Engine) Alerts(now time.Time, f AlertFilter) []AlertStatus {
 	e.mu.Lock()
-	cur := slices.Clone(e.current)
-	route := e.cfg.Route
-	e.mu.Unlock()
-	out := make([]AlertStatus, 0, len(cur))
-	for _, a := range cur {
-		st := AlertStatus{Alert: a, Fingerprint: a.Fingerprint().String(), State: "active",
-			SilencedBy: e.silences.Silencing(a.Labels, now), InhibitedBy: []string{}}
-		if st.SilencedBy == nil {
-			st.SilencedBy = []string{}
-		}
-		if e.inhibit.Mutes(a.Labels, now) {
-			st.InhibitedBy = append(st.InhibitedBy, "inhibit_rule")
-		}
-		if len(st.SilencedBy) > 0 || len(st.InhibitedBy) > 0 {
-			st.State = "suppressed"
-		}
+	defer e.mu.Unlock()
+	out := []AlertStatus{}
+	for _, a := range e.current {
 		if a.Resolved(now) {
-			st.State = "resolved"
+			continue
 		}
-		seen := map[string]bool{}
-		for _, rt := range route.match(a.Labels) {
-			if !seen[rt.Receiver] {
-				seen[rt.Receiver] = true
-				st.Receivers = append(st.Receivers, rt.Receiver)
-			}
+		if st := e.status(a, now); f.keep(st) {
+			out = append(out, st)
 		}
-		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b AlertStatus) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
+	return out
+}
+
+// Current returns the rule and posted alerts of the last evaluation:
+// firing, and resolved within the retention.
+func (e *Engine) Current() []Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.current)
+}
+
+// Group is an aggregation group as API v2 lists it.
+type Group struct {
+	Labels   map[string]string `json:"labels"`
+	Receiver ReceiverRef       `json:"receiver"`
+	Alerts   []AlertStatus     `json:"alerts"`
+}
+
+// Groups returns the dispatcher's groups at now with the firing alerts f
+// keeps (f.Receiver chooses groups by their receiver), as GET
+// /api/v2/alerts/groups does.
+func (e *Engine) Groups(now time.Time, f AlertFilter) []Group {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var keepRoute func(*Route) bool
+	if re := f.Receiver; re != nil {
+		keepRoute = func(rt *Route) bool { return re.MatchString(rt.Receiver) }
+	}
+	f.Receiver = nil
+	out := []Group{}
+	for _, g := range e.disp.Groups(keepRoute, func(a Alert) bool { return !a.Resolved(now) && f.keep(e.status(a, now)) }) {
+		grp := Group{Labels: g.Labels, Receiver: ReceiverRef{Name: g.Route.Receiver}}
+		for _, a := range g.Alerts {
+			grp.Alerts = append(grp.Alerts, e.status(a, now))
+		}
+		out = append(out, grp)
 	}
 	return out
 }
@@ -268,7 +397,7 @@ type Status struct {
 func (e *Engine) Status(now time.Time) Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Status{Rules: len(e.cfg.Rules), Pending: len(e.eval.Pending()), Groups: e.disp.Groups(), Silences: len(e.silences.List())}
+	st := Status{Rules: len(e.cfg.Rules), Pending: len(e.eval.Pending()), Groups: e.disp.Len(), Silences: len(e.silences.List())}
 	for _, a := range e.current {
 		if !a.Resolved(now) {
 			st.Firing++

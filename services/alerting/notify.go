@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,12 +51,14 @@ func Message(n Notification, externalURL string, now time.Time) WebhookMessage {
 	m := WebhookMessage{Version: "4", GroupKey: n.GroupKey, Status: n.Status, Receiver: n.Receiver,
 		GroupLabels: n.GroupLabels, ExternalURL: externalURL, Alerts: make([]WebhookAlert, 0, len(n.Alerts))}
 	for i, a := range n.Alerts {
-		st := "firing"
+		// A firing alert has no end yet, whatever end its sender
+		// expects: Alertmanager sends the zero time.
+		st, ends := "firing", time.Time{}
 		if a.Resolved(now) {
-			st = "resolved"
+			st, ends = "resolved", a.EndsAt
 		}
 		m.Alerts = append(m.Alerts, WebhookAlert{Status: st, Labels: a.Labels, Annotations: nonNil(a.Annotations),
-			StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: a.GeneratorURL, Fingerprint: a.Fingerprint().String()})
+			StartsAt: a.StartsAt, EndsAt: ends, GeneratorURL: a.GeneratorURL, Fingerprint: a.Fingerprint().String()})
 		if i == 0 {
 			m.CommonLabels, m.CommonAnnotations = maps.Clone(a.Labels), maps.Clone(nonNil(a.Annotations))
 			continue
@@ -92,6 +95,9 @@ type Notifier struct {
 	Client *http.Client
 	// ExternalURL is reported in payloads.
 	ExternalURL string
+	// Retry, when set, retries each destination that fails for a reason
+	// a retry can mend, until Send's context ends (nil: one attempt).
+	Retry *jsapi.Retry
 }
 
 // streamHeadroom is what a stream notification keeps free of the
@@ -115,7 +121,29 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 		return 0, err
 	}
 	truncated = len(n.Alerts) - len(kept)
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	// Each destination is tried, and retried, on its own, as
+	// Alertmanager's integrations are: one failing webhook does not
+	// hold the others back.
+	try := func(send func(ctx context.Context) error) {
+		wg.Go(func() {
+			err := send(ctx)
+			if err != nil && nf.Retry != nil && !isPermanent(err) {
+				r := *nf.Retry
+				r.Retryable = func(err error) bool { return !isPermanent(err) }
+				err = r.Do(ctx, send)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
 	if rc.Stream && len(n.Alerts) > 0 {
 		sbody, left, err := nf.fit(n, len(kept), body, nf.JS.Conn().MaxPayload()-streamHeadroom, now)
 		truncated = max(truncated, left)
@@ -123,21 +151,35 @@ func (nf *Notifier) Send(ctx context.Context, rc *Receiver, n Notification, msgI
 			errs = append(errs, err)
 		} else {
 			a := n.Alerts[0]
-			m := nats.NewMsg(streams.AlertSubject(Severity(a.Labels), a.Name()))
-			m.Data = sbody
-			m.Header.Set(jetstream.MsgIDHeader, msgID)
-			m.Header.Set("Content-Type", "application/json")
-			if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
-				errs = append(errs, fmt.Errorf("publish %s: %w", m.Subject, err))
-			}
+			subject := streams.AlertSubject(Severity(a.Labels), a.Name())
+			try(func(ctx context.Context) error {
+				m := nats.NewMsg(subject)
+				m.Data = sbody
+				m.Header.Set(jetstream.MsgIDHeader, msgID)
+				m.Header.Set("Content-Type", "application/json")
+				if _, err := nf.JS.PublishMsg(ctx, m); err != nil {
+					return fmt.Errorf("publish %s: %w", m.Subject, err)
+				}
+				return nil
+			})
 		}
 	}
 	for _, u := range rc.Webhooks {
-		if err := nf.post(ctx, u, body); err != nil {
-			errs = append(errs, err)
-		}
+		try(func(ctx context.Context) error { return nf.post(ctx, u, body) })
 	}
+	wg.Wait()
 	return truncated, errors.Join(errs...)
+}
+
+// permanentError is a failure a retry cannot mend: the receiver refused
+// the request (4xx other than 429), as Alertmanager's retrier decides.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
 }
 
 // encode returns the payload of n with its first k alerts, counting the
@@ -207,7 +249,11 @@ func (nf *Notifier) post(ctx context.Context, url string, body []byte) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))
+		err := fmt.Errorf("post %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests {
+			return permanentError{err}
+		}
+		return err
 	}
 	return nil
 }
@@ -233,34 +279,34 @@ func (nf *Notifier) Forward(ctx context.Context, baseURL string, alerts []Alert,
 }
 
 // KVLog is the notification log in a KV bucket: one entry per receiver
-// and group, taken by compare-and-set, so that of several instances
-// flushing the same group only one notifies.
+// and group, written once a notification is delivered, as Alertmanager's
+// nflog is, so that a failed notification is sent again at the next
+// flush rather than at repeat_interval.
 type KVLog struct {
 	KV jetstream.KeyValue
 }
 
-// Claim reads key's entry and, if needs says the previous entry (nil: none)
-// calls for a notification, writes next in its place by compare-and-set.
-// It reports whether this caller won the claim and must notify; losing to
-// another writer is not an error.
-func (l KVLog) Claim(ctx context.Context, key string, needs func(prev *LogEntry) bool, next LogEntry) (bool, error) {
-	var prev *LogEntry
-	var rev uint64
+// Read returns key's entry (nil: none, or unreadable) and its revision (0:
+// none).
+func (l KVLog) Read(ctx context.Context, key string) (*LogEntry, uint64, error) {
 	e, err := l.KV.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, 0, nil
 	case err != nil:
-		return false, fmt.Errorf("read notification log %s: %w", key, err)
-	default:
-		rev = e.Revision()
-		var p LogEntry
-		if json.Unmarshal(e.Value(), &p) == nil {
-			prev = &p
-		}
+		return nil, 0, fmt.Errorf("read notification log %s: %w", key, err)
 	}
-	if !needs(prev) {
-		return false, nil
+	var p LogEntry
+	if json.Unmarshal(e.Value(), &p) != nil {
+		return nil, e.Revision(), nil
 	}
+	return &p, e.Revision(), nil
+}
+
+// Record writes next as key's entry in place of revision rev (0: none) by
+// compare-and-set. It reports false, with no error, when another writer
+// moved the entry first.
+func (l KVLog) Record(ctx context.Context, key string, next LogEntry, rev uint64) (bool, error) {
 	b, err := json.Marshal(next)
 	if err != nil {
 		return false, fmt.Errorf("encode notification log entry: %w", err)
@@ -280,7 +326,9 @@ func (l KVLog) Claim(ctx context.Context, key string, needs func(prev *LogEntry)
 	return true, nil
 }
 
-// msgID names one notification for JetStream's duplicate window.
-func msgID(key string, at time.Time) string {
-	return key + "." + strconv.FormatInt(at.UnixNano(), 36)
+// msgID names one notification for JetStream's duplicate window: the
+// log entry it follows, so that a retry, or another instance sending the
+// same update, is stored once.
+func msgID(key string, rev uint64) string {
+	return key + "." + strconv.FormatUint(rev, 36)
 }

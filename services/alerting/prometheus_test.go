@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/streams"
 )
 
@@ -71,12 +72,14 @@ alerting:
 		var as []struct {
 			Labels      map[string]string `json:"labels"`
 			Annotations map[string]string `json:"annotations"`
-			State       string            `json:"state"`
+			Status      struct {
+				State string `json:"state"`
+			} `json:"status"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&as); err != nil {
 			return err
 		}
-		if len(as) != 1 || as[0].State != "active" || as[0].Labels["team"] != "ops" || as[0].Annotations["summary"] != "from a real Prometheus" {
+		if len(as) != 1 || as[0].Status.State != "active" || as[0].Labels["team"] != "ops" || as[0].Annotations["summary"] != "from a real Prometheus" {
 			return fmt.Errorf("alerts %+v; prometheus says:\n%s", as, tail(out.String(), 1500))
 		}
 		return nil
@@ -96,7 +99,7 @@ alerting:
 	require.NotEmpty(t, m.Alerts[0].GeneratorURL, "Prometheus links the alert to its expression")
 	// Prometheus posts the alert again each second: still one notification.
 	updated := func() time.Time {
-		for _, a := range s.Engine().Alerts(time.Now()) {
+		for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 			if a.Name() == "PrometheusSaysHello" {
 				return a.UpdatedAt
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/lease"
 	"github.com/platform/platform/membership"
@@ -46,6 +47,14 @@ type Options struct {
 	RulesFile string
 	// HTTPAddr serves Alertmanager's API v2 ("" disables it).
 	HTTPAddr string
+	// WebConfigFile is Alertmanager's web configuration for the HTTP API
+	// (the format of its --web.config.file: basic auth users, TLS); ""
+	// serves plain HTTP to anyone who can reach HTTPAddr.
+	WebConfigFile string
+	// RequireWebConfig refuses an HTTPAddr other hosts can reach without a
+	// WebConfigFile: set when NATS access is authenticated, so the HTTP API
+	// is no way around the roles.
+	RequireWebConfig bool
 	// ExternalURL is reported in notifications (default http://HTTPAddr).
 	ExternalURL string
 	// Gatherer is read by rules over metrics (nil: no metrics series).
@@ -120,6 +129,9 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("alerting: nil NATS connection")
 	}
 	opts.setDefaults()
+	if err := opts.validateWeb(); err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
 	cfg, err := loadOrDefault(opts.RulesFile)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
@@ -130,7 +142,8 @@ func New(opts Options) (*Service, error) {
 	if hold := SendHold(cfg); hold > 0 {
 		s.log.Info("notifications held after start, until inhibiting alerts with a for have had it", "hold", hold)
 	}
-	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL}
+	s.notifier = &Notifier{Client: &http.Client{Timeout: 10 * time.Second}, ExternalURL: opts.ExternalURL,
+		Retry: &jsapi.Retry{Backoff: jsapi.Backoff{Base: time.Second, Max: 30 * time.Second}}}
 	s.svc, err = service.New(service.Options{
 		Conn: opts.Conn, Name: "alerting",
 		Description:       "Alerting rules, grouping, inhibition and silences, compatible with Alertmanager",
@@ -344,6 +357,8 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 	poll := time.NewTicker(s.opts.StreamPollInterval)
 	defer poll.Stop()
 	s.pollStreams(ctx)
+	var ds deliveries
+	defer ds.wait()
 	var nextEval time.Time
 	for {
 		now := time.Now()
@@ -363,9 +378,7 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 			}
 		}
 		for _, d := range s.engine.Flush(now) {
-			if s.active.Load() {
-				s.notify(ctx, nflog, d, now)
-			}
+			ds.start(LogKey(d.Receiver, d.GroupKey), func() { s.deliver(ctx, nflog, d, now) })
 		}
 		select {
 		case <-ctx.Done():
@@ -412,7 +425,7 @@ func (s *Service) serveHTTP() (stop func(), err error) {
 	}
 	srv := &http.Server{Handler: s.API(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveWeb(l, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("alerting http server failed", "err", err)
 		}
 	}()

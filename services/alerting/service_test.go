@@ -172,7 +172,7 @@ func TestDeadInstanceNotifiedOnceThenResolvedAndSilenced(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&as); err != nil {
 			return err
 		}
-		if len(as) != 1 || as[0].State != "suppressed" || len(as[0].SilencedBy) != 1 || as[0].SilencedBy[0] != created.SilenceID {
+		if len(as) != 1 || as[0].Status.State != "suppressed" || len(as[0].Status.SilencedBy) != 1 || as[0].Status.SilencedBy[0] != created.SilenceID {
 			return fmt.Errorf("alerts %+v, want i2 suppressed by %s", as, created.SilenceID)
 		}
 		return nil
@@ -232,7 +232,7 @@ func TestReloadKeepsOldRulesOnError(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(resp.Data), "bad_request")
 	clustertest.Eventually(t, 10*time.Second, func() error {
-		for _, a := range s.Engine().Alerts(time.Now()) {
+		for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 			if a.Name() == "Ext" {
 				return nil
 			}

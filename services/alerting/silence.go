@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
 )
 
 // Matcher is one silence matcher in Alertmanager's API v2 form.
@@ -19,6 +20,20 @@ type Matcher struct {
 	IsRegex bool   `json:"isRegex"`
 	// IsEqual is false for != and !~ (default true).
 	IsEqual *bool `json:"isEqual,omitempty"`
+}
+
+// matchType returns the matcher's operator.
+func (m Matcher) matchType() labels.MatchType {
+	eq := m.IsEqual == nil || *m.IsEqual
+	switch {
+	case m.IsRegex && eq:
+		return labels.MatchRegexp
+	case m.IsRegex:
+		return labels.MatchNotRegexp
+	case !eq:
+		return labels.MatchNotEqual
+	}
+	return labels.MatchEqual
 }
 
 // Silence mutes the alerts its matchers all match between StartsAt and
@@ -60,23 +75,10 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	if s.EndsAt.IsZero() || !s.EndsAt.After(s.StartsAt) {
 		return nil, errors.New("endsAt must be after startsAt")
 	}
-	if s.CreatedBy == "" {
-		return nil, errors.New("createdBy is required")
-	}
 	ms := make(labels.Matchers, 0, len(s.Matchers))
 	matchesEmpty := true
 	for _, m := range s.Matchers {
-		eq := m.IsEqual == nil || *m.IsEqual
-		t := labels.MatchEqual
-		switch {
-		case m.IsRegex && eq:
-			t = labels.MatchRegexp
-		case m.IsRegex:
-			t = labels.MatchNotRegexp
-		case !eq:
-			t = labels.MatchNotEqual
-		}
-		lm, err := labels.NewMatcher(t, m.Name, m.Value)
+		lm, err := labels.NewMatcher(m.matchType(), m.Name, m.Value)
 		if err != nil {
 			return nil, fmt.Errorf("matcher %s: %w", m.Name, err)
 		}
@@ -198,11 +200,12 @@ func (ss *Silences) Expired(now time.Time, retention time.Duration) []string {
 
 // Inhibitor mutes target alerts while a source alert fires with the same
 // values of the rule's equal labels, as Alertmanager's inhibitor does. It
-// is rebuilt from the firing alerts at each evaluation.
+// is rebuilt from the firing alerts at each evaluation and told of posted
+// alerts as they arrive.
 type Inhibitor struct {
 	mu      sync.RWMutex
 	rules   []*InhibitRule
-	sources [][]map[string]string // per rule, the labels of its firing sources
+	sources []map[model.Fingerprint]Alert // per rule, its firing sources
 }
 
 // NewInhibitor returns an inhibitor with rules.
@@ -219,39 +222,77 @@ func (in *Inhibitor) SetRules(rules []*InhibitRule) {
 func (in *Inhibitor) Update(alerts []Alert, now time.Time) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.sources = make([][]map[string]string, len(in.rules))
+	in.sources = make([]map[model.Fingerprint]Alert, len(in.rules))
+	in.add(alerts, now)
+}
+
+// Add records alerts received at now: a firing source is added or
+// updated, a resolved one removed.
+func (in *Inhibitor) Add(alerts []Alert, now time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.sources) != len(in.rules) {
+		in.sources = make([]map[model.Fingerprint]Alert, len(in.rules))
+	}
+	in.add(alerts, now)
+}
+
+func (in *Inhibitor) add(alerts []Alert, now time.Time) {
 	for i, r := range in.rules {
 		for _, a := range alerts {
-			if !a.Resolved(now) && matchAll(r.source, a.Labels) {
-				in.sources[i] = append(in.sources[i], a.Labels)
+			if !matchAll(r.source, a.Labels) {
+				continue
+			}
+			if in.sources[i] == nil {
+				in.sources[i] = map[model.Fingerprint]Alert{}
+			}
+			if a.Resolved(now) {
+				delete(in.sources[i], a.Fingerprint())
+			} else {
+				in.sources[i][a.Fingerprint()] = a
 			}
 		}
 	}
 }
 
-// Mutes reports whether a firing source inhibits an alert with lbls. An
-// alert never inhibits itself.
-func (in *Inhibitor) Mutes(lbls map[string]string, _ time.Time) bool {
+// Mutes reports whether a firing source inhibits an alert with lbls.
+func (in *Inhibitor) Mutes(lbls map[string]string, now time.Time) bool {
+	return in.InhibitedBy(lbls, now) != ""
+}
+
+// InhibitedBy returns the fingerprint of the firing source that inhibits
+// an alert with lbls, "" if none does; of several, the lowest, where
+// Alertmanager names one it happens to find first. An alert never
+// inhibits itself.
+func (in *Inhibitor) InhibitedBy(lbls map[string]string, _ time.Time) string {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
+	found := false
+	var best model.Fingerprint
 	for i, r := range in.rules {
 		if i >= len(in.sources) || !matchAll(r.target, lbls) {
 			continue
 		}
 	next:
-		for _, src := range in.sources[i] {
-			if maps.Equal(src, lbls) {
+		for fp, src := range in.sources[i] {
+			if found && fp >= best {
+				continue
+			}
+			if maps.Equal(src.Labels, lbls) {
 				continue
 			}
 			for _, n := range r.Equal {
-				if src[n] != lbls[n] {
+				if src.Labels[n] != lbls[n] {
 					continue next
 				}
 			}
-			return true
+			found, best = true, fp
 		}
 	}
-	return false
+	if !found {
+		return ""
+	}
+	return best.String()
 }
 
 // muters mutes what any of its muters mutes.
