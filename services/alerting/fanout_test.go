@@ -53,14 +53,14 @@ func TestFanoutValidatesAlerts(t *testing.T) {
 	// the bad ones before it have been handled.
 	require.NoError(t, nc.Publish(fanout, []byte(`[{"labels":{"alertname":"ViaFanout"}}]`)))
 	clustertest.Eventually(t, 10*time.Second, func() error {
-		for _, a := range s.Engine().Alerts(time.Now()) {
+		for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 			if a.Labels["alertname"] == "ViaFanout" {
 				return nil
 			}
 		}
 		return errors.New("the valid alert is not listed yet")
 	})
-	for _, a := range s.Engine().Alerts(time.Now()) {
+	for _, a := range s.Engine().Alerts(time.Now(), alerting.AllAlerts) {
 		if name := a.Labels["alertname"]; name != "ViaFanout" {
 			t.Errorf("alert %v taken from alerts.fanout without validation", a.Labels)
 		}
