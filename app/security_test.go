@@ -85,6 +85,17 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	require.NoError(t, err, "producer commits")
 	require.NoError(t, json.Unmarshal(msg.Data, &commit), "txn.commit answered %s", msg.Data)
 	require.True(t, commit.Committed, "txn.commit answered %s", msg.Data)
+	// What the producer may call it may call through the balancer.
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		msg, err := producer.Request(streams.RouteSubject("txn.get"), []byte(`{"keys":["acct.tls"]}`), 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("route.txn.get as producer: %w", err)
+		}
+		if strings.Contains(string(msg.Data), `"error"`) {
+			return fmt.Errorf("route.txn.get answered %s", msg.Data)
+		}
+		return nil
+	})
 
 	reader := as("reader")
 	rjs, err := jetstream.New(reader)

@@ -79,7 +79,11 @@ func RolePermissions(role, user string) (Permissions, error) {
 		// Publishing only ingest and txn requests keeps the alerting
 		// service's internal subjects (alerts.fanout) out of reach too.
 		return Permissions{
-			PublishAllow:   []string{streams.IngestPrefix + ">", "txn.>"},
+			// What it may call directly it may call through the
+			// balancer's route.<subject>, which forwards only to
+			// services' endpoints.
+			PublishAllow: []string{streams.IngestPrefix + ">", "txn.>",
+				streams.RouteSubject(streams.IngestPrefix + ">"), streams.RouteSubject("txn.>")},
 			SubscribeAllow: []string{inbox},
 		}, nil
 	case RoleReader:

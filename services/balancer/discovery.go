@@ -47,14 +47,21 @@ func gather(ctx context.Context, nc *nats.Conn, subject string, wait, quiet time
 	}
 }
 
-// endpointOf is one instance-addressed endpoint found by discovery.
+// endpointOf is one endpoint found by discovery.
 type endpointOf struct {
 	service, instance string
-	filter            string // the endpoint's own subject, maybe a wildcard
+	// filter is the endpoint's own subject, maybe a wildcard.
+	filter string
+	// instanced: the endpoint is a platform instance's own copy of
+	// filter, inst.<service>.<instance>.<filter>, where one instance
+	// alone answers. Otherwise it is served on filter by the service's
+	// queue group.
+	instanced bool
 }
 
-// discover asks every micro service for its info and returns the
-// instance-addressed endpoints of platform services.
+// discover asks every micro service for its info and returns its
+// endpoints: the instance-addressed copies platform services add, and
+// every endpoint served on its own subject, by any micro service.
 func discover(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]endpointOf, error) {
 	subject, err := micro.ControlSubject(micro.InfoVerb, "", "")
 	if err != nil {
@@ -67,19 +74,23 @@ func discover(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]endpoin
 	var out []endpointOf
 	for _, b := range answers {
 		var info micro.Info
-		if json.Unmarshal(b, &info) != nil {
+		if json.Unmarshal(b, &info) != nil || !streams.ValidMemberToken(info.Name) || !streams.ValidMemberToken(info.ID) {
 			continue
 		}
 		for _, e := range info.Endpoints {
+			if e.Subject == "" {
+				continue
+			}
 			filter := e.Metadata[service.MetadataInstanceOf]
 			if filter == "" {
+				out = append(out, endpointOf{service: info.Name, instance: info.ID, filter: e.Subject})
 				continue
 			}
 			svc, inst, sub, err := streams.ParseInstanceSubject(e.Subject)
 			if err != nil || svc != info.Name || inst != info.ID || sub != filter {
 				continue
 			}
-			out = append(out, endpointOf{service: svc, instance: inst, filter: filter})
+			out = append(out, endpointOf{service: svc, instance: inst, filter: filter, instanced: true})
 		}
 	}
 	return out, nil

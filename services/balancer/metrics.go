@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"})),
 		routed: service.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_balancer_routed_total",
-			Help: "route.<subject> requests by result: ok, bad_subject, bad_request, unknown_subject, no_instance, timeout, error.",
+			Help: "route.<subject> requests by result: ok, bad_subject, bad_request, unknown_subject, no_instance, overloaded, timeout, error.",
 		}, []string{"result"})),
 		writes: service.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "platform_balancer_weight_writes_total",

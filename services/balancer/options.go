@@ -43,8 +43,6 @@ type Options struct {
 	// Router configures the router behind route.<subject>; its Conn and
 	// Weights are set by the balancer.
 	Router RouterOptions
-	// ProxyConcurrency bounds forwarded requests in flight (default 1024).
-	ProxyConcurrency int
 
 	// Leaders places stream and consumer RAFT leaders
 	// (leaders.Placer{}); nil turns leader placement off: no periodic
@@ -69,7 +67,6 @@ func (o *Options) setDefaults() {
 	o.RefreshInterval = cmpOr(o.RefreshInterval, 10*time.Second)
 	o.LeaseTTL = cmpOr(o.LeaseTTL, 3*time.Second)
 	o.LeaseRenew = cmpOr(o.LeaseRenew, time.Second)
-	o.ProxyConcurrency = cmpOr(o.ProxyConcurrency, 1024)
 	o.LeaderInterval = cmpOr(o.LeaderInterval, time.Minute)
 }
 

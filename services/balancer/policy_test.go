@@ -141,6 +141,10 @@ func TestTableLifecycle(t *testing.T) {
 			{at: 13 * time.Second, member: membership.Dead, weight: 0, reason: ReasonUnhealthy},
 			{at: 14 * time.Second, member: membership.Left, weight: 0, reason: ReasonUnhealthy},
 		}},
+		{"a MEMBERS record before the first heartbeat is kept", []step{
+			{at: 0, member: membership.Suspect, weight: 0, reason: ReasonUnhealthy},
+			{at: time.Second, report: true, load: good, weight: 0, reason: ReasonUnhealthy},
+		}},
 		{"a leaving heartbeat gets 0", []step{
 			{at: 0, report: true, load: good, weight: 145, reason: ReasonBlackout},
 			{at: 10 * time.Second, report: true, load: service.Load{Leaving: true}, weight: 0, reason: ReasonLeaving},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -13,14 +14,26 @@ import (
 )
 
 // handleRoute forwards route.<subject> to the best instance serving
-// <subject> and relays its answer, headers and body, unchanged. Every
-// failure is an error body: not_found for a subject nothing serves,
-// unavailable when no instance is healthy, timeout when the chosen one
-// does not answer within the request's timeout.
+// <subject> and relays its answer, headers and body, unchanged. It runs
+// inline on the endpoint's subscription and must not block: it checks
+// the subject and hands the request to its own goroutine, so requests
+// stuck on one service never hold up those for another; the router's
+// per-service and per-instance limits bound them instead.
+//
+// Only subjects that an endpoint of a discovered micro service serves are
+// forwarded, never the server's or JetStream's ($JS., $SYS., $KV., any
+// $...), inboxes (_INBOX., any _...) or route. and inst. themselves: the
+// balancer's connection may publish where its callers may not. Every
+// failure is an error body: bad_request for those, not_found for a
+// subject no discovered service serves, unavailable with retry_after_ms
+// at once when no instance is healthy or the service has too many
+// requests in flight, timeout when the chosen instance does not answer
+// by the request's deadline (the route endpoint's timeout, counted from
+// its arrival).
 func (s *Service) handleRoute(ctx context.Context, r *service.Request) {
 	target, err := streams.RouteTarget(r.Subject())
-	if err == nil && (strings.HasPrefix(target, streams.RoutePrefix) || strings.HasPrefix(target, streams.InstancePrefix)) {
-		err = errors.New("a routed subject cannot be routed again or name an instance")
+	if err == nil {
+		err = refuseTarget(target)
 	}
 	if err != nil {
 		s.m.routed.WithLabelValues("bad_subject").Inc()
@@ -32,18 +45,60 @@ func (s *Service) handleRoute(ctx context.Context, r *service.Request) {
 		r.Fail(service.Errorf(service.CodeBadRequest, "route.<subject> needs a reply subject: send a request"))
 		return
 	}
-	m := &nats.Msg{Subject: target, Header: r.Header(), Data: r.Data()}
-	resp, err := s.router.RequestMsg(ctx, m)
-	switch {
-	case err == nil:
+	// Admission does not block: an unknown subject, a full service or no
+	// healthy instance is answered here, without a goroutine.
+	t, err := s.router.admit(&nats.Msg{Subject: target, Header: r.Header(), Data: r.Data()}, true)
+	if err != nil {
+		s.fail(r, target, err)
+		return
+	}
+	s.forwarding.Add(1)
+	go func() {
+		defer s.forwarding.Done()
+		ctx, cancel := context.WithTimeout(ctx, s.routeTimeout)
+		defer cancel()
+		resp, err := s.router.complete(ctx, t)
+		if err != nil {
+			s.fail(r, target, err)
+			return
+		}
 		s.m.routed.WithLabelValues("ok").Inc()
 		r.Relay(resp)
+	}()
+}
+
+// refuseTarget returns why subject may not be routed, nil if it may.
+func refuseTarget(subject string) error {
+	switch {
+	case strings.HasPrefix(subject, "$"), strings.HasPrefix(subject, "_"):
+		return errors.New("system, JetStream and inbox subjects cannot be routed")
+	case strings.HasPrefix(subject, streams.RoutePrefix), strings.HasPrefix(subject, streams.InstancePrefix):
+		return errors.New("a routed subject cannot be routed again or name an instance")
+	}
+	return nil
+}
+
+// retryOverloaded is the retry_after_ms of an overloaded service: its
+// requests in flight usually finish within it.
+const retryOverloaded = 100 * time.Millisecond
+
+// fail answers a request the router could not forward.
+func (s *Service) fail(r *service.Request, target string, err error) {
+	switch {
 	case errors.Is(err, ErrUnknownSubject):
 		s.m.routed.WithLabelValues("unknown_subject").Inc()
-		r.Fail(service.Errorf(service.CodeNotFound, "no service instance serves %q", target).With("subject", target))
+		r.Fail(service.Errorf(service.CodeNotFound, "no micro service serves %q", target).With("subject", target))
 	case errors.Is(err, ErrNoInstance):
 		s.m.routed.WithLabelValues("no_instance").Inc()
-		r.Fail(service.Errorf(service.CodeUnavailable, "no healthy instance serves %q", target).With("subject", target))
+		// Weights and instances are looked at again within the
+		// discovery interval.
+		retry := min(s.router.opts.Discovery, time.Second)
+		r.Fail(service.Errorf(service.CodeUnavailable, "no healthy instance serves %q", target).
+			With("subject", target).With("retry_after_ms", retry.Milliseconds()))
+	case errors.Is(err, ErrOverloaded):
+		s.m.routed.WithLabelValues("overloaded").Inc()
+		r.Fail(service.Errorf(service.CodeUnavailable, "too many requests in flight to the service serving %q", target).
+			With("subject", target).With("reason", "overloaded").With("retry_after_ms", retryOverloaded.Milliseconds()))
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		s.m.routed.WithLabelValues("timeout").Inc()
 		r.Fail(service.Errorf(service.CodeTimeout, "no answer from %q in time: %v", target, err).With("subject", target))

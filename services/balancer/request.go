@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,39 +20,180 @@ import (
 const maxAttempts = 3
 
 // RequestMsg sends m to the best instance serving m.Subject and returns
-// its answer as is. With fewer than two healthy instances known it sends
-// to the queue group instead. It returns ErrUnknownSubject,
-// ErrNoInstance or ErrTimeout (wrapped) when no answer comes; a failure
-// on the chosen instance is an *InstanceError naming it.
+// its answer as is. Only when the router knows no instance serving the
+// subject on its own instance subject (a service that has none, or one
+// not discovered yet) does it send to the subject, where NATS picks a
+// queue member. It fails at once, without sending, with ErrNoInstance
+// when instances are known but none is healthy, and with ErrOverloaded
+// when the service has MaxInFlight requests in flight. It returns
+// ErrUnknownSubject or ErrTimeout (wrapped) when no answer comes; a
+// failure on the chosen instance is an *InstanceError naming it.
 func (r *Router) RequestMsg(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	t, err := r.admit(m, false)
+	if err != nil {
+		return nil, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.opts.Timeout)
 		defer cancel()
 	}
+	return r.complete(ctx, t)
+}
+
+// ticket is a request the router admitted: counted against its service's
+// limit, and its first instance chosen and counted against that one's.
+type ticket struct {
+	m       *nats.Msg
+	load    *serviceLoad // nil: no discovered service serves the subject
+	all     []*instance  // every instance serving it
+	in      *instance    // nil: send to the queue group
+	healthy []*instance  // those in was chosen from
+}
+
+// admit counts m against its service's limit and chooses its first
+// instance, without blocking; the caller must complete the ticket. With
+// served, a subject no discovered service serves is ErrUnknownSubject at
+// once instead of being sent to whoever subscribes to it.
+func (r *Router) admit(m *nats.Msg, served bool) (*ticket, error) {
 	r.requests.Add(1)
-	all := r.candidates(m.Subject)
+	rt := r.lookup(m.Subject)
+	if served && rt.load == nil {
+		return nil, fmt.Errorf("request %s: %w", m.Subject, ErrUnknownSubject)
+	}
+	t := &ticket{m: m, all: rt.insts}
+	if rt.load != nil {
+		if rt.load.inFlight.Add(1) > int64(r.opts.MaxInFlight) {
+			rt.load.inFlight.Add(-1)
+			return nil, fmt.Errorf("request %s: %w", m.Subject, ErrOverloaded)
+		}
+		t.load = rt.load
+	}
+	if r.opts.Strategy == QueueGroup || len(rt.insts) == 0 {
+		return t, nil
+	}
+	var err error
+	if t.in, t.healthy, err = r.choose(rt.insts, nil); err != nil {
+		t.release()
+		return nil, fmt.Errorf("request %s: %w", m.Subject, err)
+	}
+	return t, nil
+}
+
+func (t *ticket) release() {
+	if t.load != nil {
+		t.load.inFlight.Add(-1)
+	}
+}
+
+// complete sends an admitted request and waits for its answer until ctx
+// ends. Another instance is tried only when the chosen one is gone.
+func (r *Router) complete(ctx context.Context, t *ticket) (*nats.Msg, error) {
+	defer t.release()
+	if t.in == nil {
+		return r.viaQueue(ctx, t.m, t.load != nil)
+	}
+	in, healthy := t.in, t.healthy
 	var exclude []*instance
-	for range maxAttempts {
-		healthy := make([]*instance, 0, len(all))
-		for _, in := range all {
-			if in.w() > 0 && !slices.Contains(exclude, in) {
-				healthy = append(healthy, in)
+	for attempt := 1; ; attempt++ {
+		resp, err := r.send(ctx, in, t.m, healthy)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return resp, err
+		}
+		r.drop(in)
+		exclude = append(exclude, in)
+		if attempt == maxAttempts {
+			return nil, fmt.Errorf("request %s: %w", t.m.Subject, ErrNoInstance)
+		}
+		if in, healthy, err = r.choose(t.all, exclude); err != nil {
+			return nil, fmt.Errorf("request %s: %w", t.m.Subject, err)
+		}
+	}
+}
+
+// choose returns the instance of all to send to, counted in its
+// in-flight requests, and the healthy ones it was chosen from. Healthy:
+// weight above 0, not excluded, below its in-flight limit. One healthy
+// instance is chosen alone, however slow: it is the only one that can
+// answer. Among several, one whose oldest unanswered request is older
+// than every other's recent P99 is stalled and left out; the strategy
+// picks among the rest.
+func (r *Router) choose(all, exclude []*instance) (*instance, []*instance, error) {
+	healthy := make([]*instance, 0, len(all))
+	full := false
+	for _, in := range all {
+		switch {
+		case in.w() <= 0 || slices.Contains(exclude, in):
+		case in.inFlight.Load() >= int64(r.opts.MaxInFlightPerInstance):
+			full = true
+		default:
+			healthy = append(healthy, in)
+		}
+	}
+	var in *instance
+	switch {
+	case len(healthy) == 0 && full:
+		return nil, nil, ErrOverloaded
+	case len(healthy) == 0:
+		return nil, nil, ErrNoInstance
+	case len(healthy) == 1:
+		in = healthy[0]
+	default:
+		if c := unstalled(healthy, time.Now()); len(c) == 1 {
+			in = c[0]
+		} else {
+			in = r.pick(c)
+		}
+	}
+	if !in.reserve(r.opts.MaxInFlightPerInstance) {
+		return nil, nil, ErrOverloaded // filled up since it was looked at
+	}
+	return in, healthy, nil
+}
+
+// minStall is the least age of an unanswered request that marks its
+// instance stalled, so instances answering in microseconds are not
+// left out for a scheduler's hiccup.
+const minStall = time.Millisecond
+
+// unstalled returns the instances of c whose oldest unanswered request
+// is no older than the largest recent P99 among the others; all of c when
+// that would leave none.
+func unstalled(c []*instance, now time.Time) []*instance {
+	var agesBuf, p99sBuf [8]time.Duration
+	ages, p99s := agesBuf[:0], p99sBuf[:0]
+	if len(c) > len(agesBuf) {
+		ages, p99s = make([]time.Duration, 0, len(c)), make([]time.Duration, 0, len(c))
+	}
+	ages, p99s = ages[:len(c)], p99s[:len(c)]
+	for i, in := range c {
+		ages[i], p99s[i] = in.oldest(now), in.recent.quantile(0.99)
+	}
+	var out []*instance
+	for i, in := range c {
+		var others time.Duration
+		for j, p := range p99s {
+			if j != i {
+				others = max(others, p)
 			}
 		}
-		if r.opts.Strategy == QueueGroup || len(healthy) < 2 {
-			return r.viaQueue(ctx, m, len(all) > 0)
-		}
-		in := r.pick(healthy)
-		resp, err := r.send(ctx, in, m, healthy)
-		if errors.Is(err, nats.ErrNoResponders) {
-			r.drop(in)
-			exclude = append(exclude, in)
+		if others > 0 && ages[i] > max(others, minStall) {
+			if out == nil {
+				out = append(make([]*instance, 0, len(c)), c[:i]...)
+			}
 			continue
 		}
-		return resp, err
+		if out != nil {
+			out = append(out, in)
+		}
 	}
-	return nil, fmt.Errorf("request %s: %w", m.Subject, ErrNoInstance)
+	if out == nil {
+		return c // none stalled: no copy
+	}
+	if len(out) == 0 {
+		return c
+	}
+	return out
 }
 
 // viaQueue sends m to its own subject, where NATS picks a queue member.
@@ -111,11 +251,13 @@ func weightedIndex(c []*instance, skip int) int {
 	return last
 }
 
-// send sends m to instance in, and, for an idempotent subject that is slow
-// to answer, once more to another of others.
+// send sends m to instance in, and, for an idempotent subject, once more
+// to the cheapest other of others when in has not answered after its own
+// recent P99 (HedgeOptions.Quantile) and that other is expected to answer
+// sooner than in already took.
 func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*instance) (*nats.Msg, error) {
-	delay, hedge := r.hedge.delay(m.Subject)
-	if !hedge {
+	delay, hedge := r.hedge.delay(m.Subject, in)
+	if !hedge || len(others) < 2 {
 		resp, err := r.sendOne(ctx, in, m)
 		return resp, wrapSendErr(m.Subject, in, err)
 	}
@@ -140,7 +282,10 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 	for {
 		select {
 		case <-t.C:
-			if second := r.second(in, others); second != nil && r.hedge.take(r.requests.Load()) {
+			now := time.Now()
+			second := r.second(in, others, now)
+			if second != nil && second.latency(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
+				second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
 				pending++
 			}
@@ -154,38 +299,42 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 }
 
 // second returns the cheapest instance of others other than first.
-func (r *Router) second(first *instance, others []*instance) *instance {
-	now := time.Now()
+func (r *Router) second(first *instance, others []*instance, now time.Time) *instance {
 	var best *instance
+	var bestCost float64
 	for _, o := range others {
-		if o != first && (best == nil || o.cost(now) < best.cost(now)) {
-			best = o
+		if o == first {
+			continue
+		}
+		if c := o.cost(now); best == nil || c < bestCost {
+			best, bestCost = o, c
 		}
 	}
 	return best
 }
 
-// sendOne sends m to in's instance subject and records the latency.
+// sendOne sends m to in's instance subject, reserved by the caller, and
+// records the latency.
 func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.Msg, error) {
 	out := &nats.Msg{
 		Subject: streams.InstanceSubject(in.service, in.id, m.Subject),
 		Header:  m.Header,
 		Data:    m.Data,
 	}
-	in.inFlight.Add(1)
-	in.routed.Add(1)
 	start := time.Now()
+	e := in.begin(start)
 	resp, err := r.opts.Conn.RequestMsgWithContext(ctx, out)
 	now := time.Now()
-	in.inFlight.Add(-1)
+	in.end(e)
+	d := now.Sub(start)
 	switch {
 	case err == nil:
-		d := now.Sub(start)
 		in.lat.observe(d, now)
-		r.hedge.observe(m.Subject, d)
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		// No answer in time costs the instance what the caller waited.
-		in.lat.observe(now.Sub(start), now)
+		in.recent.observe(d)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
+		// No answer in time costs the instance what the caller waited;
+		// so does a hedge it lost, which it would have taken longer.
+		in.lat.observe(d, now)
 	}
 	return resp, err
 }
@@ -219,30 +368,24 @@ func wrapSendErr(subject string, in *instance, err error) error {
 	return &InstanceError{Subject: subject, Service: in.service, Instance: in.id, Err: err}
 }
 
-// hedger decides when to send a second request: for idempotent subjects,
-// after the observed latency quantile, within a budget share of requests.
+// hedger decides when to send a second request: for idempotent
+// subjects, after the first instance's own latency quantile, within a
+// budget share of requests.
 type hedger struct {
 	opts   HedgeOptions
 	hedged atomic.Uint64
-
-	mu      sync.Mutex
-	samples []time.Duration // ring of recent latencies
-	next    int
-	cached  time.Duration
-	since   int // observations since cached was computed
 }
-
-const hedgeSamples = 1024
 
 func (h *hedger) init(o HedgeOptions) {
 	o.Budget = cmpOr(o.Budget, 0.05)
-	o.Quantile = cmpOr(o.Quantile, 0.95)
+	o.Quantile = cmpOr(o.Quantile, 0.99)
 	h.opts = o
 }
 
-// delay returns how long to wait before hedging a request on subject, and
-// false when it must not be hedged.
-func (h *hedger) delay(subject string) (time.Duration, bool) {
+// delay returns how long to wait before hedging a request on subject
+// sent to in, and false when it must not be hedged: the subject is not
+// idempotent, or in answered too few requests yet to know its P99.
+func (h *hedger) delay(subject string, in *instance) (time.Duration, bool) {
 	if len(h.opts.Idempotent) == 0 {
 		return 0, false
 	}
@@ -256,33 +399,8 @@ func (h *hedger) delay(subject string) (time.Duration, bool) {
 	if !idem {
 		return 0, false
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.samples) < 100 {
-		return 0, false // no quantile to go by yet
-	}
-	if h.cached == 0 || h.since >= 100 {
-		s := slices.Clone(h.samples)
-		slices.Sort(s)
-		h.cached = s[int(h.opts.Quantile*float64(len(s)-1))]
-		h.since = 0
-	}
-	return h.cached, true
-}
-
-func (h *hedger) observe(subject string, d time.Duration) {
-	if len(h.opts.Idempotent) == 0 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.samples) < hedgeSamples {
-		h.samples = append(h.samples, d)
-	} else {
-		h.samples[h.next] = d
-		h.next = (h.next + 1) % hedgeSamples
-	}
-	h.since++
+	d := in.recent.quantile(h.opts.Quantile)
+	return d, d > 0
 }
 
 // Hedged returns how many requests the router sent a second time.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,10 @@ var (
 	ErrNoInstance = errors.New("no healthy instance serves this subject")
 	// ErrTimeout: the chosen instance did not answer in time.
 	ErrTimeout = errors.New("instance did not answer in time")
+	// ErrOverloaded: the subject's service, or every healthy instance of
+	// it, has as many requests in flight through this router as its limit
+	// allows (RouterOptions.MaxInFlight, MaxInFlightPerInstance).
+	ErrOverloaded = errors.New("too many requests in flight to this service")
 )
 
 // Strategy is how a Router picks an instance.
@@ -89,9 +94,16 @@ type RouterOptions struct {
 	// DiscoveryWait bounds one lookup (default 500ms).
 	DiscoveryWait time.Duration
 	// Hedge sends a second request to another instance when the first
-	// has not answered after the observed P95, for subjects matching
+	// has not answered after its own recent P99, for subjects matching
 	// Hedge.Idempotent only.
 	Hedge HedgeOptions
+	// MaxInFlight bounds the requests in flight through the router to one
+	// service (default 1024); past it a request fails at once with
+	// ErrOverloaded, so a stuck service holds up only its own callers.
+	MaxInFlight int
+	// MaxInFlightPerInstance bounds the requests in flight to one
+	// instance (default 256); a full instance is not chosen.
+	MaxInFlightPerInstance int
 	// Logger receives the router's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -104,35 +116,11 @@ type HedgeOptions struct {
 	// Budget is the largest share of requests that may be hedged
 	// (default 0.05).
 	Budget float64
-	// Quantile of observed latencies after which to hedge (0.95).
+	// Quantile of the first instance's own recent latencies after which
+	// to hedge: 0.95 or 0.99 (default). At P95 ordinary tail latency
+	// spends the whole 5% budget; at P99 most of it is left for
+	// instances that stall.
 	Quantile float64
-}
-
-// instance is one instance the router may send to.
-type instance struct {
-	service, id string
-	filters     []string
-	lat         *latencyEWMA
-	inFlight    atomic.Int64
-	routed      atomic.Uint64
-	weight      atomic.Uint64 // float64 bits
-	missed      int           // discoveries without it; owned by refresh
-}
-
-func (in *instance) key() string { return streams.MemberKey(in.service, in.id) }
-
-func (in *instance) w() float64 { return math.Float64frombits(in.weight.Load()) }
-
-// cost is the P2C cost: latency × (in-flight+1) ÷ weight share. An
-// instance never measured but busy gets a large penalty (Finagle), so a
-// new one is not flooded before its first answer.
-func (in *instance) cost(now time.Time) float64 {
-	lat := in.lat.value(now)
-	n := float64(in.inFlight.Load())
-	if lat == 0 && n > 0 {
-		return math.MaxFloat64/4 + n
-	}
-	return lat * (n + 1) / (in.w() / 100)
 }
 
 // Router sends requests to the best instance serving their subject. It is
@@ -142,9 +130,11 @@ type Router struct {
 	log  *slog.Logger
 
 	mu       sync.RWMutex
-	insts    map[string]*instance // by key
-	weights  map[string]float64   // WEIGHTS as followed, by key
-	bySubj   map[string][]*instance
+	insts    map[string]*instance    // by key
+	weights  map[string]float64      // WEIGHTS as followed, by key
+	loads    map[string]*serviceLoad // by service
+	served   []servedSubject         // every discovered endpoint subject
+	bySubj   map[string]route
 	rr       atomic.Uint64
 	hedge    hedger
 	requests atomic.Uint64
@@ -166,6 +156,8 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	opts.Decay = cmpOr(opts.Decay, time.Second)
 	opts.Discovery = cmpOr(opts.Discovery, 2*time.Second)
 	opts.DiscoveryWait = cmpOr(opts.DiscoveryWait, 500*time.Millisecond)
+	opts.MaxInFlight = cmpOr(opts.MaxInFlight, 1024)
+	opts.MaxInFlightPerInstance = cmpOr(opts.MaxInFlightPerInstance, 256)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -174,7 +166,8 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		log:     opts.Logger.With("component", "router"),
 		insts:   map[string]*instance{},
 		weights: map[string]float64{},
-		bySubj:  map[string][]*instance{},
+		loads:   map[string]*serviceLoad{},
+		bySubj:  map[string]route{},
 		done:    make(chan struct{}),
 	}
 	r.hedge.init(opts.Hedge)
@@ -240,6 +233,26 @@ func (r *Router) Stop() {
 	}
 }
 
+// servedSubject is an endpoint subject some discovered service serves.
+type servedSubject struct {
+	filter string
+	load   *serviceLoad
+	seen   time.Time // last discovered
+}
+
+// servedFor is how long a served subject is remembered after its last
+// discovery: under load, answers to $SRV.INFO come late and a lookup or
+// two can miss a service that is there.
+func (r *Router) servedFor() time.Duration { return max(5*r.opts.Discovery, 10*time.Second) }
+
+// route is what the router knows of one subject: the instances that
+// answer it on their own subjects, and the in-flight count of the service
+// that serves it (nil: no discovered service does).
+type route struct {
+	insts []*instance
+	load  *serviceLoad
+}
+
 // Refresh looks the instances up now.
 func (r *Router) Refresh(ctx context.Context) error {
 	eps, err := discover(ctx, r.opts.Conn, r.opts.DiscoveryWait)
@@ -248,13 +261,31 @@ func (r *Router) Refresh(ctx context.Context) error {
 	}
 	found := map[string][]string{}
 	names := map[string][2]string{}
+	var served []servedSubject
+	seen := map[[2]string]bool{} // service, subject
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loadOf := func(svc string) *serviceLoad {
+		l := r.loads[svc]
+		if l == nil {
+			l = &serviceLoad{}
+			r.loads[svc] = l
+		}
+		return l
+	}
 	for _, e := range eps {
+		if !e.instanced {
+			if k := [2]string{e.service, e.filter}; !seen[k] {
+				seen[k] = true
+				served = append(served, servedSubject{filter: e.filter, load: loadOf(e.service), seen: now})
+			}
+			continue
+		}
 		k := streams.MemberKey(e.service, e.instance)
 		found[k] = append(found[k], e.filter)
 		names[k] = [2]string{e.service, e.instance}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for k, in := range r.insts {
 		if _, ok := found[k]; !ok {
 			// One lookup can miss an answer; two in a row mean it is gone.
@@ -266,13 +297,21 @@ func (r *Router) Refresh(ctx context.Context) error {
 	for k, filters := range found {
 		in := r.insts[k]
 		if in == nil {
-			in = &instance{service: names[k][0], id: names[k][1], lat: newLatencyEWMA(r.opts.Decay, r.opts.Peak)}
+			in = &instance{service: names[k][0], id: names[k][1], lat: newLatencyEWMA(r.opts.Decay, r.opts.Peak), load: loadOf(names[k][0])}
 			in.weight.Store(math.Float64bits(r.weightOf(k)))
 			r.insts[k] = in
 		}
 		in.filters, in.missed = filters, 0
 	}
-	r.bySubj = map[string][]*instance{}
+	// Keep what missed answers left out, for a while.
+	for _, old := range r.served {
+		dup := slices.ContainsFunc(served, func(s servedSubject) bool { return s.filter == old.filter && s.load == old.load })
+		if !dup && now.Sub(old.seen) < r.servedFor() {
+			served = append(served, old)
+		}
+	}
+	r.served = served
+	r.bySubj = map[string]route{}
 	return nil
 }
 
@@ -302,8 +341,8 @@ func (r *Router) setWeight(key string, w float64) {
 	}
 }
 
-// candidates returns the instances serving subject, healthy or not.
-func (r *Router) candidates(subject string) []*instance {
+// lookup returns what the router knows of subject.
+func (r *Router) lookup(subject string) route {
 	r.mu.RLock()
 	c, ok := r.bySubj[subject]
 	r.mu.RUnlock()
@@ -312,11 +351,20 @@ func (r *Router) candidates(subject string) []*instance {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c = nil
+	c = route{}
 	for _, in := range r.insts {
 		for _, f := range in.filters {
 			if streams.SubjectMatches(f, subject) {
-				c = append(c, in)
+				c.insts = append(c.insts, in)
+				c.load = in.load
+				break
+			}
+		}
+	}
+	if c.load == nil {
+		for _, s := range r.served {
+			if streams.SubjectMatches(s.filter, subject) {
+				c.load = s.load
 				break
 			}
 		}
@@ -327,13 +375,17 @@ func (r *Router) candidates(subject string) []*instance {
 	return c
 }
 
+// Serves reports whether a micro service the router discovered serves
+// subject on one of its endpoints.
+func (r *Router) Serves(subject string) bool { return r.lookup(subject).load != nil }
+
 // drop forgets an instance that answered "no responders".
 func (r *Router) drop(in *instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.insts[in.key()] == in {
 		delete(r.insts, in.key())
-		r.bySubj = map[string][]*instance{}
+		r.bySubj = map[string]route{}
 	}
 }
 
@@ -350,8 +402,11 @@ type InstanceStats struct {
 	Routed uint64
 	// InFlight is how many of them await an answer.
 	InFlight int64
-	// LatencyMS is the router's latency estimate of it now.
+	// LatencyMS is the router's latency estimate of it now: its EWMA, or
+	// the age of its oldest unanswered request if larger.
 	LatencyMS float64
+	// P99MS is its recent answers' P99 (0 until enough came).
+	P99MS float64
 	// Weight is its WEIGHTS weight as the router sees it.
 	Weight float64
 }
@@ -368,7 +423,8 @@ func (r *Router) Instances() map[string]InstanceStats {
 	for k, in := range r.insts {
 		out[k] = InstanceStats{
 			Service: in.service, Instance: in.id, Routed: in.routed.Load(), InFlight: in.inFlight.Load(),
-			LatencyMS: in.lat.value(now) / 1e6, Weight: in.w(),
+			LatencyMS: in.latency(now) / 1e6, Weight: in.w(),
+			P99MS: float64(in.recent.quantile(0.99)) / 1e6,
 		}
 	}
 	return out

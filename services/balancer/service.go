@@ -36,6 +36,11 @@ type Service struct {
 	poke   chan struct{} // a MEMBERS change: tick now
 	ready  chan struct{}
 
+	// routeTimeout bounds a forwarded request from its arrival;
+	// forwarding counts the forwards in flight, waited for by Run.
+	routeTimeout time.Duration
+	forwarding   sync.WaitGroup
+
 	mu      sync.Mutex
 	records []Record           // as of the last tick
 	written map[string]written // what this instance last wrote, by key
@@ -60,15 +65,16 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: opts.Logger.With("component", "balancer"), tab: tab,
 		m: newMetrics(opts.Registerer), poke: make(chan struct{}, 1), ready: make(chan struct{}),
-		written: map[string]written{},
+		written: map[string]written{}, routeTimeout: cmpOr(opts.Router.Timeout, 5*time.Second),
 	}
 	s.svc, err = service.New(service.Options{
 		Conn:        opts.Conn,
 		Name:        "balancer",
 		Description: "Per-instance weights, latency-aware request routing and even RAFT leaders",
 		Endpoints: []service.Endpoint{
-			{Name: "route", Subject: streams.RouteSubject(">"), Handler: s.handleRoute, OpaqueBody: true,
-				Concurrency: opts.ProxyConcurrency, Timeout: cmpOr(opts.Router.Timeout, 5*time.Second),
+			// Inline: handleRoute never blocks, it forwards on a goroutine
+			// of its own, bounded per service by the router.
+			{Name: "route", Subject: streams.RouteSubject(">"), Handler: s.handleRoute, OpaqueBody: true, Timeout: -1,
 				Description: "Forwards route.<subject> to the best instance serving <subject> and relays its answer unchanged"},
 			{Name: "status", Subject: streams.BalancerStatusSubject, Handler: service.Func(s.handleStatus), Concurrency: 2,
 				Description: "Per instance: weight, inputs, share of routed requests"},
@@ -137,6 +143,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer s.router.Stop()
 
+	// Forwards end at their deadline or with ctx; waited for once the
+	// route endpoint stopped taking requests.
+	defer s.forwarding.Wait()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	svcErr := make(chan error, 1)

@@ -261,7 +261,8 @@ func TestRouterErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))
 	t.Cleanup(r.Stop)
-	_, err = r.Request(ctx, "nothing.here", nil)
+	// No deadline on the context: the router's Timeout applies.
+	_, err = r.Request(context.Background(), "nothing.here", nil)
 	require.True(t, errors.Is(err, balancer.ErrUnknownSubject), "err = %v", err)
 
 	// A queue member that never answers: a timeout, not a hang.
@@ -269,7 +270,7 @@ func TestRouterErrors(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	require.NoError(t, nc.Flush())
-	_, err = r.Request(ctx, "silent.endpoint", nil)
+	_, err = r.Request(context.Background(), "silent.endpoint", nil)
 	require.True(t, errors.Is(err, balancer.ErrTimeout), "err = %v", err)
 }
 

@@ -177,7 +177,9 @@ func (t *Table) Tick(now time.Time) (records []Record, forgotten []string) {
 		slices.Sort(v)
 	}
 	for k, e := range t.m {
-		if now.Sub(e.rec.LastReport) >= p.Forget {
+		// An entry made by a MEMBERS record (replayed at start, before
+		// any heartbeat) is as old as when it was first seen.
+		if last := cmpOr(e.rec.LastReport, e.rec.FirstSeen); now.Sub(last) >= p.Forget {
 			delete(t.m, k)
 			forgotten = append(forgotten, k)
 			continue
