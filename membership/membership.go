@@ -6,7 +6,12 @@
 // encoding/json.
 package membership
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
 
 // State is what the detector believes of an instance.
 type State string
@@ -47,6 +52,52 @@ func (m Member) Key() string { return Key(m.Service, m.Instance) }
 // streams.MemberKey, spelled here so that this package links no NATS
 // (streams provisions buckets through JetStream).
 func Key(service, instance string) string { return service + "." + instance }
+
+// ErrBadRecord is wrapped by every Decode failure.
+var ErrBadRecord = errors.New("bad MEMBERS record")
+
+// Decode reads the MEMBERS record stored under key, as every reader of
+// MEMBERS does: a JSON Member (fields it does not know are ignored, so a
+// newer detector's records still read) whose service and instance are
+// valid tokens, whose key is key and whose state is one of the four. Any
+// other value was not written by a detector; the error wraps ErrBadRecord.
+func Decode(key string, value []byte) (Member, error) {
+	var m Member
+	if err := json.Unmarshal(value, &m); err != nil {
+		return Member{}, fmt.Errorf("%w %s: %v", ErrBadRecord, key, err)
+	}
+	switch {
+	case !ValidToken(m.Service) || !ValidToken(m.Instance):
+		return Member{}, fmt.Errorf("%w %s: service %q or instance %q is not a valid name", ErrBadRecord, key, m.Service, m.Instance)
+	case m.Key() != key:
+		return Member{}, fmt.Errorf("%w %s: it describes %s", ErrBadRecord, key, m.Key())
+	}
+	switch m.State {
+	case Alive, Suspect, Dead, Left:
+	default:
+		return Member{}, fmt.Errorf("%w %s: unknown state %q", ErrBadRecord, key, m.State)
+	}
+	return m, nil
+}
+
+// ValidToken reports whether s can be a service or instance name in a
+// heartbeat subject and a MEMBERS key: 1 to 256 letters, digits, '-',
+// '_', '=' or '/' (streams.ValidMemberToken).
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '=' || c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Transition is a change of state, published to stream DETECTOR on
 // detector.<state>.<service>.<instance> (streams.DetectorSubject): the

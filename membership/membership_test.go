@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -65,4 +66,36 @@ func TestQualityJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `"very_poor"`, string(b))
 	require.Equal(t, "quality(9)", membership.Quality(9).String())
+}
+
+func TestDecode(t *testing.T) {
+	good := `{"service":"platform-txn","instance":"i1","state":"alive","phi":0.5}`
+	tests := []struct {
+		name, key, value string
+		ok               bool
+	}{
+		{"record", "platform-txn.i1", good, true},
+		{"unknown fields are ignored", "platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"dead","zone":"eu"}`, true},
+		{"key of another member", "platform-txn.i2", good, false},
+		{"not JSON", "platform-txn.i1", "alive", false},
+		{"empty", "platform-txn.i1", "", false},
+		{"no service", ".i1", `{"instance":"i1","state":"alive"}`, false},
+		{"service with a dot", "a.b.i1", `{"service":"a.b","instance":"i1","state":"alive"}`, false},
+		{"unknown state", "platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"zombie"}`, false},
+		{"no state", "platform-txn.i1", `{"service":"platform-txn","instance":"i1"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := membership.Decode(tt.key, []byte(tt.value))
+			if !tt.ok {
+				if !errors.Is(err, membership.ErrBadRecord) {
+					t.Fatalf("Decode(%q, %s) = %+v, %v; want an error wrapping ErrBadRecord", tt.key, tt.value, m, err)
+				}
+				return
+			}
+			if err != nil || m.Key() != tt.key {
+				t.Fatalf("Decode(%q, %s) = %+v, %v", tt.key, tt.value, m, err)
+			}
+		})
+	}
 }

@@ -10,12 +10,11 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
-	"github.com/platform/platform/services/detector"
 )
 
 // TestBusyProcessHeartbeats keeps every core of this process busy while a
 // service heartbeats every 20 ms, and reads the heartbeats it really sends
-// as the detector does: each must decode (a CPU share within [0,1], every
+// as every reader does (service.DecodeHeartbeat): each must decode (a CPU share within [0,1], every
 // figure valid), and the share must show the work.
 func TestBusyProcessHeartbeats(t *testing.T) {
 	c := clustertest.Start(t, 1)
@@ -48,8 +47,8 @@ func TestBusyProcessHeartbeats(t *testing.T) {
 	for i := range 50 {
 		m, err := sub.NextMsg(5 * time.Second)
 		require.NoError(t, err, "heartbeat %d", i)
-		l, err := detector.DecodeHeartbeat(m.Header, m.Data)
-		require.NoError(t, err, "heartbeat %d as the detector reads it: %s", i, m.Data)
+		l, err := service.DecodeHeartbeat(m.Header, m.Data)
+		require.NoError(t, err, "heartbeat %d as readers decode it: %s", i, m.Data)
 		maxCPU = max(maxCPU, l.CPU)
 	}
 	stopBusy()

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -10,20 +9,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Request is one request to an endpoint. Exactly one of Respond or Fail
-// takes effect; later calls are ignored. Either may be called from any
-// goroutine, during the handler call or after it returned.
+// Request is one request to an endpoint. Exactly one of Respond, Fail or
+// Relay takes effect; later calls are ignored. Any of them may be called
+// from any goroutine, during the handler call or after it returned: the
+// request is counted, in the micro statistics and the metrics, when it is
+// answered.
 type Request struct {
-	mr      micro.Request
-	subject string
-	conn    *nats.Conn
-	// mu orders answers against the end of the handler call: while inline,
-	// answers go through micro (which counts errors in its stats when the
-	// handler returns); after it, straight to the reply subject, because
-	// micro's request is not safe to use once its handler has returned.
-	mu       sync.Mutex
-	inline   bool
+	msg      *nats.Msg
+	subject  string
 	svc      *Service
+	ep       *endpoint
 	endpoint string
 	codec    Codec
 	start    time.Time
@@ -33,43 +28,56 @@ type Request struct {
 }
 
 // Data returns the raw request body.
-func (r *Request) Data() []byte { return r.mr.Data() }
+func (r *Request) Data() []byte { return r.msg.Data }
 
 // Header returns the request headers.
-func (r *Request) Header() nats.Header { return nats.Header(r.mr.Headers()) }
+func (r *Request) Header() nats.Header { return r.msg.Header }
 
 // Subject returns the subject the request was sent to, without the
 // instance prefix when it came on the instance's own subject.
 func (r *Request) Subject() string { return r.subject }
 
 // HasReply reports whether the sender waits for an answer.
-func (r *Request) HasReply() bool { return r.mr.Reply() != "" }
+func (r *Request) HasReply() bool { return r.msg.Reply != "" }
 
 // Reply returns the subject the answer goes to ("" for fire-and-forget).
 // Its inbox prefix identifies the requesting connection.
-func (r *Request) Reply() string { return r.mr.Reply() }
+func (r *Request) Reply() string { return r.msg.Reply }
 
 // Codec returns the codec the request was sent in; answers use the same.
 func (r *Request) Codec() Codec { return r.codec }
 
 // Decode decodes the body into v with the request's codec. Failures are
-// bad_request *Errors ready to pass to Fail.
-func (r *Request) Decode(v any) error { return r.codec.Decode(r.mr.Data(), v) }
+// bad_request *Errors ready to pass to Fail, counted in
+// platform_service_bad_bodies_total.
+func (r *Request) Decode(v any) error {
+	err := r.codec.Decode(r.msg.Data, v)
+	if err != nil {
+		r.svc.metrics.badBodies.WithLabelValues(r.svc.opts.Name, r.endpoint, codecLabel(r.codec)).Inc()
+	}
+	return err
+}
+
+// codecLabel names a codec in metric labels.
+func codecLabel(c Codec) string {
+	if c == Msgpack {
+		return "msgpack"
+	}
+	return "json"
+}
 
 // Respond answers with v encoded in the request's codec.
 func (r *Request) Respond(v any) {
-	if !r.finish(false, "") {
-		return
-	}
-	if !r.HasReply() {
+	if r.done.Load() {
 		return
 	}
 	b, err := r.codec.Encode(v)
 	if err != nil {
 		r.svc.log.Error("encode response", "endpoint", r.endpoint, "err", err)
-		e := Errorf(CodeInternal, "cannot encode response")
-		b, _ = r.codec.Encode(e.Body())
-		r.send(b, e)
+		r.Fail(Errorf(CodeInternal, "cannot encode response"))
+		return
+	}
+	if !r.finish("", "") || !r.HasReply() {
 		return
 	}
 	r.send(b, nil)
@@ -79,7 +87,7 @@ func (r *Request) Respond(v any) {
 // anything else is an internal error) and the micro error headers.
 func (r *Request) Fail(err error) {
 	e := AsError(err)
-	if !r.finish(true, e.Code) {
+	if !r.finish(e.Code, e.Status()+":"+e.Message) {
 		return
 	}
 	if e.Code == CodeInternal {
@@ -102,64 +110,47 @@ func (r *Request) Fail(err error) {
 // carrying the micro error header counts as failed, under the code
 // "relayed".
 func (r *Request) Relay(m *nats.Msg) {
-	failed := m.Header.Get(micro.ErrorCodeHeader) != ""
-	if !r.finish(failed, "relayed") || !r.HasReply() {
+	code, errText := "", ""
+	if status := m.Header.Get(micro.ErrorCodeHeader); status != "" {
+		code, errText = "relayed", status+":"+m.Header.Get(micro.ErrorHeader)
+	}
+	if !r.finish(code, errText) || !r.HasReply() {
 		return
 	}
-	out := &nats.Msg{Subject: r.mr.Reply(), Header: m.Header, Data: m.Data}
-	if err := r.conn.PublishMsg(out); err != nil {
+	out := &nats.Msg{Subject: r.msg.Reply, Header: m.Header, Data: m.Data}
+	if err := r.svc.opts.Conn.PublishMsg(out); err != nil {
 		r.svc.log.Debug("relay", "endpoint", r.endpoint, "err", err)
 	}
-}
-
-// leaveHandler marks the end of the handler call: answers from now on
-// bypass micro.
-func (r *Request) leaveHandler() {
-	r.mu.Lock()
-	r.inline = false
-	r.mu.Unlock()
 }
 
 // send publishes the answer body, with the micro error headers when e is
 // not nil.
 func (r *Request) send(body []byte, e *Error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var err error
-	switch {
-	case r.inline && e != nil:
-		err = r.mr.Error(e.Status(), e.Message, body, r.contentType())
-	case r.inline:
-		err = r.mr.Respond(body, r.contentType())
-	default:
-		m := nats.NewMsg(r.mr.Reply())
-		m.Data = body
-		m.Header.Set(ContentTypeHeader, r.codec.String())
-		if e != nil {
-			m.Header.Set(micro.ErrorHeader, e.Message)
-			m.Header.Set(micro.ErrorCodeHeader, e.Status())
-		}
-		err = r.conn.PublishMsg(m)
+	m := &nats.Msg{Subject: r.msg.Reply, Data: body, Header: nats.Header{}}
+	m.Header.Set(ContentTypeHeader, r.codec.String())
+	if e != nil {
+		m.Header.Set(micro.ErrorHeader, e.Message)
+		m.Header.Set(micro.ErrorCodeHeader, e.Status())
 	}
-	if err != nil {
+	if err := r.svc.opts.Conn.PublishMsg(m); err != nil {
 		r.svc.log.Debug("respond", "endpoint", r.endpoint, "err", err)
 	}
 }
 
-func (r *Request) contentType() micro.RespondOpt {
-	return micro.WithHeaders(micro.Headers{ContentTypeHeader: []string{r.codec.String()}})
-}
-
-func (r *Request) finish(failed bool, code string) bool {
+// finish counts the request as answered, failed under code when code is
+// not empty (errText is then micro's "<status>:<description>"), and
+// reports whether this is its first answer.
+func (r *Request) finish(code, errText string) bool {
 	if !r.done.CompareAndSwap(false, true) {
 		return false
 	}
 	d := time.Since(r.start)
+	r.ep.record(d, errText)
 	r.latency.Observe(d.Seconds())
 	r.inFlight.Dec()
 	r.svc.load.inFlight.Add(-1)
-	r.svc.load.observe(d, failed)
-	if failed {
+	r.svc.load.observe(d, code != "")
+	if code != "" {
 		r.svc.metrics.errors.WithLabelValues(r.svc.opts.Name, r.endpoint, code).Inc()
 	}
 	return true

@@ -1,6 +1,7 @@
 // Package service is the lifecycle every platform service shares: it
-// registers a NATS micro service named platform-<name> with versioned,
-// described endpoints, decodes JSON or msgpack requests by Content-Type,
+// serves as a NATS micro service named platform-<name> (PING, INFO and
+// STATS with nats.go micro's types, statistics counted when each request is
+// answered) with versioned, described endpoints, decodes JSON or msgpack requests by Content-Type,
 // answers every failure with one error body, counts requests in Prometheus,
 // and emits heartbeats with the instance's load on hb.<service>.<instance>.
 //
@@ -12,7 +13,6 @@
 package service
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +25,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/platform/platform/internal/version"
@@ -156,7 +157,7 @@ type Service struct {
 	ready   chan struct{}
 
 	mu sync.Mutex
-	ms micro.Service
+	id string
 }
 
 // New checks the options and returns a service ready to Run.
@@ -181,10 +182,7 @@ func (s *Service) MicroName() string { return "platform-" + s.opts.Name }
 func (s *Service) ID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ms == nil {
-		return ""
-	}
-	return s.ms.Info().ID
+	return s.id
 }
 
 // Ready is closed once the service is registered and serving.
@@ -198,50 +196,50 @@ func HeartbeatSubject(service, instance string) string {
 	return streams.HeartbeatSubject(service, instance)
 }
 
+// stopWait bounds how long a stopping service waits for the requests it
+// already received to be handled.
+const stopWait = 5 * time.Second
+
 // Run registers the micro service, serves its endpoints and heartbeats until
 // ctx is done, then says goodbye with a leaving heartbeat and drains the
 // endpoints. It returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	// micro stops the service when its connection closes, and with it
-	// every endpoint subscription: Run then returns an error, so the
-	// supervisor reports the service down instead of heartbeating into a
-	// closed connection.
-	stopped := make(chan struct{})
-	var stopOnce sync.Once
-	ms, err := micro.AddService(s.opts.Conn, micro.Config{
-		Name:        s.MicroName(),
-		Version:     version.String(),
-		Description: s.opts.Description,
-		QueueGroup:  s.opts.QueueGroup,
-		Metadata:    s.opts.Metadata,
-		DoneHandler: func(micro.Service) { stopOnce.Do(func() { close(stopped) }) },
-	})
-	if err != nil {
-		return fmt.Errorf("register %s: %w", s.MicroName(), err)
-	}
+	id := nuid.Next()
+	in := newInstance(s.opts.Conn, micro.ServiceIdentity{
+		Name: s.MicroName(), ID: id, Version: version.String(), Metadata: s.opts.Metadata,
+	}, s.opts.Description)
+	// The connection closing ends every subscription: Run then returns an
+	// error, so the supervisor reports the service down instead of
+	// heartbeating into a closed connection.
+	stopped := s.opts.Conn.StatusChanged(nats.CLOSED)
+	defer s.opts.Conn.RemoveStatusListener(stopped)
 	var wg sync.WaitGroup
-	id := ms.Info().ID
+	fail := func(err error) error {
+		in.stop(stopWait)
+		wg.Wait()
+		return err
+	}
 	for _, e := range s.opts.Endpoints {
-		if err := s.addEndpoint(ctx, ms, e, "", &wg); err != nil {
-			ms.Stop()
-			return fmt.Errorf("register %s endpoint %s: %w", s.MicroName(), e.Name, err)
+		if err := s.addEndpoint(ctx, in, e, "", &wg); err != nil {
+			return fail(fmt.Errorf("register %s endpoint %s: %w", s.MicroName(), e.Name, err))
 		}
-		if err := s.addEndpoint(ctx, ms, e, streams.InstanceSubject(s.MicroName(), id, ""), &wg); err != nil {
-			ms.Stop()
-			return fmt.Errorf("register %s endpoint %s on its instance subject: %w", s.MicroName(), e.Name, err)
+		if err := s.addEndpoint(ctx, in, e, streams.InstanceSubject(s.MicroName(), id, ""), &wg); err != nil {
+			return fail(fmt.Errorf("register %s endpoint %s on its instance subject: %w", s.MicroName(), e.Name, err))
 		}
+	}
+	if err := in.serveVerbs(); err != nil {
+		return fail(fmt.Errorf("register %s: %w", s.MicroName(), err))
 	}
 	// Ready promises that requests from any connection reach the service:
 	// the server must have processed the endpoint subscriptions first.
 	if err := s.opts.Conn.FlushTimeout(5 * time.Second); err != nil {
-		ms.Stop()
-		return fmt.Errorf("register %s: flush subscriptions: %w", s.MicroName(), err)
+		return fail(fmt.Errorf("register %s: flush subscriptions: %w", s.MicroName(), err))
 	}
 	s.mu.Lock()
-	s.ms = ms
+	s.id = id
 	s.mu.Unlock()
 	close(s.ready)
-	s.log.Info("service ready", "micro", s.MicroName(), "id", ms.Info().ID, "endpoints", len(s.opts.Endpoints))
+	s.log.Info("service ready", "micro", s.MicroName(), "id", id, "endpoints", len(s.opts.Endpoints))
 
 	if s.opts.HeartbeatInterval > 0 {
 		s.heartbeat(ctx, stopped)
@@ -255,9 +253,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if ctx.Err() == nil {
 		closed = fmt.Errorf("%s stopped serving: its subscriptions were closed (connection %s)", s.MicroName(), strings.ToLower(s.opts.Conn.Status().String()))
 	}
-	if err := ms.Stop(); err != nil {
-		s.log.Warn("stop micro service", "err", err)
-	}
+	in.stop(stopWait)
 	wg.Wait()
 	if closed != nil {
 		s.log.Error("service stopped on its own", "err", closed)
@@ -278,7 +274,7 @@ const MetadataInstanceOf = "instance_of"
 // addEndpoint registers e on its subject, or, with a non-empty instPrefix
 // (inst.<service>.<instance>.), on instPrefix+subject for this instance
 // alone.
-func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint, instPrefix string, wg *sync.WaitGroup) error {
+func (s *Service) addEndpoint(ctx context.Context, in *instance, e Endpoint, instPrefix string, wg *sync.WaitGroup) error {
 	maxBytes := e.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = s.opts.MaxRequestBytes
@@ -295,13 +291,12 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 	requests := s.metrics.requests.With(labels)
 	latency := s.metrics.latency.With(labels)
 	inFlight := s.metrics.inFlight.With(labels)
-	handle := func(mr micro.Request) {
+	handle := func(ep *endpoint, m *nats.Msg) {
 		r := &Request{
-			mr:       mr,
-			subject:  strings.TrimPrefix(mr.Subject(), instPrefix),
-			conn:     s.opts.Conn,
-			inline:   true,
+			msg:      m,
+			subject:  strings.TrimPrefix(m.Subject, instPrefix),
 			svc:      s,
+			ep:       ep,
 			endpoint: e.Name,
 			start:    time.Now(),
 			latency:  latency,
@@ -310,14 +305,14 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		requests.Inc()
 		inFlight.Inc()
 		s.load.inFlight.Add(1)
-		codec, cerr := CodecFor(mr.Headers().Get(ContentTypeHeader))
+		codec, cerr := CodecOf(m.Header)
 		r.codec = codec
 		if cerr != nil && !e.OpaqueBody {
 			r.Fail(cerr)
 			return
 		}
-		if len(mr.Data()) > maxBytes {
-			r.Fail(Errorf(CodeTooLarge, "request body is %d bytes, the limit is %d", len(mr.Data()), maxBytes))
+		if len(m.Data) > maxBytes {
+			r.Fail(Errorf(CodeTooLarge, "request body is %d bytes, the limit is %d", len(m.Data), maxBytes))
 			return
 		}
 		run := func() {
@@ -337,10 +332,8 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 		}
 		if sem == nil {
 			run()
-			r.leaveHandler()
 			return
 		}
-		r.leaveHandler()
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -348,27 +341,24 @@ func (s *Service) addEndpoint(ctx context.Context, ms micro.Service, e Endpoint,
 			run()
 		}()
 	}
-	name, subject := e.Name, e.Subject
-	meta := map[string]string{
-		"description": e.Description,
-		"format":      "application/json, application/msgpack",
+	info := micro.EndpointInfo{
+		Name: e.Name, Subject: e.Subject, QueueGroup: s.opts.QueueGroup,
+		Metadata: map[string]string{
+			"description": e.Description,
+			"format":      "application/json, application/msgpack",
+		},
 	}
 	if instPrefix != "" {
-		name, subject = e.Name+InstanceEndpointSuffix, instPrefix+e.Subject
-		meta[MetadataInstanceOf] = e.Subject
+		info.Name, info.Subject = e.Name+InstanceEndpointSuffix, instPrefix+e.Subject
+		info.Metadata[MetadataInstanceOf] = e.Subject
 	}
-	opts := []micro.EndpointOpt{micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(meta)}
-	if e.PendingMsgs != 0 || e.PendingBytes != 0 {
-		opts = append(opts, micro.WithEndpointPendingLimits(
-			cmp.Or(e.PendingMsgs, nats.DefaultSubPendingMsgsLimit), cmp.Or(e.PendingBytes, nats.DefaultSubPendingBytesLimit)))
-	}
-	return ms.AddEndpoint(name, micro.HandlerFunc(handle), opts...)
+	return in.subscribe(info, e.PendingMsgs, e.PendingBytes, handle)
 }
 
 // heartbeat publishes the instance's load every interval until ctx is done,
 // then one last heartbeat with leaving set, or until the micro service
 // stopped on its own.
-func (s *Service) heartbeat(ctx context.Context, stopped <-chan struct{}) {
+func (s *Service) heartbeat(ctx context.Context, stopped <-chan nats.Status) {
 	subject := s.HeartbeatSubject()
 	interval := s.opts.HeartbeatInterval
 	var seq atomic.Uint64

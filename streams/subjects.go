@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/platform/platform/membership"
 )
 
 // Subject prefixes of the platform. Each builder and parser below is the
@@ -152,22 +154,9 @@ func ParseHeartbeatSubject(subject string) (service, instance string, err error)
 
 // ValidMemberToken reports whether s can be a service or instance name in
 // a heartbeat subject and a MEMBERS key: 1 to 256 letters, digits, '-',
-// '_', '=' or '/'.
-func ValidMemberToken(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '_' || c == '=' || c == '/':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// '_', '=' or '/' (membership.ValidToken, which readers of MEMBERS use
+// without linking NATS).
+func ValidMemberToken(s string) bool { return membership.ValidToken(s) }
 
 // MemberKey returns <service>.<instance>, the key of an instance in the
 // MEMBERS and WEIGHTS buckets.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -251,6 +252,30 @@ func TestParseSync(t *testing.T) {
 }
 
 // TestRunFlags pins the flags of platform run, the services' own included.
+func TestServicesFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"default", nil, []string{"all"}},
+		{"list", []string{"--services", "txn,detector"}, []string{"txn", "detector"}},
+		{"repeated", []string{"--services", "txn", "--services", "admin,balancer"}, []string{"txn", "admin", "balancer"}},
+		{"empty", []string{"--services", ""}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRunCmd().Flags()
+			require.NoError(t, f.Parse(tt.args))
+			got, err := f.GetStringSlice("services")
+			require.NoError(t, err)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("--services %v = %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })

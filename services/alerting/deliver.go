@@ -18,7 +18,7 @@ import (
 // instance has told a resolution, the alert leaves the standby's group
 // too; until then it stays, so that a standby taking over tells it.
 func (s *Service) deliver(ctx context.Context, nflog jetstream.KeyValue, d Due, now time.Time) {
-	active := s.active.Load()
+	active := s.Active()
 	if !active && len(d.Resolved) == 0 {
 		return
 	}

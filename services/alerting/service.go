@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,9 +33,6 @@ import (
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/streams"
 )
-
-// LeaseKey is the key of the active alerting instance's lease.
-const LeaseKey = "alerting"
 
 // Options configure one alerting instance.
 type Options struct {
@@ -102,6 +98,27 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// validate checks filled options; the lease settings are checked by
+// lease.NewElected, also in New.
+func (o *Options) validate() error {
+	var errs []error
+	if o.Conn == nil {
+		errs = append(errs, errors.New("nil NATS connection"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"flush interval", o.FlushInterval}, {"stream poll interval", o.StreamPollInterval}, {"silence retention", o.SilenceRetention}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s must be positive", d.name, d.v))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("alerting options: %w", err)
+	}
+	return nil
+}
+
 // Service is one alerting instance. Every instance follows the signals,
 // evaluates the rules and keeps the groups; only the lease holder sends,
 // and the notification log makes a handover send nothing twice.
@@ -114,7 +131,7 @@ type Service struct {
 	engine   *Engine
 	notifier *Notifier
 	svc      *service.Service
-	active   atomic.Bool
+	elected  *lease.Elected // the active instance sends
 	ready    chan struct{}
 	httpAddr string
 	mu       sync.Mutex
@@ -125,10 +142,10 @@ type Service struct {
 
 // New loads the rules and returns an instance ready to Run.
 func New(opts Options) (*Service, error) {
-	if opts.Conn == nil {
-		return nil, errors.New("alerting: nil NATS connection")
-	}
 	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if err := opts.validateWeb(); err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
 	}
@@ -138,6 +155,13 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("component", "alerting"), m: newMetrics(opts.Registerer),
 		signals: NewSignals(), silences: NewSilences(), ready: make(chan struct{}), start: time.Now()}
+	s.elected, err = lease.NewElected(lease.ElectedOptions{
+		Key: lease.KeyAlerting, TTL: opts.LeaseTTL, Renew: opts.LeaseRenew,
+		Gauge: s.m.active, OnChange: s.setActive, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
 	s.engine = NewEngine(cfg, s.signals, s.silences, s.start)
 	if hold := SendHold(cfg); hold > 0 {
 		s.log.Info("notifications held after start, until inhibiting alerts with a for have had it", "hold", hold)
@@ -167,7 +191,7 @@ func loadOrDefault(path string) (*Config, error) {
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Active reports whether this instance holds the lease and sends.
-func (s *Service) Active() bool { return s.active.Load() }
+func (s *Service) Active() bool { return s.elected.Active() }
 
 // HTTPAddr returns the API's address once ready ("" when disabled).
 func (s *Service) HTTPAddr() string {
@@ -229,15 +253,10 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	svcErr := make(chan error, 1)
-	wg.Go(func() { svcErr <- s.svc.Run(ctx) })
-	select {
-	case <-s.svc.Ready():
-	case err := <-svcErr:
+	if err := s.elected.Serve(ctx, &wg, s.svc); err != nil {
 		return fmt.Errorf("alerting: %w", err)
 	}
-	id := s.svc.ID()
-	s.log = s.log.With("id", id)
+	s.log = s.log.With("id", s.svc.ID())
 
 	subs, err := s.subscribe(nc)
 	defer func() {
@@ -250,7 +269,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	members, err := kvfollow.Start(ctx, membersKV, kvfollow.Options{Logger: s.log,
 		Put: func(e jetstream.KeyValueEntry) {
-			if m, ok := decodeMember(e.Key(), e.Value()); ok {
+			if m, err := membership.Decode(e.Key(), e.Value()); err == nil {
 				s.signals.Member(m)
 			}
 		},
@@ -271,10 +290,6 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("alerting: %w", err)
 	}
 	defer sils.Stop()
-	l, err := lease.New(leasesKV, LeaseKey, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
-	if err != nil {
-		return fmt.Errorf("alerting: %w", err)
-	}
 	if s.opts.HTTPAddr != "" {
 		stop, err := s.serveHTTP()
 		if err != nil {
@@ -286,7 +301,9 @@ func (s *Service) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
+	if err := s.elected.Campaign(ctx, &wg, leasesKV); err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
 	wg.Go(func() { s.loop(ctx, nflogKV, hup) })
 	close(s.ready)
 	s.log.Info("alerting ready", "rules", len(s.engine.Config().Rules), "http", s.HTTPAddr())
@@ -308,16 +325,12 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 	}
 	errs := []error{
 		add(streams.HeartbeatPrefix+">", func(m *nats.Msg) {
-			svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
-			var l service.Load
-			if err == nil {
-				err = json.Unmarshal(m.Data, &l)
-			}
+			hb, err := service.ParseHeartbeat(m.Subject, m.Header, m.Data)
 			if err != nil {
 				s.m.bad.WithLabelValues("heartbeat").Inc()
 				return
 			}
-			s.signals.Heartbeat(svc, inst, l, time.Now())
+			s.signals.Heartbeat(hb.Service, hb.Instance, hb.Load, time.Now())
 		}),
 		add(streams.DetectorPrefix+">", func(m *nats.Msg) {
 			var t membership.Transition
@@ -338,7 +351,7 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
-			if json.Unmarshal(m.Data, &as) != nil {
+			if service.JSON.DecodeLenient(m.Data, &as) != nil || checkAlerts(as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()
 				return
 			}
@@ -372,7 +385,7 @@ func (s *Service) loop(ctx context.Context, nflog jetstream.KeyValue, hup <-chan
 			s.engine.Evaluate(now)
 			s.m.evalSeconds.Observe(time.Since(start).Seconds())
 			nextEval = now.Add(s.engine.Config().EvaluationInterval.Std())
-			if s.active.Load() {
+			if s.Active() {
 				s.forward(ctx, now)
 				s.gcSilences(ctx, now)
 			}
@@ -410,11 +423,9 @@ func (s *Service) gcSilences(ctx context.Context, now time.Time) {
 	}
 }
 
+// setActive is called by the lease when this instance becomes active or
+// standby; Active has already changed.
 func (s *Service) setActive(held bool) {
-	if s.active.Swap(held) == held {
-		return
-	}
-	s.m.active.Set(map[bool]float64{true: 1}[held])
 	s.log.Info("alerting lease", "active", held)
 }
 

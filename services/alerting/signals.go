@@ -2,7 +2,6 @@ package alerting
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strconv"
@@ -352,14 +351,4 @@ func seriesKey(lbls map[string]string) string {
 		b.WriteString(k + "=" + strconv.Quote(lbls[k]) + ",")
 	}
 	return b.String()
-}
-
-// decodeMember decodes a MEMBERS value, refusing what a detector did not
-// write.
-func decodeMember(key string, b []byte) (membership.Member, bool) {
-	var m membership.Member
-	if err := json.Unmarshal(b, &m); err != nil || m.Key() != key || m.Service == "" || m.Instance == "" {
-		return m, false
-	}
-	return m, true
 }

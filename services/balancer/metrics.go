@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
 		bad: service.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_balancer_bad_heartbeats_total",
-			Help: "Heartbeats the balancer dropped, by reason: subject or body.",
+			Help: "Heartbeats the balancer dropped, by reason: subject, body, value or size.",
 		}, []string{"reason"})),
 		routed: service.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "platform_balancer_routed_total",

@@ -1,7 +1,9 @@
 package balancer
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,9 +12,6 @@ import (
 
 	"github.com/platform/platform/service"
 )
-
-// LeaseKey is the key of the weight writer's lease in bucket LEASES.
-const LeaseKey = "balancer"
 
 // Options configure a balancer instance. A zero field takes its default,
 // so Options{Conn: nc} is a production balancer.
@@ -61,21 +60,26 @@ func (o *Options) setDefaults() {
 	if o.Policy == (Policy{}) {
 		o.Policy = DefaultPolicy()
 	}
-	o.HeartbeatInterval = cmpOr(o.HeartbeatInterval, service.DefaultHeartbeatInterval)
-	o.TickInterval = cmpOr(o.TickInterval, time.Second)
-	o.StatsInterval = cmpOr(o.StatsInterval, 5*time.Second)
-	o.RefreshInterval = cmpOr(o.RefreshInterval, 10*time.Second)
-	o.LeaseTTL = cmpOr(o.LeaseTTL, 3*time.Second)
-	o.LeaseRenew = cmpOr(o.LeaseRenew, time.Second)
-	o.LeaderInterval = cmpOr(o.LeaderInterval, time.Minute)
+	o.HeartbeatInterval = cmp.Or(o.HeartbeatInterval, service.DefaultHeartbeatInterval)
+	o.TickInterval = cmp.Or(o.TickInterval, time.Second)
+	o.StatsInterval = cmp.Or(o.StatsInterval, 5*time.Second)
+	o.RefreshInterval = cmp.Or(o.RefreshInterval, 10*time.Second)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, 3*time.Second)
+	o.LeaseRenew = cmp.Or(o.LeaseRenew, time.Second)
+	o.LeaderInterval = cmp.Or(o.LeaderInterval, time.Minute)
 }
 
+// validate checks filled options; the lease settings are checked by
+// lease.NewElected, also in New.
 func (o *Options) validate() error {
 	if o.Conn == nil {
 		return errors.New("balancer: nil NATS connection")
 	}
 	if o.TickInterval < 0 || o.StatsInterval < 0 || o.RefreshInterval < 0 {
 		return errors.New("balancer: negative interval")
+	}
+	if o.Router.Strategy < P2C || o.Router.Strategy > QueueGroup {
+		return fmt.Errorf("balancer: unknown router strategy %d", o.Router.Strategy)
 	}
 	return o.Policy.validate()
 }

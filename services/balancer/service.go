@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,15 +26,15 @@ import (
 // writes WEIGHTS and evens out leaders; and any instance forwards
 // route.<subject> through its Router.
 type Service struct {
-	opts   Options
-	log    *slog.Logger
-	tab    *Table
-	m      *metrics
-	router *Router
-	svc    *service.Service
-	active atomic.Bool
-	poke   chan struct{} // a MEMBERS change: tick now
-	ready  chan struct{}
+	opts    Options
+	log     *slog.Logger
+	tab     *Table
+	m       *metrics
+	router  *Router
+	svc     *service.Service
+	elected *lease.Elected // the active balancer writes WEIGHTS
+	poke    chan struct{}  // a MEMBERS change: tick now
+	ready   chan struct{}
 
 	// routeTimeout bounds a forwarded request from its arrival;
 	// forwarding counts the forwards in flight, waited for by Run.
@@ -65,7 +65,14 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: opts.Logger.With("component", "balancer"), tab: tab,
 		m: newMetrics(opts.Registerer), poke: make(chan struct{}, 1), ready: make(chan struct{}),
-		written: map[string]written{}, routeTimeout: cmpOr(opts.Router.Timeout, 5*time.Second),
+		written: map[string]written{}, routeTimeout: cmp.Or(opts.Router.Timeout, 5*time.Second),
+	}
+	s.elected, err = lease.NewElected(lease.ElectedOptions{
+		Key: lease.KeyBalancer, TTL: opts.LeaseTTL, Renew: opts.LeaseRenew,
+		Gauge: s.m.active, OnChange: s.setActive, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("balancer: %w", err)
 	}
 	s.svc, err = service.New(service.Options{
 		Conn:        opts.Conn,
@@ -96,7 +103,7 @@ func New(opts Options) (*Service, error) {
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Active reports whether this instance holds the lease and writes WEIGHTS.
-func (s *Service) Active() bool { return s.active.Load() }
+func (s *Service) Active() bool { return s.elected.Active() }
 
 // ID returns the instance id once running.
 func (s *Service) ID() string { return s.svc.ID() }
@@ -148,20 +155,14 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.forwarding.Wait()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	svcErr := make(chan error, 1)
-	wg.Go(func() { svcErr <- s.svc.Run(ctx) })
-	select {
-	case <-s.svc.Ready():
-	case err := <-svcErr:
-		return fmt.Errorf("balancer: %w", err)
-	}
-	l, err := lease.New(kvs[streams.BucketLeases], LeaseKey, s.svc.ID(), s.opts.LeaseTTL, s.opts.LeaseRenew)
-	if err != nil {
-		cancel()
+	defer cancel() // before wg.Wait
+	if err := s.elected.Serve(ctx, &wg, s.svc); err != nil {
 		return fmt.Errorf("balancer: %w", err)
 	}
 	s.log = s.log.With("id", s.svc.ID())
-	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
+	if err := s.elected.Campaign(ctx, &wg, kvs[streams.BucketLeases]); err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
 	wg.Go(func() { s.tickLoop(ctx, kvs[streams.BucketWeights]) })
 	wg.Go(func() { s.statsLoop(ctx) })
 	if s.opts.Leaders != nil && s.opts.LeaderInterval > 0 {
@@ -173,11 +174,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// setActive is called by the lease when this instance becomes active or
+// standby; Active has already changed.
 func (s *Service) setActive(held bool) {
-	if s.active.Swap(held) == held {
-		return
-	}
-	s.m.active.Set(b2f(held))
 	if held {
 		s.log.Info("balancer active: writing WEIGHTS")
 		s.mu.Lock()
@@ -189,13 +188,6 @@ func (s *Service) setActive(held bool) {
 	}
 }
 
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 func (s *Service) kick() {
 	select {
 	case s.poke <- struct{}{}:
@@ -205,23 +197,13 @@ func (s *Service) kick() {
 
 // onHeartbeat feeds a heartbeat to the table; bad ones are counted.
 func (s *Service) onHeartbeat(m *nats.Msg) {
-	svc, inst, err := streams.ParseHeartbeatSubject(m.Subject)
+	hb, err := service.ParseHeartbeat(m.Subject, m.Header, m.Data)
 	if err != nil {
-		s.m.bad.WithLabelValues("subject").Inc()
+		s.m.bad.WithLabelValues(service.HeartbeatReason(err)).Inc()
 		return
 	}
-	var l service.Load
-	codec, err := service.CodecOf(m.Header)
-	if err == nil {
-		err = codec.Decode(m.Data, &l)
-	}
-	if err != nil || l.CPU < 0 || l.LatencyMS < 0 || l.ErrorRate < 0 || l.ErrorRate > 1 ||
-		math.IsNaN(l.LatencyMS) || math.IsInf(l.LatencyMS, 0) {
-		s.m.bad.WithLabelValues("body").Inc()
-		return
-	}
-	s.tab.ObserveLoad(svc, inst, l, time.Now())
-	if l.Leaving {
+	s.tab.ObserveLoad(hb.Service, hb.Instance, hb.Load, time.Now())
+	if hb.Load.Leaving {
 		s.kick()
 	}
 }
@@ -229,9 +211,8 @@ func (s *Service) onHeartbeat(m *nats.Msg) {
 // onMember feeds a MEMBERS record to the table and ticks at once when it
 // is not alive, so the weight drops to 0 without waiting.
 func (s *Service) onMember(e jetstream.KeyValueEntry) {
-	var m membership.Member
-	if json.Unmarshal(e.Value(), &m) != nil || m.Key() != e.Key() ||
-		!streams.ValidMemberToken(m.Service) || !streams.ValidMemberToken(m.Instance) {
+	m, err := membership.Decode(e.Key(), e.Value())
+	if err != nil {
 		return
 	}
 	s.tab.ObserveMember(m, time.Now())
@@ -256,7 +237,7 @@ func (s *Service) tickLoop(ctx context.Context, kv jetstream.KeyValue) {
 		s.mu.Lock()
 		s.records = recs
 		s.mu.Unlock()
-		if s.active.Load() {
+		if s.Active() {
 			s.write(ctx, kv, recs, forgotten)
 		}
 	}
@@ -329,7 +310,7 @@ func (s *Service) leaderLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !s.active.Load() {
+		if !s.Active() {
 			continue
 		}
 		counts, err := s.opts.Leaders.Counts(s.opts.Conn)

@@ -15,8 +15,7 @@ type metrics struct {
 	members     *prometheus.GaugeVec
 	writes      prometheus.Counter
 	publishErrs prometheus.Counter
-	activeVec   *prometheus.GaugeVec
-	active      prometheus.Gauge // this instance's child of activeVec, set by Run
+	active      prometheus.Gauge
 	handovers   prometheus.Counter
 	rtt         prometheus.Histogram
 	tick        prometheus.Histogram
@@ -27,10 +26,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "platform_detector_bad_heartbeats_total",
 		Help: "Heartbeats dropped, by reason: subject (not hb.<service>.<instance>), body (not a JSON or msgpack document), value (absurd figures), size.",
 	}, []string{"reason"}))
-	activeVec := service.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "platform_detector_active",
-		Help: "1 while this detector instance holds the lease and publishes, else 0.",
-	}, []string{"id"}))
 	m := &metrics{
 		heartbeats: service.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "platform_detector_heartbeats_total",
@@ -53,8 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "platform_detector_publish_errors_total",
 			Help: "Transitions or MEMBERS writes that JetStream did not acknowledge.",
 		})),
-		activeVec: activeVec,
-		active:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "platform_detector_active_unregistered"}),
+		active: service.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "platform_detector_active",
+			Help: "1 while this process's detector holds the lease and publishes, else 0.",
+		})),
 		handovers: service.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "platform_detector_lease_acquisitions_total",
 			Help: "Times a detector instance took the lease and became active.",
@@ -70,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
 		})),
 	}
-	for _, r := range []string{badSubject, badBody, badValue, badSize} {
+	for _, r := range service.BadHeartbeatReasons {
 		m.bad[r] = badVec.WithLabelValues(r)
 	}
 	return m

@@ -109,7 +109,8 @@ func (o *Options) setDefaults() {
 }
 
 // validate checks the service's settings (not Conn, see New; the
-// detection settings are accrual.NewTable's).
+// detection settings are accrual.NewTable's, the lease's
+// lease.NewElected's).
 func (o *Options) validate() error {
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
@@ -119,7 +120,8 @@ func (o *Options) validate() error {
 	}
 	check(o.EvalInterval > 0, "eval interval must be positive")
 	check(o.MaxWriteRate > 0, "max write rate must be positive")
-	check(o.LeaseRenew > 0 && o.LeaseTTL > o.LeaseRenew, "lease ttl (%s) must exceed the renew interval (%s)", o.LeaseTTL, o.LeaseRenew)
+	check(o.ProbesPerSecond > 0, "probes per second must be positive")
+	check(o.ProbeTimeout > 0, "probe timeout must be positive")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("detector options: %w", err)
 	}

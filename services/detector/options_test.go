@@ -16,6 +16,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"suspect fraction above one", func(o *Options) { o.SuspectFraction = 2 }},
 		{"lease ttl below renew", func(o *Options) { o.LeaseTTL = 100 * time.Millisecond }},
 		{"pause margin below one", func(o *Options) { o.PauseMemoryMargin = 0.5 }},
+		{"negative lease renew", func(o *Options) { o.LeaseRenew = -time.Second }},
+		{"negative probe timeout", func(o *Options) { o.ProbeTimeout = -time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package detector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,9 +24,6 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// LeaseKey is the key of the active detector's lease in bucket LEASES.
-const LeaseKey = "detector"
-
 // Service is one detector instance: it listens to every heartbeat, keeps
 // the membership table, and, while it holds the lease, publishes
 // transitions and writes MEMBERS. It is also the micro service
@@ -41,10 +37,10 @@ type Service struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand // loop start delays
 
-	svc    *service.Service
-	active atomic.Bool
-	bad    atomic.Uint64 // heartbeats dropped, also in metrics by reason
-	ready  chan struct{}
+	svc     *service.Service
+	elected *lease.Elected // the active detector publishes
+	bad     atomic.Uint64  // heartbeats dropped, also in metrics by reason
+	ready   chan struct{}
 }
 
 // New checks the options and returns a detector ready to Run.
@@ -93,7 +89,7 @@ func newService(opts Options) (*Service, error) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	return &Service{
+	s := &Service{
 		opts:  opts,
 		log:   opts.Logger.With("component", "detector"),
 		tab:   tab,
@@ -101,7 +97,15 @@ func newService(opts Options) (*Service, error) {
 		epoch: epoch,
 		rng:   rand.New(rand.NewPCG(seed, seed>>1|1)),
 		ready: make(chan struct{}),
-	}, nil
+	}
+	s.elected, err = lease.NewElected(lease.ElectedOptions{
+		Key: lease.KeyDetector, TTL: opts.LeaseTTL, Renew: opts.LeaseRenew,
+		Gauge: s.m.active, OnChange: s.setActive, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	return s, nil
 }
 
 // Ready is closed once the detector listens to heartbeats and serves.
@@ -111,7 +115,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 func (s *Service) ID() string { return s.svc.ID() }
 
 // Active reports whether this instance holds the lease and publishes.
-func (s *Service) Active() bool { return s.active.Load() }
+func (s *Service) Active() bool { return s.elected.Active() }
 
 // Members returns the current view: members of svc (all when empty) in
 // state (all when empty), sorted by key.
@@ -145,42 +149,34 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	svcErr := make(chan error, 1)
-	wg.Go(func() { svcErr <- s.svc.Run(ctx) })
-	select {
-	case <-s.svc.Ready():
-	case err := <-svcErr:
-		wg.Wait()
-		return fmt.Errorf("detector: %w", err)
-	}
-	id := s.svc.ID()
-	s.m.active = s.m.activeVec.WithLabelValues(id)
-	s.log = s.log.With("id", id)
-	l, err := lease.New(leasesKV, LeaseKey, id, s.opts.LeaseTTL, s.opts.LeaseRenew)
-	if err != nil {
+	fail := func(err error) error {
 		cancel()
 		wg.Wait()
 		return fmt.Errorf("detector: %w", err)
 	}
+	if err := s.elected.Serve(ctx, &wg, s.svc); err != nil {
+		return fail(err)
+	}
+	s.log = s.log.With("id", s.svc.ID())
 
 	hb := streams.HeartbeatPrefix + ">"
 	sub, err := nc.Subscribe(hb, func(msg *nats.Msg) {
 		s.ingest(msg.Subject, msg.Header, msg.Data, s.now())
 	})
 	if err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("detector: subscribe %s: %w", hb, err)
+		return fail(fmt.Errorf("subscribe %s: %w", hb, err))
 	}
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
 	follower, err := kvfollow.Start(ctx, membersKV, kvfollow.Options{Put: s.adopt, Delete: s.forget, Logger: s.log})
 	if err != nil {
 		_ = sub.Unsubscribe()
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("detector: %w", err)
+		return fail(err)
 	}
-	wg.Go(func() { l.Run(ctx, s.log, s.setActive) })
+	if err := s.elected.Campaign(ctx, &wg, leasesKV); err != nil {
+		_ = sub.Unsubscribe()
+		follower.Stop()
+		return fail(err)
+	}
 	wg.Go(func() { s.evalLoop(ctx, js) })
 	if s.opts.ProbeInterval > 0 {
 		wg.Go(func() { s.probeLoop(ctx, nc) })
@@ -199,7 +195,6 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-time.After(2 * time.Second):
 		s.log.Warn("unacknowledged publishes at stop")
 	}
-	s.m.active.Set(0)
 	s.log.Info("detector stopped")
 	return nil
 }
@@ -213,7 +208,7 @@ func (s *Service) ingest(subject string, h nats.Header, data []byte, now time.Du
 		return
 	}
 	s.bad.Add(1)
-	s.m.bad[reasonOf(err)].Inc()
+	s.m.bad[service.HeartbeatReason(err)].Inc()
 	s.log.Debug("heartbeat dropped", "subject", subject, "err", err)
 }
 
@@ -242,16 +237,13 @@ func (s *Service) loop(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
+// setActive is called by the lease when this instance becomes active or
+// standby; Active has already changed.
 func (s *Service) setActive(held bool) {
-	if s.active.Swap(held) == held {
-		return
-	}
 	if held {
-		s.m.active.Set(1)
 		s.m.handovers.Inc()
 		s.log.Info("detector active: publishing transitions")
 	} else {
-		s.m.active.Set(0)
 		s.log.Info("detector standby")
 	}
 }
@@ -260,17 +252,16 @@ func (s *Service) setActive(held bool) {
 // instances recorded there, and while standby it tracks what the active
 // detector published.
 func (s *Service) adopt(e jetstream.KeyValueEntry) {
-	var rec membership.Member
-	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Key() != e.Key() ||
-		!streams.ValidMemberToken(rec.Service) || !streams.ValidMemberToken(rec.Instance) {
+	rec, err := membership.Decode(e.Key(), e.Value())
+	if err != nil {
 		return // not written by a detector
 	}
-	s.tab.Adopt(rec, s.now(), s.active.Load())
+	s.tab.Adopt(rec, s.now(), s.Active())
 }
 
 // forget takes a deleted or purged MEMBERS key out of the published view.
 func (s *Service) forget(e jetstream.KeyValueEntry) {
-	s.tab.Forget(e.Key(), s.active.Load())
+	s.tab.Forget(e.Key(), s.Active())
 }
 
 // evalLoop evaluates states every EvalInterval and, while active,
@@ -281,14 +272,14 @@ func (s *Service) forget(e jetstream.KeyValueEntry) {
 func (s *Service) evalLoop(ctx context.Context, js jetstream.JetStream) {
 	budget := max(1, int(s.opts.MaxWriteRate*s.opts.EvalInterval.Seconds()))
 	w := &writer{
-		js: js, log: s.log, holds: s.active.Load,
+		js: js, log: s.log, holds: s.Active,
 		ackWait: max(time.Second, 10*s.opts.EvalInterval),
 		backoff: jsapi.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second},
 		failed:  s.m.publishErrs.Inc,
 	}
 	s.loop(ctx, s.opts.EvalInterval, func() {
 		start := time.Now()
-		active := s.active.Load()
+		active := s.Active()
 		res := s.tab.Tick(s.now(), active, budget)
 		out, err := Messages(res)
 		if err != nil {
@@ -348,13 +339,13 @@ func (s *Service) probeLoop(ctx context.Context, nc *nats.Conn) {
 	}
 	wg.Go(func() {
 		s.loop(ctx, s.opts.EvalInterval, func() {
-			if s.active.Load() {
+			if s.Active() {
 				send(s.tab.LateTargets(s.now()))
 			}
 		})
 	})
 	s.loop(ctx, s.opts.ProbeInterval, func() {
-		if s.active.Load() {
+		if s.Active() {
 			send(s.tab.ProbeTargets(per, s.now()))
 		}
 	})

@@ -415,6 +415,9 @@ func (s *Service) parse(r incoming) (Message, Level, *service.Error) {
 			continue
 		case strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(strings.ToLower(k), "platform-envelope"):
 			return Message{}, 0, service.Errorf(service.CodeBadRequest, "header %s is reserved by the replicator", k).With("reason", "reserved_header")
+		case !producerMayDirect(k):
+			return Message{}, 0, service.Errorf(service.CodeBadRequest,
+				"header %s is a JetStream directive a producer may not set: only Nats-Msg-Id and Nats-Expected-* pass", k).With("reason", "reserved_header")
 		}
 		if eh == nil {
 			eh = nats.Header{}
@@ -422,6 +425,19 @@ func (s *Service) parse(r incoming) (Message, Level, *service.Error) {
 		eh[k] = vs
 	}
 	return Message{Subject: eventSubject, Data: r.Data(), Header: eh, Level: level}, level, nil
+}
+
+// producerMayDirect reports whether a producer may set header k. JetStream
+// acts on Nats-* headers when it stores a message: a producer may ask
+// for deduplication (Nats-Msg-Id) and conditional appends
+// (Nats-Expected-*), which concern its own event; the others would purge
+// the stream (Nats-Rollup), or drive batches, schedules, counters, TTLs
+// or message tracing with the replicator's credentials. The check ignores
+// case, so a spelling that some server or client would read as the
+// directive is not stored as a look-alike either.
+func producerMayDirect(k string) bool {
+	l := strings.ToLower(k)
+	return !strings.HasPrefix(l, "nats-") || l == "nats-msg-id" || strings.HasPrefix(l, "nats-expected-")
 }
 
 // clientOf identifies the producer: the Platform-Client header, else the

@@ -155,7 +155,9 @@ func (o *Options) setDefaults() {
 	o.ForgetAfter = cmp.Or(o.ForgetAfter, d.ForgetAfter)
 }
 
-// validate checks filled options.
+// validate checks filled options. A zero field was replaced by its
+// default, so every check refuses zero and below alike: a bound that
+// allowed zero would name a value no caller can set.
 func (o *Options) validate() error {
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
@@ -168,14 +170,17 @@ func (o *Options) validate() error {
 	check(o.PhiThreshold > 0 && o.PhiThreshold <= 30, "phi threshold %g out of range (0,30]", o.PhiThreshold)
 	check(o.SuspectFraction > 0 && o.SuspectFraction <= 1, "suspect fraction %g out of range (0,1]", o.SuspectFraction)
 	check(o.MinStdDevFraction > 0, "min std dev fraction must be positive")
-	check(o.PauseIntervals >= 0, "pause intervals must not be negative")
+	check(o.PauseIntervals > 0, "pause intervals must be positive")
 	check(o.PauseMemoryMargin >= 1, "pause memory margin must be at least 1")
 	check(o.StallIntervals >= 1, "stall intervals must be at least 1")
+	check(o.TrustAfter > 0, "trust after must be positive")
 	check(o.PauseMemoryHalfLife > 0, "pause memory half-life must be positive")
 	check(o.PredictionHorizon >= 1 && o.PredictionHorizon <= 1000, "prediction horizon %d out of range [1,1000]", o.PredictionHorizon)
 	check(o.LearningRate > 0, "learning rate must be positive")
 	check(o.NegativeSampling > 0 && o.NegativeSampling <= 1, "negative sampling %g out of range (0,1]", o.NegativeSampling)
+	check(o.ConfirmDeath > 0, "confirm death must be positive")
 	check(o.RefreshInterval > 0, "refresh interval must be positive")
+	check(o.ForgetAfter > 0, "forget after must be positive")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("detection options: %w", err)
 	}

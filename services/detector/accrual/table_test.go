@@ -200,6 +200,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"suspect fraction above one", func(o *Options) { o.SuspectFraction = 2 }},
 		{"pause margin below one", func(o *Options) { o.PauseMemoryMargin = 0.5 }},
 		{"negative pause", func(o *Options) { o.PauseIntervals = -1 }},
+		{"negative trust after", func(o *Options) { o.TrustAfter = -time.Second }},
+		{"negative confirm death", func(o *Options) { o.ConfirmDeath = -time.Second }},
+		{"negative forget after", func(o *Options) { o.ForgetAfter = -time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

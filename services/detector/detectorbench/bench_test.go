@@ -46,7 +46,7 @@ func BenchmarkDecodeHeartbeat(b *testing.B) {
 	body := []byte(`{"seq":1,"interval_ms":1000,"cpu":0.31,"mem":0.52,"latency_ms":12,"p99_ms":40,"error_rate":0.01,"rps":120,"leaving":false}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := detector.DecodeHeartbeat(nil, body); err != nil {
+		if _, err := service.DecodeHeartbeat(nil, body); err != nil {
 			b.Fatal(err)
 		}
 	}
