@@ -154,8 +154,11 @@ func replicatorService() Service {
 			fs.Var((*byteSize)(&o.Buffer), "ingest-buffer", "memory for ingested events not yet stored, e.g. 512MiB or 2GiB; beyond it fire-and-forget events are dropped and counted")
 		},
 		Validate: func() error {
-			if o.TopicRate < 0 || o.ClientRate < 0 || o.RequestTimeout < 0 {
-				return errors.New("ingest rates and --ingest-request-timeout must not be negative")
+			if o.TopicRate < 0 || o.ClientRate < 0 {
+				return errors.New("ingest rates must not be negative")
+			}
+			if o.RequestTimeout < 0 {
+				return fmt.Errorf("--ingest-request-timeout %s must not be negative", o.RequestTimeout)
 			}
 			if o.Buffer != 0 && o.Buffer < 1<<20 {
 				return fmt.Errorf("--ingest-buffer %s is below 1MiB", byteSize(o.Buffer))
