@@ -8,7 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # reports and `platform version` prints; unset, the binary derives it.
 VERSION   ?=
 
-.PHONY: run build test chaos bench lint clean
+.PHONY: run build test fuzz chaos bench lint clean
 
 ## run: start the 3-node embedded cluster and every service (Ctrl-C stops)
 run:
@@ -21,6 +21,20 @@ build:
 ## test: the whole suite with the race detector, as CI runs it
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# FUZZ lists every fuzz test of a decoder of untrusted input, as
+# package:function. make test runs their seed corpora (length bombs
+# included) as ordinary tests; make fuzz explores beyond them.
+FUZZ ?= ./internal/msgpackscan:FuzzCheck ./service:FuzzDecode ./services/detector:FuzzDecodeHeartbeat \
+        ./services/replicator:FuzzDecodeEnvelope ./backup:FuzzReadSegment
+FUZZTIME ?= 1m
+
+## fuzz: run each decoder's fuzz test for FUZZTIME (default 1m each; make fuzz FUZZTIME=10m)
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t##*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 ## chaos: the multi-process fault suite alone (kill -9, SIGSTOP, partition, full restart under load), printing each fault's outage; make test runs it too
 chaos:

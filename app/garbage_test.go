@@ -93,6 +93,18 @@ func TestGarbageToEverySubject(t *testing.T) {
 		{"huge", "", huge, map[endpointKind]string{decodes: "too_large", ignores: "too_large", opaque: "too_large", routes: "too_large"}},
 		// An endpoint with a small body limit refuses it by size first.
 		{"deep nesting", "", []byte(strings.Repeat("[", 10000)), map[endpointKind]string{decodes: "bad_request|too_large", ignores: "", opaque: "", routes: "not_found"}},
+		{"json huge number", "", []byte(`{"limit":1e400,"reads":{"k":18446744073709551616}}`), map[endpointKind]string{decodes: "bad_request", ignores: "", opaque: "", routes: "not_found"}},
+	}
+	// Msgpack length bombs: a few bytes announcing 2^32-1 elements or
+	// bytes, at the top and under the field names the endpoints decode.
+	// Each once killed the whole process with a fatal out-of-memory.
+	for _, b := range lengthBombs() {
+		garbage = append(garbage, struct {
+			name, contentType string
+			body              []byte
+			want              map[endpointKind]string
+		}{"msgpack " + b.name, service.ContentTypeMsgpack, b.body,
+			map[endpointKind]string{decodes: "bad_request|too_large", ignores: "", opaque: "", routes: "not_found"}})
 	}
 	request := func(subject, contentType string, body []byte) (code string, m *nats.Msg) {
 		t.Helper()
@@ -148,16 +160,58 @@ func TestGarbageToEverySubject(t *testing.T) {
 	}
 	for _, subject := range []string{"hb.x", "hb.a.b.c.d", "hb.svc.inst"} {
 		for _, g := range garbage {
-			require.NoError(t, nc.Publish(subject, g.body))
+			m := nats.NewMsg(subject)
+			m.Data = g.body
+			if g.contentType != "" {
+				m.Header.Set(service.ContentTypeHeader, g.contentType)
+			}
+			require.NoError(t, nc.PublishMsg(m))
 		}
 	}
 	require.NoError(t, nc.FlushWithContext(ctx))
+
+	// The refused bodies are counted, per endpoint and codec.
+	_, metrics := httpGet(t, "http://"+p.app.HTTPAddr()+"/metrics")
+	for _, series := range []string{
+		`platform_service_bad_bodies_total{codec="msgpack",endpoint="post",service="alerting"}`,
+		`platform_service_bad_bodies_total{codec="msgpack",endpoint="commit",service="txn"}`,
+		`platform_service_bad_bodies_total{codec="json",endpoint="commit",service="txn"}`,
+	} {
+		require.Contains(t, metrics, series, "bad bodies are counted")
+	}
 
 	instances := pingFor(t, nc, len(app.ServiceNames()))
 	require.Len(t, instances, len(app.ServiceNames()), "every service still answers: %v", instances)
 	resp, err := nc.Request(streams.AdminStatusSubject, nil, 5*time.Second)
 	require.NoError(t, err)
 	require.Empty(t, resp.Header.Get("Nats-Service-Error-Code"), string(resp.Data))
+}
+
+// lengthBomb is a msgpack body that announces far more than it holds.
+type lengthBomb struct {
+	name string
+	body []byte
+}
+
+// lengthBombs returns length bombs alone and as the value of the fields
+// alerts.silence.add (matchers) and txn.commit (writes) decode; the
+// package tests of service and msgpackscan cover every other shape.
+func lengthBombs() []lengthBomb {
+	array32 := []byte{0xdd, 0xff, 0xff, 0xff, 0xff}
+	map32 := []byte{0xdf, 0xff, 0xff, 0xff, 0xff}
+	field := func(name string, v []byte) []byte {
+		return append(append([]byte{0x81, 0xa0 | byte(len(name))}, name...), v...)
+	}
+	return []lengthBomb{
+		{"array32", array32},
+		{"map32", map32},
+		{"bin32", []byte{0xc6, 0xff, 0xff, 0xff, 0xff}},
+		{"ext32", []byte{0xc9, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"array of map32", append([]byte{0x91}, map32...)},
+		{"nesting of 100k", []byte(strings.Repeat("\x91", 100_000))},
+		{"matchers array32", field("matchers", array32)},
+		{"writes map32", field("writes", map32)},
+	}
 }
 
 // errorCode returns the platform error code of an answer, "" for a

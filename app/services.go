@@ -149,12 +149,16 @@ func replicatorService() Service {
 			fs.BoolVar(&o.PerEvent, "ingest-per-event", false, "store one EVENTS message per ingested event (default: events of a topic arriving together share an envelope)")
 			fs.Float64Var(&o.TopicRate, "ingest-topic-rate", 0, "ingest events per second allowed per topic (0: unlimited)")
 			fs.Float64Var(&o.ClientRate, "ingest-client-rate", 0, "ingest events per second allowed per client (0: unlimited)")
+			fs.DurationVar(&o.RequestTimeout, "ingest-request-timeout", replicator.DefaultRequestTimeout, "longest an ingest request at quorum or all waits before it is answered unavailable with retry_after_ms")
 			o.Buffer = replicator.DefaultIngestBuffer
 			fs.Var((*byteSize)(&o.Buffer), "ingest-buffer", "memory for ingested events not yet stored, e.g. 512MiB or 2GiB; beyond it fire-and-forget events are dropped and counted")
 		},
 		Validate: func() error {
 			if o.TopicRate < 0 || o.ClientRate < 0 {
 				return errors.New("ingest rates must not be negative")
+			}
+			if o.RequestTimeout < 0 {
+				return fmt.Errorf("--ingest-request-timeout %s must not be negative", o.RequestTimeout)
 			}
 			if o.Buffer != 0 && o.Buffer < 1<<20 {
 				return fmt.Errorf("--ingest-buffer %s is below 1MiB", byteSize(o.Buffer))

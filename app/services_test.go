@@ -49,6 +49,7 @@ func TestServiceSelectionAndValidation(t *testing.T) {
 		{"negative client rate", nil, []string{"--ingest-client-rate", "-0.5"}, "ingest rates must not be negative"},
 		// The replicator's flags are checked even when it is not selected.
 		{"negative rate unselected", []string{"admin"}, []string{"--ingest-topic-rate", "-1"}, "ingest rates must not be negative"},
+		{"negative request timeout", nil, []string{"--ingest-request-timeout", "-1s"}, "--ingest-request-timeout -1s must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

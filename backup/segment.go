@@ -13,7 +13,14 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/platform/platform/internal/msgpackscan"
 )
+
+// maxRecordBytes bounds one record: a message of 64 MiB, the largest
+// max_payload a server allows with its default max_pending, with its
+// subject and the record's own fields.
+const maxRecordBytes = 64<<20 + 64<<10
 
 // record is one stream message as an increment stores it.
 type record struct {
@@ -150,13 +157,18 @@ func readSegment(dir string, f File, fn func(*record) error) error {
 		return damaged(f.Path, "%v", err)
 	}
 	defer zr.Close()
-	dec := msgpack.NewDecoder(zr)
+	// Each record is read and checked whole before it is decoded: the
+	// decoder would allocate whatever length a damaged record announces.
+	br := bufio.NewReaderSize(zr, 64<<10)
 	var n uint64
 	for {
-		var r record
-		err := dec.Decode(&r)
+		b, err := msgpackscan.ReadValue(br, maxRecordBytes)
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		var r record
+		if err == nil {
+			err = msgpack.Unmarshal(b, &r)
 		}
 		if err != nil {
 			return damaged(f.Path, "record %d: %v", n+1, err)

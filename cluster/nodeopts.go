@@ -19,6 +19,9 @@ func defaultNodeOptions(o Options, i int) (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir %q: %w", o.DataDir, err)
 	}
+	// MaxPayload is 8 MiB, the most nats-server takes without a warning,
+	// so the platform's own limits (1 MiB events and requests, 4 MiB
+	// alerts.post) bind, not the server's.
 	so := &server.Options{
 		ServerName:         name,
 		Host:               o.Host,

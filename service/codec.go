@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/platform/platform/internal/msgpackscan"
 )
 
 // Codec names a wire encoding for request and response bodies.
@@ -71,6 +73,12 @@ func (c Codec) Decode(data []byte, v any) error {
 	}
 	switch c {
 	case Msgpack:
+		// The msgpack decoder allocates whatever length the body
+		// announces; Check refuses a length beyond the bytes present
+		// before the decoder sees one.
+		if err := checkMsgpack(data, v); err != nil {
+			return err
+		}
 		dec := msgpack.NewDecoder(bytes.NewReader(data))
 		dec.SetCustomStructTag("json")
 		dec.DisallowUnknownFields(true)
@@ -79,6 +87,9 @@ func (c Codec) Decode(data []byte, v any) error {
 		}
 		return nil
 	default:
+		if err := checkJSON(data, v); err != nil {
+			return err
+		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(v); err != nil {
@@ -112,7 +123,55 @@ func (c Codec) Encode(v any) ([]byte, error) {
 	}
 }
 
+// DecodeLenient decodes data into v leniently: unknown fields are ignored,
+// for documents that may grow fields (heartbeats, records written by newer
+// versions). Lengths and nesting are checked as Decode checks them, and
+// trailing data is an error. Failures are bad_request *Errors.
+func (c Codec) DecodeLenient(data []byte, v any) error {
+	if c != Msgpack {
+		if err := checkJSON(data, v); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			return Errorf(CodeBadRequest, "invalid JSON body: %v", err)
+		}
+		return nil
+	}
+	if err := checkMsgpack(data, v); err != nil {
+		return err
+	}
+	if err := decodeChecked(data, v); err != nil {
+		return Errorf(CodeBadRequest, "invalid msgpack body: %v", err)
+	}
+	return nil
+}
+
+// checkMsgpack refuses a msgpack body that announces lengths beyond its
+// bytes, nests too deeply, or would cost more than MaxDecodeBytes decoded
+// into v.
+func checkMsgpack(data []byte, v any) error {
+	counts, err := msgpackscan.Scan(data)
+	if err != nil {
+		return Errorf(CodeBadRequest, "invalid msgpack body: %v", err)
+	}
+	return checkBudget(v, len(data), func() (int, int) { return counts.Elements, counts.Entries })
+}
+
+// checkJSON refuses a JSON body that would cost more than MaxDecodeBytes
+// decoded into v.
+func checkJSON(data []byte, v any) error {
+	return checkBudget(v, len(data), func() (int, int) { return countJSON(data) })
+}
+
 func decodeLoose(data []byte, v any) error {
+	if err := msgpackscan.Check(data); err != nil {
+		return err
+	}
+	return decodeChecked(data, v)
+}
+
+// decodeChecked decodes msgpack that passed msgpackscan, leniently.
+func decodeChecked(data []byte, v any) error {
 	dec := msgpack.NewDecoder(bytes.NewReader(data))
 	dec.SetCustomStructTag("json")
 	return dec.Decode(v)

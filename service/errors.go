@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 )
 
 // Stable error codes sent to requesters in {"error":{"code":...}}.
@@ -19,18 +21,18 @@ const (
 	CodeInternal         = "internal"
 )
 
-// statusOf maps a code to the numeric status sent in the micro
-// Nats-Service-Error-Code header, HTTP style.
-var statusOf = map[string]string{
-	CodeBadRequest:       "400",
-	CodeNotFound:         "404",
-	CodeConflict:         "409",
-	CodeTooLarge:         "413",
-	CodeUnsupportedMedia: "415",
-	CodeRateLimited:      "429",
-	CodeInternal:         "500",
-	CodeUnavailable:      "503",
-	CodeTimeout:          "504",
+// httpStatus maps a code to its HTTP status: the one table for the micro
+// Nats-Service-Error-Code header and for HTTP APIs.
+var httpStatus = map[string]int{
+	CodeBadRequest:       http.StatusBadRequest,
+	CodeNotFound:         http.StatusNotFound,
+	CodeConflict:         http.StatusConflict,
+	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeInternal:         http.StatusInternalServerError,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeTimeout:          http.StatusGatewayTimeout,
 }
 
 // Error is the one error body every endpoint sends:
@@ -63,13 +65,16 @@ func (e *Error) With(key string, value any) *Error {
 	return &c
 }
 
-// Status returns the numeric status for the micro error header.
-func (e *Error) Status() string {
-	if s, ok := statusOf[e.Code]; ok {
+// HTTPStatus returns the HTTP status of e's code, 500 for an unknown code.
+func (e *Error) HTTPStatus() int {
+	if s, ok := httpStatus[e.Code]; ok {
 		return s
 	}
-	return "500"
+	return http.StatusInternalServerError
 }
+
+// Status returns HTTPStatus as the text of the micro error header.
+func (e *Error) Status() string { return strconv.Itoa(e.HTTPStatus()) }
 
 // Body returns the error as the value to encode: {"error":{...}}.
 func (e *Error) Body() map[string]any {

@@ -8,7 +8,6 @@ import (
 	"math"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/platform/platform/streams"
 )
@@ -107,10 +106,10 @@ func DecodeHeartbeat(h nats.Header, data []byte) (Load, error) {
 	}
 	switch codec {
 	case Msgpack:
-		dec := msgpack.NewDecoder(bytes.NewReader(data))
-		dec.SetCustomStructTag("json")
-		if err := dec.Decode(&l); err != nil {
-			return Load{}, badHeartbeat(BadHeartbeatBody, "invalid msgpack: %v", err)
+		// DecodeLenient checks every announced length against the bytes
+		// present before the decoder allocates.
+		if err := Msgpack.DecodeLenient(data, &l); err != nil {
+			return Load{}, badHeartbeat(BadHeartbeatBody, "%s", AsError(err).Message)
 		}
 	default:
 		// A JSON heartbeat must be an object (or null); json.Unmarshal

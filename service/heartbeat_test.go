@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -115,6 +116,9 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		`{"seq":1,"interval_ms":1000,"cpu":0.31,"mem":0.52,"latency_ms":12,"p99_ms":40,"error_rate":0.01,"rps":120,"leaving":false}`,
 		`{"seq":18446744073709551615}`, `{"interval_ms":1e300}`, `{"leaving":true,"x":{"y":[1,2]}}`,
 		"\x80", "\x81\xa3cpu\xcb\x3f\xe0\x00\x00\x00\x00\x00\x00",
+		// Length bombs: headers announcing 2^32-1 entries or bytes.
+		"\xdd\xff\xff\xff\xff", "\xdf\xff\xff\xff\xff", "\x81\xa3cpu\xc6\xff\xff\xff\xff",
+		"\x81\xa1x\xdd\xff\xff\xff\xff", strings.Repeat("\x91", 10000),
 	} {
 		f.Add(s, false)
 		f.Add(s, true)

@@ -12,6 +12,9 @@ type endpointMetrics struct {
 	errors   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inFlight *prometheus.GaugeVec
+	// badBodies counts request bodies that did not decode: malformed,
+	// of the wrong shape, or announcing lengths they do not hold.
+	badBodies *prometheus.CounterVec
 }
 
 func newEndpointMetrics(reg prometheus.Registerer) *endpointMetrics {
@@ -33,11 +36,16 @@ func newEndpointMetrics(reg prometheus.Registerer) *endpointMetrics {
 			Name: "platform_service_requests_in_flight",
 			Help: "Requests received and not yet answered.",
 		}, []string{"service", "endpoint"}),
+		badBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "platform_service_bad_bodies_total",
+			Help: "Request bodies refused as undecodable (bad_request), by service, endpoint and codec: malformed, of the wrong shape, or announcing lengths beyond their bytes.",
+		}, []string{"service", "endpoint", "codec"}),
 	}
 	m.requests = Register(reg, m.requests)
 	m.errors = Register(reg, m.errors)
 	m.latency = Register(reg, m.latency)
 	m.inFlight = Register(reg, m.inFlight)
+	m.badBodies = Register(reg, m.badBodies)
 	return m
 }
 

@@ -48,8 +48,23 @@ func (r *Request) Reply() string { return r.msg.Reply }
 func (r *Request) Codec() Codec { return r.codec }
 
 // Decode decodes the body into v with the request's codec. Failures are
-// bad_request *Errors ready to pass to Fail.
-func (r *Request) Decode(v any) error { return r.codec.Decode(r.msg.Data, v) }
+// bad_request *Errors ready to pass to Fail, counted in
+// platform_service_bad_bodies_total.
+func (r *Request) Decode(v any) error {
+	err := r.codec.Decode(r.msg.Data, v)
+	if err != nil {
+		r.svc.metrics.badBodies.WithLabelValues(r.svc.opts.Name, r.endpoint, codecLabel(r.codec)).Inc()
+	}
+	return err
+}
+
+// codecLabel names a codec in metric labels.
+func codecLabel(c Codec) string {
+	if c == Msgpack {
+		return "msgpack"
+	}
+	return "json"
+}
 
 // Respond answers with v encoded in the request's codec.
 func (r *Request) Respond(v any) {

@@ -16,6 +16,10 @@ const (
 	// KeyHeader is an event's partition key for consumer groups; without
 	// it an event's key is its topic.
 	KeyHeader = "Platform-Key"
+	// TimeoutHeader lets an ingest requester shorten the wait for its
+	// answer (a Go duration such as "500ms"), never beyond the service's
+	// request timeout.
+	TimeoutHeader = "Platform-Timeout"
 
 	// EnvelopeHeader (the format version) and EnvelopeCountHeader (the
 	// number of events) mark a stream message that holds an envelope of

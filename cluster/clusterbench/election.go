@@ -253,42 +253,11 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 	if t.Cluster != nil {
 		leader = localLeader(t.Cluster, electionStream)
 	}
-	var elected, stalls bench.Latencies
-	start := time.Now()
-	for range o.Rounds {
-		old, err := waitLeader(ctx, leader, electionStream, "")
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := pub.firstAckAfter(time.Now()); !ok {
-			// Let the publisher get going before the first step-down.
-			if err := jsapi.Sleep(ctx, 200*time.Millisecond); err != nil {
-				return nil, err
-			}
-		}
-		t0 := time.Now()
-		if err := stepDown(t.Conn); err != nil {
-			return nil, err
-		}
-		if _, err := waitLeader(ctx, leader, electionStream, old); err != nil {
-			return nil, err
-		}
-		elected.Add(time.Since(t0))
-		// Let publishing settle, then read the stall around the step-down.
-		if err := jsapi.Sleep(ctx, time.Second); err != nil {
-			return nil, err
-		}
-		stalls.Add(pub.stall(t0, time.Second))
-		bar.Add(1)
+	e := &electionRun{t: t, pub: pub, leader: leader, bar: bar}
+	rows, err := e.stepDowns(ctx, o.Rounds)
+	if err != nil {
+		return nil, err
 	}
-	var rows []bench.Result
-	r := bench.Result{Name: "stepdown new leader"}
-	r.Finish(int64(o.Rounds), time.Since(start), &elected)
-	rows = append(rows, r)
-	r = bench.Result{Name: "stepdown publish stall"}
-	r.Finish(int64(o.Rounds), time.Since(start), &stalls)
-	rows = append(rows, r)
-
 	faults := o.Faults
 	if faults == nil && t.Cluster != nil {
 		faults = inProcess{t.Cluster}
@@ -296,55 +265,110 @@ func Election(ctx context.Context, t *target.Target, o ElectionOptions) ([]bench
 	if faults == nil || o.StopRounds == 0 {
 		return rows, nil
 	}
-	var stopElected, firstPub bench.Latencies
-	start = time.Now()
-	for range o.StopRounds {
-		old, err := leaderAwayFrom(ctx, t, leader, pnc.ConnectedServerName())
+	more, err := e.stops(ctx, faults, pnc.ConnectedServerName(), o.StopRounds)
+	return append(rows, more...), err
+}
+
+// electionRun is one Election: the target, the client publishing one
+// message at a time, how to learn the stream's leader, and the progress.
+type electionRun struct {
+	t      *target.Target
+	pub    *publisher
+	leader leaderFunc
+	bar    *bench.Progress
+}
+
+// stepDowns measures rounds step-downs: the time to a new leader and the
+// client's longest publish stall around each.
+func (e *electionRun) stepDowns(ctx context.Context, rounds int) ([]bench.Result, error) {
+	var elected, stalls bench.Latencies
+	start := time.Now()
+	for range rounds {
+		old, err := waitLeader(ctx, e.leader, electionStream, "")
 		if err != nil {
-			return rows, err
+			return nil, err
+		}
+		if _, ok := e.pub.firstAckAfter(time.Now()); !ok {
+			// Let the publisher get going before the first step-down.
+			if err := jsapi.Sleep(ctx, 200*time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		if err := stepDown(e.t.Conn); err != nil {
+			return nil, err
+		}
+		if _, err := waitLeader(ctx, e.leader, electionStream, old); err != nil {
+			return nil, err
+		}
+		elected.Add(time.Since(t0))
+		// Let publishing settle, then read the stall around the step-down.
+		if err := jsapi.Sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+		stalls.Add(e.pub.stall(t0, time.Second))
+		e.bar.Add(1)
+	}
+	return finish(rounds, start, "stepdown new leader", &elected, "stepdown publish stall", &stalls), nil
+}
+
+// stops measures rounds ends of the leader's node, moved off the node
+// the client uses first: the time to a new leader and to the first
+// acknowledged publish. Each node is restarted and caught up after.
+func (e *electionRun) stops(ctx context.Context, faults NodeFaults, clients string, rounds int) ([]bench.Result, error) {
+	var elected, firstPub bench.Latencies
+	start := time.Now()
+	for range rounds {
+		old, err := leaderAwayFrom(ctx, e.t, e.leader, clients)
+		if err != nil {
+			return nil, err
 		}
 		// Stop in the background: a leaving leader may hand over before
 		// its shutdown completes, and that is what a client sees.
 		stopped := make(chan error, 1)
 		t0 := time.Now()
 		go func() { stopped <- faults.Stop(old) }()
-		_, err = waitLeader(ctx, leader, electionStream, old)
+		_, err = waitLeader(ctx, e.leader, electionStream, old)
 		took := time.Since(t0)
 		if serr := <-stopped; serr != nil {
-			return rows, fmt.Errorf("%s %s: %w", faults.Kind(), old, serr)
+			return nil, fmt.Errorf("%s %s: %w", faults.Kind(), old, serr)
 		}
 		if err != nil {
-			return rows, err
+			return nil, err
 		}
-		stopElected.Add(took)
+		elected.Add(took)
 		for {
-			if a, ok := pub.firstAckAfter(t0); ok {
+			if a, ok := e.pub.firstAckAfter(t0); ok {
 				firstPub.Add(a.Sub(t0))
 				break
 			}
 			if err := jsapi.Sleep(ctx, time.Millisecond); err != nil {
-				return rows, err
+				return nil, err
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err = faults.Restart(rctx, old)
 		cancel()
 		if err != nil {
-			return rows, fmt.Errorf("restart %s: %w", old, err)
+			return nil, fmt.Errorf("restart %s: %w", old, err)
 		}
 		// Wait until the restarted node has caught up as a replica.
-		if err := waitCurrent(ctx, t.Conn, electionStream); err != nil {
-			return rows, err
+		if err := waitCurrent(ctx, e.t.Conn, electionStream); err != nil {
+			return nil, err
 		}
-		bar.Add(1)
+		e.bar.Add(1)
 	}
-	r = bench.Result{Name: "node " + faults.Kind() + " new leader"}
-	r.Finish(int64(o.StopRounds), time.Since(start), &stopElected)
-	rows = append(rows, r)
-	r = bench.Result{Name: "node " + faults.Kind() + " first publish"}
-	r.Finish(int64(o.StopRounds), time.Since(start), &firstPub)
-	rows = append(rows, r)
-	return rows, nil
+	kind := faults.Kind()
+	return finish(rounds, start, "node "+kind+" new leader", &elected, "node "+kind+" first publish", &firstPub), nil
+}
+
+// finish returns the two rows of a set of rounds.
+func finish(rounds int, start time.Time, name1 string, l1 *bench.Latencies, name2 string, l2 *bench.Latencies) []bench.Result {
+	r1, r2 := bench.Result{Name: name1}, bench.Result{Name: name2}
+	took := time.Since(start)
+	r1.Finish(int64(rounds), took, l1)
+	r2.Finish(int64(rounds), took, l2)
+	return []bench.Result{r1, r2}
 }
 
 // stepDown asks the benchmark stream's leader to step down.

@@ -89,6 +89,6 @@ measures a detector process on real connections.`,
 	fl.IntVar(&scale.Seconds, "scale-seconds", 30, "simulated seconds of the scale row")
 	fl.BoolVar(&skip, "skip-scale", false, "leave out the scale row")
 	fl.StringSliceVar(&replay, "replay", nil, "also replay these recordings (platform bench detector-record); the one shipped is always replayed")
-	fl.StringVar(&plot, "plot", "", "draw detection P99 against false positives of every configuration to this file (.png, .svg or .pdf)")
+	fl.StringVar(&plot, "plot", "", "draw detection P99 against false positives of every configuration to this SVG file")
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -40,9 +41,10 @@ events into envelopes (compared in events/s).`,
 
 func newBenchIngestCmd(f *benchFlags) *cobra.Command {
 	var (
-		o    replicatorbench.Options
-		so   replicator.Options
-		fire bool
+		o     replicatorbench.Options
+		so    replicator.Options
+		fire  bool
+		flood bool
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
@@ -55,15 +57,31 @@ With --fire-and-forget, publish --events events (default 2,000,000) to
 ingest.bench.fire.* at full speed from one connection, wait until the ingest
 service is idle, and account for every event: sent, stored (read back from
 EVENTS), dropped by reason, unaccounted (must be 0), and the stored events/s
-next to the envelope Publisher's events/s measured in the same run. No other
-replicator instance may serve ingest.* on the cluster.`,
+next to the envelope Publisher's events/s measured in the same run.
+
+With --flood, run --clients clients (default 4) that each send --events
+requests (default 50) at --consistency, first on an idle platform, then while
+one connection publishes --flood-events fire-and-forget events of
+--flood-size bytes at full speed; print both rows and the flood's P99 over the
+idle P99. A request unanswered within --timeout counts as that long.
+
+No other replicator instance may serve ingest.* on the cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
 			if fire && !cmd.Flags().Changed("events") {
 				o.Events = 2_000_000
 			}
+			if flood && !cmd.Flags().Changed("events") {
+				o.Events = 50
+			}
+			if flood && !cmd.Flags().Changed("clients") {
+				o.Clients = 4
+			}
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
+				if flood {
+					return replicatorbench.Flood(ctx, t, o, so)
+				}
 				if fire {
 					return replicatorbench.FireAndForget(ctx, t, o, so)
 				}
@@ -72,6 +90,11 @@ replicator instance may serve ingest.* on the cluster.`,
 		},
 	}
 	cmd.Flags().BoolVar(&fire, "fire-and-forget", false, "publish --events fire-and-forget events at full speed and account for each")
+	cmd.Flags().BoolVar(&flood, "flood", false, "measure requests during a fire-and-forget flood against the same requests on an idle platform")
+	cmd.Flags().IntVar(&o.FloodEvents, "flood-events", 3_000_000, "with --flood: fire-and-forget events in the flood")
+	cmd.Flags().IntVar(&o.FloodSize, "flood-size", 128, "with --flood: size of each flood event in bytes")
+	cmd.Flags().StringVar(&o.Consistency, "consistency", "all", "with --flood: Platform-Consistency of the requests")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Second, "with --flood: how long a request waits for its answer")
 	cmd.Flags().IntVar(&o.Clients, "clients", 100, "concurrent request clients")
 	cmd.Flags().IntVar(&o.Conns, "conns", 0, "NATS connections the clients share (default: one per client)")
 	cmd.Flags().IntVar(&o.Events, "events", 1000, "events per client (with --fire-and-forget: events in all, default 2,000,000)")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -251,12 +252,36 @@ func TestParseSync(t *testing.T) {
 }
 
 // TestRunFlags pins the flags of platform run, the services' own included.
+func TestServicesFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"default", nil, []string{"all"}},
+		{"list", []string{"--services", "txn,detector"}, []string{"txn", "detector"}},
+		{"repeated", []string{"--services", "txn", "--services", "admin,balancer"}, []string{"txn", "admin", "balancer"}},
+		{"empty", []string{"--services", ""}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRunCmd().Flags()
+			require.NoError(t, f.Parse(tt.args))
+			got, err := f.GetStringSlice("services")
+			require.NoError(t, err)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("--services %v = %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
 		"alerts-file", "alerts-http", "alerts-web-config", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
-		"inbox-prefix", "ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-topic-rate", "log-format", "log-level",
+		"inbox-prefix", "ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-request-timeout", "ingest-topic-rate", "log-format", "log-level",
 		"nats", "nkey", "nodes", "provision-creds", "provision-nkey", "replicas", "restore-from", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
 	require.Equal(t, want, got)

@@ -18,7 +18,6 @@ func newRunCmd() *cobra.Command {
 	var (
 		o         = app.Options{Catalog: app.Services()}
 		sync      string
-		services  string
 		logFormat string
 		logLevel  string
 	)
@@ -56,13 +55,6 @@ own client side.`,
 			if err := parseSync(sync, &o.Cluster); err != nil {
 				return err
 			}
-			if services != "" {
-				for _, s := range strings.Split(services, ",") {
-					if s = strings.TrimSpace(s); s != "" {
-						o.Services = append(o.Services, s)
-					}
-				}
-			}
 			if o.NATS != "" && (cmd.Flags().Changed("nodes") || cmd.Flags().Changed("config")) {
 				return fmt.Errorf("--nats runs services only: it cannot be combined with --nodes or --config")
 			}
@@ -95,7 +87,7 @@ own client side.`,
 	f.StringVar(&o.Auth, "auth", "", `users file with roles admin, service, producer, reader (see "platform auth init"); embedded nodes accept only its users`)
 	f.StringVar(&o.RestoreFrom, "restore-from", "", "restore this backup directory (platform backup) into the embedded nodes before the services start; the data directory must be empty")
 	f.IntVar(&o.Replicas, "replicas", 0, "stream replicas (default: 3 on 3+ servers, else 1)")
-	f.StringVar(&services, "services", "all", "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
+	f.StringSliceVar(&o.Services, "services", []string{"all"}, "services to run: all, or a comma-separated list of "+strings.Join(app.ServiceNames(), ","))
 	f.StringVar(&sync, "sync", "always", `JetStream fsync policy: "always" (fsync before every ack) or an interval such as 2m`)
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat", time.Second, "service instance heartbeat interval")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

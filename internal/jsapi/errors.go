@@ -24,7 +24,6 @@ const (
 	CodeClusterNotAvail           jetstream.ErrorCode = 10008 // JSClusterNotAvailErr
 	CodeClusterNotLeader          jetstream.ErrorCode = 10009 // JSClusterNotLeaderErr
 	CodeMessageNotFound                               = jetstream.JSErrCodeMessageNotFound
-	CodeMessageTooLarge                               = jetstream.JSErrCodeStreamMessageExceedsMaximum
 	CodeStreamNotFound                                = jetstream.JSErrCodeStreamNotFound
 	CodeWrongLastSequence                             = jetstream.JSErrCodeStreamWrongLastSequence
 	CodeStreamOffline             jetstream.ErrorCode = 10118 // JSStreamOfflineErr

@@ -26,11 +26,9 @@ const maxPostBytes = 4 << 20
 
 // PostAlerts checks posted alerts and hands them to every instance.
 func (s *Service) PostAlerts(alerts []PostableAlert) error {
-	for i, a := range alerts {
-		if err := a.check(); err != nil {
-			s.m.bad.WithLabelValues("alert").Inc()
-			return service.Errorf(service.CodeBadRequest, "alert %d: %v", i, err)
-		}
+	if err := checkAlerts(alerts); err != nil {
+		s.m.bad.WithLabelValues("alert").Inc()
+		return service.Errorf(service.CodeBadRequest, "%v", err)
 	}
 	b, err := json.Marshal(alerts)
 	if err != nil {
@@ -42,6 +40,18 @@ func (s *Service) PostAlerts(alerts []PostableAlert) error {
 		return service.Errorf(service.CodeUnavailable, "hand alerts on: %v", err)
 	}
 	s.m.posted.Add(float64(len(alerts)))
+	return nil
+}
+
+// checkAlerts validates alerts as Alertmanager validates a post; the
+// error names the first bad one. Both alerts.post and alerts.fanout run
+// it: the fanout subject is reachable by other clients than the service.
+func checkAlerts(alerts []PostableAlert) error {
+	for i, a := range alerts {
+		if err := a.check(); err != nil {
+			return fmt.Errorf("alert %d: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -393,8 +403,8 @@ func decodeBody(r *http.Request, v any) error {
 	if len(b) > maxPostBytes {
 		return fmt.Errorf("body over %d bytes", maxPostBytes)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode body: %w", err)
+	if err := service.JSON.DecodeLenient(b, v); err != nil {
+		return fmt.Errorf("decode body: %s", service.AsError(err).Message)
 	}
 	return nil
 }
@@ -413,14 +423,5 @@ func httpError(w http.ResponseWriter, code int, err error) {
 
 func httpFail(w http.ResponseWriter, err error) {
 	e := service.AsError(err)
-	code := http.StatusInternalServerError
-	switch e.Code {
-	case service.CodeBadRequest:
-		code = http.StatusBadRequest
-	case service.CodeNotFound:
-		code = http.StatusNotFound
-	case service.CodeUnavailable:
-		code = http.StatusServiceUnavailable
-	}
-	httpError(w, code, errors.New(e.Message))
+	httpError(w, e.HTTPStatus(), errors.New(e.Message))
 }

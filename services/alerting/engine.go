@@ -171,13 +171,6 @@ func (e *Engine) PostedAlerts() int {
 	return len(e.posted)
 }
 
-// Step evaluates the rules at now, merges the posted alerts, updates the
-// inhibitor and the groups, and returns the groups due to flush.
-func (e *Engine) Step(now time.Time) []Due {
-	e.Evaluate(now)
-	return e.Flush(now)
-}
-
 // Evaluate evaluates the rules at now and updates the groups.
 func (e *Engine) Evaluate(now time.Time) {
 	e.signals.Prune(now)

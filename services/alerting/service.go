@@ -351,7 +351,7 @@ func (s *Service) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
 		}),
 		add(streams.AlertsFanoutSubject, func(m *nats.Msg) {
 			var as []PostableAlert
-			if json.Unmarshal(m.Data, &as) != nil {
+			if service.JSON.DecodeLenient(m.Data, &as) != nil || checkAlerts(as) != nil {
 				s.m.bad.WithLabelValues("fanout").Inc()
 				return
 			}

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,13 +60,13 @@ func (o *Options) setDefaults() {
 	if o.Policy == (Policy{}) {
 		o.Policy = DefaultPolicy()
 	}
-	o.HeartbeatInterval = cmpOr(o.HeartbeatInterval, service.DefaultHeartbeatInterval)
-	o.TickInterval = cmpOr(o.TickInterval, time.Second)
-	o.StatsInterval = cmpOr(o.StatsInterval, 5*time.Second)
-	o.RefreshInterval = cmpOr(o.RefreshInterval, 10*time.Second)
-	o.LeaseTTL = cmpOr(o.LeaseTTL, 3*time.Second)
-	o.LeaseRenew = cmpOr(o.LeaseRenew, time.Second)
-	o.LeaderInterval = cmpOr(o.LeaderInterval, time.Minute)
+	o.HeartbeatInterval = cmp.Or(o.HeartbeatInterval, service.DefaultHeartbeatInterval)
+	o.TickInterval = cmp.Or(o.TickInterval, time.Second)
+	o.StatsInterval = cmp.Or(o.StatsInterval, 5*time.Second)
+	o.RefreshInterval = cmp.Or(o.RefreshInterval, 10*time.Second)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, 3*time.Second)
+	o.LeaseRenew = cmp.Or(o.LeaseRenew, time.Second)
+	o.LeaderInterval = cmp.Or(o.LeaderInterval, time.Minute)
 }
 
 // validate checks filled options; the lease settings are checked by

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -377,8 +378,8 @@ type hedger struct {
 }
 
 func (h *hedger) init(o HedgeOptions) {
-	o.Budget = cmpOr(o.Budget, 0.05)
-	o.Quantile = cmpOr(o.Quantile, 0.99)
+	o.Budget = cmp.Or(o.Budget, 0.05)
+	o.Quantile = cmp.Or(o.Quantile, 0.99)
 	h.opts = o
 }
 

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,12 +153,12 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.Strategy < P2C || opts.Strategy > QueueGroup {
 		return nil, fmt.Errorf("router: unknown strategy %d", opts.Strategy)
 	}
-	opts.Timeout = cmpOr(opts.Timeout, 5*time.Second)
-	opts.Decay = cmpOr(opts.Decay, time.Second)
-	opts.Discovery = cmpOr(opts.Discovery, 2*time.Second)
-	opts.DiscoveryWait = cmpOr(opts.DiscoveryWait, 500*time.Millisecond)
-	opts.MaxInFlight = cmpOr(opts.MaxInFlight, 1024)
-	opts.MaxInFlightPerInstance = cmpOr(opts.MaxInFlightPerInstance, 256)
+	opts.Timeout = cmp.Or(opts.Timeout, 5*time.Second)
+	opts.Decay = cmp.Or(opts.Decay, time.Second)
+	opts.Discovery = cmp.Or(opts.Discovery, 2*time.Second)
+	opts.DiscoveryWait = cmp.Or(opts.DiscoveryWait, 500*time.Millisecond)
+	opts.MaxInFlight = cmp.Or(opts.MaxInFlight, 1024)
+	opts.MaxInFlightPerInstance = cmp.Or(opts.MaxInFlightPerInstance, 256)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -172,14 +173,6 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	r.hedge.init(opts.Hedge)
 	return r, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Start looks the instances up once, follows WEIGHTS, and keeps looking

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,7 +65,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: opts.Logger.With("component", "balancer"), tab: tab,
 		m: newMetrics(opts.Registerer), poke: make(chan struct{}, 1), ready: make(chan struct{}),
-		written: map[string]written{}, routeTimeout: cmpOr(opts.Router.Timeout, 5*time.Second),
+		written: map[string]written{}, routeTimeout: cmp.Or(opts.Router.Timeout, 5*time.Second),
 	}
 	s.elected, err = lease.NewElected(lease.ElectedOptions{
 		Key: lease.KeyBalancer, TTL: opts.LeaseTTL, Renew: opts.LeaseRenew,

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -179,7 +180,7 @@ func (t *Table) Tick(now time.Time) (records []Record, forgotten []string) {
 	for k, e := range t.m {
 		// An entry made by a MEMBERS record (replayed at start, before
 		// any heartbeat) is as old as when it was first seen.
-		if last := cmpOr(e.rec.LastReport, e.rec.FirstSeen); now.Sub(last) >= p.Forget {
+		if last := cmp.Or(e.rec.LastReport, e.rec.FirstSeen); now.Sub(last) >= p.Forget {
 			delete(t.m, k)
 			forgotten = append(forgotten, k)
 			continue

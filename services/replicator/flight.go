@@ -24,6 +24,8 @@ type unit struct {
 	first    time.Time
 	sent     time.Time
 	attempts int
+	// weight is what the unit holds of the bytes in flight.
+	weight int
 	// group is the batch the unit was sent with, when batches in flight
 	// are capped.
 	group *sendGroup
@@ -45,6 +47,7 @@ type flight struct {
 
 	slots      chan struct{} // one per message in flight
 	batchSlots chan struct{} // nil: batches in flight are not capped
+	bytes      *byteGate     // nil: bytes in flight are not capped
 
 	mu       sync.Mutex
 	inflight map[uint64]*unit
@@ -59,6 +62,8 @@ type flightOptions struct {
 	// (0: no cap).
 	maxInFlight int
 	maxBatches  int
+	// maxBytes caps the bytes in flight (0: no cap).
+	maxBytes int
 	// ackTimeout bounds one attempt; retryDeadline all attempts of a unit.
 	ackTimeout    time.Duration
 	retryDeadline time.Duration
@@ -82,6 +87,9 @@ func newFlight(nc *nats.Conn, o flightOptions) (*flight, error) {
 	}
 	if o.maxBatches > 0 {
 		f.batchSlots = make(chan struct{}, o.maxBatches)
+	}
+	if o.maxBytes > 0 {
+		f.bytes = newByteGate(o.maxBytes)
 	}
 	sub, err := nc.Subscribe(o.replyPrefix+"*", f.onAck)
 	if err != nil {
@@ -153,6 +161,9 @@ func (f *flight) send(units []*unit, grouped bool) bool {
 		now := time.Now()
 		for _, u := range units[i : i+n] {
 			u.first = now
+			if f.bytes != nil && f.bytes.acquire(len(u.msg.Data), f.stop) {
+				u.weight = len(u.msg.Data) // else stopping: publish fails u
+			}
 			f.publish(u)
 		}
 		i += n
@@ -308,6 +319,10 @@ func (f *flight) settle(u *unit, ack Ack, err error, held bool) {
 	if held {
 		f.release()
 	}
+	if u.weight > 0 {
+		f.bytes.release(u.weight)
+		u.weight = 0
+	}
 	if u.group != nil && u.group.left.Add(-1) == 0 {
 		f.releaseBatch()
 	}
@@ -326,4 +341,44 @@ func (f *flight) failAll(err error) {
 	for _, u := range units {
 		f.finish(u, Ack{}, err)
 	}
+}
+
+// byteGate caps the bytes in flight. One goroutine (the sender) waits on
+// it; a message larger than the cap passes when nothing else is in flight.
+type byteGate struct {
+	max int
+
+	mu    sync.Mutex
+	used  int
+	freed chan struct{} // closed and replaced at every release
+}
+
+func newByteGate(max int) *byteGate { return &byteGate{max: max, freed: make(chan struct{})} }
+
+// acquire takes n bytes, waiting until they fit, or reports false when
+// stop is closed first.
+func (g *byteGate) acquire(n int, stop <-chan struct{}) bool {
+	for {
+		g.mu.Lock()
+		if g.used == 0 || g.used+n <= g.max {
+			g.used += n
+			g.mu.Unlock()
+			return true
+		}
+		freed := g.freed
+		g.mu.Unlock()
+		select {
+		case <-freed:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+func (g *byteGate) release(n int) {
+	g.mu.Lock()
+	g.used -= n
+	close(g.freed)
+	g.freed = make(chan struct{})
+	g.mu.Unlock()
 }

@@ -26,6 +26,16 @@ const ingestEnvelopeInFlight = 64
 // enough for 1 MiB of 64-byte events, so bytes bind first.
 const ingestEnvelopeBatchEvents = 1 << 14
 
+// ingestQueue is the queue group of every intake subscription.
+const ingestQueue = "platform-replicator"
+
+// ingestBulkBytesInFlight caps the bytes of fire-and-forget events in
+// flight to the stream: a request's event queues behind them at the
+// stream leader, so the cap bounds that wait (8 MiB: a quarter of a
+// second at the 32 MB/s an fsync-always R3 stream stored 1 MiB events at
+// on the reference machine).
+const ingestBulkBytesInFlight = 8 << 20
+
 // DefaultMaxEventBytes is the largest event the ingest service accepts.
 const DefaultMaxEventBytes = 1 << 20
 
@@ -38,8 +48,12 @@ type Service struct {
 	drops   *drops
 	topics  *limiters
 	clients *limiters
-	pub     *Publisher
-	ready   chan struct{}
+	pub     *Publisher // fire-and-forget events and requests at level async
+	// requests is the lane of requests at quorum and all.
+	requests *requestLane
+	// bulk queues fire-and-forget events for take.
+	bulk  *bulkLane
+	ready chan struct{}
 	// fireDone counts a fire-and-forget event that could not be stored;
 	// made once, not per event.
 	fireDone func(Ack, error)
@@ -100,12 +114,11 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // accepted (up to 10 seconds) so every request is answered. It takes
 // events on a connection of its own, opened with Conn's options.
 func (s *Service) Run(ctx context.Context) error {
-	pendingMsgs, pendingBytes, pubBuffer := intakeLimits(s.opts.Buffer)
+	pendingMsgs, pendingBytes, pubBuffer, reqBuffer := intakeLimits(s.opts.Buffer)
 	popts := []PublisherOption{
 		WithLevel(Async),
 		WithCompression(s.opts.Compression, s.opts.CompressAbove),
 		WithLinger(s.opts.Linger),
-		WithMaxBuffered(pubBuffer),
 		WithRetry(DefaultAckTimeout, s.opts.RetryDeadline),
 		WithLogger(s.opts.Logger),
 		WithRegisterer(s.opts.Registerer),
@@ -134,7 +147,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	subject := streams.IngestSubject(">")
-	intake, err := dialIntake(s.opts.Conn, s.drops.asyncError(subject), s.log)
+	intake, _, err := dialIntake(s.opts.Conn, s.drops.asyncError(subject), s.log)
 	if err != nil {
 		return err
 	}
@@ -143,6 +156,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Conn:        intake,
 		Name:        "replicator",
 		Description: "Ingest: events published to ingest.<topic> are stored in EVENTS as events.<topic>",
+		QueueGroup:  ingestQueue,
 		Endpoints: []service.Endpoint{{
 			Name:         "ingest",
 			Subject:      subject,
@@ -161,20 +175,50 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub, err := NewPublisher(s.opts.JS, popts...)
+	pub, err := NewPublisher(s.opts.JS, append(popts, WithMaxBuffered(pubBuffer), WithMaxBytesInFlight(ingestBulkBytesInFlight))...)
 	if err != nil {
 		return fmt.Errorf("replicator: %w", err)
 	}
 	s.pub = pub
+	// Requests get a Publisher of their own: queued behind the
+	// fire-and-forget backlog they would wait for up to a GiB of it.
+	reqPub, err := NewPublisher(s.opts.JS, append(popts, WithMaxBuffered(reqBuffer))...)
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = pub.Close(cctx)
+		return fmt.Errorf("replicator: request lane: %w", err)
+	}
+	s.requests = &requestLane{pub: reqPub}
+	s.bulk = newBulkLane(pendingMsgs, pendingBytes)
+	go s.bulk.run(s.takeEvent)
 
 	// The service stops on its own context, after the loop below has
 	// frozen the drop count: a drained subscription no longer tells it.
 	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSvc()
+	// The other intake connections join once the micro service is up:
+	// they forward requests to its instance subject.
+	intakeUp := make(chan struct{})
+	var extra *extraIntake
+	go func() {
+		defer close(intakeUp)
+		select {
+		case <-svc.Ready():
+		case <-svcCtx.Done():
+			return
+		}
+		x, err := s.openExtraIntake(svc, subject, ingestQueue, pendingMsgs, pendingBytes)
+		if err != nil {
+			s.log.Warn("events are taken on one connection only", "err", err)
+			return
+		}
+		extra = x
+	}()
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
-		s.loop(ctx, svcCtx.Done(), svc.Ready())
+		s.loop(ctx, svcCtx.Done(), intakeUp)
 		s.drops.freeze()
 		s.drops.warn(time.Now().Add(dropWarnEvery))
 		stopSvc()
@@ -182,8 +226,15 @@ func (s *Service) Run(ctx context.Context) error {
 	err = svc.Run(svcCtx)
 	stopSvc()
 	<-loopDone
+	<-intakeUp
+	extra.close(10 * time.Second)
+	s.bulk.close()
+	<-s.bulk.done
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if cerr := reqPub.Close(cctx); cerr != nil {
+		s.log.Warn("requests left undrained at shutdown", "err", cerr)
+	}
 	if cerr := pub.Close(cctx); cerr != nil {
 		s.log.Warn("events left undrained at shutdown", "err", cerr)
 	}
@@ -223,10 +274,64 @@ func (s *Service) loop(ctx context.Context, stopped, ready <-chan struct{}) {
 	}
 }
 
-// handle takes one event. It never blocks on JetStream: the event is
-// queued and the request answered from the Publisher's callback, so many
-// requests share one batch (group commit).
+// handle sorts arrivals on the intake subscription's goroutine: a
+// fire-and-forget event goes to the bulk lane, a request is taken at once.
+// It never blocks on JetStream: events are queued and requests answered
+// from the Publisher's callback, so many requests share one batch (group
+// commit).
 func (s *Service) handle(_ context.Context, r *service.Request) {
+	if !r.HasReply() {
+		s.queueEvent(arrival{subject: r.Subject(), header: r.Header(), data: r.Data(), r: r})
+		return
+	}
+	s.take(r)
+}
+
+// queueEvent hands a fire-and-forget event to the bulk lane, or counts it
+// dropped when the lane is full.
+func (s *Service) queueEvent(a arrival) {
+	if reason := s.bulk.push(a); reason != "" {
+		s.drop(a, service.Errorf(service.CodeUnavailable, "ingest intake is full").With("reason", reason))
+	}
+}
+
+// takeEvent parses, admits and publishes one fire-and-forget event; the
+// bulk lane's worker calls it.
+func (s *Service) takeEvent(a arrival) {
+	ev, _, refusal := s.parse(a)
+	if refusal == nil && (s.topics != nil || s.clients != nil) {
+		if wait := admit(s.topics, s.clients, ev.Subject, clientOf(a), time.Now()); wait > 0 {
+			refusal = service.Errorf(service.CodeRateLimited, "rate limit exceeded for %s", ev.Subject).With("reason", "rate_limited")
+		}
+	}
+	if refusal == nil {
+		if err := s.pub.TryPublish(ev, s.fireDone); err != nil {
+			refusal = publishError(err)
+		}
+	}
+	if refusal != nil {
+		s.drop(a, refusal)
+		return
+	}
+	if a.r != nil {
+		a.r.Respond(nil)
+	}
+}
+
+// drop counts a fire-and-forget event as dropped for err's reason.
+func (s *Service) drop(a arrival, err *service.Error) {
+	reason := err.Code
+	if v, ok := err.Fields["reason"].(string); ok {
+		reason = v
+	}
+	s.drops.add(reason, 1)
+	if a.r != nil {
+		a.r.Fail(err)
+	}
+}
+
+// take parses, admits and publishes one request's event.
+func (s *Service) take(r *service.Request) {
 	ev, level, refusal := s.parse(r)
 	if refusal == nil && (s.topics != nil || s.clients != nil) {
 		if wait := admit(s.topics, s.clients, ev.Subject, clientOf(r), time.Now()); wait > 0 {
@@ -236,14 +341,6 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 	}
 	if refusal != nil {
 		s.refuse(r, refusal)
-		return
-	}
-	if !r.HasReply() {
-		if err := s.pub.TryPublish(ev, s.fireDone); err != nil {
-			s.refuse(r, publishError(err))
-			return
-		}
-		r.Respond(nil)
 		return
 	}
 	if level == Async {
@@ -259,26 +356,26 @@ func (s *Service) handle(_ context.Context, r *service.Request) {
 		r.Respond(IngestAck{Stream: streams.Events, Consistency: "async"})
 		return
 	}
-	err := s.pub.TryPublish(ev, func(ack Ack, err error) {
-		if err != nil {
-			s.m.errors.WithLabelValues(reasonOf(err)).Inc()
-			r.Fail(publishError(err))
-			return
-		}
-		a := IngestAck{Stream: ack.Stream, Seq: ack.Seq, Duplicate: ack.Duplicate}
-		if ack.Count > 1 {
-			i := ack.Index
-			a.Index = &i
-		}
-		r.Respond(a)
-	})
-	if err != nil {
-		s.refuse(r, publishError(err))
+	timeout, refusal := s.requestTimeout(r)
+	if refusal != nil {
+		s.refuse(r, refusal)
+		return
 	}
+	s.handleRequest(r, ev, timeout)
+}
+
+// incoming is what parse reads of an arrival: a *service.Request or an
+// arrival.
+type incoming interface {
+	Subject() string
+	Header() nats.Header
+	Data() []byte
+	HasReply() bool
+	Reply() string
 }
 
 // parse validates a request and turns it into a Message.
-func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
+func (s *Service) parse(r incoming) (Message, Level, *service.Error) {
 	subject := r.Subject()
 	var eventSubject string
 	if last := s.lastSubject.Load(); last != nil && last.ingest == subject {
@@ -314,10 +411,13 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 	var eh nats.Header
 	for k, vs := range h {
 		switch {
-		case k == streams.ConsistencyHeader || k == streams.ClientHeader:
+		case k == streams.ConsistencyHeader || k == streams.ClientHeader || k == streams.TimeoutHeader:
 			continue
 		case strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(strings.ToLower(k), "platform-envelope"):
 			return Message{}, 0, service.Errorf(service.CodeBadRequest, "header %s is reserved by the replicator", k).With("reason", "reserved_header")
+		case !producerMayDirect(k):
+			return Message{}, 0, service.Errorf(service.CodeBadRequest,
+				"header %s is a JetStream directive a producer may not set: only Nats-Msg-Id and Nats-Expected-* pass", k).With("reason", "reserved_header")
 		}
 		if eh == nil {
 			eh = nats.Header{}
@@ -327,10 +427,23 @@ func (s *Service) parse(r *service.Request) (Message, Level, *service.Error) {
 	return Message{Subject: eventSubject, Data: r.Data(), Header: eh, Level: level}, level, nil
 }
 
+// producerMayDirect reports whether a producer may set header k. JetStream
+// acts on Nats-* headers when it stores a message: a producer may ask
+// for deduplication (Nats-Msg-Id) and conditional appends
+// (Nats-Expected-*), which concern its own event; the others would purge
+// the stream (Nats-Rollup), or drive batches, schedules, counters, TTLs
+// or message tracing with the replicator's credentials. The check ignores
+// case, so a spelling that some server or client would read as the
+// directive is not stored as a look-alike either.
+func producerMayDirect(k string) bool {
+	l := strings.ToLower(k)
+	return !strings.HasPrefix(l, "nats-") || l == "nats-msg-id" || strings.HasPrefix(l, "nats-expected-")
+}
+
 // clientOf identifies the producer: the Platform-Client header, else the
 // reply subject without its last token (nats.go's per-connection inbox
 // prefix, _INBOX.<id>), else "anonymous".
-func clientOf(r *service.Request) string {
+func clientOf(r incoming) string {
 	if c := r.Header().Get(streams.ClientHeader); c != "" {
 		return "client:" + c
 	}

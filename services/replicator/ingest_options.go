@@ -61,6 +61,12 @@ type Options struct {
 	ClientRate float64
 	// ClientBurst is the per-client bucket size.
 	ClientBurst int
+	// RequestTimeout is the longest a request at quorum or all waits for
+	// its answer (default DefaultRequestTimeout): past it, or at once when
+	// earlier requests have waited half of it, the answer is unavailable
+	// with retry_after_ms. A request's Platform-Timeout header may
+	// shorten it.
+	RequestTimeout time.Duration
 	// RetryDeadline bounds publish retries across leader changes (default 30s).
 	RetryDeadline time.Duration
 	// HeartbeatInterval is the service heartbeat period (0: the default).
@@ -75,7 +81,7 @@ func (o *Options) validate() error {
 	switch {
 	case o.Conn == nil:
 		return errors.New("replicator: nil NATS connection")
-	case o.MaxEventBytes < 0 || o.CompressAbove < 0 || o.MaxInFlight < 0 || o.Buffer < 0:
+	case o.MaxEventBytes < 0 || o.CompressAbove < 0 || o.MaxInFlight < 0 || o.Buffer < 0 || o.RequestTimeout < 0:
 		return errors.New("replicator: sizes must not be negative")
 	case o.TopicRate < 0 || o.ClientRate < 0 || o.TopicBurst < 0 || o.ClientBurst < 0:
 		return errors.New("replicator: rates and bursts must not be negative")
@@ -113,6 +119,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Buffer == 0 {
 		o.Buffer = DefaultIngestBuffer
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.RetryDeadline == 0 {
 		o.RetryDeadline = DefaultRetryDeadline

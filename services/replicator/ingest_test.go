@@ -195,6 +195,13 @@ func TestIngestBadInput(t *testing.T) {
 		{"unknown consistency level", "ingest.x", []byte("{}"), nats.Header{streams.ConsistencyHeader: {"eventual"}}, service.CodeBadRequest},
 		{"reserved header", "ingest.x", []byte("{}"), nats.Header{"Content-Encoding": {"gzip"}}, service.CodeBadRequest},
 		{"envelope header", "ingest.x", []byte("{}"), nats.Header{streams.EnvelopeHeader: {"1"}}, service.CodeBadRequest},
+		// JetStream answered these with an internal error (rollup: 10111)
+		// or acted on them with the replicator's rights.
+		{"rollup header", "ingest.x", []byte("{}"), nats.Header{"Nats-Rollup": {"sub"}}, service.CodeBadRequest},
+		{"rollup header in lower case", "ingest.x", []byte("{}"), nats.Header{"nats-rollup": {"all"}}, service.CodeBadRequest},
+		{"ttl header", "ingest.x", []byte("{}"), nats.Header{"Nats-TTL": {"1s"}}, service.CodeBadRequest},
+		{"batch header", "ingest.x", []byte("{}"), nats.Header{"Nats-Batch-Id": {"b"}, "Nats-Batch-Sequence": {"1"}}, service.CodeBadRequest},
+		{"trace header", "ingest.x", []byte("{}"), nats.Header{"Nats-Trace-Dest": {"trace.me"}}, service.CodeBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, serr := request(t, nc, tc.subject, tc.data, tc.header)
@@ -207,6 +214,11 @@ func TestIngestBadInput(t *testing.T) {
 	a, serr := request(t, nc, "ingest.x", []byte("{}"), nil)
 	require.Nil(t, serr)
 	require.NotZero(t, a.Seq)
+	// The directives a producer may set still pass.
+	a, serr = request(t, nc, "ingest.x", []byte("{}"), nats.Header{"Nats-Msg-Id": {"bad-input-1"}, "Nats-Expected-Stream": {streams.Events}})
+	require.Nil(t, serr)
+	require.NotZero(t, a.Seq)
+	require.Equal(t, 7.0, counterValue(t, reg, "platform_replicator_errors_total", "reserved_header"))
 	require.NoError(t, nc.Publish("ingest.bad$topic", []byte("{}")))
 	clustertest.Eventually(t, 5*time.Second, func() error {
 		if v := counterValue(t, reg, "platform_replicator_dropped_events_total", "invalid_subject"); v != 1 {

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platform/platform/service"
+	"github.com/platform/platform/streams"
 )
 
 // DefaultIngestBuffer is the memory, in event bytes, the ingest service
@@ -34,14 +36,17 @@ const dropWarnEvery = 10 * time.Second
 
 // intakeLimits splits the ingest buffer between the intake subscription's
 // pending queue (a quarter: it fills only while intake is slower than the
-// arrivals) and the Publisher's buffer (the rest: it fills while JetStream
-// is slower than intake). The pending queue is also capped in messages, so
-// tiny events cannot hide their per-message overhead.
-func intakeLimits(buffer int) (pendingMsgs, pendingBytes, publisher int) {
+// arrivals), the request lane's Publisher (a sixteenth: requests wait for
+// their answer, so a backlog of them is short-lived) and the main
+// Publisher's buffer (the rest: it fills while JetStream is slower than
+// intake). The pending queue is also capped in messages, so tiny events
+// cannot hide their per-message overhead.
+func intakeLimits(buffer int) (pendingMsgs, pendingBytes, publisher, requests int) {
 	pendingBytes = max(buffer/4, 1<<20)
 	pendingMsgs = max(pendingBytes/128, 1024)
-	publisher = max(buffer-pendingBytes, DefaultMaxBatchBytes)
-	return pendingMsgs, pendingBytes, publisher
+	requests = max(buffer/16, DefaultMaxBatchBytes)
+	publisher = max(buffer-pendingBytes-requests, DefaultMaxBatchBytes)
+	return pendingMsgs, pendingBytes, publisher, requests
 }
 
 // drops counts fire-and-forget events that were not stored, by reason, and
@@ -58,14 +63,13 @@ type drops struct {
 	since    map[string]int64 // drops since the last WARN line, by reason
 	warned   time.Time
 
-	seen   int  // the intake subscription's drops already counted
-	frozen bool // its count is final
-
-	sub atomic.Pointer[nats.Subscription] // the intake subscription, once it dropped
+	subs   map[*nats.Subscription]int // intake subscriptions, with their drops already counted
+	frozen bool                       // their counts are final
 }
 
 func newDrops(log *slog.Logger, dropped *prometheus.CounterVec) *drops {
-	return &drops{log: log, dropped: dropped, counters: map[string]prometheus.Counter{}, since: map[string]int64{}}
+	return &drops{log: log, dropped: dropped, counters: map[string]prometheus.Counter{}, since: map[string]int64{},
+		subs: map[*nats.Subscription]int{}}
 }
 
 // add counts n events dropped for reason.
@@ -94,36 +98,49 @@ func (d *drops) asyncError(subject string) nats.ErrHandler {
 			}
 			return
 		}
-		d.sub.CompareAndSwap(nil, sub)
+		d.watch(sub)
 		d.collect()
 	}
 }
 
-// collect counts the intake subscription's drops not yet counted.
-func (d *drops) collect() {
-	sub := d.sub.Load()
-	if sub == nil {
-		return
+// watch adds an intake subscription whose drops collect counts.
+func (d *drops) watch(sub *nats.Subscription) {
+	d.mu.Lock()
+	if _, ok := d.subs[sub]; !ok && !d.frozen {
+		d.subs[sub] = 0
 	}
+	d.mu.Unlock()
+}
+
+// collect counts the intake subscriptions' drops not yet counted.
+func (d *drops) collect() {
 	d.mu.Lock()
 	if d.frozen {
 		d.mu.Unlock()
 		return
 	}
-	n, err := sub.Dropped()
 	delta := 0
-	if err == nil && n > d.seen {
-		delta, d.seen = n-d.seen, n
+	for sub, seen := range d.subs {
+		if n, err := sub.Dropped(); err == nil && n > seen {
+			delta += n - seen
+			d.subs[sub] = n
+		}
 	}
 	d.mu.Unlock()
 	d.add(reasonSlowConsumer, delta)
 }
 
-// freeze lifts the intake subscription's pending limits, so it drops no
-// more, and counts its last drops. Call it before the subscription
-// drains at shutdown: a drained subscription no longer tells its count.
+// freeze lifts the intake subscriptions' pending limits, so they drop no
+// more, and counts their last drops. Call it before the subscriptions
+// drain at shutdown: a drained subscription no longer tells its count.
 func (d *drops) freeze() {
-	if sub := d.sub.Load(); sub != nil {
+	d.mu.Lock()
+	subs := make([]*nats.Subscription, 0, len(d.subs))
+	for sub := range d.subs {
+		subs = append(subs, sub)
+	}
+	d.mu.Unlock()
+	for _, sub := range subs {
 		_ = sub.SetPendingLimits(-1, -1)
 	}
 	d.collect()
@@ -153,16 +170,100 @@ func (d *drops) warn(now time.Time) {
 		append([]any{"dropped", total}, args...)...)
 }
 
-// dialIntake opens the service's intake connection: the options of conn
-// (servers, credentials, TLS) with handlers of its own. A connection of its
-// own keeps a burst of incoming events from delaying the Publisher's acks
-// on conn, and lets the service see its subscription's slow consumer
-// errors, which nats.go reports to the connection's error handler.
-func dialIntake(conn *nats.Conn, onErr nats.ErrHandler, log *slog.Logger) (*nats.Conn, error) {
+// intakeConns is how many connections the ingest service takes events
+// on. The server holds at most max_pending (64 MiB by default) for each
+// connection and closes one that falls further behind, losing what it
+// held and everything sent until the connection is back; with one
+// connection a flood of 1 MiB events did that several times in 20 s
+// (issue 24). Four share a flood: each holds a quarter of it, on a reader
+// of its own. The order of fire-and-forget events across them is not
+// kept, as it is not across the instances of a queue group either.
+const intakeConns = 4
+
+// extraIntake is the intake connections beyond the micro service's own,
+// subscribed to the ingest subject in the service's queue group.
+type extraIntake struct {
+	conns  []*nats.Conn
+	closed []<-chan struct{}
+}
+
+// openExtraIntake subscribes intakeConns-1 more connections. Their
+// fire-and-forget events go to the bulk lane directly; a request is handed
+// to the micro endpoint on this instance's own subject, where it is
+// answered and counted like any other.
+func (s *Service) openExtraIntake(svc *service.Service, subject, queue string, pendingMsgs, pendingBytes int) (*extraIntake, error) {
+	x := &extraIntake{}
+	for range intakeConns - 1 {
+		nc, closed, err := dialIntake(s.opts.Conn, s.drops.asyncError(subject), s.log)
+		if err != nil {
+			x.close(time.Second)
+			return nil, err
+		}
+		x.conns = append(x.conns, nc)
+		x.closed = append(x.closed, closed)
+		prefix := streams.InstanceSubject(svc.MicroName(), svc.ID(), "")
+		sub, err := nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
+			if m.Reply == "" {
+				s.queueEvent(arrival{subject: m.Subject, header: m.Header, data: m.Data})
+				return
+			}
+			fwd := &nats.Msg{Subject: prefix + m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data}
+			if err := nc.PublishMsg(fwd); err != nil {
+				s.log.Debug("forward ingest request", "err", err)
+			}
+		})
+		if err == nil {
+			err = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+		}
+		if err == nil {
+			err = nc.FlushTimeout(5 * time.Second)
+		}
+		if err != nil {
+			x.close(time.Second)
+			return nil, fmt.Errorf("replicator: intake subscription: %w", err)
+		}
+		s.drops.watch(sub)
+	}
+	return x, nil
+}
+
+// close drains the connections, handing what they received to the bulk
+// lane, and waits up to timeout for them to close.
+func (x *extraIntake) close(timeout time.Duration) {
+	if x == nil {
+		return
+	}
+	for _, nc := range x.conns {
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		}
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for i, closed := range x.closed {
+		select {
+		case <-closed:
+		case <-deadline.C:
+			for _, nc := range x.conns[i:] {
+				nc.Close()
+			}
+			return
+		}
+	}
+}
+
+// dialIntake opens an intake connection of the service: the options of
+// conn (servers, credentials, TLS) with handlers of its own, and a channel
+// closed once it is closed. Connections of their own keep a burst of
+// incoming events from delaying the Publisher's acks on conn, and let the
+// service see its subscriptions' slow consumer errors, which nats.go
+// reports to the connection's error handler.
+func dialIntake(conn *nats.Conn, onErr nats.ErrHandler, log *slog.Logger) (*nats.Conn, <-chan struct{}, error) {
+	closed := make(chan struct{})
 	o := conn.Opts
 	o.Name = "platform-replicator-intake"
 	o.AsyncErrorCB = onErr
-	o.ClosedCB = nil
+	o.ClosedCB = func(*nats.Conn) { close(closed) }
 	o.ConnectedCB = nil
 	o.DisconnectedCB = nil
 	o.DisconnectedErrCB = func(_ *nats.Conn, err error) {
@@ -177,7 +278,7 @@ func dialIntake(conn *nats.Conn, onErr nats.ErrHandler, log *slog.Logger) (*nats
 	o.RetryOnFailedConnect = false
 	nc, err := o.Connect()
 	if err != nil {
-		return nil, fmt.Errorf("replicator: intake connection: %w", err)
+		return nil, nil, fmt.Errorf("replicator: intake connection: %w", err)
 	}
-	return nc, nil
+	return nc, closed, nil
 }

@@ -87,54 +87,79 @@ func storedEvents(t testing.TB, js jetstream.JetStream, subject string) int {
 }
 
 // TestBurstAccounted floods the ingest service with fire-and-forget events
-// far beyond a tiny buffer: every event sent must be stored or counted as
-// dropped by reason, the client library's drops at the intake
-// subscription's pending limits included.
+// far beyond its buffer: every event sent must be stored or counted as
+// dropped by reason, exactly, the client library's drops at the intake
+// subscription's pending limits included. With events near 1 MiB the
+// server's own limit on what it holds for the intake connection
+// (max_pending) is at stake too: a connection cut there would lose what
+// was queued on it, uncounted.
 func TestBurstAccounted(t *testing.T) {
-	e := newEnv(t, 1)
-	_, reg := startIngest(t, e, Options{Buffer: 1 << 20})
-	nc := clustertest.Connect(t, e.c)
-	const sent = 100_000
-	data := make([]byte, 128)
-	for i := range data {
-		data[i] = 'a' + byte(i%26)
-	}
-	for range sent {
-		require.NoError(t, nc.Publish(streams.IngestSubject("burst"), data))
-	}
-	require.NoError(t, nc.Flush())
+	for _, tc := range []struct {
+		name   string
+		sent   int
+		size   int
+		buffer int
+		nodes  int
+		// overflow: the burst must overflow the buffer, or the test
+		// proves nothing. Large events test the server's limit instead,
+		// with a buffer as large as the server holds for a connection.
+		overflow bool
+		opts     Options
+	}{
+		// One message per event and a shallow pipeline store slowly
+		// enough for the burst to overflow even a slow sender.
+		{"small events", 100_000, 128, 1 << 20, 1, true, Options{PerEvent: true, MaxInFlight: 4}},
+		{"1 MiB events", 500, 1<<20 - 4096, 64 << 20, 3, false, Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.nodes)
+			opts := tc.opts
+			opts.Buffer = tc.buffer
+			_, reg := startIngest(t, e, opts)
+			nc := clustertest.Connect(t, e.c)
+			data := make([]byte, tc.size)
+			for i := range data {
+				data[i] = 'a' + byte(i%26)
+			}
+			for range tc.sent {
+				require.NoError(t, nc.Publish(streams.IngestSubject("burst"), data))
+			}
+			require.NoError(t, nc.Flush())
 
-	// Every event is handled or dropped once the intake is idle: wait
-	// until the counts stop moving, then read what was stored.
-	var last [3]float64
-	stillSince := time.Now()
-	clustertest.Eventually(t, 2*time.Minute, func() error {
-		now := [3]float64{
-			sum(family(t, reg, "platform_replicator_dropped_events_total", "reason")),
-			sum(family(t, reg, "platform_replicator_events_in_total", "level")),
-			sum(family(t, reg, "platform_replicator_batches_out_total", "")),
-		}
-		if now != last {
-			last, stillSince = now, time.Now()
-			return fmt.Errorf("still moving: dropped %.0f, accepted %.0f", now[0], now[1])
-		}
-		if time.Since(stillSince) < 3*time.Second {
-			return fmt.Errorf("still for %s only", time.Since(stillSince))
-		}
-		return nil
-	})
-	stored := storedEvents(t, e.js, streams.EventSubject("burst"))
-	dropped := family(t, reg, "platform_replicator_dropped_events_total", "reason")
-	unaccounted := sent - stored - int(sum(dropped))
-	t.Logf("sent %d, stored %d, dropped %v, unaccounted %d", sent, stored, dropped, unaccounted)
-	if unaccounted != 0 {
-		t.Errorf("unaccounted events: got %d, want 0 (sent %d, stored %d, dropped %v)", unaccounted, sent, stored, dropped)
-	}
-	if dropped[reasonSlowConsumer]+dropped[reasonBufferFull] == 0 {
-		t.Errorf("the burst did not overflow the 1 MiB buffer (dropped %v): the test proves nothing", dropped)
-	}
-	if stored == 0 {
-		t.Error("nothing stored")
+			// Every event is handled or dropped once the intake is idle: wait
+			// until the counts stop moving, then read what was stored.
+			var last [4]float64
+			stillSince := time.Now()
+			clustertest.Eventually(t, 2*time.Minute, func() error {
+				now := [4]float64{
+					sum(family(t, reg, "platform_replicator_dropped_events_total", "reason")),
+					sum(family(t, reg, "platform_replicator_events_in_total", "level")),
+					sum(family(t, reg, "platform_replicator_batches_out_total", "")),
+					sum(family(t, reg, "platform_replicator_retries_total", "")),
+				}
+				if now != last {
+					last, stillSince = now, time.Now()
+					return fmt.Errorf("still moving: dropped %.0f, accepted %.0f", now[0], now[1])
+				}
+				if time.Since(stillSince) < 3*time.Second {
+					return fmt.Errorf("still for %s only", time.Since(stillSince))
+				}
+				return nil
+			})
+			stored := storedEvents(t, e.js, streams.EventSubject("burst"))
+			dropped := family(t, reg, "platform_replicator_dropped_events_total", "reason")
+			unaccounted := tc.sent - stored - int(sum(dropped))
+			t.Logf("sent %d, stored %d, dropped %v, unaccounted %d", tc.sent, stored, dropped, unaccounted)
+			if unaccounted != 0 {
+				t.Errorf("unaccounted events: got %d, want 0 (sent %d, stored %d, dropped %v)", unaccounted, tc.sent, stored, dropped)
+			}
+			if tc.overflow && dropped[reasonSlowConsumer]+dropped[reasonBufferFull] == 0 {
+				t.Errorf("the burst did not overflow the %d-byte buffer (dropped %v): the test proves nothing", tc.buffer, dropped)
+			}
+			if stored == 0 {
+				t.Error("nothing stored")
+			}
+		})
 	}
 }
 

@@ -18,6 +18,7 @@ type config struct {
 	envelope       bool
 	maxInFlight    int
 	maxBatches     int
+	maxBytesFlying int
 	maxBatchEvents int
 	maxBatchBytes  int
 	linger         time.Duration
@@ -102,6 +103,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: %d", ErrUnknownLevel, c.level)
 	case c.maxInFlight < 1:
 		return fmt.Errorf("max in flight must be at least 1, got %d", c.maxInFlight)
+	case c.maxBytesFlying < 0:
+		return fmt.Errorf("max bytes in flight must not be negative, got %d", c.maxBytesFlying)
 	case c.maxBatches < 0:
 		return fmt.Errorf("max batches in flight must not be negative, got %d", c.maxBatches)
 	case c.maxBatchEvents < 1:
@@ -151,6 +154,16 @@ func WithMaxInFlight(n int) PublisherOption {
 // load, so fewer and larger stream messages carry the same events.
 func WithMaxBatchesInFlight(n int) PublisherOption {
 	return func(c *config) error { c.maxBatches = n; return nil }
+}
+
+// WithMaxBytesInFlight caps the bytes of the stream messages published
+// and not yet acknowledged (default 0: no cap beyond WithMaxInFlight); a
+// message larger than the cap goes out alone. Another publisher's messages
+// to the same stream queue behind these at the stream leader, so the cap
+// bounds how long they wait: the ingest service keeps requests from
+// waiting behind many large fire-and-forget events with it.
+func WithMaxBytesInFlight(n int) PublisherOption {
+	return func(c *config) error { c.maxBytesFlying = n; return nil }
 }
 
 // WithBatch caps a batch at events events and bytes bytes (defaults 4096

@@ -98,7 +98,7 @@ func Decode(subject string, seq uint64, stamp time.Time, h nats.Header, data []b
 func ownHeader(h nats.Header) nats.Header {
 	var out nats.Header
 	for k, v := range h {
-		if strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, "Platform-Envelope") {
+		if strings.EqualFold(k, streams.ContentEncodingHeader) || strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, streams.EnvelopeHeader) {
 			continue
 		}
 		if out == nil {

@@ -259,48 +259,57 @@ func revisions(ops []op, last uint64) map[string]uint64 {
 	return revs
 }
 
-// send publishes the ops once: a single message as a plain publish, more
-// as an atomic batch under a fresh batch id.
+// send publishes the ops of one commit once, as one atomic unit.
 func (s *Store) send(ctx context.Context, id string, ops []op) (jsapi.PubAck, error) {
-	var ack jsapi.PubAck
 	actx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
-	if len(ops) == 1 {
-		m := s.message(id, ops[0])
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		resp, err := s.nc.RequestMsgWithContext(actx, m)
-		if err != nil {
-			return ack, err
+	ack, _, err := s.publishAtomic(actx, s.messages(id, ops))
+	return ack, err
+}
+
+// publishAtomic publishes msgs as one atomic unit and returns the
+// stream's acknowledgement. One message is atomic by itself and goes as a
+// plain publish, without the staging step of a batch; more go as an
+// atomic batch under a fresh batch id, the last one carrying the commit.
+// requested reports whether the final request went out: after an error
+// with requested set, the stream may have applied the messages.
+func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg) (ack jsapi.PubAck, requested bool, err error) {
+	last := len(msgs) - 1
+	what := "publish"
+	if last > 0 {
+		what = "batch commit"
+		batch := newID()
+		for i, m := range msgs {
+			m.Header.Set(streams.BatchIDHeader, batch)
+			m.Header.Set(streams.BatchSequenceHeader, strconv.Itoa(i+1))
 		}
-		if ack, err = jsapi.ParsePubAck(resp.Data); err != nil {
-			return ack, fmt.Errorf("publish: %w", err)
-		}
-		return ack, nil
-	}
-	batch := newID()
-	for i, o := range ops {
-		m := s.message(id, o)
-		if i == 0 {
-			m.Header.Set(jetstream.MsgIDHeader, id)
-		}
-		m.Header.Set(streams.BatchIDHeader, batch)
-		m.Header.Set(streams.BatchSequenceHeader, strconv.Itoa(i+1))
-		if i < len(ops)-1 {
+		msgs[last].Header.Set(streams.BatchCommitHeader, "1")
+		for _, m := range msgs[:last] {
 			if err := s.nc.PublishMsg(m); err != nil {
-				return ack, err
+				return ack, false, err
 			}
-			continue
-		}
-		m.Header.Set(streams.BatchCommitHeader, "1")
-		resp, err := s.nc.RequestMsgWithContext(actx, m)
-		if err != nil {
-			return ack, err
-		}
-		if ack, err = jsapi.ParsePubAck(resp.Data); err != nil {
-			return ack, fmt.Errorf("batch commit: %w", err)
 		}
 	}
-	return ack, nil
+	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[last])
+	if err != nil {
+		return ack, true, err
+	}
+	if ack, err = jsapi.ParsePubAck(resp.Data); err != nil {
+		return ack, true, fmt.Errorf("%s: %w", what, err)
+	}
+	return ack, true, nil
+}
+
+// messages builds the stream messages of one commit. The first carries
+// the commit's id as its Nats-Msg-Id, so that a resend of an applied
+// commit is refused as a duplicate.
+func (s *Store) messages(id string, ops []op) []*nats.Msg {
+	msgs := make([]*nats.Msg, len(ops))
+	for i, o := range ops {
+		msgs[i] = s.message(id, o)
+	}
+	msgs[0].Header.Set(jetstream.MsgIDHeader, id)
+	return msgs
 }
 
 // message builds the stream message of one op.

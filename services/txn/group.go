@@ -3,15 +3,12 @@ package txn
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/internal/jsapi"
-	"github.com/platform/platform/streams"
 )
 
 // maxGroup bounds the transactions merged into one atomic batch.
@@ -226,57 +223,18 @@ func (s *Store) sendGroup(ctx context.Context, members []*groupMember) {
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 	defer cancel()
-	total := 0
+	var msgs []*nats.Msg
 	for _, x := range members {
-		total += len(x.ops)
+		msgs = append(msgs, s.messages(x.id, x.ops)...)
 	}
-	batch := newID()
-	seq := 0
-	var resp *nats.Msg
-	if total == 1 {
-		// One message is atomic by itself: a plain publish, without the
-		// staging step of a batch.
-		msg := s.message(members[0].id, members[0].ops[0])
-		msg.Header.Set(jetstream.MsgIDHeader, members[0].id)
-		var err error
-		if resp, err = s.nc.RequestMsgWithContext(actx, msg); err != nil {
-			fallback(ctx.Err() == nil && jsapi.IsTransient(err))
-			return
-		}
+	total := len(msgs)
+	ack, requested, err := s.publishAtomic(actx, msgs)
+	if err != nil {
+		// After the request went out the batch may have reached the stream.
+		fallback(requested && ctx.Err() == nil && jsapi.IsTransient(err))
+		return
 	}
-	for _, x := range members {
-		if total == 1 {
-			break
-		}
-		for i, o := range x.ops {
-			msg := s.message(x.id, o)
-			if i == 0 {
-				msg.Header.Set(jetstream.MsgIDHeader, x.id)
-			}
-			seq++
-			msg.Header.Set(streams.BatchIDHeader, batch)
-			msg.Header.Set(streams.BatchSequenceHeader, strconv.Itoa(seq))
-			if seq < total {
-				if err := s.nc.PublishMsg(msg); err != nil {
-					fallback(false)
-					return
-				}
-				continue
-			}
-			msg.Header.Set(streams.BatchCommitHeader, "1")
-			var err error
-			resp, err = s.nc.RequestMsgWithContext(actx, msg)
-			if err != nil {
-				// The commit may have reached the stream.
-				fallback(ctx.Err() == nil && jsapi.IsTransient(err))
-				return
-			}
-		}
-	}
-	ack, err := jsapi.ParsePubAck(resp.Data)
-	if err == nil {
-		err = ack.Err()
-	}
+	err = ack.Err()
 	if err == nil && ack.Seq < uint64(total) {
 		err = fmt.Errorf("batch acknowledged at sequence %d for %d messages", ack.Seq, total)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,10 +94,21 @@ type Value struct {
 type CommitRequest struct {
 	// Reads maps each key read to the revision read (0: absent).
 	Reads map[string]uint64 `json:"reads"`
-	// Writes maps keys to new values.
+	// Writes maps keys to new values (strings; null is refused: list a
+	// key to delete in Deletes).
 	Writes map[string]string `json:"writes"`
 	// Deletes lists keys to delete.
 	Deletes []string `json:"deletes"`
+}
+
+// commitBody is CommitRequest as the service decodes it: a null write is
+// told apart from an empty string and refused. Taking it as a delete
+// would give deletes a second spelling, and a client that sends null by
+// mistake (an unset variable) would destroy data instead of hearing why.
+type commitBody struct {
+	Reads   map[string]uint64  `json:"reads"`
+	Writes  map[string]*string `json:"writes"`
+	Deletes []string           `json:"deletes"`
 }
 
 // CommitResponse answers a successful txn.commit.
@@ -217,7 +229,7 @@ func (s *Service) handleGet(ctx context.Context, r *service.Request) (any, error
 
 func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 	start := time.Now()
-	var req CommitRequest
+	var req commitBody
 	if err := r.Decode(&req); err != nil {
 		s.metrics.result("invalid")
 		r.Fail(err)
@@ -226,8 +238,20 @@ func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 	c := Commit{Reads: req.Reads, Deletes: req.Deletes}
 	if len(req.Writes) > 0 {
 		c.Writes = make(map[string][]byte, len(req.Writes))
+		var null []string // keys written as null
 		for k, v := range req.Writes {
-			c.Writes[k] = []byte(v)
+			if v == nil {
+				null = append(null, k)
+				continue
+			}
+			c.Writes[k] = []byte(*v)
+		}
+		if len(null) > 0 {
+			k := slices.Min(null)
+			s.metrics.result("invalid")
+			r.Fail(service.Errorf(service.CodeBadRequest,
+				`write of %q is null: a write takes a string value; to delete a key, list it in "deletes"`, k).With("key", k))
+			return
 		}
 	}
 	if c.Empty() {

@@ -119,6 +119,22 @@ func TestService(t *testing.T) {
 		require.Equal(t, true, out["committed"], out)
 	})
 
+	t.Run("a null write in msgpack is refused", func(t *testing.T) {
+		b, err := msgpack.Marshal(map[string]any{"writes": map[string]any{"mp.null": nil}})
+		require.NoError(t, err)
+		m := nats.NewMsg(streams.TxnCommitSubject)
+		m.Header.Set(service.ContentTypeHeader, service.ContentTypeMsgpack)
+		m.Data = b
+		resp, err := nc.RequestMsg(m, 10*time.Second)
+		require.NoError(t, err)
+		perr := service.ParseError(service.Msgpack, resp.Data)
+		require.NotNil(t, perr, "%q", resp.Data)
+		require.Equal(t, service.CodeBadRequest, perr.Code)
+		require.Equal(t, "mp.null", perr.Fields["key"])
+		_, err = e.kv.Get(clustertest.Context(t, 5*time.Second), "mp.null")
+		require.Error(t, err, "nothing is written")
+	})
+
 	t.Run("bad input gets a clear code and writes nothing", func(t *testing.T) {
 		stream, err := e.js.Stream(clustertest.Context(t, 5*time.Second), "KV_STATE")
 		require.NoError(t, err)
@@ -141,6 +157,8 @@ func TestService(t *testing.T) {
 			{"invalid key", streams.TxnCommitSubject, `{"writes":{"a b":"1"}}`, service.CodeBadRequest},
 			{"wildcard key", streams.TxnCommitSubject, `{"writes":{"a.>":"1"}}`, service.CodeBadRequest},
 			{"reserved key", streams.TxnCommitSubject, `{"writes":{"_txn.marker":"1"}}`, service.CodeBadRequest},
+			{"null write", streams.TxnCommitSubject, `{"writes":{"a":null}}`, service.CodeBadRequest},
+			{"null write among values", streams.TxnCommitSubject, `{"writes":{"a":"1","b":null}}`, service.CodeBadRequest},
 			{"written and deleted", streams.TxnCommitSubject, `{"writes":{"a":"1"},"deletes":["a"]}`, service.CodeBadRequest},
 			{"more keys than a batch allows", streams.TxnCommitSubject, `{"writes":{` + strings.Join(manyKeys, ",") + `}}`, service.CodeTooLarge},
 			{"oversize value", streams.TxnCommitSubject, `{"writes":{"a":"` + strings.Repeat("x", 65) + `"}}`, service.CodeTooLarge},

@@ -2,6 +2,8 @@ package detectorbench
 
 import (
 	"bytes"
+	"encoding/xml"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -84,11 +86,7 @@ func TestEvaluationTargets(t *testing.T) {
 	all := held(NameOurs, "", "")
 	require.Equal(t, all.Deaths, all.Detected)
 	require.Zero(t, all.FalseVerdicts, "ours: false positives after the warm-up")
-	png := filepath.Join(t.TempDir(), "eval.png")
-	require.NoError(t, rep.Plot(png))
-	b, err := os.ReadFile(png)
-	require.NoError(t, err)
-	require.True(t, bytes.HasPrefix(b, []byte("\x89PNG")), "a PNG")
+	requirePlot(t, rep)
 
 	p := rep.Predictor
 	require.GreaterOrEqual(t, p.AUC, 0.9)
@@ -124,4 +122,43 @@ func TestAUC(t *testing.T) {
 	require.Equal(t, 0.0, auc([]float64{0.1}, []float64{0.9}))
 	require.Equal(t, 0.5, auc([]float64{0.5}, []float64{0.5}))
 	require.True(t, math.IsNaN(auc(nil, []float64{1})))
+}
+
+// requirePlot draws rep and checks the file is well-formed SVG with ours in
+// the legend.
+func requirePlot(t *testing.T, rep Report) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "eval.svg")
+	require.NoError(t, rep.Plot(file))
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(b, []byte("<svg ")), "an SVG document")
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err, "well-formed XML")
+	}
+	require.Contains(t, string(b), ">ours (defaults)</text>")
+}
+
+func TestPlot(t *testing.T) {
+	rep := Report{
+		Trace: TraceOptions{Instances: 3},
+		Held:  1,
+		Points: []Score{
+			{Detector: NameFixed, Config: "timeout=1s", P99MS: 1200, FalsePer1kHours: 0},
+			{Detector: NamePhi, Config: "phi=8, window=100", P99MS: 2500, FalsePer1kHours: 40},
+			{Detector: NamePhi, Config: "phi=8, window=200", P99MS: math.Inf(1)},
+			{Detector: "x<&>", Config: "odd", P99MS: 900, FalsePer1kHours: 1e5},
+		},
+		Scores: []Score{
+			{Detector: NameOurs, Config: "defaults", Traces: "held-out, all", P99MS: 800},
+			{Detector: NameFixed, Config: "timeout=1s", Traces: "held-out, all", P99MS: 1200},
+		},
+	}
+	requirePlot(t, rep)
+	require.Error(t, rep.Plot(filepath.Join(t.TempDir(), "eval.png")), "only SVG")
 }

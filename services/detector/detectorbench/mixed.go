@@ -1,6 +1,7 @@
 package detectorbench
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -83,7 +84,7 @@ func generateMixed(opts TraceOptions) *trace {
 		}
 		in.lives = []incarnation{life}
 		g.mixedLife(in, life, dur)
-		slices.SortStableFunc(in.beats, func(a, b simBeat) int { return cmpInt64(a.at, b.at) })
+		slices.SortStableFunc(in.beats, func(a, b simBeat) int { return cmp.Compare(a.at, b.at) })
 		tr.instances = append(tr.instances, in)
 	}
 	return tr

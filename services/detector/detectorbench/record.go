@@ -85,24 +85,12 @@ func Record(ctx context.Context, opts RecordOptions) (*Recording, error) {
 	if opts.Spawn == nil {
 		return nil, errors.New("record: no way to spawn instance processes")
 	}
-	opts.Duration = cmp0(opts.Duration, 60*time.Second)
-	opts.Interval = cmp0(opts.Interval, 100*time.Millisecond)
-	opts.PerProcess = max(opts.PerProcess, 0)
-	if opts.PerProcess == 0 {
-		opts.PerProcess = 10
-	}
-	if opts.Seed == 0 {
-		opts.Seed = 1
-	}
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	opts.setDefaults()
+	srv, err := startRecordServer()
 	if err != nil {
-		return nil, fmt.Errorf("record: server: %w", err)
+		return nil, fmt.Errorf("record: %w", err)
 	}
-	go srv.Start()
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		return nil, errors.New("record: server not ready")
-	}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
 	proxy, err := newDelayProxy(srv.Addr().String(), rng.Uint64())
 	if err != nil {
@@ -127,21 +115,7 @@ func Record(ctx context.Context, opts RecordOptions) (*Recording, error) {
 		return nil, fmt.Errorf("record: flush: %w", err)
 	}
 
-	late := opts.Duration >= 45*time.Second
-	at := func(early, lateFrac float64) float64 {
-		if late {
-			return lateFrac
-		}
-		return early
-	}
-	procs := []*recordedProcess{
-		{class: ClassQuiet, service: "rec-quiet"},
-		{class: ClassContended, service: "rec-contended", burners: 4, dies: at(0.6, 0.70)},
-		{class: ClassPaused, service: "rec-paused", pauses: true, dies: at(0.7, 0.80), lost: true},
-		{class: ClassDelayed, service: "rec-delayed", proxied: true, dies: at(0.65, 0.75)},
-		{class: ClassQuiet, service: "rec-crash", dies: at(0.5, 0.60)},
-		{class: ClassQuiet, service: "rec-lost", dies: at(0.55, 0.65), lost: true},
-	}
+	procs := recordedProcesses(opts.Duration)
 	defer func() {
 		for _, p := range procs {
 			if p.cmd != nil && p.cmd.Process != nil {
@@ -192,11 +166,53 @@ func Record(ctx context.Context, opts RecordOptions) (*Recording, error) {
 	return rec.recording(procs, opts), nil
 }
 
-func cmp0(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
+func (o *RecordOptions) setDefaults() {
+	o.Duration = positiveOr(o.Duration, 60*time.Second)
+	o.Interval = positiveOr(o.Interval, 100*time.Millisecond)
+	o.PerProcess = max(o.PerProcess, 0)
+	if o.PerProcess == 0 {
+		o.PerProcess = 10
 	}
-	return d
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+}
+
+// startRecordServer starts the recording's own NATS server on a free
+// loopback port.
+func startRecordServer() (*server.Server, error) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, errors.New("server not ready")
+	}
+	return srv, nil
+}
+
+// recordedProcesses is the plan of a recording of duration d: which
+// processes run and when each dies, as a fraction of d. A recording of 45
+// seconds or more lets the deaths come later, after a longer steady run.
+func recordedProcesses(d time.Duration) []*recordedProcess {
+	late := d >= 45*time.Second
+	at := func(early, lateFrac float64) float64 {
+		if late {
+			return lateFrac
+		}
+		return early
+	}
+	return []*recordedProcess{
+		{class: ClassQuiet, service: "rec-quiet"},
+		{class: ClassContended, service: "rec-contended", burners: 4, dies: at(0.6, 0.70)},
+		{class: ClassPaused, service: "rec-paused", pauses: true, dies: at(0.7, 0.80), lost: true},
+		{class: ClassDelayed, service: "rec-delayed", proxied: true, dies: at(0.65, 0.75)},
+		{class: ClassQuiet, service: "rec-crash", dies: at(0.5, 0.60)},
+		{class: ClassQuiet, service: "rec-lost", dies: at(0.55, 0.65), lost: true},
+	}
 }
 
 // run plays the process's fate: pauses, then its death.

@@ -170,17 +170,72 @@ func MeasureScaleIO(ctx context.Context, opts ScaleIOOptions) (ScaleIOReport, er
 	if opts.SpawnDetector == nil || opts.SpawnSenders == nil || opts.Conn == nil {
 		return ScaleIOReport{}, errors.New("scale: a connection and both spawn functions are required")
 	}
-	opts.Instances = cmpInt(opts.Instances, 10000)
-	opts.Seconds = cmpInt(opts.Seconds, 30)
+	opts.Instances = positiveOr(opts.Instances, 10000)
+	opts.Seconds = positiveOr(opts.Seconds, 30)
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	det, err := startScaleDetector(ctx, opts)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	defer stopProcess(det)
+	snd, sent, err := startScaleSenders(ctx, opts)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	defer stopProcess(snd)
+	js, err := jetstream.New(opts.Conn)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	m := scaleMeter{js: js, pid: det.Process.Pid, sent: sent}
+	// The joins are published before the steady state is measured: every
+	// instance's record in MEMBERS and its transition in DETECTOR.
+	if err := waitFor(ctx, 300*time.Second, func() error { return m.joined(ctx, opts.Instances) }); err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	before, err := m.snap(ctx)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	start := time.Now()
+	for range opts.Seconds {
+		select {
+		case <-ctx.Done():
+			return ScaleIOReport{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if opts.Progress != nil {
+			opts.Progress()
+		}
+	}
+	after, err := m.snap(ctx)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	secs := time.Since(start).Seconds()
+	alive, err := aliveCount(ctx, opts.Conn)
+	if err != nil {
+		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+	}
+	return ScaleIOReport{
+		Instances: opts.Instances, Seconds: secs,
+		Cores:            (after.cpu - before.cpu).Seconds() / secs,
+		HeartbeatsPerSec: float64(after.beats-before.beats) / secs, ProbesPerSec: float64(after.pings-before.pings) / secs,
+		WritesPerSec: float64(after.members-before.members) / secs, TransitionsPerSec: float64(after.transitions-before.transitions) / secs,
+		Alive: alive,
+	}, nil
+}
+
+// startScaleDetector starts the detector process and waits until it is
+// the active instance.
+func startScaleDetector(ctx context.Context, opts ScaleIOOptions) (*exec.Cmd, error) {
 	det := opts.SpawnDetector(opts.URL)
 	det.Stdout, det.Stderr = io.Discard, io.Discard
 	if err := det.Start(); err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: start detector: %w", err)
+		return nil, fmt.Errorf("start detector: %w", err)
 	}
-	defer stopProcess(det)
 	if err := waitFor(ctx, 60*time.Second, func() error {
 		st, err := status(ctx, opts.Conn)
 		if err == nil && !st.Active {
@@ -188,23 +243,31 @@ func MeasureScaleIO(ctx context.Context, opts ScaleIOOptions) (ScaleIOReport, er
 		}
 		return err
 	}); err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: detector: %w", err)
+		stopProcess(det)
+		return nil, fmt.Errorf("detector: %w", err)
 	}
+	return det, nil
+}
 
+// sentCount is what the senders process last reported sending.
+type sentCount struct {
+	sync.Mutex
+	beats, pings int64
+}
+
+// startScaleSenders starts the senders process, follows the counts it
+// prints, and waits until the detector holds every instance alive.
+func startScaleSenders(ctx context.Context, opts ScaleIOOptions) (*exec.Cmd, *sentCount, error) {
 	snd := opts.SpawnSenders(SenderOptions{URL: opts.URL, Instances: opts.Instances, Interval: opts.Interval, Conns: 8})
 	out, err := snd.StdoutPipe()
 	if err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		return nil, nil, err
 	}
 	snd.Stderr = io.Discard
 	if err := snd.Start(); err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: start senders: %w", err)
+		return nil, nil, fmt.Errorf("start senders: %w", err)
 	}
-	defer stopProcess(snd)
-	var sent struct {
-		sync.Mutex
-		beats, pings int64
-	}
+	sent := &sentCount{}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -223,94 +286,78 @@ func MeasureScaleIO(ctx context.Context, opts ScaleIOOptions) (ScaleIOReport, er
 		}
 		return err
 	}); err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		stopProcess(snd)
+		return nil, nil, err
 	}
+	return snd, sent, nil
+}
 
-	js, err := jetstream.New(opts.Conn)
+// scaleMeter reads the figures the scale measurement compares between
+// its start and its end.
+type scaleMeter struct {
+	js   jetstream.JetStream
+	pid  int
+	sent *sentCount
+}
+
+// scaleSnapshot is the detector's CPU time, the last sequences of
+// MEMBERS and DETECTOR, and the senders' counts at one moment.
+type scaleSnapshot struct {
+	cpu                  time.Duration
+	members, transitions uint64
+	beats, pings         int64
+}
+
+func (m scaleMeter) state(ctx context.Context, stream string, opts ...jetstream.StreamInfoOpt) (jetstream.StreamState, error) {
+	s, err := m.js.Stream(ctx, stream)
 	if err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		return jetstream.StreamState{}, err
 	}
-	state := func(stream string, opts ...jetstream.StreamInfoOpt) (jetstream.StreamState, error) {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			return jetstream.StreamState{}, err
-		}
-		info, err := s.Info(ctx, opts...)
-		if err != nil {
-			return jetstream.StreamState{}, err
-		}
-		return info.State, nil
-	}
-	lastSeq := func(stream string) (uint64, error) {
-		st, err := state(stream)
-		return st.LastSeq, err
-	}
-	// The joins are published before the steady state is measured: every
-	// instance's record in MEMBERS and its transition in DETECTOR.
-	if err := waitFor(ctx, 300*time.Second, func() error {
-		m, err := state(streams.KVStream(streams.BucketMembers),
-			jetstream.WithSubjectFilter(streams.KVSubject(streams.BucketMembers, scaleService+".*")))
-		if err != nil {
-			return err
-		}
-		d, err := state(streams.Detector,
-			jetstream.WithSubjectFilter(streams.DetectorSubject(string(membership.Alive), scaleService, "*")))
-		if err != nil {
-			return err
-		}
-		if len(m.Subjects) < opts.Instances || len(d.Subjects) < opts.Instances {
-			return fmt.Errorf("MEMBERS holds %d records and DETECTOR %d joins of %d", len(m.Subjects), len(d.Subjects), opts.Instances)
-		}
-		return nil
-	}); err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
-	}
-	snap := func() (cpu time.Duration, members, transitions uint64, beats, pings int64, err error) {
-		if cpu, err = processCPUOf(det.Process.Pid); err != nil {
-			return
-		}
-		if members, err = lastSeq(streams.KVStream(streams.BucketMembers)); err != nil {
-			return
-		}
-		if transitions, err = lastSeq(streams.Detector); err != nil {
-			return
-		}
-		sent.Lock()
-		beats, pings = sent.beats, sent.pings
-		sent.Unlock()
-		return
-	}
-	cpu0, m0, t0, b0, p0, err := snap()
+	info, err := s.Info(ctx, opts...)
 	if err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		return jetstream.StreamState{}, err
 	}
-	start := time.Now()
-	for range opts.Seconds {
-		select {
-		case <-ctx.Done():
-			return ScaleIOReport{}, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		if opts.Progress != nil {
-			opts.Progress()
-		}
-	}
-	cpu1, m1, t1, b1, p1, err := snap()
+	return info.State, nil
+}
+
+// joined returns nil once MEMBERS holds a record and DETECTOR a join of
+// each of n instances.
+func (m scaleMeter) joined(ctx context.Context, n int) error {
+	mem, err := m.state(ctx, streams.KVStream(streams.BucketMembers),
+		jetstream.WithSubjectFilter(streams.KVSubject(streams.BucketMembers, scaleService+".*")))
 	if err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		return err
 	}
-	secs := time.Since(start).Seconds()
-	alive, err := aliveCount(ctx, opts.Conn)
+	det, err := m.state(ctx, streams.Detector,
+		jetstream.WithSubjectFilter(streams.DetectorSubject(string(membership.Alive), scaleService, "*")))
 	if err != nil {
-		return ScaleIOReport{}, fmt.Errorf("scale: %w", err)
+		return err
 	}
-	return ScaleIOReport{
-		Instances: opts.Instances, Seconds: secs,
-		Cores:            (cpu1 - cpu0).Seconds() / secs,
-		HeartbeatsPerSec: float64(b1-b0) / secs, ProbesPerSec: float64(p1-p0) / secs,
-		WritesPerSec: float64(m1-m0) / secs, TransitionsPerSec: float64(t1-t0) / secs,
-		Alive: alive,
-	}, nil
+	if len(mem.Subjects) < n || len(det.Subjects) < n {
+		return fmt.Errorf("MEMBERS holds %d records and DETECTOR %d joins of %d", len(mem.Subjects), len(det.Subjects), n)
+	}
+	return nil
+}
+
+func (m scaleMeter) snap(ctx context.Context) (scaleSnapshot, error) {
+	var s scaleSnapshot
+	var err error
+	if s.cpu, err = processCPUOf(m.pid); err != nil {
+		return s, err
+	}
+	mem, err := m.state(ctx, streams.KVStream(streams.BucketMembers))
+	if err != nil {
+		return s, err
+	}
+	det, err := m.state(ctx, streams.Detector)
+	if err != nil {
+		return s, err
+	}
+	s.members, s.transitions = mem.LastSeq, det.LastSeq
+	m.sent.Lock()
+	s.beats, s.pings = m.sent.beats, m.sent.pings
+	m.sent.Unlock()
+	return s, nil
 }
 
 // Result returns the report as a bench row.
@@ -325,7 +372,9 @@ func (r ScaleIOReport) Result() bench.Result {
 	}
 }
 
-func cmpInt(v, def int) int {
+// positiveOr returns v when it is positive, else def: a zero or negative
+// setting takes its default.
+func positiveOr[T ~int | ~int64](v, def T) T {
 	if v <= 0 {
 		return def
 	}

@@ -1,6 +1,7 @@
 package detectorbench
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -150,7 +151,7 @@ func generateSlowDeaths(opts TraceOptions) *trace {
 		in.lives = append(in.lives, life)
 		var seq uint64
 		g.life(in, life, &seq, net, dur)
-		slices.SortStableFunc(in.beats, func(a, b simBeat) int { return cmpInt64(a.at, b.at) })
+		slices.SortStableFunc(in.beats, func(a, b simBeat) int { return cmp.Compare(a.at, b.at) })
 		tr.instances = append(tr.instances, in)
 	}
 	return tr
@@ -255,14 +256,4 @@ func itoa(i int) string {
 		i /= 10
 	}
 	return string(b[n:])
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -40,6 +40,15 @@ type Options struct {
 	// rounds of the baseline and the Publisher (default 3), so load from
 	// elsewhere on the machine hits both sides alike.
 	Rounds int
+	// FloodEvents and FloodSize are the fire-and-forget events Flood
+	// publishes while the requests run (default 3,000,000 of 128 bytes).
+	FloodEvents, FloodSize int
+	// Consistency is the Platform-Consistency of Flood's requests
+	// (default all).
+	Consistency string
+	// Timeout is how long a Flood request waits for its answer (default
+	// 5s, the stock CLI's).
+	Timeout time.Duration
 
 	lat  *bench.Latencies // shared across rounds when set
 	prog *bench.Progress
