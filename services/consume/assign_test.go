@@ -4,6 +4,11 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/streams"
 )
 
 func members(n int) []string {
@@ -161,5 +166,23 @@ func TestStartSeqIsLowestPosition(t *testing.T) {
 	m := &Member{owned: map[int]*owned{0: {next: cursor{seq: 900}}, 2: {next: cursor{seq: 40, index: 3}}}}
 	if got := m.startSeq(); got != 40 {
 		t.Errorf("start %d, want 40", got)
+	}
+}
+
+func TestKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ev   replicator.Event
+		want string
+	}{
+		{name: "topic", ev: replicator.Event{Subject: "events.orders.eu"}, want: "orders.eu"},
+		{name: "header", ev: replicator.Event{Subject: "events.orders.eu", Header: nats.Header{streams.KeyHeader: {"acct-7"}}}, want: "acct-7"},
+		{name: "empty header", ev: replicator.Event{Subject: "events.orders", Header: nats.Header{streams.KeyHeader: {""}}}, want: "orders"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Key(tc.ev); got != tc.want {
+				t.Errorf("Key = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
