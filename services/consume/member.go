@@ -53,6 +53,7 @@ type Member struct {
 	js   jetstream.JetStream
 
 	owned  map[int]*owned // owned by Run's goroutine
+	view   *view          // set by Run before the loop starts
 	reread bool           // the reader must start again from the positions; owned by Run's goroutine
 
 	// pauseKeeper stops the membership and lease loop (tests simulate a
@@ -62,6 +63,8 @@ type Member struct {
 	fenced atomic.Int64
 	// applied counts events committed.
 	applied atomic.Int64
+	// held is how many partitions the member owns.
+	held atomic.Int32
 }
 
 // owned is a partition this member holds.
@@ -143,6 +146,7 @@ func (m *Member) run(ctx context.Context) error {
 		stopKeeper()
 		wg.Wait()
 	}()
+	m.view = v
 	m.loop(ctx, v)
 	return nil
 }
@@ -303,6 +307,7 @@ func (m *Member) loop(ctx context.Context, v *view) {
 			return
 		case <-t.C:
 			gained := m.follow(ctx, v)
+			m.held.Store(int32(len(m.owned)))
 			switch {
 			case gained, m.reread, r == nil && len(m.owned) > 0:
 				m.reread = false

@@ -94,6 +94,11 @@ var errMoved = errors.New("position moved")
 func (m *Member) apply(ctx context.Context, p int, o *owned, evs []replicator.Event) outcome {
 	key := posKey(m.opts.Group, p)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if m.view.owner(p) != m.opts.Member {
+			// Assigned away: stop now, so the new owner's take is not
+			// held up by commits that would be refused anyway.
+			return lost
+		}
 		// Drop what an earlier commit already applied.
 		for len(evs) > 0 && cursorOf(evs[0].Pos).less(o.next) {
 			evs = evs[1:]

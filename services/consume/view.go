@@ -83,6 +83,16 @@ func (v *view) assignment() (assignment, uint64) {
 	return v.assign, v.assignRev
 }
 
+// owner returns the owner of partition p in the current assignment.
+func (v *view) owner(p int) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p < len(v.assign.Owners) {
+		return v.assign.Owners[p]
+	}
+	return ""
+}
+
 // filtered makes a bucket's WatchAll watch only some keys, so a
 // kvfollow.Follower follows them alone.
 type filtered struct {
