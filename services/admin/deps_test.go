@@ -18,6 +18,7 @@ func TestDoesNotLinkServer(t *testing.T) {
 		"github.com/platform/platform/services/admin",
 		"github.com/platform/platform/services/alerting",
 		"github.com/platform/platform/services/balancer",
+		"github.com/platform/platform/services/consume",
 		"github.com/platform/platform/services/detector",
 		"github.com/platform/platform/services/replicator",
 		"github.com/platform/platform/services/txn",
