@@ -13,7 +13,7 @@ import (
 
 // KeyPrefix starts every key a group keeps in the store's bucket:
 //
-//	_consume.<group>.config        the partition count
+//	_consume.<group>.config        the partition count and filter
 //	_consume.<group>.assign        the current assignment (written by the leader)
 //	_consume.<group>.member.<id>   a live member (a message TTL ends it)
 //	_consume.<group>.pos.<p>       partition p's position, epoch and owner
@@ -73,7 +73,8 @@ type assignment struct {
 
 // config is the value of the config key.
 type config struct {
-	Partitions int `json:"partitions"`
+	Partitions int      `json:"partitions"`
+	Filter     []string `json:"filter"`
 }
 
 // member is the value of a member key.

@@ -100,7 +100,7 @@ func (m *Member) Applied() int64 { return m.applied.Load() }
 // Run joins the group and applies events until ctx ends; it then leaves
 // the group (deleting its member key and releasing the lease, so the
 // partitions move at once) and returns nil. It returns an error if the
-// group cannot be joined (ErrPartitions, an unreachable store).
+// group cannot be joined (ErrConfig, an unreachable store).
 func (m *Member) Run(ctx context.Context) error {
 	err := m.run(ctx)
 	if ctx.Err() != nil {
@@ -164,12 +164,15 @@ func (m *Member) ensureConfig(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if c.Partitions != m.opts.Partitions {
-				return fmt.Errorf("%w: group %s has %d, asked %d", ErrPartitions, m.opts.Group, c.Partitions, m.opts.Partitions)
+			switch {
+			case c.Partitions != m.opts.Partitions:
+				return fmt.Errorf("%w: group %s has %d partitions, asked %d", ErrConfig, m.opts.Group, c.Partitions, m.opts.Partitions)
+			case !slices.Equal(c.Filter, m.opts.Filter):
+				return fmt.Errorf("%w: group %s reads %q, asked %q", ErrConfig, m.opts.Group, c.Filter, m.opts.Filter)
 			}
 			return nil
 		}
-		v, _ := json.Marshal(config{Partitions: m.opts.Partitions})
+		v, _ := json.Marshal(config{Partitions: m.opts.Partitions, Filter: m.opts.Filter})
 		_, err = m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}})
 		if err != nil && !errors.Is(err, txn.ErrConflict) {
 			return fmt.Errorf("consume: join %s: %w", m.opts.Group, err)

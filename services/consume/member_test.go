@@ -315,11 +315,14 @@ func TestGroupFencesPausedOwner(t *testing.T) {
 		t.Errorf("member b applied %d events, want 2", b.Applied())
 	}
 
-	// A member that asks another partition count is refused.
-	m, err := New(Options{Conn: e.nc, Store: e.store, Group: "fence", Partitions: 8, Handler: count, Logger: clustertest.Logger()})
-	require.NoError(t, err)
-	if err := m.Run(clustertest.Context(t, 10*time.Second)); !errors.Is(err, ErrPartitions) {
-		t.Errorf("joining with 8 partitions a group of 16: got %v, want ErrPartitions", err)
+	// A member that asks another partition count or filter is refused.
+	for _, o := range []Options{{Partitions: 8}, {Filter: []string{"events.x"}}} {
+		o.Conn, o.Store, o.Group, o.Handler, o.Logger = e.nc, e.store, "fence", count, clustertest.Logger()
+		m, err := New(o)
+		require.NoError(t, err)
+		if err := m.Run(clustertest.Context(t, 10*time.Second)); !errors.Is(err, ErrConfig) {
+			t.Errorf("joining with partitions %d and filter %q: got %v, want ErrConfig", o.Partitions, o.Filter, err)
+		}
 	}
 }
 

@@ -54,11 +54,12 @@ type Options struct {
 	// Group names the group: letters, digits, - and _. Required.
 	Group string
 	// Filter is the subjects of EVENTS the group reads (default events.>).
+	// The first member to start fixes it in the group's config key; a
+	// member started with another filter is refused with ErrConfig: it
+	// would move a partition's position past events it never saw.
 	Filter []string
 	// Partitions is the group's partition count (default
-	// DefaultPartitions). The first member to start fixes it in the
-	// group's config key; a member started with another count is refused
-	// with ErrPartitions.
+	// DefaultPartitions), fixed like Filter.
 	Partitions int
 	// Member names this member within the group: letters, digits, - and
 	// _, unique among live members (default: random).
@@ -80,8 +81,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// ErrPartitions means the group exists with another partition count.
-var ErrPartitions = errors.New("consume: partition count differs from the group's")
+// ErrConfig means the group exists with another partition count or
+// filter.
+var ErrConfig = errors.New("consume: options differ from the group's")
 
 func (o *Options) defaults() {
 	if len(o.Filter) == 0 {
