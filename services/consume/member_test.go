@@ -362,3 +362,44 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupSkipsMalformedAndRetriesHandler stores a message that claims
+// to be an envelope but is not, then events whose handler fails twice:
+// the malformed message is skipped, and each event is applied exactly
+// once after the handler's retries.
+func TestGroupSkipsMalformedAndRetriesHandler(t *testing.T) {
+	e := newGroupEnv(t)
+	ctx := clustertest.Context(t, 30*time.Second)
+	bad := nats.NewMsg(streams.EventsPrefix + "y")
+	bad.Header.Set(streams.EnvelopeHeader, "1")
+	bad.Data = []byte{0xc1, 0xff, 0x00} // not msgpack
+	_, err := e.js.PublishMsg(ctx, bad)
+	require.NoError(t, err)
+	e.publishPlain(t, []string{"y"}, 1, 4)
+
+	var mu sync.Mutex
+	failures := 0
+	flaky := func(tx *txn.Tx, ev replicator.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if string(ev.Data) == "2" && failures < 2 {
+			failures++
+			return errors.New("downstream not ready")
+		}
+		return count(tx, ev)
+	}
+	m := e.start(t, "flaky", "a", flaky)
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		if got := e.counters(t, []string{"y"})["y"]; got.N != 3 {
+			return fmt.Errorf("counter y at %d events, want 3", got.N)
+		}
+		return nil
+	})
+	m.stop(t)
+	if got := e.counters(t, []string{"y"})["y"]; got.N != 3 || got.Sum != 6 || got.Bad != 0 {
+		t.Errorf("counter y %+v, want 3 events summing 6 in order", got)
+	}
+	if failures != 2 {
+		t.Errorf("handler failed %d times, want 2", failures)
+	}
+}
