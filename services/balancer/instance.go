@@ -81,6 +81,20 @@ func (in *instance) latency(now time.Time) float64 {
 	return max(in.lat.value(now), float64(in.oldest(now)))
 }
 
+// expected is how long in is expected to take to answer a request sent
+// now: its recent median, or its Peak-EWMA latency before it answered
+// enough requests to have one, and never less than the age of its oldest
+// unanswered request. Hedging asks this rather than latency: Peak-EWMA
+// jumps to a single slow answer's latency (a GC pause, a loaded machine),
+// which says little about the next answer.
+func (in *instance) expected(now time.Time) float64 {
+	typical := float64(in.recent.p50.Load())
+	if typical == 0 {
+		typical = in.lat.value(now)
+	}
+	return max(typical, float64(in.oldest(now)))
+}
+
 // cost is the P2C cost: latency × (in-flight+1) ÷ weight share. An
 // instance never measured but busy gets a large penalty (Finagle), so a
 // new one is not flooded before its first answer.
@@ -97,13 +111,13 @@ func (in *instance) cost(now time.Time) float64 {
 type serviceLoad struct{ inFlight atomic.Int64 }
 
 // recentLatency keeps an instance's last answers' latencies and their
-// P95 and P99, recomputed every recomputeEvery answers.
+// P50, P95 and P99, recomputed every recomputeEvery answers.
 type recentLatency struct {
-	mu       sync.Mutex
-	samples  []time.Duration
-	next     int
-	since    int
-	p95, p99 atomic.Int64 // nanoseconds; 0 until minSamples answers
+	mu            sync.Mutex
+	samples       []time.Duration
+	next          int
+	since         int
+	p50, p95, p99 atomic.Int64 // nanoseconds; 0 until minSamples answers
 }
 
 const (
@@ -127,6 +141,7 @@ func (r *recentLatency) observe(d time.Duration) {
 	r.since = 0
 	s := slices.Clone(r.samples)
 	slices.Sort(s)
+	r.p50.Store(int64(s[(len(s)-1)/2]))
 	r.p95.Store(int64(s[(len(s)-1)*95/100]))
 	r.p99.Store(int64(s[(len(s)-1)*99/100]))
 }

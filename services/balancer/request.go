@@ -285,7 +285,7 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 		case <-t.C:
 			now := time.Now()
 			second := r.second(in, others, now)
-			if second != nil && second.latency(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
+			if second != nil && second.expected(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
 				second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
 				pending++
