@@ -100,7 +100,8 @@ func (m *Member) Applied() int64 { return m.applied.Load() }
 // Run joins the group and applies events until ctx ends; it then leaves
 // the group (deleting its member key and releasing the lease, so the
 // partitions move at once) and returns nil. It returns an error if the
-// group cannot be joined (ErrConfig, an unreachable store).
+// group cannot be joined (ErrConfig, an unreachable store). Run may be
+// called once; a member that stopped is replaced by a new one.
 func (m *Member) Run(ctx context.Context) error {
 	err := m.run(ctx)
 	if ctx.Err() != nil {
