@@ -1,0 +1,149 @@
+package consume
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/services/txn"
+)
+
+// memberEnv makes the test binary run one group member (a memberSpec in
+// JSON) instead of the tests, so a test can kill it with SIGKILL.
+const memberEnv = "CONSUME_TEST_MEMBER"
+
+type memberSpec struct {
+	URLs  string `json:"urls"`
+	Group string `json:"group"`
+	ID    string `json:"id"`
+}
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(memberEnv); v != "" {
+		os.Exit(runMemberProcess(v))
+	}
+	os.Exit(m.Run())
+}
+
+// runMemberProcess runs a member with the count handler until SIGTERM.
+func runMemberProcess(spec string) int {
+	var s memberSpec
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	nc, err := nats.Connect(s.URLs, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		return 2
+	}
+	defer nc.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := txn.NewStore(nc, txn.WithLogger(quiet))
+	if err != nil {
+		return 2
+	}
+	m, err := New(Options{
+		Conn: nc, Store: store, Group: s.Group, Member: s.ID, Handler: count,
+		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, MaxBatch: 20, Logger: quiet,
+	})
+	if err != nil {
+		return 2
+	}
+	if err := m.Run(ctx); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// startProcess runs member id of group in a process of its own.
+func (e *groupEnv) startProcess(t *testing.T, group, id string) *exec.Cmd {
+	t.Helper()
+	spec, err := json.Marshal(memberSpec{URLs: strings.Join(e.c.ClientURLs(), ","), Group: group, ID: id})
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), memberEnv+"="+string(spec))
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+// TestGroupExactlyOnceWhenMemberKilled runs two members in processes of
+// their own and one in the test; one process is killed with SIGKILL
+// while it applies events. Its partitions move once its membership
+// expires, and every counter ends exact.
+func TestGroupExactlyOnceWhenMemberKilled(t *testing.T) {
+	e := newGroupEnv(t)
+	const perTopic = 200
+	var topics []string
+	for i := range 15 {
+		topics = append(topics, fmt.Sprintf("k%d", i))
+	}
+	e.publishPlain(t, topics, 0, perTopic/2)
+
+	k1 := e.startProcess(t, "killed", "k1")
+	e.startProcess(t, "killed", "k2")
+	c := e.start(t, "killed", "c", count)
+	key := groupKey("killed", "assign")
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		en, err := e.store.Get(clustertest.Context(t, 5*time.Second), key)
+		if err != nil || !en.Found {
+			return fmt.Errorf("no assignment yet (%v)", err)
+		}
+		a, err := decode[assignment](key, en.Value)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(a.Members, []string{"c", "k1", "k2"}) {
+			return fmt.Errorf("members %v", a.Members)
+		}
+		return nil
+	})
+	clustertest.Eventually(t, 60*time.Second, func() error {
+		n := 0
+		for _, got := range e.counters(t, topics) {
+			n += got.N
+		}
+		if n < 300 {
+			return fmt.Errorf("%d events applied", n)
+		}
+		return nil
+	})
+	require.NoError(t, k1.Process.Signal(syscall.SIGKILL))
+	_ = k1.Wait()
+	e.publishPlain(t, topics, perTopic/2, perTopic)
+
+	want := counter{N: perTopic, Sum: perTopic * (perTopic - 1) / 2}
+	clustertest.Eventually(t, 90*time.Second, func() error {
+		for tp, got := range e.counters(t, topics) {
+			if got.N < want.N {
+				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
+			}
+		}
+		return nil
+	})
+	c.stop(t)
+	for tp, got := range e.counters(t, topics) {
+		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
+			t.Errorf("topic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
+				tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
+		}
+	}
+}
