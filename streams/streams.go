@@ -29,6 +29,13 @@ const (
 	BucketNFLog    = "NFLOG"
 )
 
+// ConsumeKeyPrefix is the prefix of the STATE keys where consumer groups
+// keep their configuration, assignment, members and positions. Only the
+// groups' own members write there: the txn service refuses a commit that
+// writes or deletes under it, so no client can move a group's position or
+// forge its assignment through txn.commit.
+const ConsumeKeyPrefix = "_consume."
+
 // KVStream returns the name of the stream that backs a KV bucket.
 func KVStream(bucket string) string { return "KV_" + bucket }
 

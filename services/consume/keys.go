@@ -19,7 +19,7 @@ import (
 //	_consume.<group>.pos.<p>       partition p's position, epoch and owner
 //
 // Handlers must not write under it.
-const KeyPrefix = "_consume."
+const KeyPrefix = streams.ConsumeKeyPrefix
 
 func groupKey(group, rest string) string { return KeyPrefix + group + "." + rest }
 func posKey(group string, p int) string  { return groupKey(group, "pos."+strconv.Itoa(p)) }

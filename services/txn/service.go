@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -254,6 +255,12 @@ func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 			return
 		}
 	}
+	if k, ok := protectedKey(c); ok {
+		s.metrics.result("invalid")
+		r.Fail(service.Errorf(service.CodeBadRequest,
+			"%q is under %q, where consumer groups keep their positions: only their members write there", k, streams.ConsumeKeyPrefix).With("key", k))
+		return
+	}
 	if c.Empty() {
 		s.metrics.result("invalid")
 		r.Fail(service.Errorf(service.CodeBadRequest, `empty transaction: send {"reads":{...},"writes":{...},"deletes":[...]}`))
@@ -277,6 +284,22 @@ func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 		s.metrics.result("invalid")
 		r.Fail(serviceError(err))
 	}
+}
+
+// protectedKey returns the first key (in order) that c writes or deletes
+// under streams.ConsumeKeyPrefix. Reading one is allowed: a client may
+// check a group's position.
+func protectedKey(c Commit) (string, bool) {
+	var keys []string
+	for k := range c.Writes {
+		keys = append(keys, k)
+	}
+	keys = append(keys, c.Deletes...)
+	keys = slices.DeleteFunc(keys, func(k string) bool { return !strings.HasPrefix(k, streams.ConsumeKeyPrefix) })
+	if len(keys) == 0 {
+		return "", false
+	}
+	return slices.Min(keys), true
 }
 
 // serviceError turns a txn error into the service's error body.

@@ -157,6 +157,8 @@ func TestService(t *testing.T) {
 			{"invalid key", streams.TxnCommitSubject, `{"writes":{"a b":"1"}}`, service.CodeBadRequest},
 			{"wildcard key", streams.TxnCommitSubject, `{"writes":{"a.>":"1"}}`, service.CodeBadRequest},
 			{"reserved key", streams.TxnCommitSubject, `{"writes":{"_txn.marker":"1"}}`, service.CodeBadRequest},
+			{"write of a consumer group's position", streams.TxnCommitSubject, `{"writes":{"_consume.g.pos.0":"{}"}}`, service.CodeBadRequest},
+			{"delete of a consumer group's assignment", streams.TxnCommitSubject, `{"writes":{"a":"1"},"deletes":["_consume.g.assign"]}`, service.CodeBadRequest},
 			{"null write", streams.TxnCommitSubject, `{"writes":{"a":null}}`, service.CodeBadRequest},
 			{"null write among values", streams.TxnCommitSubject, `{"writes":{"a":"1","b":null}}`, service.CodeBadRequest},
 			{"written and deleted", streams.TxnCommitSubject, `{"writes":{"a":"1"},"deletes":["a"]}`, service.CodeBadRequest},
