@@ -175,7 +175,7 @@ func (d *drops) warn(now time.Time) {
 // connection and closes one that falls further behind, losing what it
 // held and everything sent until the connection is back; with one
 // connection a flood of 1 MiB events did that several times in 20 s
-// (issue 24). Four share a flood: each holds a quarter of it, on a reader
+// before. Four share a flood: each holds a quarter of it, on a reader
 // of its own. The order of fire-and-forget events across them is not
 // kept, as it is not across the instances of a queue group either.
 const intakeConns = 4

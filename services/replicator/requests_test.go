@@ -20,7 +20,7 @@ import (
 // service far faster than it stores them, every request still gets an
 // answer within its requester's deadline: stored, or unavailable with
 // retry_after_ms. Requests have a lane of their own; queued behind the
-// flood's backlog they waited for all of it (issue 24).
+// flood's backlog they waited for all of it.
 func TestRequestsDuringFlood(t *testing.T) {
 	e := newEnv(t, 3)
 	// One message per event through a shallow pipeline stores slowly:
