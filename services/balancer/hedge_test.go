@@ -1,0 +1,202 @@
+package balancer_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/streams"
+)
+
+// stall makes an echo instance stop answering while paused: each request
+// that arrives meanwhile blocks until resume, longer than the clients'
+// timeout, as on an instance stopped with SIGSTOP.
+type stall struct {
+	mu sync.Mutex
+	ch chan struct{} // nil: answering
+}
+
+func (s *stall) pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+}
+
+func (s *stall) resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}
+
+func (s *stall) delay() time.Duration {
+	s.mu.Lock()
+	ch := s.ch
+	s.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+	return time.Millisecond
+}
+
+// tally is what one router's clients saw.
+type tally struct {
+	sent, failed int64
+	lat          []time.Duration // failures count as the timeout
+}
+
+// tail returns the requests that failed or took over d.
+func (t tally) tail(d time.Duration) int {
+	n := 0
+	for _, l := range t.lat {
+		if l > d {
+			n++
+		}
+	}
+	return n
+}
+
+func (t tally) p99() time.Duration {
+	s := slices.Clone(t.lat)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[(len(s)-1)*99/100]
+}
+
+// drive runs clients request loops through r for d and adds what they
+// saw to into.
+func drive(ctx context.Context, r *balancer.Router, clients int, d, timeout time.Duration, into *tally) {
+	var mu sync.Mutex
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				rctx, cancel := context.WithTimeout(ctx, timeout)
+				start := time.Now()
+				_, err := r.Request(rctx, "demo.echo", []byte("x"))
+				took := time.Since(start)
+				cancel()
+				mu.Lock()
+				into.sent++
+				if err != nil {
+					into.failed++
+					took = max(took, timeout)
+				}
+				into.lat = append(into.lat, took)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestHedgingHelpsInPause pauses one of two instances again and again
+// while two P2C routers send to them side by side, one hedging the
+// idempotent subject and one not, so that both meet the same pauses and
+// the same machine. Each paused request blocks longer than the clients'
+// timeout. Without hedging the requests in flight on the paused instance
+// when it stops are lost; with it they are sent again to the other
+// instance after the paused one's own recent P99, since the other's
+// median says it answers sooner. So the hedging router's failures, and
+// its requests over 100 ms, are at most a quarter of the other's (they
+// are too few for a P99 to show them: the P99s are logged), and it
+// hedges within its 5% budget.
+func TestHedgingHelpsInPause(t *testing.T) {
+	c, _, _ := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, 2*time.Minute)
+	var st stall
+	echo(t, ctx, clustertest.Connect(t, c), func() time.Duration { return time.Millisecond })
+	victim := echo(t, ctx, clustertest.Connect(t, c), st.delay)
+	t.Cleanup(st.resume) // before the instance's cleanup waits for its handlers
+	key := streams.MemberKey(victim.MicroName(), victim.ID())
+	const budget = 0.05
+	newRouter := func(idempotent []string) *balancer.Router {
+		r, err := balancer.NewRouter(balancer.RouterOptions{
+			Conn: clustertest.Connect(t, c), Discovery: time.Hour,
+			Hedge: balancer.HedgeOptions{Idempotent: idempotent, Budget: budget},
+		})
+		require.NoError(t, err)
+		require.NoError(t, r.Start(ctx))
+		t.Cleanup(r.Stop)
+		require.Len(t, r.Instances(), 2)
+		return r
+	}
+	hedging, plain := newRouter([]string{"demo.>"}), newRouter(nil)
+	routers := []*balancer.Router{hedging, plain}
+
+	const (
+		clients = 6
+		timeout = 300 * time.Millisecond // the stall lasts longer
+		// Pauses go on until the router without hedging lost enough
+		// requests to compare (how many are in flight on the paused
+		// instance when it stops varies), within a bound.
+		enough      = 12
+		maxEpisodes = 20
+	)
+	var warm, paused [2]tally
+	both := func(d time.Duration, into *[2]tally) {
+		var wg sync.WaitGroup
+		for i, r := range routers {
+			wg.Go(func() { drive(ctx, r, clients, d, timeout, &into[i]) })
+		}
+		wg.Wait()
+	}
+	// Warm up: both instances answer, and the hedge delay, the paused
+	// instance's recent P99, is known.
+	both(time.Second, &warm)
+	for i := range routers {
+		require.Zero(t, warm[i].failed, "requests failed before any pause")
+	}
+	episodes := 0
+	for ; episodes < maxEpisodes && paused[1].failed < enough; episodes++ {
+		st.pause()
+		both(500*time.Millisecond, &paused)
+		st.resume()
+		// The stalled requests are answered now, to nobody; start the
+		// next pause with none outstanding.
+		clustertest.Eventually(t, 10*time.Second, func() error {
+			for _, r := range routers {
+				if r.Instances()[key].InFlight != 0 {
+					return errors.New("requests still outstanding on the paused instance")
+				}
+			}
+			return nil
+		})
+		both(200*time.Millisecond, &warm)
+	}
+
+	h, p := paused[0], paused[1]
+	const slow = 100 * time.Millisecond
+	t.Logf("in %d pauses: hedging %d of %d failed, %d over %v, P99 %v; not hedging %d of %d failed, %d over %v, P99 %v; %d hedges",
+		episodes, h.failed, h.sent, h.tail(slow), slow, h.p99(), p.failed, p.sent, p.tail(slow), slow, p.p99(), hedging.Hedged())
+	if p.failed < enough {
+		t.Fatalf("without hedging only %d requests failed in %d pauses: the pauses caught too few requests in flight to compare", p.failed, episodes)
+	}
+	if h.failed*4 > p.failed {
+		t.Errorf("hedging: %d requests failed, without: %d; want at most a quarter", h.failed, p.failed)
+	}
+	if h.tail(slow)*4 > p.tail(slow) {
+		t.Errorf("hedging: %d requests over %v, without: %d; want at most a quarter", h.tail(slow), slow, p.tail(slow))
+	}
+	total := h.sent + warm[0].sent
+	if n := hedging.Hedged(); n == 0 || float64(n) > budget*float64(total)+1 {
+		t.Errorf("hedged %d of %d requests, want some and within the %.0f%% budget", n, total, budget*100)
+	}
+	if n := plain.Hedged(); n != 0 {
+		t.Errorf("router without idempotent subjects hedged %d requests", n)
+	}
+}
