@@ -16,9 +16,11 @@ import (
 // handleRoute forwards route.<subject> to the best instance serving
 // <subject> and relays its answer, headers and body, unchanged. It runs
 // inline on the endpoint's subscription and must not block: it checks
-// the subject and hands the request to its own goroutine, so requests
-// stuck on one service never hold up those for another; the router's
-// per-service and per-instance limits bound them instead.
+// the subject and sends the request on, and the answer is relayed from
+// the router's reply subscription (a hedged request, or one for the
+// queue group, waits on a goroutine of its own), so requests stuck on
+// one service never hold up those for another; the router's per-service
+// and per-instance limits bound them instead.
 //
 // Only subjects that an endpoint of a discovered micro service serves are
 // forwarded, never the server's or JetStream's ($JS., $SYS., $KV., any
@@ -53,17 +55,26 @@ func (s *Service) handleRoute(ctx context.Context, r *service.Request) {
 		return
 	}
 	s.forwarding.Add(1)
-	go func() {
+	relay := func(resp *nats.Msg, err error) {
 		defer s.forwarding.Done()
-		ctx, cancel := context.WithTimeout(ctx, s.routeTimeout)
-		defer cancel()
-		resp, err := s.router.complete(ctx, t)
 		if err != nil {
 			s.fail(r, target, err)
 			return
 		}
 		s.m.routed.WithLabelValues("ok").Inc()
 		r.Relay(resp)
+	}
+	// Most requests are sent here and answered from the router's reply
+	// subscription; hedged ones and those for the queue group get a
+	// goroutine that waits.
+	deadline := time.Now().Add(s.routeTimeout)
+	if s.router.forward(t, deadline, relay) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		relay(s.router.complete(ctx, t))
 	}()
 }
 

@@ -140,6 +140,13 @@ type Router struct {
 	hedge    hedger
 	requests atomic.Uint64
 
+	// forward's requests awaiting an answer on the reply subscription
+	fmu     sync.Mutex
+	inbox   string // "<inbox>.", "" when not forwarding
+	fsub    *nats.Subscription
+	ftok    uint64
+	pending map[string]*forwarded
+
 	cancel   context.CancelFunc
 	done     chan struct{}
 	follower *kvfollow.Follower
@@ -169,6 +176,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		weights: map[string]float64{},
 		loads:   map[string]*serviceLoad{},
 		bySubj:  map[string]route{},
+		pending: map[string]*forwarded{},
 		done:    make(chan struct{}),
 	}
 	r.hedge.init(opts.Hedge)
@@ -193,11 +201,19 @@ func (r *Router) Start(ctx context.Context) error {
 		case <-time.After(r.opts.DiscoveryWait):
 		}
 	}
+	if err := r.startForwarding(); err != nil {
+		cancel()
+		if r.follower != nil {
+			r.follower.Stop()
+		}
+		return fmt.Errorf("router: %w", err)
+	}
 	if err := r.Refresh(ctx); err != nil {
 		r.log.Warn("discover instances", "err", err)
 	}
 	go func() {
 		defer close(r.done)
+		defer r.stopForwarding()
 		t := time.NewTicker(r.opts.Discovery)
 		defer t.Stop()
 		for {
