@@ -327,3 +327,34 @@ func TestOneWeightWriter(t *testing.T) {
 		return nil
 	})
 }
+
+// TestProxyInstanceGone closes one of two instances' connections before
+// the balancer rediscovers them: route.<subject> requests the router
+// sends to it find no responders, and are sent to the other instance and
+// answered, none failing; the gone instance is dropped.
+func TestProxyInstanceGone(t *testing.T) {
+	c, _, _ := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	echo(t, ctx, clustertest.Connect(t, c), nil)
+	goneConn := clustertest.Connect(t, c)
+	gone := echo(t, ctx, goneConn, nil)
+	bal := startBalancer(t, ctx, clustertest.Connect(t, c), func(o *balancer.Options) { o.Router.Discovery = time.Hour })
+	key := streams.MemberKey(gone.MicroName(), gone.ID())
+	require.Len(t, bal.Router().Instances(), 2)
+	goneConn.Close()
+
+	client := clustertest.Connect(t, c)
+	for i := range 20 {
+		m, err := client.Request(streams.RouteSubject("demo.echo"), []byte("x"), 5*time.Second)
+		require.NoError(t, err)
+		if code := errorCode(t, m); code != "" {
+			t.Fatalf("request %d: error %s: %s", i, code, m.Data)
+		}
+		if id := answeredBy(t, m.Data); id == gone.ID() {
+			t.Fatalf("request %d answered by the closed instance", i)
+		}
+	}
+	if _, known := bal.Router().Instances()[key]; known {
+		t.Errorf("router still lists the instance whose connection closed")
+	}
+}
