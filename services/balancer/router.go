@@ -117,10 +117,10 @@ type HedgeOptions struct {
 	// Budget is the largest share of requests that may be hedged
 	// (default 0.05).
 	Budget float64
-	// Quantile of the first instance's own recent latencies after which
-	// to hedge: 0.95 or 0.99 (default). At P95 ordinary tail latency
-	// spends the whole 5% budget; at P99 most of it is left for
-	// instances that stall.
+	// Quantile of the first instance's own recent latencies twice which
+	// a request waits before it is hedged: 0.95 or 0.99 (default). At
+	// P95 ordinary tail latency spends the whole 5% budget; at twice the
+	// P99 most of it is left for instances that stall.
 	Quantile float64
 }
 
