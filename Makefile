@@ -25,7 +25,7 @@ test:
 # FUZZ lists every fuzz test of a decoder of untrusted input, as
 # package:function. make test runs their seed corpora (length bombs
 # included) as ordinary tests; make fuzz explores beyond them.
-FUZZ ?= ./internal/msgpackscan:FuzzCheck ./service:FuzzDecode ./services/detector:FuzzDecodeHeartbeat \
+FUZZ ?= ./internal/msgpackscan:FuzzCheck ./service:FuzzDecode ./service:FuzzDecodeHeartbeat \
         ./services/replicator:FuzzDecodeEnvelope ./backup:FuzzReadSegment
 FUZZTIME ?= 1m
 
