@@ -131,19 +131,7 @@ func TestGroupExactlyOnceWhenMemberKilled(t *testing.T) {
 	e.publishPlain(t, topics, perTopic/2, perTopic)
 
 	want := counter{N: perTopic, Sum: perTopic * (perTopic - 1) / 2}
-	clustertest.Eventually(t, 90*time.Second, func() error {
-		for tp, got := range e.counters(t, topics) {
-			if got.N < want.N {
-				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
-			}
-		}
-		return nil
-	})
+	e.waitApplied(t, topics, want, 90*time.Second)
 	c.stop(t)
-	for tp, got := range e.counters(t, topics) {
-		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
-			t.Errorf("topic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
-				tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
-		}
-	}
+	e.checkExact(t, topics, want, "")
 }

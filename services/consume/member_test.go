@@ -137,6 +137,32 @@ func (e *groupEnv) counters(t *testing.T, topics []string) map[string]counter {
 	return out
 }
 
+// waitApplied waits until every topic's counter has counted want.N
+// events (it may count more: checkExact says whether it did).
+func (e *groupEnv) waitApplied(t *testing.T, topics []string, want counter, within time.Duration) {
+	t.Helper()
+	clustertest.Eventually(t, within, func() error {
+		for tp, got := range e.counters(t, topics) {
+			if got.N < want.N {
+				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
+			}
+		}
+		return nil
+	})
+}
+
+// checkExact reports every topic whose counter is not exactly want: an
+// event applied twice or missed, or applied out of stream order.
+func (e *groupEnv) checkExact(t *testing.T, topics []string, want counter, when string) {
+	t.Helper()
+	for tp, got := range e.counters(t, topics) {
+		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
+			t.Errorf("%stopic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
+				when, tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
+		}
+	}
+}
+
 // publishPlain stores events from to to-1 of each topic, one message each.
 func (e *groupEnv) publishPlain(t *testing.T, topics []string, from, to int) {
 	t.Helper()
@@ -214,23 +240,11 @@ func TestGroupExactlyOnceAcrossRebalance(t *testing.T) {
 	e.publishEnvelopes(t, topics, perTopic*3/4, perTopic)
 
 	want := counter{N: perTopic, Sum: perTopic * (perTopic - 1) / 2}
-	clustertest.Eventually(t, 90*time.Second, func() error {
-		for tp, got := range e.counters(t, topics) {
-			if got.N < want.N {
-				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
-			}
-		}
-		return nil
-	})
+	e.waitApplied(t, topics, want, 90*time.Second)
 	for _, r := range []*running{b, c, d} {
 		r.stop(t)
 	}
-	for tp, got := range e.counters(t, topics) {
-		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
-			t.Errorf("topic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
-				tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
-		}
-	}
+	e.checkExact(t, topics, want, "")
 	if d.Applied() == 0 {
 		t.Errorf("the member that joined applied nothing")
 	}
@@ -241,21 +255,9 @@ func TestGroupExactlyOnceAcrossRebalance(t *testing.T) {
 	e.publishPlain(t, topics, perTopic, perTopic+10)
 	f := e.start(t, "sums", "f", count)
 	want = counter{N: perTopic + 10, Sum: (perTopic + 10) * (perTopic + 9) / 2}
-	clustertest.Eventually(t, 60*time.Second, func() error {
-		for tp, got := range e.counters(t, topics) {
-			if got.N < want.N {
-				return fmt.Errorf("topic %s: %d of %d events applied", tp, got.N, want.N)
-			}
-		}
-		return nil
-	})
+	e.waitApplied(t, topics, want, 60*time.Second)
 	f.stop(t)
-	for tp, got := range e.counters(t, topics) {
-		if got.N != want.N || got.Sum != want.Sum || got.Bad != 0 {
-			t.Errorf("after a restart, topic %s: applied %d events summing %d with %d out of order, want %d summing %d in order",
-				tp, got.N, got.Sum, got.Bad, want.N, want.Sum)
-		}
-	}
+	e.checkExact(t, topics, want, "after a restart, ")
 	if n := f.Applied(); n != int64(10*len(topics)) {
 		t.Errorf("the restarted group applied %d events, want %d", n, 10*len(topics))
 	}
