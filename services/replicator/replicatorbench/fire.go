@@ -46,16 +46,11 @@ func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts repli
 		return nil, fmt.Errorf("publisher-envelope: %w", err)
 	}
 
-	snc, err := t.Connect()
+	snc, err := connectAlone(t, "their share of the events cannot be counted")
 	if err != nil {
 		return nil, err
 	}
 	defer snc.Close()
-	if n, err := replicatorInstances(snc); err != nil {
-		return nil, err
-	} else if n > 0 {
-		return nil, fmt.Errorf("%d replicator instance(s) already serve ingest.* on this cluster: their share of the events cannot be counted; run the cluster without the replicator (--services)", n)
-	}
 	reg := prometheus.NewRegistry()
 	sopts.JS = nil
 	sopts.Registerer = reg
@@ -128,6 +123,25 @@ func FireAndForget(ctx context.Context, t *target.Target, o Options, sopts repli
 	r.Finish(stored, time.Duration(drainSecs*float64(time.Second)), nil)
 	r.Extra["ratio_vs_pub"] = r.EventsPerSec / max(pub.EventsPerSec, 1e-9)
 	return []bench.Result{pub, r}, sendErr
+}
+
+// connectAlone connects for the benchmark's own ingest service and
+// refuses, saying why it matters, when replicator instances already
+// serve ingest.* on the cluster.
+func connectAlone(t *target.Target, why string) (*nats.Conn, error) {
+	nc, err := t.Connect()
+	if err != nil {
+		return nil, err
+	}
+	n, err := replicatorInstances(nc)
+	if err == nil && n > 0 {
+		err = fmt.Errorf("%d replicator instance(s) already serve ingest.* on this cluster: %s; run the cluster without the replicator (--services)", n, why)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
 }
 
 // replicatorInstances counts the replicator instances answering micro

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,16 +47,11 @@ func Flood(ctx context.Context, t *target.Target, o Options, sopts replicator.Op
 	if o.Consistency == "" {
 		o.Consistency = "all"
 	}
-	snc, err := t.Connect()
+	snc, err := connectAlone(t, "the requests would not all meet the benchmark's service")
 	if err != nil {
 		return nil, err
 	}
 	defer snc.Close()
-	if n, err := replicatorInstances(snc); err != nil {
-		return nil, err
-	} else if n > 0 {
-		return nil, fmt.Errorf("%d replicator instance(s) already serve ingest.* on this cluster: run the cluster without the replicator (--services)", n)
-	}
 	sopts.JS = nil
 	stop, err := startIngest(snc, sopts)
 	if err != nil {
