@@ -89,19 +89,7 @@ func TestResolveDuringHandoverIsNotified(t *testing.T) {
 	ctx := clustertest.Context(t, 2*time.Minute)
 	h := newHook(t, 0)
 	path := writeRules(t, strings.Replace(webhookRules(h.srv.URL), "group_interval: 1h", "group_interval: 300ms", 1))
-	var svcs []*alerting.Service
-	var cancels []context.CancelFunc
-	for range 2 {
-		ictx, cancel := context.WithCancel(ctx)
-		cancels = append(cancels, cancel)
-		s, _ := start(t, ictx, clustertest.Connect(t, c), path)
-		svcs = append(svcs, s)
-	}
-	defer func() {
-		for _, c := range cancels {
-			c()
-		}
-	}()
+	svcs, cancels := startMany(t, ctx, c, path, 2)
 	clustertest.Eventually(t, 10*time.Second, func() error {
 		if svcs[0].Active() == svcs[1].Active() {
 			return errors.New("not exactly one active instance yet")

@@ -1,7 +1,6 @@
 package alerting_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/membership"
-	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/streams"
 )
 
@@ -28,19 +26,7 @@ func TestThreeInstancesNotifyOnce(t *testing.T) {
 	require.NoError(t, err)
 	got := alertsOn(t, ctx, js)
 	path := writeRules(t, liveRules)
-	var svcs []*alerting.Service
-	var cancels []context.CancelFunc
-	for range 3 {
-		ictx, cancel := context.WithCancel(ctx)
-		cancels = append(cancels, cancel)
-		s, _ := start(t, ictx, clustertest.Connect(t, c), path)
-		svcs = append(svcs, s)
-	}
-	defer func() {
-		for _, c := range cancels {
-			c()
-		}
-	}()
+	svcs, cancels := startMany(t, ctx, c, path, 3)
 	active := func() (int, error) {
 		n, idx := 0, -1
 		for i, s := range svcs {

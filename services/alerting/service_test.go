@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platform/platform/cluster"
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/services/alerting"
@@ -51,6 +52,24 @@ func start(t *testing.T, ctx context.Context, nc *nats.Conn, rulesFile string) (
 		t.Fatal("alerting not ready in 20s")
 	}
 	return s, done
+}
+
+// startMany starts n instances of the alerting service on connections
+// of their own, each with a context of its own: cancelling one stops
+// that instance, as a crash or a shutdown would; all stop when the test
+// ends.
+func startMany(t *testing.T, ctx context.Context, c *cluster.Cluster, path string, n int) ([]*alerting.Service, []context.CancelFunc) {
+	t.Helper()
+	var svcs []*alerting.Service
+	var cancels []context.CancelFunc
+	for range n {
+		ictx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		cancels = append(cancels, cancel)
+		s, _ := start(t, ictx, clustertest.Connect(t, c), path)
+		svcs = append(svcs, s)
+	}
+	return svcs, cancels
 }
 
 func writeRules(t *testing.T, body string) string {
