@@ -3,10 +3,13 @@ package consume
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
@@ -97,6 +100,26 @@ func TestStatusLag(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"lag"}, groups)
 
+	// The same figures as metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(e.js, e.store, time.Millisecond, clustertest.Logger()))
+	part := strconv.Itoa(ps)
+	clustertest.Eventually(t, time.Minute, func() error {
+		g := gather(t, reg)
+		if got := g[`platform_consumer_lag_events{group="lag",partition="`+part+`"}`]; got != 5 {
+			return fmt.Errorf("lag of partition %s: %v events, want 5", part, got)
+		}
+		return nil
+	})
+	g := gather(t, reg)
+	require.Greater(t, g[`platform_consumer_lag_seconds{group="lag",partition="`+part+`"}`], 0.0)
+	require.Zero(t, g[`platform_consumer_lag_events{group="lag",partition="`+strconv.Itoa((ps+1)%DefaultPartitions)+`"}`])
+	require.Equal(t, 1.0, g[`platform_consumer_members{group="lag"}`])
+	require.Equal(t, float64(DefaultPartitions), g[`platform_consumer_owned_partitions{group="lag",member="m1"}`])
+	require.Zero(t, g[`platform_consumer_unowned_partitions{group="lag"}`])
+	require.Equal(t, 1.0, g[`platform_consumer_lag_exact{group="lag"}`])
+	require.Equal(t, float64(st.Head), g[`platform_consumer_head_sequence{group="lag"}`])
+
 	hold.Store(false)
 	clustertest.Eventually(t, time.Minute, func() error {
 		if st, err = Status(ctx, e.js, e.store, "lag"); err != nil {
@@ -107,4 +130,31 @@ func TestStatusLag(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// gather returns every sample of reg by name{labels} (labels in the
+// order of the metric's descriptor).
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+"="+strconv.Quote(l.GetValue()))
+			}
+			name := mf.GetName()
+			if len(ls) > 0 {
+				name += "{" + strings.Join(ls, ",") + "}"
+			}
+			v := m.GetGauge().GetValue()
+			if m.GetCounter() != nil {
+				v = m.GetCounter().GetValue()
+			}
+			out[name] = v
+		}
+	}
+	return out
 }
