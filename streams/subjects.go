@@ -13,6 +13,8 @@ import (
 const (
 	// EventsPrefix starts every stored event: events.<topic>.
 	EventsPrefix = "events."
+	// DeadPrefix starts every dead letter: dead.<group>.<topic>.
+	DeadPrefix = "dead."
 	// IngestPrefix starts every ingest subject: ingest.<topic>.
 	IngestPrefix = "ingest."
 	// HeartbeatPrefix starts every heartbeat: hb.<service>.<instance>.
@@ -85,6 +87,10 @@ func badSubject(format string, args ...any) error {
 
 // EventSubject returns events.<topic>.
 func EventSubject(topic string) string { return EventsPrefix + topic }
+
+// DeadSubject returns dead.<group>.<topic>, where a group's dead letter
+// of an event of topic is stored.
+func DeadSubject(group, topic string) string { return DeadPrefix + group + "." + topic }
 
 // IngestSubject returns ingest.<topic>.
 func IngestSubject(topic string) string { return IngestPrefix + topic }
