@@ -57,6 +57,12 @@ var endpoints = map[string]struct {
 	"balancer.status":  {ignores, ``, ""},
 	"balancer.balance": {ignores, ``, ""},
 	"route.>":          {routes, `{}`, "route.admin.status"},
+
+	// Group x is created before the garbage is sent.
+	"consume.*.next":   {decodes, `{"max":1}`, ""},
+	"consume.*.ack":    {decodes, `{"ack":["not-a-token"]}`, ""},
+	"consume.*.status": {ignores, ``, ""},
+	"consume.*.create": {decodes, `{}`, ""},
 }
 
 const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isRegex":false}],` +
@@ -116,6 +122,9 @@ func TestGarbageToEverySubject(t *testing.T) {
 		resp, err := nc.RequestMsgWithContext(ctx, m)
 		require.NoError(t, err, "%s: no answer", subject)
 		return errorCode(t, resp), resp
+	}
+	if code, resp := request(streams.ConsumeSubject("x", "create"), "", []byte(`{}`)); code != "" {
+		t.Fatalf("create consumer group x: %s", resp.Data)
 	}
 	for _, info := range infos {
 		for _, ep := range info.Endpoints {

@@ -13,6 +13,11 @@ import (
 const (
 	// EventsPrefix starts every stored event: events.<topic>.
 	EventsPrefix = "events."
+	// DeadPrefix starts every dead letter: dead.<group>.<topic>.
+	DeadPrefix = "dead."
+	// ConsumePrefix starts every request to the consume service:
+	// consume.<group>.<verb>.
+	ConsumePrefix = "consume."
 	// IngestPrefix starts every ingest subject: ingest.<topic>.
 	IngestPrefix = "ingest."
 	// HeartbeatPrefix starts every heartbeat: hb.<service>.<instance>.
@@ -85,6 +90,15 @@ func badSubject(format string, args ...any) error {
 
 // EventSubject returns events.<topic>.
 func EventSubject(topic string) string { return EventsPrefix + topic }
+
+// ConsumeSubject returns consume.<group>.<verb>, the consume service's
+// subject for verb (next, ack, status, create) of group; group "*" makes
+// the subject every group's.
+func ConsumeSubject(group, verb string) string { return ConsumePrefix + group + "." + verb }
+
+// DeadSubject returns dead.<group>.<topic>, where a group's dead letter
+// of an event of topic is stored.
+func DeadSubject(group, topic string) string { return DeadPrefix + group + "." + topic }
 
 // IngestSubject returns ingest.<topic>.
 func IngestSubject(topic string) string { return IngestPrefix + topic }

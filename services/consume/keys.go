@@ -75,6 +75,10 @@ type assignment struct {
 type config struct {
 	Partitions int      `json:"partitions"`
 	Filter     []string `json:"filter"`
+	// MaxDeliver and AckWaitMS are the at-least-once settings (0: the
+	// defaults); a group created before they existed has neither.
+	MaxDeliver int   `json:"max_deliver,omitempty"`
+	AckWaitMS  int64 `json:"ack_wait_ms,omitempty"`
 }
 
 // member is the value of a member key.

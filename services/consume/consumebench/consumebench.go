@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,8 +112,13 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	if err := r.publishPlain(ctx, rawPrefix, r.o.Events); err != nil {
 		return out, err
 	}
-	group, err := r.GroupNoop(ctx)
+	group, err := r.GroupAck(ctx)
 	out = append(out, group)
+	if err != nil {
+		return out, err
+	}
+	noop, err := r.GroupNoop(ctx)
+	out = append(out, noop)
 	if err != nil {
 		return out, err
 	}
@@ -126,8 +133,10 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 		return out, err
 	}
 	if reader.EventsPerSec > 0 && stock.EventsPerSec > 0 {
-		out[0].Extra["x_reader"] = group.EventsPerSec / reader.EventsPerSec
-		out[0].Extra["x_stock"] = group.EventsPerSec / stock.EventsPerSec
+		for i, g := range []bench.Result{group, noop} {
+			out[i].Extra["x_reader"] = g.EventsPerSec / reader.EventsPerSec
+			out[i].Extra["x_stock"] = g.EventsPerSec / stock.EventsPerSec
+		}
 	}
 	eos, err := r.ExactlyOnce(ctx)
 	out = append(out, eos)
@@ -203,7 +212,7 @@ func (r *Runner) publishPlain(ctx context.Context, prefix string, n int) error {
 		return err
 	}
 	for i := range n {
-		if _, err := js.PublishAsync(r.topic(prefix, i), []byte(strconv.Itoa(i/r.o.Topics))); err != nil {
+		if _, err := js.PublishAsync(r.topic(prefix, i), []byte(strconv.Itoa(i/r.o.Topics)), jetstream.WithStallWait(30*time.Second)); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		prog.Add(1)
@@ -226,6 +235,12 @@ type member struct {
 
 // startMembers runs n members of group on connections of their own.
 func (r *Runner) startMembers(ctx context.Context, group, filter string, h consume.Handler) ([]*member, error) {
+	return r.startMembersWith(ctx, consume.Options{Group: group, Filter: []string{filter}, Handler: h, AtLeastOnce: h == nil})
+}
+
+// startMembersWith runs Members members with base's options, each on a
+// connection of its own.
+func (r *Runner) startMembersWith(ctx context.Context, base consume.Options) ([]*member, error) {
 	var out []*member
 	for i := range r.o.Members {
 		nc, err := r.t.Connect()
@@ -239,8 +254,9 @@ func (r *Runner) startMembers(ctx context.Context, group, filter string, h consu
 			stopMembers(out)
 			return nil, err
 		}
-		m, err := consume.New(consume.Options{Conn: nc, Store: store, Group: group, Member: fmt.Sprintf("m%d", i),
-			Filter: []string{filter}, Handler: h, Logger: r.o.Logger})
+		o := base
+		o.Conn, o.Store, o.Member, o.Logger = nc, store, fmt.Sprintf("m%d", i), r.o.Logger
+		m, err := consume.New(o)
 		if err != nil {
 			nc.Close()
 			stopMembers(out)
@@ -325,6 +341,64 @@ func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
 	el, cs := time.Since(t0), c0.since()
 	stopMembers(ms)
 	finish(&res, n, el, cs)
+	return res, err
+}
+
+// GroupAck is the per-event settlement row: Members at-least-once
+// members of a fresh group hand out the envelope events by Next (up to
+// 500 at a time, one caller per member) and the caller acknowledges each
+// by its token. Timed from the members' start to the last event
+// acknowledged.
+func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: fmt.Sprintf("consume/group-%d-ack", r.o.Members)}
+	n := int64(r.o.Events)
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	c0, t0 := cpuNow(), time.Now()
+	ms, err := r.startMembers(ctx, "benchack", envPrefix+">", nil)
+	if err != nil {
+		return res, err
+	}
+	var acked atomic.Int64
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(ms))
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() {
+			for actx.Err() == nil {
+				ds, err := m.m.Next(actx, 500, 100*time.Millisecond)
+				if err != nil {
+					if actx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				for _, d := range ds {
+					if err := m.m.Ack(d.Token); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if acked.Add(int64(len(ds))) >= n {
+					cancel()
+				}
+				prog.Add(int64(len(ds)))
+			}
+		})
+	}
+	select {
+	case <-actx.Done():
+	case err = <-errs:
+		cancel()
+	}
+	wg.Wait()
+	el, cs := time.Since(t0), c0.since()
+	stopMembers(ms)
+	finish(&res, acked.Load(), el, cs)
+	if err == nil && acked.Load() < n {
+		err = fmt.Errorf("%d of %d events acknowledged: %w", acked.Load(), n, ctx.Err())
+	}
 	return res, err
 }
 
