@@ -96,8 +96,10 @@ type PartitionStatus struct {
 	LagEvents int64 `json:"lag_events"`
 	// LagSeconds is the age of the partition's first unapplied event
 	// (its stream timestamp), 0 when caught up. When not Exact and no
-	// event of the partition was found, it is the age of the last message
-	// scanned: an upper bound.
+	// event of the partition was found within the scan's bounds, it is 0:
+	// a lower bound. (An upper bound, the age of the last message
+	// scanned, would make an idle partition far behind the head, as an
+	// at-least-once group's can be, look late and raise alerts.)
 	LagSeconds float64 `json:"lag_seconds"`
 	// Exact reports whether the scan reached the head.
 	Exact bool `json:"exact"`
@@ -305,7 +307,6 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 	reached := make([]bool, len(eff)) // a message at or after eff[p] was seen
 	first := make([]time.Time, len(eff))
 	var (
-		last       time.Time
 		lastSeq    uint64
 		nmsg, nevs int
 		complete   bool
@@ -321,7 +322,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 		}
 		seq := md.Sequence.Stream
 		nmsg++
-		last, lastSeq = md.Timestamp, seq
+		lastSeq = seq
 		for p := range eff {
 			if !reached[p] && eff[p].seq <= seq {
 				reached[p] = true
@@ -349,11 +350,8 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 	}
 	for p := range eff {
 		ps := &st.PartitionStatus[p]
-		switch {
-		case !first[p].IsZero():
+		if !first[p].IsZero() {
 			ps.LagSeconds = max(0, st.At.Sub(first[p]).Seconds())
-		case !complete && !last.IsZero():
-			ps.LagSeconds = max(0, st.At.Sub(last).Seconds())
 		}
 		if eff[p].seq > st.Head {
 			continue // past the head: nothing pending, exactly
