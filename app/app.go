@@ -289,6 +289,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if err := a.registerConsumerMetrics(); err != nil {
+		return err
+	}
 	a.setPhase(nil)
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -234,7 +234,7 @@ func (s *Service) member(ctx context.Context, group string) (*Member, error) {
 // groupError turns a group lookup's error into a service error.
 func groupError(group string, err error) *service.Error {
 	switch {
-	case errors.Is(err, ErrNoGroup):
+	case errors.Is(err, ErrUnknownGroup):
 		return service.Errorf(service.CodeNotFound, "no consumer group %q: create it with %s or platform consume create %s", group, streams.ConsumeSubject(group, "create"), group)
 	case errors.Is(err, ErrConfig):
 		return service.Errorf(service.CodeConflict, "%v", err)
@@ -632,21 +632,12 @@ func (s *Service) handleCreate(ctx context.Context, r *service.Request) (any, er
 	return infoOf(got), nil
 }
 
-// StatusResponse answers consume.<group>.status.
+// StatusResponse answers consume.<group>.status: Status's answer and
+// the group's at-least-once settings.
 type StatusResponse struct {
-	GroupInfo
-	// Members are the live members in the current assignment.
-	Members []string `json:"members"`
-	// Partitions' owners and committed positions.
-	PartitionStatus []PartitionStatus `json:"partition_status"`
-}
-
-// PartitionStatus is one partition's owner and committed position.
-type PartitionStatus struct {
-	Partition int    `json:"partition"`
-	Owner     string `json:"owner"`
-	Epoch     uint64 `json:"epoch"`
-	Position  string `json:"position"`
+	GroupStatus
+	MaxDeliver int   `json:"max_deliver"`
+	AckWaitMS  int64 `json:"ack_wait_ms"`
 }
 
 func (s *Service) handleStatus(ctx context.Context, r *service.Request) (any, error) {
@@ -658,40 +649,9 @@ func (s *Service) handleStatus(ctx context.Context, r *service.Request) (any, er
 	if err != nil {
 		return nil, groupError(group, err)
 	}
-	keys := []string{groupKey(group, "assign")}
-	for p := range cfg.Partitions {
-		keys = append(keys, posKey(group, p))
+	st, err := Status(ctx, s.js, s.store, group)
+	if err != nil {
+		return nil, groupError(group, err)
 	}
-	out := StatusResponse{GroupInfo: infoOf(cfg), Members: []string{}}
-	got := map[string]txn.Entry{}
-	for len(keys) > 0 {
-		n := min(len(keys), s.store.MaxKeys())
-		part, err := s.store.GetMany(ctx, keys[:n])
-		if err != nil {
-			return nil, service.Errorf(service.CodeUnavailable, "read group %s: %v", group, err)
-		}
-		for k, v := range part {
-			got[k] = v
-		}
-		keys = keys[n:]
-	}
-	var a assignment
-	if e := got[groupKey(group, "assign")]; e.Found {
-		a, _ = decode[assignment](e.Key, e.Value)
-		out.Members = append(out.Members, a.Members...)
-	}
-	for p := range cfg.Partitions {
-		ps := PartitionStatus{Partition: p, Position: "1"}
-		if p < len(a.Owners) {
-			ps.Owner = a.Owners[p]
-		}
-		if e := got[posKey(group, p)]; e.Found {
-			if pos, err := decode[position](e.Key, e.Value); err == nil {
-				ps.Epoch = pos.Epoch
-				ps.Position = positionText(replicator.Position{Seq: max(pos.Seq, 1), Index: pos.Index, Count: pos.Index + 1})
-			}
-		}
-		out.PartitionStatus = append(out.PartitionStatus, ps)
-	}
-	return out, nil
+	return StatusResponse{GroupStatus: st, MaxDeliver: cfg.MaxDeliver, AckWaitMS: cfg.AckWait.Milliseconds()}, nil
 }

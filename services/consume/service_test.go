@@ -45,6 +45,12 @@ func (e *groupEnv) startService(t *testing.T, reg prometheus.Registerer) *Servic
 	case <-time.After(30 * time.Second):
 		t.Fatal("consume service not ready")
 	}
+	// Its subscriptions reach the other nodes of the cluster a moment
+	// after it is ready on its own.
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		_, err := e.nc.Request(streams.InstanceSubject(s.svc.MicroName(), s.svc.ID(), streams.ConsumeSubject("probe", "status")), nil, time.Second)
+		return err
+	})
 	return s
 }
 
@@ -168,7 +174,7 @@ func TestServiceConsumesAndSettles(t *testing.T) {
 		var st StatusResponse
 		require.NoError(t, json.Unmarshal(body, &st))
 		owners := map[string]bool{}
-		for _, p := range st.PartitionStatus {
+		for _, p := range st.PerPartition {
 			owners[p.Owner] = true
 		}
 		if len(st.Members) != 2 || !owners[a.svc.ID()] || !owners[b.svc.ID()] {
