@@ -76,7 +76,7 @@ const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isR
 func TestGarbageToEverySubject(t *testing.T) {
 	p := startApp(t, embedded(t, 1, t.TempDir()))
 	nc, _ := connect(t, p.app.Cluster().ClientURLs())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	infos := serviceInfos(t, nc)

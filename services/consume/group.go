@@ -22,10 +22,6 @@ const (
 	DefaultAckWait = 30 * time.Second
 )
 
-// ErrNoGroup means the group has no config key: no member ever joined it
-// and it was never created.
-var ErrNoGroup = errors.New("consume: no such group")
-
 // GroupConfig is a group's configuration, fixed when the group is
 // created (by CreateGroup or its first member).
 type GroupConfig struct {
@@ -142,10 +138,10 @@ func CreateGroup(ctx context.Context, store *txn.Store, g GroupConfig) (GroupCon
 	return have, nil
 }
 
-// LookupGroup returns group's configuration, or ErrNoGroup.
+// LookupGroup returns group's configuration, or ErrUnknownGroup.
 func LookupGroup(ctx context.Context, store *txn.Store, group string) (GroupConfig, error) {
 	if !validName(group) {
-		return GroupConfig{}, fmt.Errorf("%w: %q is not a group name (letters, digits, - and _)", ErrNoGroup, group)
+		return GroupConfig{}, fmt.Errorf("%w: %q is not a group name (letters, digits, - and _)", ErrUnknownGroup, group)
 	}
 	key := groupKey(group, "config")
 	e, err := store.Get(ctx, key)
@@ -153,7 +149,7 @@ func LookupGroup(ctx context.Context, store *txn.Store, group string) (GroupConf
 		return GroupConfig{}, fmt.Errorf("consume: group %s: %w", group, err)
 	}
 	if !e.Found {
-		return GroupConfig{}, fmt.Errorf("%w: %s", ErrNoGroup, group)
+		return GroupConfig{}, fmt.Errorf("%w: %s", ErrUnknownGroup, group)
 	}
 	c, err := decode[config](key, e.Value)
 	if err != nil {
@@ -186,7 +182,7 @@ func joinGroup(ctx context.Context, store *txn.Store, g GroupConfig, create bool
 			return fromStored(g.Name, c), nil
 		}
 		if !create {
-			return GroupConfig{}, fmt.Errorf("%w: %s", ErrNoGroup, g.Name)
+			return GroupConfig{}, fmt.Errorf("%w: %s", ErrUnknownGroup, g.Name)
 		}
 		v, _ := json.Marshal(g.stored())
 		_, err = store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}})

@@ -371,11 +371,13 @@ func (m *Member) loop(ctx context.Context, v *view) {
 }
 
 // markRead records msg, the last of a processed batch, as read, unless
-// the batch was cut short and the reader starts again, or the member
-// hands events out (its positions alone say what was settled).
+// the batch was cut short and the reader starts again.
 func (m *Member) markRead(ctx context.Context, msg jetstream.Msg) {
 	if m.reread || ctx.Err() != nil || m.pull != nil {
-		return // at least once, a read event is applied when acknowledged
+		// At least once, an event read is not settled: the committed
+		// positions alone say what is left (they pass what was read once
+		// a partition has nothing unsettled).
+		return
 	}
 	if md, err := msg.Metadata(); err == nil {
 		m.read.Store(md.Sequence.Stream)

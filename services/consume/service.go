@@ -234,7 +234,7 @@ func (s *Service) member(ctx context.Context, group string) (*Member, error) {
 // groupError turns a group lookup's error into a service error.
 func groupError(group string, err error) *service.Error {
 	switch {
-	case errors.Is(err, ErrNoGroup):
+	case errors.Is(err, ErrUnknownGroup):
 		return service.Errorf(service.CodeNotFound, "no consumer group %q: create it with %s or platform consume create %s", group, streams.ConsumeSubject(group, "create"), group)
 	case errors.Is(err, ErrConfig):
 		return service.Errorf(service.CodeConflict, "%v", err)
@@ -632,8 +632,8 @@ func (s *Service) handleCreate(ctx context.Context, r *service.Request) (any, er
 	return infoOf(got), nil
 }
 
-// StatusResponse answers consume.<group>.status: the group's status
-// (see Status) and its settlement settings.
+// StatusResponse answers consume.<group>.status: Status's answer and
+// the group's at-least-once settings.
 type StatusResponse struct {
 	GroupStatus
 	MaxDeliver int   `json:"max_deliver"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
 )
 
@@ -45,6 +46,12 @@ func (e *groupEnv) startService(t *testing.T, reg prometheus.Registerer) *Servic
 	case <-time.After(30 * time.Second):
 		t.Fatal("consume service not ready")
 	}
+	// Its subscriptions reach the other nodes of the cluster a moment
+	// after it is ready on its own.
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		_, err := e.nc.Request(streams.InstanceSubject(s.svc.MicroName(), s.svc.ID(), streams.ConsumeSubject("probe", "status")), nil, time.Second)
+		return err
+	})
 	return s
 }
 
@@ -104,13 +111,24 @@ func TestServiceConsumesAndSettles(t *testing.T) {
 	require.Equal(t, service.CodeConflict, code, "another partition count: %s", body)
 
 	ctx := clustertest.Context(t, 30*time.Second)
-	for _, d := range []struct{ subject, data string }{{"events.s.a", `{"n":1}`}, {"events.s.a", "\xff\x00bin"}, {"events.s.a", "three"}, {"events.other", "not mine"}} {
-		m := nats.NewMsg(d.subject)
-		m.Data = []byte(d.data)
-		m.Header.Set("Trace", "t1")
-		_, err := e.js.PublishMsg(ctx, m)
+	// One envelope: a partition's events are handed out to one caller at
+	// a time, so the three must be read together to come out together.
+	pub, err := replicator.NewPublisher(e.js, replicator.WithEnvelope(), replicator.WithBatch(64, 1<<20))
+	require.NoError(t, err)
+	var futs []*replicator.Future
+	for _, d := range []string{`{"n":1}`, "\xff\x00bin", "three"} {
+		f, err := pub.PublishAsync(ctx, replicator.Message{Subject: "events.s.a", Data: []byte(d), Header: nats.Header{"Trace": {"t1"}}})
+		require.NoError(t, err)
+		futs = append(futs, f)
+	}
+	require.NoError(t, pub.Flush(ctx))
+	for _, f := range futs {
+		_, err := f.Wait(ctx)
 		require.NoError(t, err)
 	}
+	require.NoError(t, pub.Close(ctx))
+	_, err = e.js.Publish(ctx, "events.other", []byte("not mine"))
+	require.NoError(t, err)
 	evs := nextVia(t, nc, streams.ConsumeSubject("svc", "next"), 3)
 	if evs[0].Data == nil || *evs[0].Data != `{"n":1}` || evs[0].Subject != "events.s.a" || evs[0].Headers["Trace"][0] != "t1" || evs[0].Attempt != 1 {
 		t.Errorf("first event %+v, want events.s.a {\"n\":1} with its header, attempt 1", evs[0])

@@ -17,9 +17,9 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// ErrUnknownGroup means no group of that name exists (its config key is
-// absent); it is ErrNoGroup.
-var ErrUnknownGroup = ErrNoGroup
+// ErrUnknownGroup means no group of that name exists: no member ever
+// joined it (its config key is absent).
+var ErrUnknownGroup = errors.New("consume: unknown group")
 
 // Scan bounds of Status: beyond them the lag in events is a lower bound
 // (PartitionStatus.Exact false).
