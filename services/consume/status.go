@@ -17,9 +17,9 @@ import (
 	"github.com/platform/platform/streams"
 )
 
-// ErrUnknownGroup means no group of that name exists: no member ever
-// joined it (its config key is absent).
-var ErrUnknownGroup = errors.New("consume: unknown group")
+// ErrUnknownGroup means no group of that name exists (its config key is
+// absent); it is ErrNoGroup.
+var ErrUnknownGroup = ErrNoGroup
 
 // Scan bounds of Status: beyond them the lag in events is a lower bound
 // (PartitionStatus.Exact false).
@@ -51,8 +51,8 @@ type GroupStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	// Exact reports whether every partition's lag is exact.
 	Exact bool `json:"exact"`
-	// PerPartition holds each partition's status, by partition.
-	PerPartition []PartitionStatus `json:"per_partition"`
+	// PartitionStatus holds each partition's status, by partition.
+	PartitionStatus []PartitionStatus `json:"partition_status"`
 	// At is when the status was taken.
 	At time.Time `json:"at"`
 }
@@ -210,12 +210,12 @@ func Status(ctx context.Context, js jetstream.JetStream, store *txn.Store, group
 				eff[p] = c
 			}
 		}
-		st.PerPartition = append(st.PerPartition, ps)
+		st.PartitionStatus = append(st.PartitionStatus, ps)
 	}
 	if err := scanLag(ctx, js, &st, eff); err != nil {
 		return GroupStatus{}, fmt.Errorf("consume: status %s: %w", group, err)
 	}
-	for _, ps := range st.PerPartition {
+	for _, ps := range st.PartitionStatus {
 		st.LagEvents += ps.LagEvents
 		st.LagSeconds = max(st.LagSeconds, ps.LagSeconds)
 		st.Exact = st.Exact && ps.Exact
@@ -276,8 +276,8 @@ func head(ctx context.Context, nc *nats.Conn, filter []string) (uint64, error) {
 // counts each partition's events at or after its effective position.
 func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff []cursor) error {
 	from := uint64(0)
-	for p := range st.PerPartition {
-		ps := &st.PerPartition[p]
+	for p := range st.PartitionStatus {
+		ps := &st.PartitionStatus[p]
 		ps.Exact = true
 		if eff[p].seq <= st.Head && (from == 0 || eff[p].seq < from) {
 			from = eff[p].seq
@@ -325,7 +325,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 		for p := range eff {
 			if !reached[p] && eff[p].seq <= seq {
 				reached[p] = true
-				st.PerPartition[p].LagMessages = md.NumPending + 1
+				st.PartitionStatus[p].LagMessages = md.NumPending + 1
 			}
 		}
 		evs, err := replicator.Decode(msg.Subject(), seq, md.Timestamp, msg.Headers(), msg.Data())
@@ -336,7 +336,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 				if cursorOf(ev.Pos).less(eff[p]) {
 					continue
 				}
-				st.PerPartition[p].LagEvents++
+				st.PartitionStatus[p].LagEvents++
 				if first[p].IsZero() {
 					first[p] = md.Timestamp
 				}
@@ -348,7 +348,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 		}
 	}
 	for p := range eff {
-		ps := &st.PerPartition[p]
+		ps := &st.PartitionStatus[p]
 		switch {
 		case !first[p].IsZero():
 			ps.LagSeconds = max(0, st.At.Sub(first[p]).Seconds())
