@@ -22,6 +22,10 @@ const (
 	DefaultAckWait = 30 * time.Second
 )
 
+// ErrNoGroup means the group has no config key: no member ever joined it
+// and it was never created.
+var ErrNoGroup = errors.New("consume: no such group")
+
 // GroupConfig is a group's configuration, fixed when the group is
 // created (by CreateGroup or its first member).
 type GroupConfig struct {
