@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +25,9 @@ import (
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/services/consume"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
@@ -512,6 +516,50 @@ func TestConsole(t *testing.T) {
 		})
 	})
 
+	t.Run("consumer groups match consume.Status", func(t *testing.T) {
+		store, err := txn.NewStore(p.nc, txn.WithLogger(clustertest.Logger()))
+		require.NoError(t, err)
+		m, err := consume.New(consume.Options{Conn: p.nc, Store: store, Group: "held", Member: "m1",
+			TTL: 2 * time.Second, Tick: 100 * time.Millisecond, Logger: clustertest.Logger(),
+			Handler: func(*txn.Tx, replicator.Event) error { return errors.New("held back") }})
+		require.NoError(t, err)
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(mctx) }()
+		defer func() { cancel(); <-done }()
+		for i := range 3 {
+			_, err := p.js.Publish(ctx, streams.EventsPrefix+"stuck", fmt.Appendf(nil, "%d", i))
+			require.NoError(t, err)
+		}
+		part := consume.Partition("stuck", consume.DefaultPartitions)
+		eventually(t, func() error {
+			var v struct {
+				Groups []consume.GroupStatus
+			}
+			p.get(t, "groups", &v)
+			i := slices.IndexFunc(v.Groups, func(g consume.GroupStatus) bool { return g.Group == "held" })
+			if i < 0 {
+				return fmt.Errorf("no group held in %+v", v.Groups)
+			}
+			g := v.Groups[i]
+			// The member holds back every event, those of the earlier
+			// subtests too: the stuck partition lags, owned by m1.
+			if len(g.PerPartition) != consume.DefaultPartitions || g.PerPartition[part].Owner != "m1" || g.PerPartition[part].LagMessages == 0 {
+				return fmt.Errorf("group %+v", g)
+			}
+			want, err := consume.Status(ctx, p.js, store, "held")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(want.Members, g.Members) || want.Partitions != g.Partitions || want.PerPartition[part].Owner != g.PerPartition[part].Owner {
+				return fmt.Errorf("console %+v, consume.Status %+v", g, want)
+			}
+			return nil
+		})
+		code, _ := p.do(t, http.MethodGet, "groups?group=nosuch", "", false)
+		require.Equal(t, http.StatusNotFound, code)
+	})
+
 	t.Run("bad input is a 400 with a JSON error", func(t *testing.T) {
 		for _, path := range []string{
 			"events?limit=0", "events?limit=501", "events?limit=x", "events?after=1&before=2", "events?after=-1",
@@ -519,7 +567,7 @@ func TestConsole(t *testing.T) {
 			"events?q=" + strings.Repeat("q", 300), "events/x", "events/0", "events/1?index=-1",
 			"members?state=zombie", "members?sort=secret", "members?order=up", "members?limit=100000", "members?offset=-1",
 			"members?service=a.b", "members/a.b/c", "state", "state?key=a&prefix=b", "state?key=a..b", "state?key=" + strings.Repeat("k", 2000),
-			"state?prefix=a*", "series?since=-5", "events/tail?topic=a..b",
+			"state?prefix=a*", "series?since=-5", "events/tail?topic=a..b", "groups?group=a.b",
 		} {
 			code, body := p.do(t, http.MethodGet, path, "", false)
 			require.Equal(t, http.StatusBadRequest, code, "GET %s: %s", path, body)
