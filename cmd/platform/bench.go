@@ -56,6 +56,7 @@ Each prints events/s and P50/P95/P99 latency, side by side with its baseline;
 		newBenchReplicationCmd(f),
 		newBenchConsumeCmd(f),
 		newBenchConsumeMemberCmd(),
+		newBenchConsoleCmd(),
 	)
 	return cmd
 }
