@@ -179,7 +179,7 @@ export function poll(f, interval) {
 export const status = {
   last: 0,
   err: null,
-  ok() { this.last = Date.now(); this.err = null; this.show(); },
+  ok() { this.last = Date.now(); this.err = null; this.show(); painted(); },
   error(e) { this.err = e; this.show(); },
   show() {
     const el = document.getElementById('status');
@@ -193,6 +193,16 @@ export const status = {
     }
   },
 };
+
+// painted marks, once per page load, the first frame painted with data
+// from the API (performance mark "console:painted"), which the browser
+// tests read to hold first paint under its budget.
+let marked = false;
+function painted() {
+  if (marked) return;
+  marked = true;
+  requestAnimationFrame(() => setTimeout(() => performance.mark('console:painted'), 0));
+}
 
 // errorBox shows an API error in a page.
 export function errorBox(e) {

@@ -67,13 +67,32 @@ export default function overview(root) {
     drawCharts();
   };
 
+  // The overview gathers every stream's state through JetStream, which
+  // takes seconds when the cluster has just lost its quorum: exactly when
+  // an operator looks. So when it is slow or fails, readiness comes from
+  // /readyz itself meanwhile, and the rest of the page waits.
   const pollOverview = async (signal) => {
     let o;
+    let settled = false;
+    const fallback = async (err) => {
+      try {
+        const r = await fetch('/readyz', { cache: 'no-store', signal });
+        const text = await r.text();
+        if (settled && !err) return;
+        const problems = r.ok ? [] : text.replace(/^not ready: /, '').split('\n').map((l) => l.trim()).filter(Boolean);
+        renderHealth(health, { ready: r.ok, problems, time: new Date().toISOString(), partial: err ? err.message : 'the overview is waiting for JetStream' });
+      } catch { /* the next poll retries */ }
+    };
+    const slow = setTimeout(() => fallback(null), 700);
     try {
       o = await api('overview', { signal });
     } catch (e) {
-      if (e.name !== 'AbortError') replace(health, h('h2', null, 'Health'), errorBox(e));
+      clearTimeout(slow);
+      if (e.name !== 'AbortError') await fallback(e);
       throw e;
+    } finally {
+      settled = true;
+      clearTimeout(slow);
     }
     renderHealth(health, o);
     renderNodes(nodes, o);
@@ -99,7 +118,8 @@ function renderHealth(el, o) {
   replace(el,
     h('h2', null, 'Health'),
     h('div', { class: 'big ' + (o.ready ? 'good' : 'bad'), id: 'ready', 'data-ready': String(!!o.ready) }, o.ready ? 'Ready' : 'Not ready'),
-    h('div', { class: 'kv' },
+    o.partial ? h('div', { class: 'error', id: 'overview-partial' }, 'From /readyz; stream and node details delayed: ' + o.partial) : null,
+    o.partial ? null : h('div', { class: 'kv' },
       h('span', null, 'Meta leader'), h('b', { id: 'meta-leader' }, o.meta_leader || '–'),
       o.meta_leader_note ? [h('span', null, ''), h('span', { class: 'muted' }, o.meta_leader_note)] : null,
       h('span', null, 'Cluster'), h('span', null, o.embedded ? 'embedded in this process' : 'external'),
