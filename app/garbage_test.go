@@ -42,6 +42,7 @@ var endpoints = map[string]struct {
 	"admin.status":   {decodes, `{}`, ""},
 	"members.list":   {decodes, `{}`, ""},
 	"members.status": {ignores, ``, ""},
+	"members.get":    {decodes, `{"service":"%s","instance":"%s"}`, ""}, // a member the detector knows
 	"txn.get":        {decodes, `{"keys":["garbage.k"]}`, ""},
 	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`, ""},
 	"ingest.>":       {opaque, `{"valid":true}`, ""},
@@ -49,6 +50,8 @@ var endpoints = map[string]struct {
 	"alerts.post":           {decodes, `[]`, ""},
 	"alerts.list":           {decodes, `{}`, ""},
 	"alerts.status":         {ignores, ``, ""},
+	"alerts.groups":         {ignores, ``, ""},
+	"alerts.pending":        {ignores, ``, ""},
 	"alerts.reload":         {ignores, ``, ""},
 	"alerts.silence.add":    {decodes, silenceJSON, ""},
 	"alerts.silence.list":   {ignores, ``, ""},
@@ -152,6 +155,16 @@ func TestGarbageToEverySubject(t *testing.T) {
 					}
 					require.NoError(t, json.Unmarshal(made.Data, &sl), "%s", made.Data)
 					valid = fmt.Sprintf(valid, sl.ID)
+				}
+				if base == "members.get" {
+					var m struct {
+						Members []struct{ Service, Instance string } `json:"members"`
+					}
+					require.Eventually(t, func() bool {
+						_, got := request("members.list", "", []byte(`{"limit":1}`))
+						return json.Unmarshal(got.Data, &m) == nil && len(m.Members) == 1
+					}, 20*time.Second, 50*time.Millisecond, "a member in the detector's view")
+					valid = fmt.Sprintf(valid, m.Members[0].Service, m.Members[0].Instance)
 				}
 				code, resp = request(validSubject, "", []byte(valid))
 				require.Empty(t, code, "%s: a valid request after %s: %s", subject, g.name, resp.Data)

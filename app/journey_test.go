@@ -224,10 +224,11 @@ func (j *journey) micro(t *testing.T) {
 	}
 	want := map[string][]string{
 		"platform-admin":      {streams.AdminStatusSubject},
-		"platform-detector":   {"members.list", "members.status"},
+		"platform-detector":   {"members.list", "members.get", "members.status"},
 		"platform-replicator": {"ingest.>"},
 		"platform-txn":        {"txn.get", "txn.commit"},
 		"platform-alerting": {streams.AlertsPostSubject, streams.AlertsListSubject, streams.AlertsStatusSubject, streams.AlertsReloadSubject,
+			streams.AlertsGroupsSubject, streams.AlertsPendingSubject,
 			streams.AlertsSilenceAddSubject, streams.AlertsSilenceListSubject, streams.AlertsSilenceExpireSubject},
 		"platform-balancer": {"route.>", streams.BalancerStatusSubject, streams.BalancerBalanceSubject},
 	}

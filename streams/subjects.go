@@ -49,6 +49,9 @@ const (
 	// captures.
 	MembersListSubject   = "members.list"
 	MembersStatusSubject = "members.status"
+	// MembersGetSubject is the detector's view of one instance with its
+	// heartbeat intervals.
+	MembersGetSubject = "members.get"
 
 	// BalancerStatusSubject and BalancerBalanceSubject are the balancer's
 	// endpoints.
@@ -61,6 +64,8 @@ const (
 	AlertsPostSubject          = AlertsPrefix + "post"
 	AlertsListSubject          = AlertsPrefix + "list"
 	AlertsStatusSubject        = AlertsPrefix + "status"
+	AlertsGroupsSubject        = AlertsPrefix + "groups"
+	AlertsPendingSubject       = AlertsPrefix + "pending"
 	AlertsReloadSubject        = AlertsPrefix + "reload"
 	AlertsSilenceAddSubject    = AlertsPrefix + "silence.add"
 	AlertsSilenceListSubject   = AlertsPrefix + "silence.list"
