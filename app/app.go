@@ -294,6 +294,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if err := a.registerConsumerMetrics(); err != nil {
+		return err
+	}
 	a.setPhase(nil)
 	a.startConsole()
 	svcCtx, stopServices := context.WithCancel(context.Background())

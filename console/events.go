@@ -58,12 +58,30 @@ func newEventView(e replicator.Event) eventView {
 		v.Headers = nats.Header{}
 	}
 	p := e.Data[:min(len(e.Data), previewBytes)]
-	if utf8.Valid(e.Data) || (len(e.Data) > previewBytes && utf8.Valid(trimRune(p))) {
+	if isText(p, len(e.Data) > previewBytes) {
 		v.Preview = string(trimRune(p))
 	} else {
 		v.Binary, v.Preview = true, hex.EncodeToString(p)
 	}
 	return v
+}
+
+// isText reports whether p reads as text: UTF-8 (but for a rune cut at
+// the end when p was cut) without control characters other than tab and
+// line ends.
+func isText(p []byte, cut bool) bool {
+	if cut {
+		p = trimRune(p)
+	}
+	if !utf8.Valid(p) {
+		return false
+	}
+	for _, c := range p {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // trimRune drops a rune cut at the end of p.
@@ -405,7 +423,7 @@ func render(data []byte, truncated bool) (encoding, body string) {
 			return "json", b.String()
 		}
 	}
-	if utf8.Valid(trimRune(data)) {
+	if isText(data, truncated) {
 		return "text", string(trimRune(data))
 	}
 	return "hex", hex.Dump(data)

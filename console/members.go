@@ -189,19 +189,28 @@ func (c *Console) membersAPI(_ context.Context, r *http.Request, _ *session) (an
 	}
 	v.mu.RUnlock()
 	page.Matched = len(list)
+	// Sort pointers: comparing copies through a func value would put two
+	// copies on the heap per comparison.
+	ptrs := make([]*membership.Member, len(list))
+	for i := range list {
+		ptrs[i] = &list[i]
+	}
 	desc := order == "desc"
-	slices.SortFunc(list, func(a, b membership.Member) int {
-		c := by(&a, &b)
-		if c == 0 {
-			c = strings.Compare(a.Key(), b.Key())
+	slices.SortFunc(ptrs, func(a, b *membership.Member) int {
+		c := by(a, b)
+		if c == 0 { // by key, <service>.<instance>, without building it
+			c = cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Instance, b.Instance))
 		}
 		if desc {
 			return -c
 		}
 		return c
 	})
-	lo := min(int(offset), len(list))
-	page.Members = list[lo:min(lo+int(limit), len(list))]
+	lo := min(int(offset), len(ptrs))
+	page.Members = make([]membership.Member, 0, min(int(limit), len(ptrs)-lo))
+	for _, m := range ptrs[lo:min(lo+int(limit), len(ptrs))] {
+		page.Members = append(page.Members, *m)
+	}
 	return page, nil
 }
 

@@ -81,6 +81,10 @@ type config struct {
 type member struct {
 	Member string `json:"member"`
 	TTLMS  int64  `json:"ttl_ms"`
+	// Read is the last stream message the member has read and applied
+	// its partitions' events of, since its reader last started (0:
+	// none); Status counts lag from it for partitions without events.
+	Read uint64 `json:"read,omitempty"`
 }
 
 func encodePosition(p position) ([]byte, error) {

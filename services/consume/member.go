@@ -65,6 +65,9 @@ type Member struct {
 	applied atomic.Int64
 	// held is how many partitions the member owns.
 	held atomic.Int32
+	// read is the last stream message read and applied since the reader
+	// started (0: none), published with the membership for Status.
+	read atomic.Uint64
 }
 
 // owned is a partition this member holds.
@@ -223,7 +226,7 @@ func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 
 // beat writes the member key with a message TTL.
 func (m *Member) beat(ctx context.Context) error {
-	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds()})
+	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds(), Read: m.read.Load()})
 	msg := nats.NewMsg(streams.KVSubject(m.opts.Store.Bucket(), memberKey(m.opts.Group, m.opts.Member)))
 	msg.Data = v
 	msg.Header.Set(jetstream.MsgTTLHeader, m.opts.TTL.String())
@@ -288,6 +291,7 @@ func (m *Member) loop(ctx context.Context, v *view) {
 		}
 	}()
 	restart := func() {
+		m.read.Store(0)
 		if r != nil {
 			r.stop()
 			r = nil
@@ -339,7 +343,19 @@ func (m *Member) loop(ctx context.Context, v *view) {
 				}
 			}
 			m.process(ctx, batch)
+			m.markRead(ctx, batch[len(batch)-1])
 		}
+	}
+}
+
+// markRead records msg, the last of a processed batch, as read, unless
+// the batch was cut short and the reader starts again.
+func (m *Member) markRead(ctx context.Context, msg jetstream.Msg) {
+	if m.reread || ctx.Err() != nil {
+		return
+	}
+	if md, err := msg.Metadata(); err == nil {
+		m.read.Store(md.Sequence.Stream)
 	}
 }
 
@@ -404,6 +420,7 @@ func (m *Member) take(ctx context.Context, p int) (*owned, error) {
 	}
 	pos.Epoch++
 	pos.Owner = m.opts.Member
+	m.read.Store(0) // the reader starts again from the positions
 	v, _ := json.Marshal(pos)
 	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}}); err != nil {
 		return nil, err
