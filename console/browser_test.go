@@ -62,9 +62,9 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// platform is a running 3-node platform with the console on its HTTP
+// browserPlatform is a running 3-node platform with the console on its HTTP
 // listener, a client connection, and one headless browser.
-type platform struct {
+type browserPlatform struct {
 	app     *app.App
 	base    string // http://127.0.0.1:port
 	nc      *nats.Conn
@@ -73,7 +73,7 @@ type platform struct {
 	shots   string
 }
 
-func startPlatform(t *testing.T) *platform {
+func startBrowserPlatform(t *testing.T) *browserPlatform {
 	t.Helper()
 	exe := chromium(t)
 	opts := app.Options{
@@ -107,7 +107,7 @@ func startPlatform(t *testing.T) *platform {
 	case <-time.After(90 * time.Second):
 		t.Fatal("platform not ready within 90s")
 	}
-	p := &platform{app: a, base: "http://" + a.HTTPAddr(), shots: os.Getenv("CONSOLE_SCREENSHOTS")}
+	p := &browserPlatform{app: a, base: "http://" + a.HTTPAddr(), shots: os.Getenv("CONSOLE_SCREENSHOTS")}
 	p.nc, err = nats.Connect(strings.Join(a.Cluster().ClientURLs(), ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(p.nc.Close)
@@ -136,7 +136,7 @@ type tab struct {
 	errs []string
 }
 
-func (p *platform) tab(t *testing.T) *tab {
+func (p *browserPlatform) tab(t *testing.T) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(p.browser)
 	t.Cleanup(cancel)
@@ -187,7 +187,7 @@ func (tb *tab) noErrors(t *testing.T, page string) {
 // open loads the console at route as a fresh document (so its
 // Performance timeline starts at this load) and waits until the page has
 // painted data from the API.
-func (tb *tab) open(t *testing.T, p *platform, route string) {
+func (tb *tab) open(t *testing.T, p *browserPlatform, route string) {
 	t.Helper()
 	require.NoError(t, chromedp.Do(tb.ctx, chromedp.Navigate("about:blank"), chromedp.Navigate(p.base+"/#"+route)), "open %s", route)
 	tb.wait(t, `performance.getEntriesByName('console:painted').length > 0`, 15*time.Second, "page "+route+" painted data")
@@ -234,7 +234,7 @@ func (tb *tab) paint(t *testing.T) paint {
 }
 
 // screenshot saves a full-page PNG when CONSOLE_SCREENSHOTS is set.
-func (tb *tab) screenshot(t *testing.T, p *platform, name string) {
+func (tb *tab) screenshot(t *testing.T, p *browserPlatform, name string) {
 	t.Helper()
 	if p.shots == "" {
 		return
@@ -275,7 +275,7 @@ type alertStatus struct {
 }
 
 func TestConsoleInBrowser(t *testing.T) {
-	p := startPlatform(t)
+	p := startBrowserPlatform(t)
 	tb := p.tab(t)
 
 	// Some events to browse, sent as a user would (nats req ingest.<topic>).
@@ -565,7 +565,7 @@ func matchEventually(t *testing.T, d time.Duration, f func() (got, want string))
 }
 
 // alertsMatch checks the page's firing alerts against alerts.list.
-func alertsMatch(t *testing.T, p *platform, tb *tab) {
+func alertsMatch(t *testing.T, p *browserPlatform, tb *tab) {
 	t.Helper()
 	matchEventually(t, 10*time.Second, func() (string, string) {
 		var want []string
@@ -582,7 +582,7 @@ func alertsMatch(t *testing.T, p *platform, tb *tab) {
 // (admin "ada", reader "rita"), against the same platform, and returns
 // its base URL: what `platform run --auth` serves, without a second
 // cluster.
-func authConsole(t *testing.T, p *platform) string {
+func authConsole(t *testing.T, p *browserPlatform) string {
 	t.Helper()
 	dir := t.TempDir()
 	users := `{"users": [
@@ -626,4 +626,60 @@ func get(url string) (int, string) {
 		}
 	}
 	return resp.StatusCode, b.String()
+}
+
+// TestConsoleScale measures first paint with 10,000 members in MEMBERS and
+// 100,000 events in one topic. Filling them takes longer than make test
+// should, so it runs with CONSOLE_SCALE=1:
+//
+//	CONSOLE_SCALE=1 go test -run TestConsoleScale -v ./console
+func TestConsoleScale(t *testing.T) {
+	if os.Getenv("CONSOLE_SCALE") == "" {
+		t.Skip("set CONSOLE_SCALE=1 to measure first paint with 10,000 members and 100,000 events")
+	}
+	p := startBrowserPlatform(t)
+	const members, events = 10_000, 100_000
+	fill := func(n int, subject func(i int) string, body func(i int) []byte) {
+		t.Helper()
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			for {
+				if _, err := p.js.PublishAsync(subject(i), body(i)); err == nil {
+					break
+				}
+				<-p.js.PublishAsyncComplete()
+			}
+		}
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-time.After(5 * time.Minute):
+			t.Fatal("publishes not acknowledged within 5 minutes")
+		}
+		t.Logf("stored %d messages on %s… in %s", n, subject(0), time.Since(start).Round(time.Millisecond))
+	}
+	now := time.Now().UTC()
+	fill(members, func(i int) string { return fmt.Sprintf("$KV.%s.scale.i%05d", streams.BucketMembers, i) }, func(i int) []byte {
+		b, _ := json.Marshal(membership.Member{Service: "scale", Instance: fmt.Sprintf("i%05d", i), State: membership.Alive,
+			Phi: float64(i%100) / 10, LastSeen: now, Quality: membership.Good, FailureProbability: float64(i%1000) / 1000})
+		return b
+	})
+	fill(events, func(int) string { return "events.scale" }, func(i int) []byte {
+		return fmt.Appendf(nil, `{"n":%d,"customer":"c%d","amount":%d}`, i, i%977, i%1000)
+	})
+
+	tb := p.tab(t)
+	tb.open(t, p, "/overview") // warm the browser, unmeasured
+	for _, pg := range []struct{ route, ready string }{
+		{"/members?service=scale", `document.querySelectorAll('#members-table tbody tr').length == 100`},
+		{"/members?sort=phi&order=desc", `document.querySelectorAll('#members-table tbody tr').length == 100`},
+		{"/events?topic=scale", `document.querySelectorAll('#ev-table tbody tr').length == 100`},
+		{"/events?topic=scale&q=c976", `document.querySelector('#ev-table tbody tr, #ev-list .notice')`},
+		{"/overview", `document.querySelector('#streams tbody tr')`},
+	} {
+		tb.open(t, p, pg.route)
+		tb.wait(t, pg.ready, 30*time.Second, pg.route+" shows its data")
+		pt := tb.paint(t)
+		t.Logf("%-32s first contentful paint %6.1f ms, first paint with data %6.1f ms", pg.route, pt.FCP, pt.Data)
+		tb.noErrors(t, pg.route)
+	}
 }
