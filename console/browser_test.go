@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -396,7 +398,8 @@ func TestConsoleInBrowser(t *testing.T) {
 				}
 				var r balancer.Record
 				if json.Unmarshal(e.Value(), &r) == nil {
-					want[r.Instance] = fmt.Sprintf("%.0f/%s", r.Weight, r.Reason)
+					// The page shows at most 3 decimals (Intl.NumberFormat).
+					want[r.Instance] = strconv.FormatFloat(math.Round(r.Weight*1000)/1000, 'f', -1, 64) + "/" + r.Reason
 				}
 			}
 			got := eval[map[string]string](t, tb, `Object.fromEntries([...document.querySelectorAll('#balancer tr[data-instance]')].map(r => [r.dataset.instance, r.querySelector('[data-k=weight]').textContent.replace(/,/g, '') + '/' + r.querySelector('[data-k=reason]').textContent]))`)

@@ -78,12 +78,14 @@ export default function overview(root) {
       try {
         const r = await fetch('/readyz', { cache: 'no-store', signal });
         const text = await r.text();
-        if (settled && !err) return;
+        // Ready: nothing the last overview did not say. Not ready: say
+        // so now, with /readyz's reasons.
+        if ((settled && !err) || (r.ok && !err)) return;
         const problems = r.ok ? [] : text.replace(/^not ready: /, '').split('\n').map((l) => l.trim()).filter(Boolean);
         renderHealth(health, { ready: r.ok, problems, time: new Date().toISOString(), partial: err ? err.message : 'the overview is waiting for JetStream' });
       } catch { /* the next poll retries */ }
     };
-    const slow = setTimeout(() => fallback(null), 700);
+    const slow = setTimeout(() => fallback(null), 300);
     try {
       o = await api('overview', { signal });
     } catch (e) {
