@@ -34,6 +34,7 @@ func (c *Console) routes() {
 	m.HandleFunc(apiPrefix+"silences", c.write(c.addSilence))
 	m.HandleFunc(apiPrefix+"silences/{id}/expire", c.write(c.expireSilence))
 	m.HandleFunc(apiPrefix+"state", c.read(c.state))
+	m.HandleFunc(apiPrefix+"groups", c.read(c.groups))
 	m.HandleFunc(apiPrefix, func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, codeNotFound, "no such API path: "+r.URL.Path)
 	})

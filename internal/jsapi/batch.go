@@ -3,6 +3,7 @@ package jsapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -43,8 +44,9 @@ func GetBatch(ctx context.Context, nc *nats.Conn, stream string, req BatchReques
 		return err
 	}
 	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, min(req.Batch+1, 1024))
-	sub, err := nc.ChanSubscribe(inbox, ch)
+	// A synchronous subscription queues what arrives while fn works (up
+	// to the client's pending limits); a channel would drop past its size.
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return fmt.Errorf("direct get batch: %w", err)
 	}
@@ -52,34 +54,35 @@ func GetBatch(ctx context.Context, nc *nats.Conn, stream string, req BatchReques
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return fmt.Errorf("direct get batch: %w", err)
 	}
-	timer := time.NewTimer(batchTimeout)
-	defer timer.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		wait, cancel := context.WithTimeout(ctx, batchTimeout)
+		m, err := sub.NextMsgWithContext(wait)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		case <-timer.C:
+		case errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("direct get batch %s: no message for %s", stream, batchTimeout)
-		case m := <-ch:
-			switch st := m.Header.Get("Status"); st {
-			case "":
-			case "204", "404": // end of batch; nothing at or after Seq
-				return nil
-			case "503":
-				return fmt.Errorf("direct get batch %s: %w", stream, nats.ErrNoResponders)
-			default:
-				code, _ := strconv.Atoi(st)
-				return &jetstream.APIError{Code: code, Description: m.Header.Get("Description")}
-			}
-			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err != nil {
-				return fmt.Errorf("direct get answer without a sequence: %w", err)
-			}
-			stamp, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-			if !fn(&Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data, Time: stamp}) {
-				return nil
-			}
-			timer.Reset(batchTimeout)
+		case err != nil:
+			return fmt.Errorf("direct get batch %s: %w", stream, err)
+		}
+		switch st := m.Header.Get("Status"); st {
+		case "":
+		case "204", "404": // end of batch; nothing at or after Seq
+			return nil
+		case "503":
+			return fmt.Errorf("direct get batch %s: %w", stream, nats.ErrNoResponders)
+		default:
+			code, _ := strconv.Atoi(st)
+			return &jetstream.APIError{Code: code, Description: m.Header.Get("Description")}
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return fmt.Errorf("direct get answer without a sequence: %w", err)
+		}
+		stamp, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		if !fn(&Msg{Subject: m.Header.Get(jetstream.SubjectHeader), Seq: seq, Header: m.Header, Data: m.Data, Time: stamp}) {
+			return nil
 		}
 	}
 }
