@@ -296,7 +296,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			{"/balancer", `document.querySelector('#balancer [data-service] tbody tr')`},
 			{"/alerts", `document.querySelector('#a-n-firing')`},
 			{"/state", `document.querySelector('#st-list h2')`},
-			{"/groups", `document.querySelector('#groups-unavailable, #groups [data-group], #groups .notice')`},
+			{"/groups", `document.querySelector('#groups-none, #groups [data-group]')`},
 		} {
 			tb.open(t, p, pg.route)
 			tb.wait(t, pg.ready, 15*time.Second, pg.route+" shows its data")
