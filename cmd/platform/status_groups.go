@@ -66,8 +66,8 @@ func consumerGroups(ctx context.Context, nc *nats.Conn) []groupLine {
 		}
 		l := groupLine{Group: g, Partitions: st.Partitions, Members: len(st.Members), Head: st.Head,
 			LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Worst: -1, Exact: st.Exact}
-		for _, p := range st.PartitionStatus {
-			if p.LagSeconds > 0 && (l.Worst < 0 || p.LagSeconds > st.PartitionStatus[l.Worst].LagSeconds) {
+		for _, p := range st.PerPartition {
+			if p.LagSeconds > 0 && (l.Worst < 0 || p.LagSeconds > st.PerPartition[l.Worst].LagSeconds) {
 				l.Worst, l.WorstOwner = p.Partition, p.Owner
 			}
 		}

@@ -122,7 +122,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			owned[m] = 0
 		}
 		unowned := 0
-		for _, p := range g.PartitionStatus {
+		for _, p := range g.PerPartition {
 			part := strconv.Itoa(p.Partition)
 			gauge(descLagEvents, float64(p.LagEvents), g.Group, part)
 			gauge(descLagMessages, float64(p.LagMessages), g.Group, part)

@@ -186,7 +186,7 @@ func TestServiceConsumesAndSettles(t *testing.T) {
 		var st StatusResponse
 		require.NoError(t, json.Unmarshal(body, &st))
 		owners := map[string]bool{}
-		for _, p := range st.PartitionStatus {
+		for _, p := range st.PerPartition {
 			owners[p.Owner] = true
 		}
 		if len(st.Members) != 2 || !owners[a.svc.ID()] || !owners[b.svc.ID()] {

@@ -51,8 +51,8 @@ type GroupStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	// Exact reports whether every partition's lag is exact.
 	Exact bool `json:"exact"`
-	// PartitionStatus holds each partition's status, by partition.
-	PartitionStatus []PartitionStatus `json:"partition_status"`
+	// PerPartition holds each partition's status, by partition.
+	PerPartition []PartitionStatus `json:"per_partition"`
 	// At is when the status was taken.
 	At time.Time `json:"at"`
 }
@@ -212,12 +212,12 @@ func Status(ctx context.Context, js jetstream.JetStream, store *txn.Store, group
 				eff[p] = c
 			}
 		}
-		st.PartitionStatus = append(st.PartitionStatus, ps)
+		st.PerPartition = append(st.PerPartition, ps)
 	}
 	if err := scanLag(ctx, js, &st, eff); err != nil {
 		return GroupStatus{}, fmt.Errorf("consume: status %s: %w", group, err)
 	}
-	for _, ps := range st.PartitionStatus {
+	for _, ps := range st.PerPartition {
 		st.LagEvents += ps.LagEvents
 		st.LagSeconds = max(st.LagSeconds, ps.LagSeconds)
 		st.Exact = st.Exact && ps.Exact
@@ -278,8 +278,8 @@ func head(ctx context.Context, nc *nats.Conn, filter []string) (uint64, error) {
 // counts each partition's events at or after its effective position.
 func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff []cursor) error {
 	from := uint64(0)
-	for p := range st.PartitionStatus {
-		ps := &st.PartitionStatus[p]
+	for p := range st.PerPartition {
+		ps := &st.PerPartition[p]
 		ps.Exact = true
 		if eff[p].seq <= st.Head && (from == 0 || eff[p].seq < from) {
 			from = eff[p].seq
@@ -326,7 +326,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 		for p := range eff {
 			if !reached[p] && eff[p].seq <= seq {
 				reached[p] = true
-				st.PartitionStatus[p].LagMessages = md.NumPending + 1
+				st.PerPartition[p].LagMessages = md.NumPending + 1
 			}
 		}
 		evs, err := replicator.Decode(msg.Subject(), seq, md.Timestamp, msg.Headers(), msg.Data())
@@ -337,7 +337,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 				if cursorOf(ev.Pos).less(eff[p]) {
 					continue
 				}
-				st.PartitionStatus[p].LagEvents++
+				st.PerPartition[p].LagEvents++
 				if first[p].IsZero() {
 					first[p] = md.Timestamp
 				}
@@ -349,7 +349,7 @@ func scanLag(ctx context.Context, js jetstream.JetStream, st *GroupStatus, eff [
 		}
 	}
 	for p := range eff {
-		ps := &st.PartitionStatus[p]
+		ps := &st.PerPartition[p]
 		if !first[p].IsZero() {
 			ps.LagSeconds = max(0, st.At.Sub(first[p]).Seconds())
 		}

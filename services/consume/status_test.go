@@ -63,7 +63,7 @@ func TestStatusLag(t *testing.T) {
 		if st, err = Status(ctx, e.js, e.store, "lag"); err != nil {
 			return err
 		}
-		for _, p := range st.PartitionStatus {
+		for _, p := range st.PerPartition {
 			want := int64(0)
 			if p.Partition == ps {
 				want = 5
@@ -79,7 +79,7 @@ func TestStatusLag(t *testing.T) {
 	require.Equal(t, []string{streams.EventsPrefix + ">"}, st.Filter)
 	require.EqualValues(t, 5, st.LagEvents)
 	require.True(t, st.Exact)
-	p := st.PartitionStatus[ps]
+	p := st.PerPartition[ps]
 	require.Equal(t, "m1", p.Owner)
 	require.Equal(t, "m1", p.Assigned)
 	require.NotZero(t, p.Epoch)
@@ -87,7 +87,7 @@ func TestStatusLag(t *testing.T) {
 	require.Greater(t, p.LagSeconds, 0.0)
 	require.LessOrEqual(t, p.LagSeconds, time.Since(before).Seconds()+1)
 	require.Equal(t, p.LagSeconds, st.LagSeconds)
-	for _, q := range st.PartitionStatus {
+	for _, q := range st.PerPartition {
 		if q.Partition != ps {
 			require.Zero(t, q.LagSeconds, "partition %d", q.Partition)
 		}
