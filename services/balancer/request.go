@@ -263,6 +263,14 @@ func weightedIndex(c []*instance, skip int) int {
 // to the cheapest other of others when in has not answered after twice its
 // own recent P99 (HedgeOptions.Quantile) and that other is expected to answer
 // sooner than in already took.
+//
+// The copy that loses is not cancelled: it stays outstanding on its
+// instance, counted in its in-flight requests and its oldest request's
+// age, until its answer or the request's deadline, for it really is
+// outstanding there. Cancelling it made a paused instance look idle the
+// moment a hedge won, so it was chosen again and every request sent to it
+// was hedged: most of the budget went on re-rescuing requests the router
+// should not have sent there.
 func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*instance) (*nats.Msg, error) {
 	delay, hedge := r.hedge.delay(m.Subject, in)
 	if !hedge || len(others) < 2 {
@@ -274,15 +282,22 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 		err  error
 		in   *instance
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan result, 2)
+	// Both copies run until their answer or the caller's deadline, not
+	// the caller's return.
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(r.opts.Timeout)
+	}
+	results := make(chan result, 2) // never blocks a copy that lost
 	launch := func(in *instance) {
 		go func() {
-			resp, err := r.sendOne(ctx, in, m)
+			cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			defer cancel()
+			resp, err := r.sendOne(cctx, in, m)
 			results <- result{resp, err, in}
 		}()
 	}
+	sent := time.Now()
 	launch(in)
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -290,8 +305,17 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 	for {
 		select {
 		case <-t.C:
+			// Late relative to its peers, not just to itself: an
+			// instance that answered other requests since this one was
+			// sent is working, and this is its ordinary tail, which a
+			// second copy on a machine as busy mostly duplicates; one
+			// that answered nothing since has stopped, which is where
+			// a hedge pays.
 			now := time.Now()
 			second := r.second(in, others, now)
+			if in.answeredSince(sent) {
+				break
+			}
 			if second != nil && second.expected(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
 				second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
@@ -302,6 +326,8 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 			if res.err == nil || pending == 0 {
 				return res.resp, wrapSendErr(m.Subject, res.in, res.err)
 			}
+		case <-ctx.Done():
+			return nil, wrapSendErr(m.Subject, in, ctx.Err())
 		}
 	}
 }
@@ -343,6 +369,7 @@ func (in *instance) answered(e *list.Element, start, now time.Time, err error) {
 	d := now.Sub(start)
 	switch {
 	case err == nil:
+		in.lastAnswer.Store(now.UnixNano())
 		in.lat.observe(d, now)
 		in.recent.observe(d)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
