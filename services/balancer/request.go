@@ -274,7 +274,7 @@ func weightedIndex(c []*instance, skip int) int {
 func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*instance) (*nats.Msg, error) {
 	delay, hedge := r.hedge.delay(m.Subject, in)
 	if !hedge || len(others) < 2 {
-		resp, err := r.sendOne(ctx, in, m)
+		resp, err := r.sendOne(ctx, in, m, nil)
 		return resp, wrapSendErr(m.Subject, in, err)
 	}
 	type result struct {
@@ -289,15 +289,16 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 		deadline = time.Now().Add(r.opts.Timeout)
 	}
 	results := make(chan result, 2) // never blocks a copy that lost
+	var won atomic.Bool
 	launch := func(in *instance) {
 		go func() {
 			cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 			defer cancel()
-			resp, err := r.sendOne(cctx, in, m)
+			resp, err := r.sendOne(cctx, in, m, &won)
 			results <- result{resp, err, in}
 		}()
 	}
-	sent := time.Now()
+	start := time.Now()
 	launch(in)
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -306,21 +307,22 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 		select {
 		case <-t.C:
 			// Late relative to its peers, not just to itself: an
-			// instance that answered other requests since this one was
-			// sent is working, and this is its ordinary tail, which a
-			// second copy on a machine as busy mostly duplicates; one
-			// that answered nothing since has stopped, which is where
-			// a hedge pays.
+			// instance that answered other requests within the last half
+			// delay is working, and this is its ordinary tail, which a
+			// second copy on a machine as busy mostly duplicates. One
+			// silent that long has stopped, which is where a hedge pays.
+			// Otherwise, and while no other instance is expected to
+			// answer sooner than this one already took, look again a
+			// quarter delay later.
 			now := time.Now()
 			second := r.second(in, others, now)
-			if in.answeredSince(sent) {
-				break
-			}
-			if second != nil && second.expected(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
-				second.reserve(r.opts.MaxInFlightPerInstance) {
+			if !in.answeredSince(now.Add(-delay/2)) && second != nil && second.expected(now) < float64(now.Sub(start)) &&
+				r.hedge.take(r.requests.Load()) && second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
 				pending++
+				break
 			}
+			t.Reset(max(delay/4, 100*time.Microsecond))
 		case res := <-results:
 			pending--
 			if res.err == nil || pending == 0 {
@@ -348,8 +350,12 @@ func (r *Router) second(first *instance, others []*instance, now time.Time) *ins
 }
 
 // sendOne sends m to in's instance subject, reserved by the caller, and
-// records the latency.
-func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.Msg, error) {
+// records the latency. With won set, it is one of a hedged request's two
+// copies: only the first answered (the one that swaps won) counts in the
+// recent quantiles the hedge delay comes from. An answer that lost comes
+// from an instance that stalled, and recorded there it would raise that
+// instance's P99, and so its next hedge delay, to the length of the stall.
+func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg, won *atomic.Bool) (*nats.Msg, error) {
 	out := &nats.Msg{
 		Subject: streams.InstanceSubject(in.service, in.id, m.Subject),
 		Header:  m.Header,
@@ -358,20 +364,24 @@ func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.
 	start := time.Now()
 	e := in.begin(start)
 	resp, err := r.opts.Conn.RequestMsgWithContext(ctx, out)
-	in.answered(e, start, time.Now(), err)
+	lost := err == nil && won != nil && !won.CompareAndSwap(false, true)
+	in.answered(e, start, time.Now(), err, lost)
 	return resp, err
 }
 
 // answered ends request e sent to in at start, answered at now (err nil)
-// or not, and records what it says of in's latency.
-func (in *instance) answered(e *list.Element, start, now time.Time, err error) {
+// or not, and records what it says of in's latency; an answer that lost
+// to a hedge counts in the EWMA alone.
+func (in *instance) answered(e *list.Element, start, now time.Time, err error, lost bool) {
 	in.end(e)
 	d := now.Sub(start)
 	switch {
 	case err == nil:
 		in.lastAnswer.Store(now.UnixNano())
 		in.lat.observe(d, now)
-		in.recent.observe(d)
+		if !lost {
+			in.recent.observe(d)
+		}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
 		// No answer in time costs the instance what the caller waited;
 		// so does a hedge it lost, which it would have taken longer.
@@ -463,7 +473,7 @@ func (r *Router) settle(tok string, resp *nats.Msg, err error) {
 // does.
 func (r *Router) finish(f *forwarded, resp *nats.Msg, err error) {
 	f.timer.Stop()
-	f.in.answered(f.e, f.start, time.Now(), err)
+	f.in.answered(f.e, f.start, time.Now(), err, false)
 	if errors.Is(err, nats.ErrNoResponders) {
 		// Rare: the instance left since discovery. Try the others on a
 		// goroutine of its own.
