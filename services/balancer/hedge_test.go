@@ -114,11 +114,10 @@ func drive(ctx context.Context, r *balancer.Router, clients int, d, timeout time
 // median says it answers sooner. So the hedging router's failures, and
 // its requests over 100 ms, are at most a third of the other's (they
 // are too few for a P99 to show them: the P99s are logged), and it
-// hedges within its 5% budget, under 1% of requests while both instances
-// answer: it hedges only a request whose instance answered nothing since
-// it was sent, and the copy that lost keeps the paused instance's
-// oldest request old, so the router stops choosing it instead of hedging
-// every request it sends there.
+// hedges within its 5% budget, few of them while both instances
+// answer: the copy that lost keeps the paused instance's oldest request
+// old, so the router stops choosing it instead of hedging every request
+// it sends there.
 func TestHedgingHelpsInPause(t *testing.T) {
 	c, _, _ := clustertest.Provisioned(t, 1)
 	ctx := clustertest.Context(t, 2*time.Minute)
@@ -189,7 +188,10 @@ func TestHedgingHelpsInPause(t *testing.T) {
 	}
 
 	h, p := paused[0], paused[1]
-	const slow = 100 * time.Millisecond
+	// Slow: past 100 ms, or past twice the P99 both routers saw while
+	// both instances answered, when the machine itself is that slow; a
+	// failure counts as the timeout, 300 ms, either way.
+	slow := max(100*time.Millisecond, 2*max(warm[0].p99(), warm[1].p99()))
 	t.Logf("in %d pauses: hedging %d of %d failed, %d over %v, P99 %v; not hedging %d of %d failed, %d over %v, P99 %v; %d hedges, %d of them of %d requests while healthy (%.2f%%)",
 		episodes, h.failed, h.sent, h.tail(slow), slow, h.p99(), p.failed, p.sent, p.tail(slow), slow, p.p99(), hedging.Hedged(),
 		healthyHedges, warm[0].sent, 100*float64(healthyHedges)/float64(max(warm[0].sent, 1)))
@@ -206,10 +208,11 @@ func TestHedgingHelpsInPause(t *testing.T) {
 	if n := hedging.Hedged(); n == 0 || float64(n) > budget*float64(total)+1 {
 		t.Errorf("hedged %d of %d requests, want some and within the %.0f%% budget", n, total, budget*100)
 	}
-	// Ordinary tail latency spends almost nothing: the instance kept
-	// answering others meanwhile.
-	if float64(healthyHedges) > 0.01*float64(warm[0].sent)+1 {
-		t.Errorf("hedged %d of %d requests while both instances answered, want under 1%%", healthyHedges, warm[0].sent)
+	// Ordinary tail latency spends little: past twice an instance's own
+	// P99 is rare while it answers (0.6-1.4% of requests at load average
+	// 11-16 on 2 cores, 0-0.9% at 4-9; bound at 2% for busier machines).
+	if float64(healthyHedges) > 0.02*float64(warm[0].sent)+1 {
+		t.Errorf("hedged %d of %d requests while both instances answered, want under 2%%", healthyHedges, warm[0].sent)
 	}
 	if n := plain.Hedged(); n != 0 {
 		t.Errorf("router without idempotent subjects hedged %d requests", n)

@@ -22,7 +22,6 @@ type instance struct {
 	routed      atomic.Uint64
 	weight      atomic.Uint64 // float64 bits
 	missed      int           // discoveries without it; owned by refresh
-	lastAnswer  atomic.Int64  // unix nanoseconds of its latest answer
 
 	// pending holds the start times of its requests awaiting an answer,
 	// oldest first (answers come back nearly in order, so removal is
@@ -154,9 +153,4 @@ func (r *recentLatency) quantile(q float64) time.Duration {
 		return time.Duration(r.p95.Load())
 	}
 	return time.Duration(r.p99.Load())
-}
-
-// answeredSince reports whether it answered any request at or after t.
-func (in *instance) answeredSince(t time.Time) bool {
-	return in.lastAnswer.Load() >= t.UnixNano()
 }

@@ -306,17 +306,12 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 	for {
 		select {
 		case <-t.C:
-			// Late relative to its peers, not just to itself: an
-			// instance that answered other requests within the last half
-			// delay is working, and this is its ordinary tail, which a
-			// second copy on a machine as busy mostly duplicates. One
-			// silent that long has stopped, which is where a hedge pays.
-			// Otherwise, and while no other instance is expected to
-			// answer sooner than this one already took, look again a
-			// quarter delay later.
+			// Unless another instance is expected to answer sooner
+			// than this one already took, look again a quarter delay
+			// later.
 			now := time.Now()
 			second := r.second(in, others, now)
-			if !in.answeredSince(now.Add(-delay/2)) && second != nil && second.expected(now) < float64(now.Sub(start)) &&
+			if second != nil && second.expected(now) < float64(now.Sub(start)) &&
 				r.hedge.take(r.requests.Load()) && second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
 				pending++
@@ -377,7 +372,6 @@ func (in *instance) answered(e *list.Element, start, now time.Time, err error, l
 	d := now.Sub(start)
 	switch {
 	case err == nil:
-		in.lastAnswer.Store(now.UnixNano())
 		in.lat.observe(d, now)
 		if !lost {
 			in.recent.observe(d)
