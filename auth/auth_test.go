@@ -87,7 +87,7 @@ func TestRouteMirrorsDirect(t *testing.T) {
 		auth.RoleAdmin:    subjects,
 		auth.RoleService:  subjects,
 		auth.RoleProducer: {"txn.get", "txn.commit", "ingest.orders"},
-		auth.RoleReader:   nil,
+		auth.RoleReader:   {"consume.g.next"},
 	}
 	for _, role := range auth.Roles {
 		t.Run(role, func(t *testing.T) {
