@@ -26,8 +26,9 @@ const (
 	// RoleService is what the platform's services need: their streams and
 	// buckets, the JetStream API, heartbeats, micro service subjects.
 	RoleService = "service"
-	// RoleProducer may publish ingest.> and txn.> requests and receive the
-	// replies, and nothing else: it may not read EVENTS, write KV buckets
+	// RoleProducer may publish ingest.> and txn.> requests, directly or
+	// through route.ingest.> and route.txn.>, and receive the replies, and
+	// nothing else: it may not read EVENTS, write KV buckets
 	// directly, publish heartbeats or call the JetStream API.
 	RoleProducer = "producer"
 	// RoleReader may consume EVENTS (and the DETECTOR, ALERTS and DEAD
@@ -63,8 +64,50 @@ var streamAdmin = []string{
 	"$JS.API.ACCOUNT.>", "$JS.API.SERVER.>", "$SYS.>",
 }
 
-// RolePermissions returns the permissions of user with role.
+// RolePermissions returns the permissions of user with role. What a role
+// may publish directly it may publish through the balancer's
+// route.<subject>, and nothing more (see withRoutes).
 func RolePermissions(role, user string) (Permissions, error) {
+	p, err := directPermissions(role, user)
+	if err != nil {
+		return Permissions{}, err
+	}
+	return withRoutes(p), nil
+}
+
+// withRoutes adds to p the route.<subject> twin of each subject it may
+// publish to directly, and of each it may not. The balancer forwards
+// route.<subject> to <subject> on its own connection, which may publish
+// where its callers may not, so the server must refuse a caller's
+// route.<subject> exactly when it would refuse <subject>: a refusal the
+// client sees as a permissions violation, where the balancer could only
+// check what the subject is, not who sent it. Allowed subjects starting
+// with '$' or '_' get no twin, since the balancer refuses to route them
+// anyway; an empty allow list (everything not denied) stays empty, and
+// route.> with it.
+func withRoutes(p Permissions) Permissions {
+	twins := func(subjects []string, routable bool) []string {
+		out := slices.Clone(subjects)
+		for _, s := range subjects {
+			if routable && (strings.HasPrefix(s, "$") || strings.HasPrefix(s, "_")) {
+				continue
+			}
+			out = append(out, streams.RouteSubject(s))
+		}
+		return out
+	}
+	if len(p.PublishAllow) > 0 {
+		p.PublishAllow = twins(p.PublishAllow, true)
+	}
+	if len(p.PublishDeny) > 0 {
+		p.PublishDeny = twins(p.PublishDeny, false)
+	}
+	return p
+}
+
+// directPermissions returns the permissions of user with role for the
+// subjects it uses directly.
+func directPermissions(role, user string) (Permissions, error) {
 	inbox := InboxPrefix(user) + ".>"
 	switch role {
 	case RoleAdmin:
@@ -81,11 +124,7 @@ func RolePermissions(role, user string) (Permissions, error) {
 		// Publishing only ingest and txn requests keeps the alerting
 		// service's internal subjects (alerts.fanout) out of reach too.
 		return Permissions{
-			// What it may call directly it may call through the
-			// balancer's route.<subject>, which forwards only to
-			// services' endpoints.
-			PublishAllow: []string{streams.IngestPrefix + ">", "txn.>",
-				streams.RouteSubject(streams.IngestPrefix + ">"), streams.RouteSubject("txn.>")},
+			PublishAllow:   []string{streams.IngestPrefix + ">", "txn.>"},
 			SubscribeAllow: []string{inbox},
 		}, nil
 	case RoleReader:

@@ -3,11 +3,13 @@ package auth_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/auth"
+	"github.com/platform/platform/streams"
 )
 
 func TestInitWritesUsableFile(t *testing.T) {
@@ -55,4 +57,57 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 	}
 	_, err := auth.RolePermissions("root", "u")
 	require.Error(t, err)
+}
+
+// TestRouteMirrorsDirect: every role may publish route.<subject> exactly
+// when it may publish <subject>, for the balancer forwards one to the
+// other on a connection of its own.
+func TestRouteMirrorsDirect(t *testing.T) {
+	may := func(p auth.Permissions, subject string) bool {
+		for _, d := range p.PublishDeny {
+			if streams.SubjectMatches(d, subject) {
+				return false
+			}
+		}
+		if len(p.PublishAllow) == 0 {
+			return true
+		}
+		for _, a := range p.PublishAllow {
+			if streams.SubjectMatches(a, subject) {
+				return true
+			}
+		}
+		return false
+	}
+	subjects := []string{
+		"txn.get", "txn.commit", "ingest.orders", "balancer.status", "alerts.fanout", "demo.echo",
+		"consume.g.next", "hb.platform-txn.x", "events.orders.1",
+	}
+	wantDirect := map[string][]string{
+		auth.RoleAdmin:    subjects,
+		auth.RoleService:  subjects,
+		auth.RoleProducer: {"txn.get", "txn.commit", "ingest.orders"},
+		auth.RoleReader:   {"consume.g.next"},
+	}
+	for _, role := range auth.Roles {
+		t.Run(role, func(t *testing.T) {
+			p, err := auth.RolePermissions(role, "u")
+			require.NoError(t, err)
+			for _, s := range subjects {
+				direct, routed := may(p, s), may(p, streams.RouteSubject(s))
+				if want := slices.Contains(wantDirect[role], s); direct != want {
+					t.Errorf("%s may publish %s: %v, want %v", role, s, direct, want)
+				}
+				if routed != direct {
+					t.Errorf("%s may publish %s: %v, but route.%s: %v", role, s, direct, s, routed)
+				}
+			}
+			// What it may not do directly it may not ask the balancer to do.
+			for _, s := range []string{"$JS.API.STREAM.DELETE.EVENTS", "$SYS.REQ.SERVER.PING"} {
+				if !may(p, s) && may(p, streams.RouteSubject(s)) {
+					t.Errorf("%s may not publish %s but may publish route.%s", role, s, s)
+				}
+			}
+		})
+	}
 }

@@ -114,7 +114,10 @@ func drive(ctx context.Context, r *balancer.Router, clients int, d, timeout time
 // median says it answers sooner. So the hedging router's failures, and
 // its requests over 100 ms, are at most a third of the other's (they
 // are too few for a P99 to show them: the P99s are logged), and it
-// hedges within its 5% budget.
+// hedges within its 5% budget, few of them while both instances
+// answer: the copy that lost keeps the paused instance's oldest request
+// old, so the router stops choosing it instead of hedging every request
+// it sends there.
 func TestHedgingHelpsInPause(t *testing.T) {
 	c, _, _ := clustertest.Provisioned(t, 1)
 	ctx := clustertest.Context(t, 2*time.Minute)
@@ -148,12 +151,17 @@ func TestHedgingHelpsInPause(t *testing.T) {
 		maxEpisodes = 20
 	)
 	var warm, paused [2]tally
+	var healthyHedges uint64 // hedges sent while both instances answered
 	both := func(d time.Duration, into *[2]tally) {
+		before := hedging.Hedged()
 		var wg sync.WaitGroup
 		for i, r := range routers {
 			wg.Go(func() { drive(ctx, r, clients, d, timeout, &into[i]) })
 		}
 		wg.Wait()
+		if into == &warm {
+			healthyHedges += hedging.Hedged() - before
+		}
 	}
 	// Warm up: both instances answer, and the hedge delay, the paused
 	// instance's recent P99, is known.
@@ -181,20 +189,35 @@ func TestHedgingHelpsInPause(t *testing.T) {
 
 	h, p := paused[0], paused[1]
 	const slow = 100 * time.Millisecond
-	t.Logf("in %d pauses: hedging %d of %d failed, %d over %v, P99 %v; not hedging %d of %d failed, %d over %v, P99 %v; %d hedges",
-		episodes, h.failed, h.sent, h.tail(slow), slow, h.p99(), p.failed, p.sent, p.tail(slow), slow, p.p99(), hedging.Hedged())
+	// A hedge waits twice the instance's P99: when the machine's own P99
+	// is past half of slow, a rescued request is over slow by design and
+	// only the failures can be compared.
+	machineP99 := max(warm[0].p99(), warm[1].p99())
+	t.Logf("in %d pauses: hedging %d of %d failed, %d over %v, P99 %v; not hedging %d of %d failed, %d over %v, P99 %v; %d hedges, %d of them of %d requests while healthy (%.2f%%)",
+		episodes, h.failed, h.sent, h.tail(slow), slow, h.p99(), p.failed, p.sent, p.tail(slow), slow, p.p99(), hedging.Hedged(),
+		healthyHedges, warm[0].sent, 100*float64(healthyHedges)/float64(max(warm[0].sent, 1)))
 	if p.failed < enough {
 		t.Fatalf("without hedging only %d requests failed in %d pauses: the pauses caught too few requests in flight to compare", p.failed, episodes)
 	}
 	if h.failed*3 > p.failed {
 		t.Errorf("hedging: %d requests failed, without: %d; want at most a third", h.failed, p.failed)
 	}
-	if h.tail(slow)*3 > p.tail(slow) {
+	quiet := 2*machineP99 <= slow
+	if !quiet {
+		t.Logf("machine's P99 %v while healthy: requests over %v and hedges while healthy not judged", machineP99, slow)
+	} else if h.tail(slow)*3 > p.tail(slow) {
 		t.Errorf("hedging: %d requests over %v, without: %d; want at most a third", h.tail(slow), slow, p.tail(slow))
 	}
 	total := h.sent + warm[0].sent
 	if n := hedging.Hedged(); n == 0 || float64(n) > budget*float64(total)+1 {
 		t.Errorf("hedged %d of %d requests, want some and within the %.0f%% budget", n, total, budget*100)
+	}
+	// Ordinary tail latency spends little: past twice an instance's own
+	// P99 is rare while it answers (0.6-1.4% of requests at load average
+	// 11-16 on 2 cores, 0-0.9% at 4-9, 2.3% once when the machine's own
+	// P99 was 129 ms; bound at 2% while the machine's P99 is under 50 ms).
+	if quiet && float64(healthyHedges) > 0.02*float64(warm[0].sent)+1 {
+		t.Errorf("hedged %d of %d requests while both instances answered, want under 2%%", healthyHedges, warm[0].sent)
 	}
 	if n := plain.Hedged(); n != 0 {
 		t.Errorf("router without idempotent subjects hedged %d requests", n)

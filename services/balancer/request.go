@@ -263,10 +263,18 @@ func weightedIndex(c []*instance, skip int) int {
 // to the cheapest other of others when in has not answered after twice its
 // own recent P99 (HedgeOptions.Quantile) and that other is expected to answer
 // sooner than in already took.
+//
+// The copy that loses is not cancelled: it stays outstanding on its
+// instance, counted in its in-flight requests and its oldest request's
+// age, until its answer or the request's deadline, for it really is
+// outstanding there. Cancelling it made a paused instance look idle the
+// moment a hedge won, so it was chosen again and every request sent to it
+// was hedged: most of the budget went on re-rescuing requests the router
+// should not have sent there.
 func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*instance) (*nats.Msg, error) {
 	delay, hedge := r.hedge.delay(m.Subject, in)
 	if !hedge || len(others) < 2 {
-		resp, err := r.sendOne(ctx, in, m)
+		resp, err := r.sendOne(ctx, in, m, nil)
 		return resp, wrapSendErr(m.Subject, in, err)
 	}
 	type result struct {
@@ -274,15 +282,23 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 		err  error
 		in   *instance
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan result, 2)
+	// Both copies run until their answer or the caller's deadline, not
+	// the caller's return.
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(r.opts.Timeout)
+	}
+	results := make(chan result, 2) // never blocks a copy that lost
+	var won atomic.Bool
 	launch := func(in *instance) {
 		go func() {
-			resp, err := r.sendOne(ctx, in, m)
+			cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			defer cancel()
+			resp, err := r.sendOne(cctx, in, m, &won)
 			results <- result{resp, err, in}
 		}()
 	}
+	start := time.Now()
 	launch(in)
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -290,18 +306,25 @@ func (r *Router) send(ctx context.Context, in *instance, m *nats.Msg, others []*
 	for {
 		select {
 		case <-t.C:
+			// Unless another instance is expected to answer sooner
+			// than this one already took, look again a quarter delay
+			// later.
 			now := time.Now()
 			second := r.second(in, others, now)
-			if second != nil && second.expected(now) < float64(delay) && r.hedge.take(r.requests.Load()) &&
-				second.reserve(r.opts.MaxInFlightPerInstance) {
+			if second != nil && second.expected(now) < float64(now.Sub(start)) &&
+				r.hedge.take(r.requests.Load()) && second.reserve(r.opts.MaxInFlightPerInstance) {
 				launch(second)
 				pending++
+				break
 			}
+			t.Reset(max(delay/4, 100*time.Microsecond))
 		case res := <-results:
 			pending--
 			if res.err == nil || pending == 0 {
 				return res.resp, wrapSendErr(m.Subject, res.in, res.err)
 			}
+		case <-ctx.Done():
+			return nil, wrapSendErr(m.Subject, in, ctx.Err())
 		}
 	}
 }
@@ -322,8 +345,12 @@ func (r *Router) second(first *instance, others []*instance, now time.Time) *ins
 }
 
 // sendOne sends m to in's instance subject, reserved by the caller, and
-// records the latency.
-func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.Msg, error) {
+// records the latency. With won set, it is one of a hedged request's two
+// copies: only the first answered (the one that swaps won) counts in the
+// recent quantiles the hedge delay comes from. An answer that lost comes
+// from an instance that stalled, and recorded there it would raise that
+// instance's P99, and so its next hedge delay, to the length of the stall.
+func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg, won *atomic.Bool) (*nats.Msg, error) {
 	out := &nats.Msg{
 		Subject: streams.InstanceSubject(in.service, in.id, m.Subject),
 		Header:  m.Header,
@@ -332,19 +359,23 @@ func (r *Router) sendOne(ctx context.Context, in *instance, m *nats.Msg) (*nats.
 	start := time.Now()
 	e := in.begin(start)
 	resp, err := r.opts.Conn.RequestMsgWithContext(ctx, out)
-	in.answered(e, start, time.Now(), err)
+	lost := err == nil && won != nil && !won.CompareAndSwap(false, true)
+	in.answered(e, start, time.Now(), err, lost)
 	return resp, err
 }
 
 // answered ends request e sent to in at start, answered at now (err nil)
-// or not, and records what it says of in's latency.
-func (in *instance) answered(e *list.Element, start, now time.Time, err error) {
+// or not, and records what it says of in's latency; an answer that lost
+// to a hedge counts in the EWMA alone.
+func (in *instance) answered(e *list.Element, start, now time.Time, err error, lost bool) {
 	in.end(e)
 	d := now.Sub(start)
 	switch {
 	case err == nil:
 		in.lat.observe(d, now)
-		in.recent.observe(d)
+		if !lost {
+			in.recent.observe(d)
+		}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
 		// No answer in time costs the instance what the caller waited;
 		// so does a hedge it lost, which it would have taken longer.
@@ -436,7 +467,7 @@ func (r *Router) settle(tok string, resp *nats.Msg, err error) {
 // does.
 func (r *Router) finish(f *forwarded, resp *nats.Msg, err error) {
 	f.timer.Stop()
-	f.in.answered(f.e, f.start, time.Now(), err)
+	f.in.answered(f.e, f.start, time.Now(), err, false)
 	if errors.Is(err, nats.ErrNoResponders) {
 		// Rare: the instance left since discovery. Try the others on a
 		// goroutine of its own.

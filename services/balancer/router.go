@@ -95,8 +95,9 @@ type RouterOptions struct {
 	// DiscoveryWait bounds one lookup (default 500ms).
 	DiscoveryWait time.Duration
 	// Hedge sends a second request to another instance when the first
-	// has not answered after its own recent P99, for subjects matching
-	// Hedge.Idempotent only.
+	// has not answered after twice its own recent P99 and the other is
+	// expected to answer sooner, for subjects matching Hedge.Idempotent
+	// only.
 	Hedge HedgeOptions
 	// MaxInFlight bounds the requests in flight through the router to one
 	// service (default 1024); past it a request fails at once with
