@@ -31,13 +31,13 @@ const faultsEnv = "CONSUME_FAULTS"
 // faultScale is the fault tests' size: events published, the time they
 // are spread over, and failover rounds.
 type faultScale struct {
-	events  int
+	events int
 	// atLeastOnce is the events of the at-least-once run, whose handler
 	// commits a transaction per event and is several times slower.
 	atLeastOnce int
-	spread  time.Duration
-	rounds  int
-	timeout time.Duration // the whole run, faults and catching up
+	spread      time.Duration
+	rounds      int
+	timeout     time.Duration // the whole run, faults and catching up
 }
 
 func scale() faultScale {
@@ -155,7 +155,9 @@ func runUnderFaults(t *testing.T, e *groupEnv, group, mode string, sc faultScale
 	per := sc.events / len(topics)
 	run := faultRun{perTopic: per}
 	ttl := 2 * time.Second // the member processes'
-	spec := func(id string) memberSpec { return memberSpec{Group: group, ID: id, Mode: mode, MaxBatch: DefaultMaxBatch, Log: true} }
+	spec := func(id string) memberSpec {
+		return memberSpec{Group: group, ID: id, Mode: mode, MaxBatch: DefaultMaxBatch, Log: true}
+	}
 	procs := map[string]*proc{}
 	var all []*proc
 	start := func(id string) *proc {
