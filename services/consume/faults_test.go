@@ -100,6 +100,7 @@ func feed(ctx context.Context, nc *nats.Conn, topics []string, n int, d time.Dur
 			f jetstream.PubAckFuture
 		}
 		var futs []pending
+		due = min(due, sent+1000) // report progress as it goes
 		for ; sent < due; sent++ {
 			f, err := js.PublishAsync(subject(sent), data(sent), msgID(sent))
 			if err != nil {

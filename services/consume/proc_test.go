@@ -85,6 +85,7 @@ func (e *groupEnv) spawn(t *testing.T, spec memberSpec) *proc {
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), memberEnv+"="+string(b))
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.logs
+	dieWithTest(p.cmd)
 	p.stdin, err = p.cmd.StdinPipe()
 	require.NoError(t, err)
 	require.NoError(t, p.cmd.Start())
