@@ -8,7 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # reports and `platform version` prints; unset, the binary derives it.
 VERSION   ?=
 
-.PHONY: run build test fuzz chaos bench lint clean
+.PHONY: run build test fuzz chaos bench lint clean screenshots
 
 ## run: start the 3-node embedded cluster and every service (Ctrl-C stops)
 run:
@@ -44,6 +44,10 @@ chaos:
 ## bench: Go benchmarks of every package (the platform bench command prints the side-by-side tables)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./...
+
+## screenshots: run the console's browser tests (needs chromium) and save a PNG of each page in docs/
+screenshots:
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestConsoleInBrowser$$' -v ./console
 
 ## lint: formatting, vet and staticcheck
 lint:

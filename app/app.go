@@ -27,6 +27,7 @@ import (
 
 	"github.com/platform/platform/backup"
 	"github.com/platform/platform/cluster"
+	"github.com/platform/platform/console"
 	"github.com/platform/platform/natsconn"
 	"github.com/platform/platform/streams"
 )
@@ -79,8 +80,11 @@ type Options struct {
 	// Services lists the services to run by name (empty or "all": every
 	// one in Catalog).
 	Services []string
-	// HTTPAddr serves /metrics, /healthz and /readyz ("" disables HTTP).
+	// HTTPAddr serves /metrics, /healthz and /readyz ("" disables HTTP),
+	// and the console at / (package console).
 	HTTPAddr string
+	// NoConsole leaves the console off HTTPAddr.
+	NoConsole bool
 	// HeartbeatInterval is how often every service instance heartbeats
 	// (default 1s).
 	HeartbeatInterval time.Duration
@@ -198,7 +202,8 @@ type App struct {
 	js       jetstream.JetStream
 	httpAddr string
 	replicas int
-	phase    error         // what start-up waits for; nil once services start
+	phase    error // what start-up waits for; nil once services start
+	console  *console.Console
 	sups     []*supervisor // one per started service, in start order
 }
 
@@ -289,7 +294,11 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if err := a.registerConsumerMetrics(); err != nil {
+		return err
+	}
 	a.setPhase(nil)
+	a.startConsole()
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	a.onClose(func() {
@@ -555,6 +564,15 @@ func (a *App) serveHTTP() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	paths := "/metrics /healthz /readyz"
+	if !a.opts.NoConsole {
+		c, err := a.newConsole()
+		if err != nil {
+			return err
+		}
+		mux.Handle("/", c)
+		paths += " / (console)"
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -569,6 +587,6 @@ func (a *App) serveHTTP() error {
 	a.mu.Lock()
 	a.httpAddr = l.Addr().String()
 	a.mu.Unlock()
-	a.log.Info("http ready", "component", "http", "addr", a.httpAddr, "paths", "/metrics /healthz /readyz")
+	a.log.Info("http ready", "component", "http", "addr", a.httpAddr, "paths", paths)
 	return nil
 }

@@ -42,6 +42,7 @@ var endpoints = map[string]struct {
 	"admin.status":   {decodes, `{}`, ""},
 	"members.list":   {decodes, `{}`, ""},
 	"members.status": {ignores, ``, ""},
+	"members.get":    {decodes, `{"service":"%s","instance":"%s"}`, ""}, // a member the detector knows
 	"txn.get":        {decodes, `{"keys":["garbage.k"]}`, ""},
 	"txn.commit":     {decodes, `{"writes":{"garbage.k":"1"}}`, ""},
 	"ingest.>":       {opaque, `{"valid":true}`, ""},
@@ -49,6 +50,8 @@ var endpoints = map[string]struct {
 	"alerts.post":           {decodes, `[]`, ""},
 	"alerts.list":           {decodes, `{}`, ""},
 	"alerts.status":         {ignores, ``, ""},
+	"alerts.groups":         {ignores, ``, ""},
+	"alerts.pending":        {ignores, ``, ""},
 	"alerts.reload":         {ignores, ``, ""},
 	"alerts.silence.add":    {decodes, silenceJSON, ""},
 	"alerts.silence.list":   {ignores, ``, ""},
@@ -57,6 +60,12 @@ var endpoints = map[string]struct {
 	"balancer.status":  {ignores, ``, ""},
 	"balancer.balance": {ignores, ``, ""},
 	"route.>":          {routes, `{}`, "route.admin.status"},
+
+	// Group x is created before the garbage is sent.
+	"consume.*.next":   {decodes, `{"max":1}`, ""},
+	"consume.*.ack":    {decodes, `{"ack":["not-a-token"]}`, ""},
+	"consume.*.status": {ignores, ``, ""},
+	"consume.*.create": {decodes, `{}`, ""},
 }
 
 const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isRegex":false}],` +
@@ -70,7 +79,7 @@ const silenceJSON = `{"matchers":[{"name":"alertname","value":"GarbageTest","isR
 func TestGarbageToEverySubject(t *testing.T) {
 	p := startApp(t, embedded(t, 1, t.TempDir()))
 	nc, _ := connect(t, p.app.Cluster().ClientURLs())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	infos := serviceInfos(t, nc)
@@ -117,6 +126,9 @@ func TestGarbageToEverySubject(t *testing.T) {
 		require.NoError(t, err, "%s: no answer", subject)
 		return errorCode(t, resp), resp
 	}
+	if code, resp := request(streams.ConsumeSubject("x", "create"), "", []byte(`{}`)); code != "" {
+		t.Fatalf("create consumer group x: %s", resp.Data)
+	}
 	for _, info := range infos {
 		for _, ep := range info.Endpoints {
 			// inst.<service>.<instance>.<subject> is the same endpoint
@@ -152,6 +164,16 @@ func TestGarbageToEverySubject(t *testing.T) {
 					}
 					require.NoError(t, json.Unmarshal(made.Data, &sl), "%s", made.Data)
 					valid = fmt.Sprintf(valid, sl.ID)
+				}
+				if base == "members.get" {
+					var m struct {
+						Members []struct{ Service, Instance string } `json:"members"`
+					}
+					require.Eventually(t, func() bool {
+						_, got := request("members.list", "", []byte(`{"limit":1}`))
+						return json.Unmarshal(got.Data, &m) == nil && len(m.Members) == 1
+					}, 20*time.Second, 50*time.Millisecond, "a member in the detector's view")
+					valid = fmt.Sprintf(valid, m.Members[0].Service, m.Members[0].Instance)
 				}
 				code, resp = request(validSubject, "", []byte(valid))
 				require.Empty(t, code, "%s: a valid request after %s: %s", subject, g.name, resp.Data)

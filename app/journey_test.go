@@ -57,7 +57,7 @@ func moreInstances(t *testing.T, j *journey) {
 			for _, in := range infos {
 				count[in.Name]++
 			}
-			want := map[string]int{"platform-admin": 1, "platform-alerting": 1, "platform-balancer": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
+			want := map[string]int{"platform-admin": 1, "platform-alerting": 1, "platform-balancer": 1, "platform-consume": 1, "platform-detector": 1, "platform-replicator": 2, "platform-txn": 2}
 			for name, n := range want {
 				if count[name] != n {
 					return fmt.Errorf("$SRV.INFO: %d instances of %s, want %d (all: %v)", count[name], name, n, count)
@@ -224,12 +224,15 @@ func (j *journey) micro(t *testing.T) {
 	}
 	want := map[string][]string{
 		"platform-admin":      {streams.AdminStatusSubject},
-		"platform-detector":   {"members.list", "members.status"},
+		"platform-detector":   {"members.list", "members.get", "members.status"},
 		"platform-replicator": {"ingest.>"},
 		"platform-txn":        {"txn.get", "txn.commit"},
 		"platform-alerting": {streams.AlertsPostSubject, streams.AlertsListSubject, streams.AlertsStatusSubject, streams.AlertsReloadSubject,
+			streams.AlertsGroupsSubject, streams.AlertsPendingSubject,
 			streams.AlertsSilenceAddSubject, streams.AlertsSilenceListSubject, streams.AlertsSilenceExpireSubject},
 		"platform-balancer": {"route.>", streams.BalancerStatusSubject, streams.BalancerBalanceSubject},
+		"platform-consume": {streams.ConsumeSubject("*", "next"), streams.ConsumeSubject("*", "ack"),
+			streams.ConsumeSubject("*", "status"), streams.ConsumeSubject("*", "create")},
 	}
 	require.Len(t, subjects, 2*len(want), "one instance of each service: %v", subjects)
 	for name, subs := range want {

@@ -18,6 +18,7 @@ import (
 	"github.com/platform/platform/auth"
 	"github.com/platform/platform/cluster/clustertest"
 	"github.com/platform/platform/natsconn"
+	"github.com/platform/platform/services/consume"
 	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
@@ -106,6 +107,29 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	require.NoError(t, err, "reader consumes the ingested event")
 	require.True(t, strings.HasPrefix(m.Subject(), streams.EventSubject("orders")), "event subject %s", m.Subject())
 
+	// The reader takes and acknowledges the event through a consumer
+	// group the admin created; it may not create one itself.
+	admin := as("admin")
+	msg, err = admin.Request(streams.ConsumeSubject("tls", "create"), []byte(`{"filter":["events.orders"]}`), 10*time.Second)
+	require.NoError(t, err, "admin creates a consumer group")
+	require.NotContains(t, string(msg.Data), `"error"`, "consume.tls.create answered %s", msg.Data)
+	var next consume.NextResponse
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		msg, err := reader.Request(streams.ConsumeSubject("tls", "next"), []byte(`{"max":10,"wait_ms":1000}`), 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("consume.tls.next as reader: %w", err)
+		}
+		if err := json.Unmarshal(msg.Data, &next); err != nil || len(next.Events) == 0 {
+			return fmt.Errorf("consume.tls.next answered %s", msg.Data)
+		}
+		return nil
+	})
+	msg, err = reader.Request(streams.ConsumeSubject("tls", "ack"), []byte(`{"ack":["`+next.Events[0].Token+`"]}`), 10*time.Second)
+	require.NoError(t, err, "consume.tls.ack as reader")
+	require.Contains(t, string(msg.Data), `"settled":1`, "consume.tls.ack answered %s", msg.Data)
+	_, err = reader.Request(streams.ConsumeSubject("mine", "create"), []byte(`{}`), time.Second)
+	require.Error(t, err, "a reader created a consumer group")
+
 	state, err := rjs.KeyValue(ctx, streams.BucketState)
 	require.NoError(t, err)
 	// A direct KV read may be answered by a replica a moment behind the
@@ -122,7 +146,6 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	})
 
 	// The admin reads the key through the txn service and the bucket.
-	admin := as("admin")
 	msg, err = admin.Request("txn.get", []byte(`{"keys":["acct.tls"]}`), 10*time.Second)
 	require.NoError(t, err, "admin's txn.get")
 	require.Contains(t, string(msg.Data), `"acct.tls"`, "txn.get answered %s", msg.Data)

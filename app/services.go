@@ -21,6 +21,7 @@ import (
 	"github.com/platform/platform/services/alerting"
 	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/services/balancer/leaders"
+	"github.com/platform/platform/services/consume"
 	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/services/txn"
@@ -39,6 +40,7 @@ func Services() []Service {
 		txnService(),
 		balancerService(),
 		alertingService(),
+		consumeService(),
 	}
 }
 
@@ -240,6 +242,22 @@ func alertingService() Service {
 				opts.Gatherer = g
 			}
 			return alerting.New(opts)
+		},
+	}
+}
+
+// consumeService hands out the events of consumer groups to any client
+// (consume.<group>.next) and settles them by token (consume.<group>.ack).
+func consumeService() Service {
+	return Service{
+		Name: "consume",
+		New: func(d Deps) (Runner, error) {
+			return consume.NewService(consume.ServiceOptions{
+				Conn:              d.Conn,
+				HeartbeatInterval: d.HeartbeatInterval,
+				Logger:            d.Logger,
+				Registerer:        d.Registerer,
+			})
 		},
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 func TestServiceList(t *testing.T) {
 	list := app.Services()
-	want := []string{"admin", "detector", "replicator", "txn", "balancer", "alerting"} // start order; stop is the reverse
+	want := []string{"admin", "detector", "replicator", "txn", "balancer", "alerting", "consume"} // start order; stop is the reverse
 	require.Equal(t, want, app.ServiceNames(), "start order")
 
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)

@@ -30,8 +30,10 @@ const (
 	// replies, and nothing else: it may not read EVENTS, write KV buckets
 	// directly, publish heartbeats or call the JetStream API.
 	RoleProducer = "producer"
-	// RoleReader may consume EVENTS (and the DETECTOR and ALERTS streams)
-	// and read the KV buckets: read-only JetStream, no other publishing.
+	// RoleReader may consume EVENTS (and the DETECTOR, ALERTS and DEAD
+	// streams), read the KV buckets, and take and settle the events of
+	// consumer groups (consume.<group>.next, .ack, .status): read-only
+	// JetStream, no other publishing.
 	RoleReader = "reader"
 )
 
@@ -94,10 +96,14 @@ func RolePermissions(role, user string) (Permissions, error) {
 		// watchers, ordered readers) have random names it cannot learn,
 		// so it cannot touch them. Core subscriptions are its own inbox
 		// and the stored subjects, not the services' request subjects.
-		sub := []string{inbox, streams.EventsPrefix + ">", streams.DetectorPrefix + ">"}
+		sub := []string{inbox, streams.EventsPrefix + ">", streams.DetectorPrefix + ">", streams.DeadPrefix + ">"}
 		sub = append(sub, streams.AlertStreamSubjects()...)
 		return Permissions{
+			// Consumer groups through the consume service: it may take
+			// and settle events and read a group's status, but not
+			// create a group, which fixes its partitions and filter.
 			PublishAllow: []string{
+				streams.ConsumeSubject("*", "next"), streams.ConsumeSubject("*", "ack"), streams.ConsumeSubject("*", "status"),
 				"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
 				"$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
 				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.MSG.NEXT.>",

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,20 @@ func (r *Request) Decode(v any) error {
 		r.svc.metrics.badBodies.WithLabelValues(r.svc.opts.Name, r.endpoint, codecLabel(r.codec)).Inc()
 	}
 	return err
+}
+
+// DecodeDocument is Decode for a body that must be a document: a null
+// body (JSON null, msgpack nil) is refused as bad_request too, and counted
+// as a bad body like any other.
+func (r *Request) DecodeDocument(v any) error {
+	if err := r.Decode(v); err != nil {
+		return err
+	}
+	if b := bytes.TrimSpace(r.msg.Data); string(b) == "null" || (len(b) == 1 && b[0] == 0xc0) {
+		r.svc.metrics.badBodies.WithLabelValues(r.svc.opts.Name, r.endpoint, codecLabel(r.codec)).Inc()
+		return Errorf(CodeBadRequest, "null body: send a %s document", r.codec)
+	}
+	return nil
 }
 
 // codecLabel names a codec in metric labels.

@@ -16,6 +16,19 @@ const (
 	// KeyHeader is an event's partition key for consumer groups; without
 	// it an event's key is its topic.
 	KeyHeader = "Platform-Key"
+	// ReplayGroupHeader marks an event put back into EVENTS from DEAD for
+	// one consumer group: that group consumes it again, every other group
+	// skips it.
+	ReplayGroupHeader = "Platform-Replay-Group"
+	// DeadReasonHeader, DeadAttemptsHeader, DeadGroupHeader,
+	// DeadSubjectHeader and DeadPositionHeader describe a dead letter: why
+	// its group gave up, after how many deliveries, which group, and the
+	// event's original subject and position (seq or seq:index) in EVENTS.
+	DeadReasonHeader   = "Platform-Dead-Reason"
+	DeadAttemptsHeader = "Platform-Dead-Attempts"
+	DeadGroupHeader    = "Platform-Dead-Group"
+	DeadSubjectHeader  = "Platform-Dead-Subject"
+	DeadPositionHeader = "Platform-Dead-Position"
 	// TimeoutHeader lets an ingest requester shorten the wait for its
 	// answer (a Go duration such as "500ms"), never beyond the service's
 	// request timeout.

@@ -20,6 +20,7 @@ const (
 	Events   = "EVENTS"
 	Detector = "DETECTOR"
 	Alerts   = "ALERTS"
+	Dead     = "DEAD"
 
 	BucketState    = "STATE"
 	BucketMembers  = "MEMBERS"
@@ -57,6 +58,11 @@ func All(replicas int) []jetstream.StreamConfig {
 	// alerts.list, ...) share the prefix and must not be stored.
 	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", "", replicas, 30*24*time.Hour)
 	alerts.Subjects = AlertStreamSubjects()
+	// Dead letters are kept for a month, bounded in bytes so a group
+	// that fails every event cannot fill the disks: the oldest go first.
+	dead := stream(Dead, "Events consumer groups gave up on (dead.<group>.<topic>)", all(DeadPrefix), replicas, 30*24*time.Hour)
+	dead.MaxBytes = 1 << 30
+	dead.MaxMsgSize = 8 << 20
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true
 	state.AllowAtomicPublish = true
@@ -68,6 +74,7 @@ func All(replicas int) []jetstream.StreamConfig {
 		events,
 		detector,
 		alerts,
+		dead,
 		state,
 		kv(BucketMembers, "Failure detector membership view (<service>.<instance>)", replicas, 1),
 		kv(BucketWeights, "Balancer weight table", replicas, 1),

@@ -13,6 +13,11 @@ import (
 const (
 	// EventsPrefix starts every stored event: events.<topic>.
 	EventsPrefix = "events."
+	// DeadPrefix starts every dead letter: dead.<group>.<topic>.
+	DeadPrefix = "dead."
+	// ConsumePrefix starts every request to the consume service:
+	// consume.<group>.<verb>.
+	ConsumePrefix = "consume."
 	// IngestPrefix starts every ingest subject: ingest.<topic>.
 	IngestPrefix = "ingest."
 	// HeartbeatPrefix starts every heartbeat: hb.<service>.<instance>.
@@ -49,6 +54,9 @@ const (
 	// captures.
 	MembersListSubject   = "members.list"
 	MembersStatusSubject = "members.status"
+	// MembersGetSubject is the detector's view of one instance with its
+	// heartbeat intervals.
+	MembersGetSubject = "members.get"
 
 	// BalancerStatusSubject and BalancerBalanceSubject are the balancer's
 	// endpoints.
@@ -61,6 +69,8 @@ const (
 	AlertsPostSubject          = AlertsPrefix + "post"
 	AlertsListSubject          = AlertsPrefix + "list"
 	AlertsStatusSubject        = AlertsPrefix + "status"
+	AlertsGroupsSubject        = AlertsPrefix + "groups"
+	AlertsPendingSubject       = AlertsPrefix + "pending"
 	AlertsReloadSubject        = AlertsPrefix + "reload"
 	AlertsSilenceAddSubject    = AlertsPrefix + "silence.add"
 	AlertsSilenceListSubject   = AlertsPrefix + "silence.list"
@@ -85,6 +95,15 @@ func badSubject(format string, args ...any) error {
 
 // EventSubject returns events.<topic>.
 func EventSubject(topic string) string { return EventsPrefix + topic }
+
+// ConsumeSubject returns consume.<group>.<verb>, the consume service's
+// subject for verb (next, ack, status, create) of group; group "*" makes
+// the subject every group's.
+func ConsumeSubject(group, verb string) string { return ConsumePrefix + group + "." + verb }
+
+// DeadSubject returns dead.<group>.<topic>, where a group's dead letter
+// of an event of topic is stored.
+func DeadSubject(group, topic string) string { return DeadPrefix + group + "." + topic }
 
 // IngestSubject returns ingest.<topic>.
 func IngestSubject(topic string) string { return IngestPrefix + topic }

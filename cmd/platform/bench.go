@@ -54,6 +54,9 @@ Each prints events/s and P50/P95/P99 latency, side by side with its baseline;
 		newBenchBackupCmd(f),
 		newBenchElectionCmd(f),
 		newBenchReplicationCmd(f),
+		newBenchConsumeCmd(f),
+		newBenchConsumeMemberCmd(),
+		newBenchConsoleCmd(),
 	)
 	return cmd
 }

@@ -39,7 +39,8 @@ func newRootCmd() *cobra.Command {
 		Long: `platform runs a RAFT-replicated NATS JetStream cluster inside one process
 and the services on top of it: replicator (ingest), txn (multi-key
 transactions), detector (failure detection), balancer (weights, routing,
-leader placement), alerting (rules and notifications), and the admin service.
+leader placement), alerting (rules and notifications), consume (consumer
+groups for any client), and the admin service.
 
 Run "platform run" to start everything on 127.0.0.1, then use the stock
 NATS CLI against nats://127.0.0.1:4222.`,
@@ -50,6 +51,7 @@ NATS CLI against nats://127.0.0.1:4222.`,
 		newRunCmd(),
 		newStatusCmd(),
 		newTailCmd(),
+		newConsumeCmd(),
 		newBalanceCmd(),
 		newAlertsCmd(),
 		newSilenceCmd(),

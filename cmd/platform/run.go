@@ -20,6 +20,7 @@ func newRunCmd() *cobra.Command {
 		sync      string
 		logFormat string
 		logLevel  string
+		withCon   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -60,6 +61,7 @@ own client side.`,
 			}
 			o.Logger = logger
 			o.Cluster.Logger = logger
+			o.NoConsole = !withCon
 			a, err := app.New(o)
 			if err != nil {
 				return err
@@ -73,6 +75,7 @@ own client side.`,
 	f.IntVar(&o.Cluster.ClientPort, "client-port", 4222, "first node's client port; node k uses port+k-1")
 	f.IntVar(&o.Cluster.ClusterPort, "cluster-port", 6222, "first node's cluster (route) port; node k uses port+k-1")
 	f.StringVar(&o.HTTPAddr, "http", "127.0.0.1:9090", `address serving /metrics, /healthz and /readyz ("" disables)`)
+	f.BoolVar(&withCon, "console", true, "serve the console at / on --http (without --auth: to loopback clients only)")
 	f.StringVar(&o.Cluster.ConfigFile, "config", "", "start ONE node from a nats-server config file (multi-host clusters)")
 	f.StringVar(&o.NATS, "nats", "", "start no server: run services against this NATS cluster (comma-separated URLs)")
 	f.StringVar(&o.Creds, "creds", "", "NATS credentials file to log in with (with --nats or --config)")

@@ -29,7 +29,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show nodes, meta leader, streams and service instances",
 		Long: `Ask the platform-admin service (admin.status) for the cluster's status. When
 no admin service answers, the status is gathered from the JetStream API
-directly (without the embedded cluster's node view).`,
+directly (without the embedded cluster's node view). A last section shows
+each consumer group with its worst partition's lag.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -52,12 +53,14 @@ directly (without the embedded cluster's node view).`,
 					st.MetaLeaderNote = note
 				}
 			}
+			out := statusOutput{Status: st, ConsumerGroups: consumerGroups(ctx, nc)}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return enc.Encode(out)
 			}
 			printStatus(cmd, st)
+			printGroups(cmd, out.ConsumerGroups)
 			return nil
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,6 +16,9 @@ import (
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/services/consume"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
@@ -121,6 +125,57 @@ func TestStatusShowsWeights(t *testing.T) {
 	for line := range strings.Lines(text) {
 		if strings.Contains(line, ids[0]) {
 			require.Contains(t, line, "42 (policy)")
+		}
+	}
+}
+
+// TestStatusShowsConsumerGroups runs status against a group whose member
+// holds back one topic's events: the group's line shows those events as
+// its lag and names the partition and its owner; --json carries the same.
+func TestStatusShowsConsumerGroups(t *testing.T) {
+	_, nc, js := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
+	require.NoError(t, err)
+	m, err := consume.New(consume.Options{Conn: nc, Store: store, Group: "orders", Member: "m1",
+		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, Logger: clustertest.Logger(),
+		Handler: func(*txn.Tx, replicator.Event) error { return errors.New("held back") }})
+	require.NoError(t, err)
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for i := range 3 {
+		_, err := js.Publish(ctx, streams.EventsPrefix+"stuck", fmt.Appendf(nil, "%d", i))
+		require.NoError(t, err)
+	}
+	part := consume.Partition("stuck", consume.DefaultPartitions)
+
+	url := nc.ConnectedUrl()
+	var out struct {
+		Streams        []admin.Stream `json:"streams"`
+		ConsumerGroups []groupLine    `json:"consumer_groups"`
+	}
+	clustertest.Eventually(t, time.Minute, func() error {
+		if err := json.Unmarshal([]byte(status(t, url, "--json")), &out); err != nil {
+			return err
+		}
+		if len(out.ConsumerGroups) != 1 || out.ConsumerGroups[0].Worst != part {
+			return fmt.Errorf("groups %+v", out.ConsumerGroups)
+		}
+		return nil
+	})
+	require.NotEmpty(t, out.Streams, "the admin status is still there")
+	g := out.ConsumerGroups[0]
+	require.Equal(t, groupLine{Group: "orders", Partitions: consume.DefaultPartitions, Members: 1, Head: g.Head,
+		LagEvents: 3, LagSeconds: g.LagSeconds, Worst: part, WorstOwner: "m1", Exact: true}, g)
+	require.Positive(t, g.LagSeconds)
+
+	text := status(t, url)
+	require.Contains(t, text, "GROUP ")
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(line, "orders ") {
+			require.Regexp(t, fmt.Sprintf(`^orders +16 +1 +\d+ +3 +[\d.]+m?s +%d \(m1\)`, part), line)
 		}
 	}
 }

@@ -172,6 +172,20 @@ func (s *Service) endpoints() []service.Endpoint {
 		{Name: "status", Subject: streams.AlertsStatusSubject, Concurrency: 1,
 			Description: "Rules, firing and pending alerts, groups, silences, and whether this instance is active",
 			Handler:     service.Func(func(context.Context, *service.Request) (any, error) { return s.status(), nil })},
+		{Name: "groups", Subject: streams.AlertsGroupsSubject, Concurrency: 4,
+			Description: "Aggregation groups with their firing alerts, as Alertmanager's GET /api/v2/alerts/groups",
+			Handler: service.Func(func(context.Context, *service.Request) (any, error) {
+				return s.engine.Groups(time.Now(), AllAlerts), nil
+			})},
+		{Name: "pending", Subject: streams.AlertsPendingSubject, Concurrency: 4,
+			Description: "Rule alerts waiting for their for: duration",
+			Handler: service.Func(func(context.Context, *service.Request) (any, error) {
+				p := s.engine.Pending()
+				if p == nil {
+					p = []Alert{}
+				}
+				return p, nil
+			})},
 		{Name: "reload", Subject: streams.AlertsReloadSubject, Concurrency: 1,
 			Description: "Reload the rules file; a bad file is refused with the line of the bad rule, and the rules in force stay",
 			Handler: service.Func(func(context.Context, *service.Request) (any, error) {

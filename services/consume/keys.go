@@ -75,12 +75,20 @@ type assignment struct {
 type config struct {
 	Partitions int      `json:"partitions"`
 	Filter     []string `json:"filter"`
+	// MaxDeliver and AckWaitMS are the at-least-once settings (0: the
+	// defaults); a group created before they existed has neither.
+	MaxDeliver int   `json:"max_deliver,omitempty"`
+	AckWaitMS  int64 `json:"ack_wait_ms,omitempty"`
 }
 
 // member is the value of a member key.
 type member struct {
 	Member string `json:"member"`
 	TTLMS  int64  `json:"ttl_ms"`
+	// Read is the last stream message the member has read and applied
+	// its partitions' events of, since its reader last started (0:
+	// none); Status counts lag from it for partitions without events.
+	Read uint64 `json:"read,omitempty"`
 }
 
 func encodePosition(p position) ([]byte, error) {

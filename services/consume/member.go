@@ -65,6 +65,14 @@ type Member struct {
 	applied atomic.Int64
 	// held is how many partitions the member owns.
 	held atomic.Int32
+	// read is the last stream message read and applied since the reader
+	// started (0: none), published with the membership for Status.
+	read atomic.Uint64
+
+	// pull hands out events in at-least-once mode (nil otherwise).
+	pull *puller
+	// delivered and deadLetters count events handed out and sent to DEAD.
+	delivered, deadLetters atomic.Int64
 }
 
 // owned is a partition this member holds.
@@ -83,12 +91,17 @@ func New(opts Options) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
-	return &Member{
+	m := &Member{
 		opts:  opts,
 		log:   opts.Logger.With("component", "consume", "group", opts.Group, "member", opts.Member),
 		js:    js,
 		owned: map[int]*owned{},
-	}, nil
+	}
+	if opts.AtLeastOnce {
+		m.pull = newPuller(opts.Group, opts.Member, opts.MaxPending)
+		m.pull.dead = m.deadLetter
+	}
+	return m, nil
 }
 
 // ID returns the member's name.
@@ -149,36 +162,35 @@ func (m *Member) run(ctx context.Context) error {
 	}()
 	m.view = v
 	m.loop(ctx, v)
+	if m.pull != nil {
+		// Write what was settled since the last tick, so the next owner
+		// does not hand it out again.
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		m.flush(fctx)
+		cancel()
+	}
 	return nil
 }
 
 // ensureConfig creates the group's config key, or checks it.
 func (m *Member) ensureConfig(ctx context.Context) error {
-	key := groupKey(m.opts.Group, "config")
-	for {
-		e, err := m.opts.Store.Get(ctx, key)
-		if err != nil {
-			return fmt.Errorf("consume: join %s: %w", m.opts.Group, err)
-		}
-		if e.Found {
-			c, err := decode[config](key, e.Value)
-			if err != nil {
-				return err
-			}
-			switch {
-			case c.Partitions != m.opts.Partitions:
-				return fmt.Errorf("%w: group %s has %d partitions, asked %d", ErrConfig, m.opts.Group, c.Partitions, m.opts.Partitions)
-			case !slices.Equal(c.Filter, m.opts.Filter):
-				return fmt.Errorf("%w: group %s reads %q, asked %q", ErrConfig, m.opts.Group, c.Filter, m.opts.Filter)
-			}
-			return nil
-		}
-		v, _ := json.Marshal(config{Partitions: m.opts.Partitions, Filter: m.opts.Filter})
-		_, err = m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}})
-		if err != nil && !errors.Is(err, txn.ErrConflict) {
-			return fmt.Errorf("consume: join %s: %w", m.opts.Group, err)
-		}
+	g, err := joinGroup(ctx, m.opts.Store, GroupConfig{
+		Name: m.opts.Group, Partitions: m.opts.Partitions, Filter: m.opts.Filter,
+		MaxDeliver: m.opts.MaxDeliver, AckWait: m.opts.AckWait,
+	}, true)
+	if err != nil {
+		return err
 	}
+	if m.pull != nil {
+		switch {
+		case m.opts.MaxDeliver != 0 && m.opts.MaxDeliver != g.MaxDeliver:
+			return fmt.Errorf("%w: group %s has max deliver %d, asked %d", ErrConfig, g.Name, g.MaxDeliver, m.opts.MaxDeliver)
+		case m.opts.AckWait != 0 && m.opts.AckWait != g.AckWait:
+			return fmt.Errorf("%w: group %s has ack wait %s, asked %s", ErrConfig, g.Name, g.AckWait, m.opts.AckWait)
+		}
+		m.pull.configure(g.MaxDeliver, g.AckWait)
+	}
+	return nil
 }
 
 // keep renews the membership, competes for the lease and, while it holds
@@ -223,7 +235,7 @@ func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 
 // beat writes the member key with a message TTL.
 func (m *Member) beat(ctx context.Context) error {
-	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds()})
+	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds(), Read: m.read.Load()})
 	msg := nats.NewMsg(streams.KVSubject(m.opts.Store.Bucket(), memberKey(m.opts.Group, m.opts.Member)))
 	msg.Data = v
 	msg.Header.Set(jetstream.MsgTTLHeader, m.opts.TTL.String())
@@ -288,6 +300,7 @@ func (m *Member) loop(ctx context.Context, v *view) {
 		}
 	}()
 	restart := func() {
+		m.read.Store(0)
 		if r != nil {
 			r.stop()
 			r = nil
@@ -303,14 +316,27 @@ func (m *Member) loop(ctx context.Context, v *view) {
 	}
 	for ctx.Err() == nil {
 		var msgs <-chan jetstream.Msg
+		var space <-chan struct{}
 		if r != nil {
 			msgs = r.msgs
+			if m.pull != nil {
+				if ok, ch := m.pull.room(); !ok {
+					msgs, space = nil, ch // hold the reader until events are settled
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-space:
 		case <-t.C:
+			if m.pull != nil {
+				m.flush(ctx)
+			}
 			gained := m.follow(ctx, v)
+			if m.pull != nil {
+				m.pull.sync(m.owned)
+			}
 			m.held.Store(int32(len(m.owned)))
 			switch {
 			case gained, m.reread, r == nil && len(m.owned) > 0:
@@ -339,7 +365,22 @@ func (m *Member) loop(ctx context.Context, v *view) {
 				}
 			}
 			m.process(ctx, batch)
+			m.markRead(ctx, batch[len(batch)-1])
 		}
+	}
+}
+
+// markRead records msg, the last of a processed batch, as read, unless
+// the batch was cut short and the reader starts again.
+func (m *Member) markRead(ctx context.Context, msg jetstream.Msg) {
+	if m.reread || ctx.Err() != nil || m.pull != nil {
+		// At least once, an event read is not settled: the committed
+		// positions alone say what is left (they pass what was read once
+		// a partition has nothing unsettled).
+		return
+	}
+	if md, err := msg.Metadata(); err == nil {
+		m.read.Store(md.Sequence.Stream)
 	}
 }
 
@@ -404,6 +445,7 @@ func (m *Member) take(ctx context.Context, p int) (*owned, error) {
 	}
 	pos.Epoch++
 	pos.Owner = m.opts.Member
+	m.read.Store(0) // the reader starts again from the positions
 	v, _ := json.Marshal(pos)
 	if _, err := m.opts.Store.Commit(ctx, txn.Commit{Reads: map[string]uint64{key: e.Revision}, Writes: map[string][]byte{key: v}}); err != nil {
 		return nil, err

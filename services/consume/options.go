@@ -27,6 +27,9 @@ const (
 	// DefaultMaxBatch bounds the events of one partition committed in one
 	// transaction.
 	DefaultMaxBatch = 100
+	// DefaultMaxPending bounds the events an at-least-once member holds
+	// read and not settled.
+	DefaultMaxPending = 20000
 	// DefaultParallel is how many partitions of a member apply their
 	// events at once: a transaction waits on round trips, not the CPU.
 	DefaultParallel = 8
@@ -64,8 +67,26 @@ type Options struct {
 	// Member names this member within the group: letters, digits, - and
 	// _, unique among live members (default: random).
 	Member string
-	// Handler applies each event. Required.
+	// Handler applies each event. Required, unless AtLeastOnce.
 	Handler Handler
+	// AtLeastOnce makes a member without a Handler: it hands out its
+	// partitions' events through Next, and the caller settles each by its
+	// token (Ack, Nak, InProgress, Term). The partition's position moves
+	// past an event once it and every event before it are settled.
+	AtLeastOnce bool
+	// MaxDeliver is how many times an event is handed out before it goes
+	// to DEAD (AtLeastOnce; default: the group's, else
+	// DefaultMaxDeliver). A group created with another value refuses the
+	// member with ErrConfig.
+	MaxDeliver int
+	// AckWait is how long a handed-out event may stay unsettled before it
+	// is handed out again (AtLeastOnce; default: the group's, else
+	// DefaultAckWait), fixed like MaxDeliver.
+	AckWait time.Duration
+	// MaxPending bounds the events read and not yet settled
+	// (AtLeastOnce; default DefaultMaxPending): beyond it the member
+	// stops reading until some are settled.
+	MaxPending int
 	// TTL is how long the membership lasts unrenewed (default DefaultTTL,
 	// at least 1s: the server's smallest message TTL).
 	TTL time.Duration
@@ -107,6 +128,9 @@ func (o *Options) defaults() {
 	if o.Parallel == 0 {
 		o.Parallel = DefaultParallel
 	}
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -120,8 +144,20 @@ func (o *Options) validate() error {
 	if o.Store == nil {
 		errs = append(errs, errors.New("nil Store"))
 	}
-	if o.Handler == nil {
+	switch {
+	case o.Handler == nil && !o.AtLeastOnce:
 		errs = append(errs, errors.New("nil Handler"))
+	case o.Handler != nil && o.AtLeastOnce:
+		errs = append(errs, errors.New("a Handler with AtLeastOnce: pick one"))
+	}
+	if o.MaxDeliver < 0 || o.MaxDeliver > 1000 {
+		errs = append(errs, fmt.Errorf("max deliver %d: want 1 to 1000", o.MaxDeliver))
+	}
+	if o.AckWait != 0 && (o.AckWait < 100*time.Millisecond || o.AckWait > 24*time.Hour) {
+		errs = append(errs, fmt.Errorf("ack wait %s: want 100ms to 24h", o.AckWait))
+	}
+	if o.MaxPending < 1 {
+		errs = append(errs, fmt.Errorf("max pending %d: want positive", o.MaxPending))
 	}
 	if !validName(o.Group) {
 		errs = append(errs, fmt.Errorf("group %q: want letters, digits, - and _", o.Group))

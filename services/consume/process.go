@@ -17,6 +17,10 @@ import (
 // partitions and were not applied yet, partition by partition, each in
 // stream order.
 func (m *Member) process(ctx context.Context, msgs []jetstream.Msg) {
+	if m.pull != nil {
+		m.pull.add(msgs, m.opts.Partitions, m.foreign, m.log.Warn)
+		return
+	}
 	byPart := map[int][]replicator.Event{}
 	var order []int
 	for _, msg := range msgs {
@@ -33,6 +37,9 @@ func (m *Member) process(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		for _, ev := range evs {
+			if m.foreign(ev) {
+				continue // replayed from DEAD for another group
+			}
 			p := Partition(Key(ev), m.opts.Partitions)
 			o := m.owned[p]
 			if o == nil || cursorOf(ev.Pos).less(o.next) {

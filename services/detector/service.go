@@ -59,6 +59,8 @@ func New(opts Options) (*Service, error) {
 		Endpoints: []service.Endpoint{
 			{Name: "members", Subject: streams.MembersListSubject, Handler: service.Func(s.handleMembers), Concurrency: 4,
 				Description: `Current view: {"service":"..","state":"..","limit":1000}, every field optional`},
+			{Name: "get", Subject: streams.MembersGetSubject, Handler: service.Func(s.handleGet), Concurrency: 4,
+				Description: `One instance with its heartbeat inter-arrival times: {"service":"..","instance":".."}`},
 			{Name: "status", Subject: streams.MembersStatusSubject, Handler: service.Func(s.handleStatus), Concurrency: 1,
 				Description: "Whether this instance is active, members by state, what the predictor learned"},
 		},
@@ -410,6 +412,29 @@ func (s *Service) handleMembers(_ context.Context, r *service.Request) (any, err
 		resp.Members, resp.Truncated = all[:req.Limit], true
 	}
 	return resp, nil
+}
+
+// getRequest is the body of members.get.
+type getRequest struct {
+	Service  string `json:"service"`
+	Instance string `json:"instance"`
+}
+
+// handleGet answers members.get: the instance's record as this detector
+// sees it now, with the heartbeat intervals its phi is computed from.
+func (s *Service) handleGet(_ context.Context, r *service.Request) (any, error) {
+	var req getRequest
+	if err := r.Decode(&req); err != nil {
+		return nil, err
+	}
+	if !membership.ValidToken(req.Service) || !membership.ValidToken(req.Instance) {
+		return nil, service.Errorf(service.CodeBadRequest, "service %q or instance %q is not a valid name", req.Service, req.Instance)
+	}
+	d, ok := s.tab.Detail(membership.Key(req.Service, req.Instance), s.now())
+	if !ok {
+		return nil, service.Errorf(service.CodeNotFound, "no member %s.%s", req.Service, req.Instance)
+	}
+	return d, nil
 }
 
 // StatusResponse answers detector.status.

@@ -127,6 +127,9 @@ func NewStore(nc *nats.Conn, opts ...StoreOption) (*Store, error) {
 // Bucket returns the bucket's name.
 func (s *Store) Bucket() string { return s.bucket }
 
+// Conn returns the store's NATS connection.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
 // MaxKeys returns the most keys one transaction may touch.
 func (s *Store) MaxKeys() int { return s.maxKeys }
 

@@ -49,6 +49,19 @@ func (w *Window) Reset() {
 	w.next, w.n, w.sum, w.sumSq, w.adds = 0, 0, 0, 0, 0
 }
 
+// Values returns the recorded times, oldest first.
+func (w *Window) Values() []float64 {
+	out := make([]float64, 0, w.n)
+	start := 0
+	if w.n == len(w.buf) {
+		start = w.next
+	}
+	for i := 0; i < w.n; i++ {
+		out = append(out, float64(w.buf[(start+i)%len(w.buf)]))
+	}
+	return out
+}
+
 // Len returns how many times the window holds.
 func (w *Window) Len() int { return w.n }
 

@@ -2,6 +2,7 @@ package accrual
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -69,4 +70,17 @@ func TestWindowSumsDoNotDrift(t *testing.T) {
 		sum += float64(w.buf[i])
 	}
 	require.InDelta(t, sum/100, w.Mean(), 1e-9)
+}
+
+func TestWindowValuesOldestFirst(t *testing.T) {
+	w := NewWindow(3)
+	if got := w.Values(); len(got) != 0 {
+		t.Fatalf("empty window: %v", got)
+	}
+	for i, want := range [][]float64{{1}, {1, 2}, {1, 2, 3}, {2, 3, 4}, {3, 4, 5}} {
+		w.Add(float64(i + 1))
+		if got := w.Values(); !slices.Equal(got, want) {
+			t.Fatalf("after %d adds: %v, want %v", i+1, got, want)
+		}
+	}
 }

@@ -405,6 +405,33 @@ func (t *Table) Snapshot(now time.Duration, svc string, state membership.State) 
 	return out
 }
 
+// Detail is one member's record with the inter-arrival times its phi is
+// computed from.
+type Detail struct {
+	Member membership.Member `json:"member"`
+	// IntervalsMS is the member's window of heartbeat inter-arrival
+	// times, oldest first (Options.WindowSize at most).
+	IntervalsMS []float64 `json:"intervals_ms"`
+	// MeanMS and StdDevMS are the window's mean and standard deviation.
+	MeanMS   float64 `json:"mean_ms"`
+	StdDevMS float64 `json:"stddev_ms"`
+	// Since is when the member entered its state.
+	Since time.Time `json:"since"`
+}
+
+// Detail returns the member with key at now, and whether the table knows
+// it.
+func (t *Table) Detail(key string, now time.Duration) (Detail, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.members[key]
+	if m == nil {
+		return Detail{}, false
+	}
+	return Detail{Member: t.record(m, int64(now)), IntervalsMS: m.win.Values(), MeanMS: m.win.Mean(),
+		StdDevMS: m.win.StdDev(), Since: t.wall(m.since).UTC()}, true
+}
+
 // State returns the state of the member with key, and whether the table
 // knows it.
 func (t *Table) State(key string) (membership.State, bool) {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
+	"github.com/platform/platform/services/consume/consumebench"
+)
+
+func newBenchConsumeCmd(f *benchFlags) *cobra.Command {
+	var o consumebench.Options
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Consumer groups vs the ordered Reader and a stock pull consumer",
+		Long: `Measure consumer groups on one cluster, row by row, every side connected to
+the same node, with CPU seconds per million events (getrusage of this
+process, plus its member processes once they exit):
+
+  group-4-eos      4 members of a fresh group apply --events events stored in
+                   envelopes; each partition commits its position with txn (a
+                   handler that does nothing else); from the members' start
+  reader-ordered   one ordered replicator.Reader reads the same events
+  stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
+                   pending) acks each of --events per-event messages
+  eos-counters-4   4 members add each of --eos-events values to its topic's
+                   counter in STATE; the counters are checked exact
+  kill-1-of-4      4 member processes; --rounds times one is killed with
+                   SIGKILL: time until every partition it owned is consumed
+                   again by another (P50, P99), against --ttl
+  join-5th         a 5th member process joins: partitions that change owner`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = f.progressOut()
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.Member = func(spec consumebench.MemberSpec) *exec.Cmd {
+				b, _ := json.Marshal(spec)
+				c := exec.Command(bin, "bench", "consume-member", string(b))
+				c.Stderr = os.Stderr
+				return c
+			}
+			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
+				return consumebench.New(t, o).All(ctx)
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&o.Events, "events", 1_000_000, "events of the throughput rows")
+	fl.IntVar(&o.EOSEvents, "eos-events", 200_000, "events of the exactly-once counter row")
+	fl.IntVar(&o.Rounds, "rounds", 10, "members killed, one per round")
+	fl.DurationVar(&o.TTL, "ttl", 0, "member TTL of the kill and join rows (default the library's, 5s)")
+	return cmd
+}
+
+// newBenchConsumeMemberCmd runs one member process of `bench consume`.
+func newBenchConsumeMemberCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "consume-member SPEC",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var spec consumebench.MemberSpec
+			if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
+				return fmt.Errorf("member spec: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			return consumebench.RunMember(ctx, spec)
+		},
+	}
+}

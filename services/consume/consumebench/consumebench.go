@@ -1,0 +1,593 @@
+// Package consumebench measures consumer groups (services/consume) on a
+// live cluster, side by side with the single ordered replicator.Reader and
+// a stock JetStream durable pull consumer, for `platform bench consume`.
+// It lives apart from the library so that importers of consume link no
+// benchmark code.
+package consumebench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/bench"
+	"github.com/platform/platform/bench/target"
+	"github.com/platform/platform/services/consume"
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// Options size the benchmarks.
+type Options struct {
+	// Events is how many events the throughput rows read (default
+	// 1,000,000): in envelopes for the group and the Reader, one message
+	// each for the stock consumer.
+	Events int
+	// EOSEvents is how many events the exactly-once counter row applies
+	// (default 200,000).
+	EOSEvents int
+	// Members is the group size (default 4).
+	Members int
+	// Topics is how many topics the events spread over (default 64).
+	Topics int
+	// Rounds is how many members the kill row kills, one per round
+	// (default 10).
+	Rounds int
+	// TTL is the members' TTL in the kill and join rows (default
+	// consume.DefaultTTL): the time a killed member is detected in.
+	TTL time.Duration
+	// Member returns the command that runs one member process (see
+	// RunMember); nil skips the kill and join rows.
+	Member func(spec MemberSpec) *exec.Cmd
+	// Progress receives progress bars (nil: none).
+	Progress io.Writer
+	// Logger receives the members' logs (default: discarded).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Events == 0 {
+		o.Events = 1_000_000
+	}
+	if o.EOSEvents == 0 {
+		o.EOSEvents = 200_000
+	}
+	if o.Members == 0 {
+		o.Members = 4
+	}
+	if o.Topics == 0 {
+		o.Topics = 64
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 10
+	}
+	if o.TTL == 0 {
+		o.TTL = consume.DefaultTTL
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Runner runs the benchmarks against one target.
+type Runner struct {
+	t *target.Target
+	o Options
+}
+
+// New returns a runner on t.
+func New(t *target.Target, o Options) *Runner {
+	o.setDefaults()
+	return &Runner{t: t, o: o}
+}
+
+// Subject prefixes of each row's events, so rows do not read each
+// other's.
+const (
+	envPrefix  = streams.EventsPrefix + "bench.env."
+	rawPrefix  = streams.EventsPrefix + "bench.raw."
+	eosPrefix  = streams.EventsPrefix + "bench.eos."
+	killPrefix = streams.EventsPrefix + "bench.kill."
+)
+
+// All runs every row side by side and adds the ratios the targets are
+// stated in to the group row.
+func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
+	var out []bench.Result
+	if err := r.publishEnvelopes(ctx, envPrefix, r.o.Events); err != nil {
+		return out, err
+	}
+	if err := r.publishPlain(ctx, rawPrefix, r.o.Events); err != nil {
+		return out, err
+	}
+	group, err := r.GroupAck(ctx)
+	out = append(out, group)
+	if err != nil {
+		return out, err
+	}
+	noop, err := r.GroupNoop(ctx)
+	out = append(out, noop)
+	if err != nil {
+		return out, err
+	}
+	reader, err := r.Reader(ctx)
+	out = append(out, reader)
+	if err != nil {
+		return out, err
+	}
+	stock, err := r.Stock(ctx)
+	out = append(out, stock)
+	if err != nil {
+		return out, err
+	}
+	if reader.EventsPerSec > 0 && stock.EventsPerSec > 0 {
+		for i, g := range []bench.Result{group, noop} {
+			out[i].Extra["x_reader"] = g.EventsPerSec / reader.EventsPerSec
+			out[i].Extra["x_stock"] = g.EventsPerSec / stock.EventsPerSec
+		}
+	}
+	eos, err := r.ExactlyOnce(ctx)
+	out = append(out, eos)
+	if err != nil {
+		return out, err
+	}
+	if r.o.Member == nil {
+		return out, nil
+	}
+	kill, join, err := r.KillAndJoin(ctx)
+	out = append(out, kill, join)
+	return out, err
+}
+
+// cpu is the process's CPU time: its own and its waited-for children's.
+type cpu struct{ self, children time.Duration }
+
+func cpuNow() cpu {
+	var s, c syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &s)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c)
+	return cpu{time.Duration(s.Utime.Nano() + s.Stime.Nano()), time.Duration(c.Utime.Nano() + c.Stime.Nano())}
+}
+
+// since returns the CPU seconds used since c.
+func (c cpu) since() float64 {
+	n := cpuNow()
+	return (n.self - c.self + n.children - c.children).Seconds()
+}
+
+// finish fills res from events read in elapsed with cpuS CPU seconds.
+func finish(res *bench.Result, events int64, elapsed time.Duration, cpuS float64) {
+	res.Finish(events, elapsed, nil)
+	if res.Extra == nil {
+		res.Extra = map[string]float64{}
+	}
+	res.Extra["cpu_s"] = cpuS
+	if events > 0 {
+		res.Extra["cpu_s_per_M"] = cpuS / float64(events) * 1e6
+	}
+}
+
+func (r *Runner) topic(prefix string, i int) string { return prefix + "t" + strconv.Itoa(i%r.o.Topics) }
+
+// publishEnvelopes stores n events under prefix in envelopes, event i on
+// topic i mod Topics with payload i/Topics (its index in its topic).
+func (r *Runner) publishEnvelopes(ctx context.Context, prefix string, n int) error {
+	prog := bench.NewProgress(r.o.Progress, "publish "+strings.TrimSuffix(prefix, "."), int64(n))
+	defer prog.Stop()
+	p, err := replicator.NewPublisher(r.t.JS, replicator.WithEnvelope())
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		if _, err := p.PublishAsync(ctx, replicator.Message{Subject: r.topic(prefix, i), Data: []byte(strconv.Itoa(i / r.o.Topics))}); err != nil {
+			_ = p.Close(ctx)
+			return fmt.Errorf("publish: %w", err)
+		}
+		prog.Add(1)
+	}
+	if err := p.Close(ctx); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return nil
+}
+
+// publishPlain stores n events under prefix, one message each.
+func (r *Runner) publishPlain(ctx context.Context, prefix string, n int) error {
+	prog := bench.NewProgress(r.o.Progress, "publish "+strings.TrimSuffix(prefix, "."), int64(n))
+	defer prog.Stop()
+	js, err := jetstream.New(r.t.Conn, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		if _, err := js.PublishAsync(r.topic(prefix, i), []byte(strconv.Itoa(i/r.o.Topics)), jetstream.WithStallWait(30*time.Second)); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		prog.Add(1)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// member is a group member running in this process.
+type member struct {
+	m    *consume.Member
+	nc   *nats.Conn
+	stop context.CancelFunc
+	done chan error
+}
+
+// startMembers runs n members of group on connections of their own.
+func (r *Runner) startMembers(ctx context.Context, group, filter string, h consume.Handler) ([]*member, error) {
+	return r.startMembersWith(ctx, consume.Options{Group: group, Filter: []string{filter}, Handler: h, AtLeastOnce: h == nil})
+}
+
+// startMembersWith runs Members members with base's options, each on a
+// connection of its own.
+func (r *Runner) startMembersWith(ctx context.Context, base consume.Options) ([]*member, error) {
+	var out []*member
+	for i := range r.o.Members {
+		nc, err := r.t.Connect()
+		if err != nil {
+			stopMembers(out)
+			return nil, err
+		}
+		store, err := txn.NewStore(nc, txn.WithLogger(r.o.Logger))
+		if err != nil {
+			nc.Close()
+			stopMembers(out)
+			return nil, err
+		}
+		o := base
+		o.Conn, o.Store, o.Member, o.Logger = nc, store, fmt.Sprintf("m%d", i), r.o.Logger
+		m, err := consume.New(o)
+		if err != nil {
+			nc.Close()
+			stopMembers(out)
+			return nil, err
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		mb := &member{m: m, nc: nc, stop: cancel, done: make(chan error, 1)}
+		go func() { mb.done <- m.Run(mctx) }()
+		out = append(out, mb)
+	}
+	return out, nil
+}
+
+func stopMembers(ms []*member) {
+	for _, m := range ms {
+		m.stop()
+	}
+	for _, m := range ms {
+		<-m.done
+		m.nc.Close()
+	}
+}
+
+// waitApplied waits until the members applied n events in all.
+func waitApplied(ctx context.Context, ms []*member, n int64, prog *bench.Progress) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	var last int64
+	for {
+		var got int64
+		for _, m := range ms {
+			got += m.m.Applied()
+		}
+		prog.Add(got - last)
+		last = got
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d events applied: %w", got, n, ctx.Err())
+		case err := <-firstDone(ms):
+			return fmt.Errorf("a member stopped: %v", err)
+		case <-t.C:
+		}
+	}
+}
+
+// firstDone returns a channel that yields when any member's Run
+// returned early (nil channel when none did).
+func firstDone(ms []*member) <-chan error {
+	for _, m := range ms {
+		select {
+		case err := <-m.done:
+			ch := make(chan error, 1)
+			ch <- err
+			m.done <- err // keep it for stopMembers
+			return ch
+		default:
+		}
+	}
+	return nil
+}
+
+// GroupNoop is the throughput row: Members members of a fresh group read
+// the envelope events, each partition committing its position (one
+// transaction per batch of up to consume.DefaultMaxBatch events) with a
+// handler that does nothing else: the group's own cost of exactly-once.
+// Timed from the members' start (joining included) to the last event
+// applied.
+func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: fmt.Sprintf("consume/group-%d-eos", r.o.Members)}
+	n := int64(r.o.Events)
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	c0, t0 := cpuNow(), time.Now()
+	ms, err := r.startMembers(ctx, "benchnoop", envPrefix+">", func(*txn.Tx, replicator.Event) error { return nil })
+	if err != nil {
+		return res, err
+	}
+	err = waitApplied(ctx, ms, n, prog)
+	el, cs := time.Since(t0), c0.since()
+	stopMembers(ms)
+	finish(&res, n, el, cs)
+	return res, err
+}
+
+// GroupAck is the per-event settlement row: Members at-least-once
+// members of a fresh group hand out the envelope events by Next (up to
+// 500 at a time, one caller per member) and the caller acknowledges each
+// by its token. Timed from the members' start to the last event
+// acknowledged.
+func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: fmt.Sprintf("consume/group-%d-ack", r.o.Members)}
+	n := int64(r.o.Events)
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	c0, t0 := cpuNow(), time.Now()
+	ms, err := r.startMembers(ctx, "benchack", envPrefix+">", nil)
+	if err != nil {
+		return res, err
+	}
+	var acked atomic.Int64
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(ms))
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() {
+			for actx.Err() == nil {
+				ds, err := m.m.Next(actx, 500, 100*time.Millisecond)
+				if err != nil {
+					if actx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				for _, d := range ds {
+					if err := m.m.Ack(d.Token); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if acked.Add(int64(len(ds))) >= n {
+					cancel()
+				}
+				prog.Add(int64(len(ds)))
+			}
+		})
+	}
+	select {
+	case <-actx.Done():
+	case err = <-errs:
+		cancel()
+	}
+	wg.Wait()
+	el, cs := time.Since(t0), c0.since()
+	stopMembers(ms)
+	finish(&res, acked.Load(), el, cs)
+	if err == nil && acked.Load() < n {
+		err = fmt.Errorf("%d of %d events acknowledged: %w", acked.Load(), n, ctx.Err())
+	}
+	return res, err
+}
+
+// Reader is the baseline: one ordered replicator.Reader reads the same
+// envelope events.
+func (r *Runner) Reader(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: "consume/reader-ordered"}
+	n := int64(r.o.Events)
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	nc, err := r.t.Connect()
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	c0, t0 := cpuNow(), time.Now()
+	rd, err := replicator.NewReader(ctx, js, replicator.WithFilter(envPrefix+">"))
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = rd.Close() }()
+	var got int64
+	for got < n {
+		if _, err := rd.Next(ctx); err != nil {
+			return res, fmt.Errorf("reader: %d of %d events: %w", got, n, err)
+		}
+		got++
+		if got%1024 == 0 {
+			prog.Add(1024)
+		}
+	}
+	finish(&res, n, time.Since(t0), c0.since())
+	return res, nil
+}
+
+// Stock is the baseline a JetStream user writes: a durable pull consumer
+// with explicit acks, fetching in batches of 500 with 10,000 acks
+// pending (as `nats bench js consume` does), acknowledging each of the
+// per-event messages.
+func (r *Runner) Stock(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: "consume/stock-pull-ack"}
+	n := int64(r.o.Events)
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	nc, err := r.t.Connect()
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	c0, t0 := cpuNow(), time.Now()
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.Events, jetstream.ConsumerConfig{
+		Durable: "bench-stock", FilterSubject: rawPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy,
+		MaxAckPending: 10_000, AckWait: time.Minute,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = js.DeleteConsumer(context.Background(), streams.Events, "bench-stock") }()
+	it, err := cons.Messages(jetstream.PullMaxMessages(500))
+	if err != nil {
+		return res, err
+	}
+	defer it.Stop()
+	var got int64
+	for got < n {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return res, fmt.Errorf("stock consumer: %d of %d: %w", got, n, err)
+		}
+		if err := m.Ack(); err != nil {
+			return res, err
+		}
+		got++
+		if got%1024 == 0 {
+			prog.Add(1024)
+		}
+	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		return res, err
+	}
+	finish(&res, n, time.Since(t0), c0.since())
+	// Every ack reached the server (not timed: the server's own work).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ci, err := cons.Info(ctx)
+		if err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 {
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("stock consumer: acks still pending: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// add is the exactly-once handler: it adds the event's value to its
+// topic's counter ("<events>:<sum>" under key sum.<topic>).
+func add(prefix string) consume.Handler {
+	return func(tx *txn.Tx, ev replicator.Event) error {
+		key := "benchsum." + strings.TrimPrefix(ev.Subject, prefix)
+		e, err := tx.Get(key)
+		if err != nil {
+			return err
+		}
+		var cnt, sum int64
+		if e.Found {
+			c, s, _ := strings.Cut(string(e.Value), ":")
+			cnt, _ = strconv.ParseInt(c, 10, 64)
+			sum, _ = strconv.ParseInt(s, 10, 64)
+		}
+		v, err := strconv.ParseInt(string(ev.Data), 10, 64)
+		if err != nil {
+			return err
+		}
+		return tx.Put(key, []byte(strconv.FormatInt(cnt+1, 10)+":"+strconv.FormatInt(sum+v, 10)))
+	}
+}
+
+// ExactlyOnce is the exactly-once row: Members members add each event's
+// value to its topic's counter in STATE; afterwards every counter must
+// hold exactly its topic's events and sum (extra exact = 1).
+func (r *Runner) ExactlyOnce(ctx context.Context) (bench.Result, error) {
+	res := bench.Result{Name: fmt.Sprintf("consume/eos-counters-%d", r.o.Members)}
+	n := int64(r.o.EOSEvents)
+	if err := r.publishEnvelopes(ctx, eosPrefix, r.o.EOSEvents); err != nil {
+		return res, err
+	}
+	prog := bench.NewProgress(r.o.Progress, res.Name, n)
+	defer prog.Stop()
+	c0, t0 := cpuNow(), time.Now()
+	ms, err := r.startMembers(ctx, "benchcount", eosPrefix+">", add(eosPrefix))
+	if err != nil {
+		return res, err
+	}
+	err = waitApplied(ctx, ms, n, prog)
+	el, cs := time.Since(t0), c0.since()
+	stopMembers(ms)
+	finish(&res, n, el, cs)
+	if err != nil {
+		return res, err
+	}
+	bad, err := r.checkSums(ctx, eosPrefix, r.o.EOSEvents)
+	res.Extra["exact"] = 1
+	if bad != 0 {
+		res.Extra["exact"] = 0
+		res.Extra["wrong_counters"] = float64(bad)
+	}
+	return res, err
+}
+
+// checkSums compares every counter with the n events published under
+// prefix and returns how many differ.
+func (r *Runner) checkSums(ctx context.Context, prefix string, n int) (int, error) {
+	store, err := txn.NewStore(r.t.Conn, txn.WithLogger(r.o.Logger))
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]string{}
+	cnt, sum := map[string]int64{}, map[string]int64{}
+	for i := range n {
+		k := "benchsum." + strings.TrimPrefix(r.topic(prefix, i), prefix)
+		cnt[k]++
+		sum[k] += int64(i / r.o.Topics)
+	}
+	var keys []string
+	for k := range cnt {
+		keys = append(keys, k)
+		want[k] = strconv.FormatInt(cnt[k], 10) + ":" + strconv.FormatInt(sum[k], 10)
+	}
+	got, err := store.GetMany(ctx, keys)
+	if err != nil {
+		return 0, err
+	}
+	bad := 0
+	for _, k := range keys {
+		if string(got[k].Value) != want[k] {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return bad, fmt.Errorf("%d of %d counters are not exact", bad, len(keys))
+	}
+	return 0, nil
+}

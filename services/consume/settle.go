@@ -1,0 +1,650 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/platform/platform/services/replicator"
+	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
+)
+
+// ErrNotAtLeastOnce means Next or a settlement was called on a member
+// that applies events through its Handler.
+var ErrNotAtLeastOnce = errors.New("consume: member applies events through its handler; set Options.AtLeastOnce to pull them")
+
+// Delivery is one event handed out by Member.Next. Settle it with the
+// member's Ack, Nak, InProgress or Term, by its Token.
+type Delivery struct {
+	// Event is the decoded event: subject, data, headers, position.
+	Event replicator.Event
+	// Partition is the event's partition in the group.
+	Partition int
+	// Attempt counts its deliveries, this one included (1 the first time).
+	Attempt int
+	// Token settles it: opaque to clients (ParseToken reads it).
+	Token string
+}
+
+// slotState is where a buffered event is in its settlement.
+type slotState uint8
+
+const (
+	ready slotState = iota // to hand out (again) once due
+	out                    // handed out; redelivered after due (the ack wait)
+	dying                  // on its way to DEAD
+	done                   // settled: acknowledged, terminated or dead
+)
+
+// slot is one event of an owned partition, from the partition's
+// committed position on.
+type slot struct {
+	ev       replicator.Event
+	at       cursor
+	state    slotState
+	attempts int
+	due      time.Time // out: end of the ack wait; ready: end of a nak's delay
+	dead     string    // why it goes to DEAD, once storing it there failed
+}
+
+// part is one owned partition in at-least-once mode.
+type part struct {
+	epoch uint64
+	slots []*slot // unsettled events and settled ones behind them, in stream order
+	tail  cursor  // right after the last event buffered
+	seen  cursor  // every message before it was read (events of other partitions included)
+	// committed is the position last written to the position key.
+	committed cursor
+}
+
+// position is where the partition's committed position may move: its
+// first unsettled event, or everything read when all are settled.
+func (p *part) position() cursor {
+	for _, s := range p.slots {
+		if s.state != done {
+			return s.at
+		}
+	}
+	if p.tail.less(p.seen) {
+		return p.seen
+	}
+	return p.tail
+}
+
+// puller hands out the events of a member's partitions and tracks their
+// settlement. The member's loop feeds it (sync, add, positions) and any
+// goroutine calls next and settle.
+type puller struct {
+	group, member string
+	maxPending    int
+	dead          func(ctx context.Context, s *slot, p int, reason string) error
+
+	mu         sync.Mutex
+	maxDeliver int
+	ackWait    time.Duration
+	parts      map[int]*part
+	buffered   int
+	rr         int           // the partition Next looks at first, for fairness
+	wake       chan struct{} // closed when an event may have become deliverable
+	space      chan struct{} // closed when buffered drops below maxPending
+}
+
+func newPuller(group, member string, maxPending int) *puller {
+	return &puller{
+		group: group, member: member, maxPending: maxPending,
+		maxDeliver: DefaultMaxDeliver, ackWait: DefaultAckWait,
+		parts: map[int]*part{}, wake: make(chan struct{}),
+	}
+}
+
+func (pl *puller) configure(maxDeliver int, ackWait time.Duration) {
+	pl.mu.Lock()
+	pl.maxDeliver, pl.ackWait = maxDeliver, ackWait
+	pl.mu.Unlock()
+}
+
+// notify wakes the Next calls waiting for events; pl.mu is held.
+func (pl *puller) notify() {
+	close(pl.wake)
+	pl.wake = make(chan struct{})
+}
+
+// freed closes the space channel once buffered is below the bound; pl.mu
+// is held.
+func (pl *puller) freed() {
+	if pl.space != nil && pl.buffered < pl.maxPending {
+		close(pl.space)
+		pl.space = nil
+	}
+}
+
+// room reports whether the member may read more messages, and if not, a
+// channel closed when it may.
+func (pl *puller) room() (bool, <-chan struct{}) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.buffered < pl.maxPending {
+		return true, nil
+	}
+	if pl.space == nil {
+		pl.space = make(chan struct{})
+	}
+	return false, pl.space
+}
+
+// sync makes the puller's partitions those the member owns: a partition
+// taken since is added at its position, one lost (or taken again under a
+// new epoch) is dropped with its unsettled events, which its next owner
+// hands out again.
+func (pl *puller) sync(owned map[int]*owned) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for p, pt := range pl.parts {
+		if o := owned[p]; o == nil || o.epoch != pt.epoch {
+			pl.buffered -= len(pt.slots)
+			delete(pl.parts, p)
+		}
+	}
+	for p, o := range owned {
+		if pl.parts[p] == nil {
+			pl.parts[p] = &part{epoch: o.epoch, tail: o.next, seen: o.next, committed: o.next}
+		}
+	}
+	pl.freed()
+	pl.notify()
+}
+
+// drop forgets partition p (fenced).
+func (pl *puller) drop(p int) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pt := pl.parts[p]; pt != nil {
+		pl.buffered -= len(pt.slots)
+		delete(pl.parts, p)
+		pl.freed()
+	}
+}
+
+// add buffers the events of msgs that belong to owned partitions and
+// were not buffered yet. Events replayed for another group are skipped.
+func (pl *puller) add(msgs []jetstream.Msg, partitions int, skip func(replicator.Event) bool, warn func(msg string, args ...any)) {
+	type item struct {
+		p  int
+		ev replicator.Event
+	}
+	var items []item
+	var last uint64
+	for _, msg := range msgs {
+		md, err := msg.Metadata()
+		if err != nil {
+			warn("event metadata", "err", err)
+			continue
+		}
+		last = md.Sequence.Stream
+		evs, err := replicator.Decode(msg.Subject(), md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data())
+		if err != nil {
+			warn("skipping undecodable message", "seq", md.Sequence.Stream, "err", err)
+			continue
+		}
+		for _, ev := range evs {
+			if !skip(ev) {
+				items = append(items, item{Partition(Key(ev), partitions), ev})
+			}
+		}
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	added := false
+	for _, it := range items {
+		pt := pl.parts[it.p]
+		at := cursorOf(it.ev.Pos)
+		if pt == nil || at.less(pt.tail) {
+			continue
+		}
+		pt.slots = append(pt.slots, &slot{ev: it.ev, at: at})
+		pt.tail = after(it.ev.Pos)
+		pl.buffered++
+		added = true
+	}
+	if last > 0 {
+		for _, pt := range pl.parts {
+			if c := (cursor{last + 1, 0}); pt.seen.less(c) {
+				pt.seen = c
+			}
+		}
+	}
+	if added {
+		pl.notify()
+	}
+}
+
+// posUpdate is a position to write for a partition owned under epoch.
+type posUpdate struct {
+	p     int
+	epoch uint64
+	at    cursor
+}
+
+// positions returns the partitions whose position moved since it was
+// last committed.
+func (pl *puller) positions() []posUpdate {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var out []posUpdate
+	for p, pt := range pl.parts {
+		if at := pt.position(); pt.committed.less(at) {
+			out = append(out, posUpdate{p, pt.epoch, at})
+		}
+	}
+	return out
+}
+
+// committed records that p's position key holds at.
+func (pl *puller) committed(p int, epoch uint64, at cursor) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pt := pl.parts[p]; pt != nil && pt.epoch == epoch && pt.committed.less(at) {
+		pt.committed = at
+	}
+}
+
+// trim drops the settled events at the head of pt; pl.mu is held.
+func (pl *puller) trim(pt *part) {
+	n := 0
+	for n < len(pt.slots) && pt.slots[n].state == done {
+		n++
+	}
+	if n > 0 {
+		clear(pt.slots[:n])
+		pt.slots = pt.slots[n:]
+		pl.buffered -= n
+		pl.freed()
+	}
+}
+
+// dyingSlot is an event on its way to DEAD.
+type dyingSlot struct {
+	s      *slot
+	p      int
+	epoch  uint64
+	reason string
+}
+
+// take hands out up to max events, in stream order per partition, and
+// returns the events due for DEAD (marked dying) for the caller to send.
+// A partition is handed out to one caller at a time: while any of its
+// events is out and within its ack wait, none of its events is handed out
+// again. An event that is not due (a nak's delay) holds back the events
+// after it.
+func (pl *puller) take(max int, now time.Time) ([]Delivery, []dyingSlot) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	ps := make([]int, 0, len(pl.parts))
+	for p := range pl.parts {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	var dels []Delivery
+	var die []dyingSlot
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	start := pl.rr % len(ps)
+	pl.rr++
+	for i := range ps {
+		p := ps[(start+i)%len(ps)]
+		pt := pl.parts[p]
+		busy := false
+		for _, s := range pt.slots {
+			if s.state == out {
+				if now.Before(s.due) {
+					busy = true
+					break
+				}
+				switch {
+				case s.dead != "":
+					s.state = dying
+					die = append(die, dyingSlot{s, p, pt.epoch, s.dead})
+				case s.attempts >= pl.maxDeliver:
+					s.state = dying
+					die = append(die, dyingSlot{s, p, pt.epoch, fmt.Sprintf("max deliveries (%d): ack wait expired", s.attempts)})
+				default:
+					s.state, s.due = ready, time.Time{}
+				}
+			}
+		}
+		if busy {
+			continue
+		}
+		for _, s := range pt.slots {
+			if len(dels) >= max {
+				break
+			}
+			if s.state != ready {
+				continue
+			}
+			if now.Before(s.due) {
+				break // a nak's delay holds the partition
+			}
+			s.state, s.due = out, now.Add(pl.ackWait)
+			s.attempts++
+			dels = append(dels, Delivery{
+				Event: s.ev, Partition: p, Attempt: s.attempts,
+				Token: Token{Group: pl.group, Member: pl.member, Partition: p, Epoch: pt.epoch, Seq: s.at.seq, Index: s.at.index}.String(),
+			})
+		}
+		if len(dels) >= max {
+			break
+		}
+	}
+	return dels, die
+}
+
+// settleOp is what a settlement does.
+type settleOp int
+
+const (
+	opAck settleOp = iota
+	opNak
+	opInProgress
+	opTerm
+)
+
+// find returns the slot of tok's event, nil if it is settled and behind
+// the buffer, or an error.
+func (pl *puller) find(tok Token) (*part, *slot, error) {
+	switch {
+	case tok.Group != pl.group:
+		return nil, nil, fmt.Errorf("%w: token of group %s, this is %s", ErrWrongGroup, tok.Group, pl.group)
+	case tok.Member != pl.member:
+		return nil, nil, fmt.Errorf("%w: %s", ErrOtherMember, tok.Member)
+	}
+	pt := pl.parts[tok.Partition]
+	if pt == nil {
+		return nil, nil, fmt.Errorf("%w: partition %d", ErrStale, tok.Partition)
+	}
+	if pt.epoch != tok.Epoch {
+		return nil, nil, fmt.Errorf("%w: partition %d is at epoch %d, the token's is %d", ErrStale, tok.Partition, pt.epoch, tok.Epoch)
+	}
+	at := tok.at()
+	if !at.less(pt.tail) {
+		return nil, nil, fmt.Errorf("%w: no event at %d:%d was handed out", ErrBadToken, at.seq, at.index)
+	}
+	i, ok := slices.BinarySearchFunc(pt.slots, at, func(s *slot, c cursor) int {
+		switch {
+		case s.at.less(c):
+			return -1
+		case c.less(s.at):
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		if i == 0 {
+			return pt, nil, nil // settled and trimmed
+		}
+		return nil, nil, fmt.Errorf("%w: no event of partition %d at %d:%d", ErrBadToken, tok.Partition, at.seq, at.index)
+	}
+	return pt, pt.slots[i], nil
+}
+
+// settle applies op to tok's event. It returns the event when it must go
+// to DEAD (marked dying).
+func (pl *puller) settle(tok Token, op settleOp, delay time.Duration, now time.Time) (*dyingSlot, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pt, s, err := pl.find(tok)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || s.state == done || s.state == dying {
+		if op == opAck {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %d:%d", ErrSettled, tok.Seq, tok.Index)
+	}
+	switch op {
+	case opAck:
+		s.state = done
+		pl.trim(pt)
+	case opNak:
+		if s.attempts >= pl.maxDeliver {
+			s.state = dying
+			return &dyingSlot{s, tok.Partition, pt.epoch, fmt.Sprintf("max deliveries (%d): nak", s.attempts)}, nil
+		}
+		s.state, s.due = ready, now.Add(delay)
+		pl.notify()
+	case opInProgress:
+		s.state, s.due = out, now.Add(pl.ackWait)
+	case opTerm:
+		s.state = dying
+		return &dyingSlot{s, tok.Partition, pt.epoch, ""}, nil
+	}
+	return nil, nil
+}
+
+// buried ends a dying event: done when it reached DEAD, else ready to be
+// sent again (or handed out) after a second.
+func (pl *puller) buried(d dyingSlot, err error, now time.Time) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pt := pl.parts[d.p]
+	if pt == nil || pt.epoch != d.epoch {
+		return
+	}
+	if err != nil {
+		d.s.state, d.s.due, d.s.dead = out, now.Add(time.Second), d.reason
+		return
+	}
+	d.s.state = done
+	pl.trim(pt)
+}
+
+// waitCh returns the channel closed on the next notify.
+func (pl *puller) waitCh() <-chan struct{} {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.wake
+}
+
+// pollInterval bounds how long Next sleeps between looks while waiting:
+// ack waits and nak delays end without a notification.
+const pollInterval = 50 * time.Millisecond
+
+// Next hands out up to max events of the member's partitions, waiting up
+// to wait for at least one. It returns an empty slice when none came in
+// time, and ctx's error when ctx ended first. Each partition's events
+// come in stream order, and a partition's events go to one caller at a
+// time: none is handed out again while an earlier delivery of the
+// partition is out and within the ack wait. Settle each delivery with
+// Ack, Nak, InProgress or Term; one left unsettled past the ack wait is
+// handed out again, and after the group's max deliveries it goes to
+// stream DEAD. Next needs Options.AtLeastOnce (else ErrNotAtLeastOnce).
+func (m *Member) Next(ctx context.Context, max int, wait time.Duration) ([]Delivery, error) {
+	if m.pull == nil {
+		return nil, ErrNotAtLeastOnce
+	}
+	if max < 1 {
+		max = 1
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		wake := m.pull.waitCh()
+		now := time.Now()
+		dels, die := m.pull.take(max, now)
+		for _, d := range die {
+			m.bury(ctx, d)
+		}
+		if len(dels) > 0 {
+			m.delivered.Add(int64(len(dels)))
+			return dels, nil
+		}
+		left := deadline.Sub(now)
+		if left <= 0 {
+			return []Delivery{}, nil
+		}
+		t := time.NewTimer(min(left, pollInterval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// Ack settles the event of token: it is done and will not be handed out
+// again. Acknowledging a settled event succeeds. A token of another group
+// (ErrWrongGroup), of another member (ErrOtherMember), of a partition
+// this member no longer owns or owns under a newer epoch (ErrStale), or
+// not handed out (ErrBadToken) is refused and settles nothing.
+func (m *Member) Ack(token string) error {
+	return m.settle(context.Background(), token, opAck, 0, "")
+}
+
+// Nak hands the event of token out again after delay (0: at the next
+// Next), before any later event of its partition. A nak of the event's
+// last allowed delivery sends it to DEAD instead. Errors as Ack's, and
+// ErrSettled for an event already settled.
+func (m *Member) Nak(token string, delay time.Duration) error {
+	return m.settle(context.Background(), token, opNak, max(delay, 0), "")
+}
+
+// InProgress restarts the ack wait of the event of token, so it is not
+// handed out again while it is being handled. Errors as Nak's.
+func (m *Member) InProgress(token string) error {
+	return m.settle(context.Background(), token, opInProgress, 0, "")
+}
+
+// Term gives up on the event of token: it goes to stream DEAD with
+// reason, and is settled once stored there. Errors as Nak's, or the
+// error of storing it in DEAD (the event then stays unsettled and goes to
+// DEAD a second later, when Next next looks).
+func (m *Member) Term(ctx context.Context, token, reason string) error {
+	return m.settle(ctx, token, opTerm, 0, reason)
+}
+
+func (m *Member) settle(ctx context.Context, token string, op settleOp, delay time.Duration, reason string) error {
+	if m.pull == nil {
+		return ErrNotAtLeastOnce
+	}
+	tok, err := ParseToken(token)
+	if err != nil {
+		return err
+	}
+	d, err := m.pull.settle(tok, op, delay, time.Now())
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		if op == opTerm {
+			d.reason = "term"
+			if reason != "" {
+				d.reason = "term: " + reason
+			}
+		}
+		return m.bury(ctx, *d)
+	}
+	return nil
+}
+
+// bury stores a dying event in DEAD and settles it.
+func (m *Member) bury(ctx context.Context, d dyingSlot) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := m.pull.dead(ctx, d.s, d.p, d.reason)
+	m.pull.buried(d, err, time.Now())
+	if err != nil {
+		m.log.Warn("dead letter not stored", "partition", d.p, "pos", d.s.ev.Pos, "err", err)
+		return err
+	}
+	m.deadLetters.Add(1)
+	return nil
+}
+
+// flush writes the positions of the partitions that settled events since
+// the last flush, in one atomic batch, each checked against the epoch and
+// owner this member holds; a partition found taken by another member is
+// dropped.
+func (m *Member) flush(ctx context.Context) {
+	ups := m.pull.positions()
+	if len(ups) == 0 {
+		return
+	}
+	keys := make([]string, len(ups))
+	for i, u := range ups {
+		keys[i] = posKey(m.opts.Group, u.p)
+	}
+	got, err := m.opts.Store.GetMany(ctx, keys)
+	if err != nil {
+		m.log.Warn("read positions", "err", err)
+		return
+	}
+	c := txn.Commit{Reads: map[string]uint64{}, Writes: map[string][]byte{}}
+	var writing []posUpdate
+	for i, u := range ups {
+		e := got[keys[i]]
+		var pos position
+		if e.Found {
+			if pos, err = decode[position](keys[i], e.Value); err != nil {
+				m.log.Warn("read positions", "err", err)
+				continue
+			}
+		}
+		if !e.Found || pos.Epoch != u.epoch || pos.Owner != m.opts.Member {
+			m.fenced.Add(1)
+			m.log.Info("partition taken by another member", "partition", u.p, "epoch", u.epoch, "now", pos.Epoch, "owner", pos.Owner)
+			m.pull.drop(u.p)
+			delete(m.owned, u.p)
+			continue
+		}
+		if !pos.at().less(u.at) {
+			m.pull.committed(u.p, u.epoch, pos.at())
+			continue
+		}
+		v, err := encodePosition(position{Seq: u.at.seq, Index: u.at.index, Epoch: u.epoch, Owner: m.opts.Member})
+		if err != nil {
+			continue
+		}
+		c.Reads[keys[i]], c.Writes[keys[i]] = e.Revision, v
+		writing = append(writing, u)
+	}
+	if len(writing) == 0 {
+		return
+	}
+	if _, err := m.opts.Store.Commit(ctx, c); err != nil {
+		// A conflict (a partition moved meanwhile) or an unknown outcome:
+		// the next flush reads the keys again and finds out.
+		m.log.Debug("write positions", "err", err)
+		return
+	}
+	for _, u := range writing {
+		m.pull.committed(u.p, u.epoch, u.at)
+		if o := m.owned[u.p]; o != nil && o.epoch == u.epoch {
+			o.next = u.at // a restarted reader starts from here
+		}
+	}
+}
+
+// foreign reports whether ev was replayed from DEAD for another group.
+func (m *Member) foreign(ev replicator.Event) bool {
+	g := ev.Header.Get(streams.ReplayGroupHeader)
+	return g != "" && g != m.opts.Group
+}
+
+// positionText formats an event's position as seq or seq:index.
+func positionText(p replicator.Position) string {
+	if p.Count <= 1 && p.Index == 0 {
+		return strconv.FormatUint(p.Seq, 10)
+	}
+	return strconv.FormatUint(p.Seq, 10) + ":" + strconv.Itoa(p.Index)
+}
