@@ -36,9 +36,10 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-## chaos: the multi-process fault suite alone (kill -9, SIGSTOP, partition, full restart under load), printing each fault's outage; make test runs it too
+## chaos: the multi-process fault suites alone, printing each fault's outage: the platform's (kill -9, SIGSTOP, partition, full restart under load) and the consumer groups' at full scale (200k events; make test runs both scaled down)
 chaos:
 	$(GO) test -race -count=1 -timeout 20m -run '^TestFaults$$' -v ./cmd/platform
+	CONSUME_FAULTS=full $(GO) test -race -count=1 -timeout 60m -run '^TestGroup(ExactlyOnce|AtLeastOnce)UnderFaults$$|^TestGroupFailoverTime$$' -v ./services/consume
 
 ## bench: Go benchmarks of every package (the platform bench command prints the side-by-side tables)
 bench:

@@ -1,6 +1,7 @@
 package consume
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,17 @@ type memberSpec struct {
 	URLs  string `json:"urls"`
 	Group string `json:"group"`
 	ID    string `json:"id"`
+	// TTL and Tick are the member's (default: the tests' 2s and 100ms).
+	TTL  time.Duration `json:"ttl,omitempty"`
+	Tick time.Duration `json:"tick,omitempty"`
+	// MaxBatch is the member's (default: the tests' 20).
+	MaxBatch int `json:"max_batch,omitempty"`
+	// Mode picks the handler: "" applies count exactly once; modeAtLeastOnce
+	// commits count in a transaction of its own before the position;
+	// modeGate makes the first event wait for a line on stdin.
+	Mode string `json:"mode,omitempty"`
+	// Log sends the member's logs (info and above) to stderr.
+	Log bool `json:"log,omitempty"`
 }
 
 func TestMain(m *testing.M) {
@@ -39,7 +51,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runMemberProcess runs a member with the count handler until SIGTERM.
+// runMemberProcess runs a member with the count handler until SIGTERM,
+// then prints a memberReport in JSON on stdout.
 func runMemberProcess(spec string) int {
 	var s memberSpec
 	if err := json.Unmarshal([]byte(spec), &s); err != nil {
@@ -52,19 +65,25 @@ func runMemberProcess(spec string) int {
 		return 2
 	}
 	defer nc.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := txn.NewStore(nc, txn.WithLogger(quiet))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if s.Log {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	store, err := txn.NewStore(nc, txn.WithLogger(logger))
 	if err != nil {
 		return 2
 	}
 	m, err := New(Options{
-		Conn: nc, Store: store, Group: s.Group, Member: s.ID, Handler: count,
-		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, MaxBatch: 20, Logger: quiet,
+		Conn: nc, Store: store, Group: s.Group, Member: s.ID, Handler: s.handler(ctx, store),
+		TTL: cmp.Or(s.TTL, 2*time.Second), Tick: cmp.Or(s.Tick, 100*time.Millisecond), MaxBatch: cmp.Or(s.MaxBatch, 20), Logger: logger,
 	})
 	if err != nil {
 		return 2
 	}
-	if err := m.Run(ctx); err != nil {
+	err = m.Run(ctx)
+	b, _ := json.Marshal(memberReport{Applied: m.Applied(), Fenced: m.fenced.Load()})
+	fmt.Println(string(b))
+	if err != nil {
 		return 1
 	}
 	return 0
