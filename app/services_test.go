@@ -42,7 +42,7 @@ func TestServiceSelectionAndValidation(t *testing.T) {
 	}{
 		{"all", []string{"all"}, nil, ""},
 		{"subset", []string{"txn", "admin"}, nil, ""},
-		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn balancer alerting])`},
+		{"unknown", []string{"nope"}, nil, `unknown service "nope" (known: [admin detector replicator txn balancer alerting consume])`},
 		{"unknown among known", []string{"admin", "nope"}, nil, `unknown service "nope"`},
 		{"rates", nil, []string{"--ingest-topic-rate", "100", "--ingest-client-rate", "5"}, ""},
 		{"negative topic rate", nil, []string{"--ingest-topic-rate", "-1"}, "ingest rates must not be negative"},

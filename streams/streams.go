@@ -58,10 +58,13 @@ func All(replicas int) []jetstream.StreamConfig {
 	// alerts.list, ...) share the prefix and must not be stored.
 	alerts := stream(Alerts, "Alert notifications (alerts.<severity>.<alertname>)", "", replicas, 30*24*time.Hour)
 	alerts.Subjects = AlertStreamSubjects()
-	// Dead letters are kept for a month, bounded in bytes so a group
+	// Dead letters are kept for a month, bounded in count so a group
 	// that fails every event cannot fill the disks: the oldest go first.
+	// The bound is a message count, not bytes: JetStream reserves a
+	// stream's byte limit from the servers' storage at creation, which
+	// a small max_store could not grant.
 	dead := stream(Dead, "Events consumer groups gave up on (dead.<group>.<topic>)", all(DeadPrefix), replicas, 30*24*time.Hour)
-	dead.MaxBytes = 1 << 30
+	dead.MaxMsgs = 1_000_000
 	dead.MaxMsgSize = 8 << 20
 	state := kv(BucketState, "Transactional key/value state (txn service)", replicas, 1)
 	state.AllowMsgTTL = true

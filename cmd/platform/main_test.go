@@ -280,7 +280,7 @@ func TestRunFlags(t *testing.T) {
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
 	want := []string{
-		"alerts-file", "alerts-http", "alerts-web-config", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "creds", "data-dir", "heartbeat", "http",
+		"alerts-file", "alerts-http", "alerts-web-config", "auth", "balancer-hedge", "balancer-leader-interval", "client-port", "cluster-port", "config", "console", "creds", "data-dir", "heartbeat", "http",
 		"inbox-prefix", "ingest-buffer", "ingest-client-rate", "ingest-per-event", "ingest-request-timeout", "ingest-topic-rate", "log-format", "log-level",
 		"nats", "nkey", "nodes", "provision-creds", "provision-nkey", "replicas", "restore-from", "services", "sync", "tls-ca", "tls-cert", "tls-key", "tls-verify",
 	}
