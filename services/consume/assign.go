@@ -82,8 +82,8 @@ func Assign(p int, members []string, prev []string) []string {
 	return out
 }
 
-// moved counts the partitions whose owner differs between a and b.
-func moved(a, b []string) int {
+// Moved counts the partitions whose owner differs between a and b.
+func Moved(a, b []string) int {
 	n := 0
 	for i := range max(len(a), len(b)) {
 		var x, y string

@@ -75,7 +75,7 @@ func TestAssignBalanced(t *testing.T) {
 				t.Errorf("%d members over %d partitions: %d distinct owners, want %d", tc.n, tc.p, len(c), tc.p)
 			}
 			if prev != nil {
-				if mv := moved(prev, got); mv > tc.wantMax {
+				if mv := Moved(prev, got); mv > tc.wantMax {
 					t.Errorf("moved %d partitions, want at most %d\nprev %v\ngot  %v", mv, tc.wantMax, prev, got)
 				}
 			}
@@ -88,7 +88,7 @@ func TestAssignSticky(t *testing.T) {
 	prev := Assign(p, members(4), nil)
 	got := Assign(p, members(5), prev)
 	limit := (p+4)/5 + 1 // ceil(P/5)+1
-	if mv := moved(prev, got); mv > limit {
+	if mv := Moved(prev, got); mv > limit {
 		t.Fatalf("a 5th member joining 4 moved %d partitions, want at most %d", mv, limit)
 	}
 	// Every moved partition went to the newcomer: nobody else traded.
@@ -98,7 +98,7 @@ func TestAssignSticky(t *testing.T) {
 		}
 	}
 	// The same members again: nothing moves.
-	if mv := moved(got, Assign(p, members(5), got)); mv != 0 {
+	if mv := Moved(got, Assign(p, members(5), got)); mv != 0 {
 		t.Errorf("recomputing with the same members moved %d partitions", mv)
 	}
 	// A member leaves: only its partitions move.

@@ -284,7 +284,7 @@ func (m *Member) rebalance(ctx context.Context, v *view, now time.Time) error {
 		}
 		return fmt.Errorf("write assignment: %w", err)
 	}
-	m.log.Info("rebalanced", "members", members, "moved", moved(prev.Owners, owners))
+	m.log.Info("rebalanced", "members", members, "moved", Moved(prev.Owners, owners))
 	return nil
 }
 

@@ -304,7 +304,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 		a, pos, err := g.read(ctx)
 		if err == nil {
 			if !slices.Equal(a.Owners, prev) {
-				movedTotal += moved(prev, a.Owners)
+				movedTotal += consume.Moved(prev, a.Owners)
 				prev = a.Owners
 			}
 			done := len(a.Members) == len(procs)
@@ -325,26 +325,8 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 	join.Finish(1, time.Since(t0), nil)
 	n := len(procs)
 	join.Extra = map[string]float64{
-		"moved": float64(movedTotal), "moved_net": float64(moved(before.Owners, prev)),
+		"moved": float64(movedTotal), "moved_net": float64(consume.Moved(before.Owners, prev)),
 		"target": math.Ceil(float64(consume.DefaultPartitions)/float64(n)) + 1, "partitions": consume.DefaultPartitions,
 	}
 	return kill, join, nil
-}
-
-// moved counts the partitions whose owner differs between a and b.
-func moved(a, b []string) int {
-	n := 0
-	for i := range max(len(a), len(b)) {
-		var x, y string
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y {
-			n++
-		}
-	}
-	return n
 }
