@@ -204,10 +204,18 @@ func (tb *tab) wait(t *testing.T, expr string, d time.Duration, what string) {
 }
 
 func (tb *tab) poll(expr string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(tb.ctx, d+5*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool]("!!("+expr+")", chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(25*time.Millisecond)))
-	return err
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, time.Until(deadline)+5*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool]("!!("+expr+")", chromedp.WithPollingTimeout(time.Until(deadline)), chromedp.WithPollingInterval(25*time.Millisecond)))
+		cancel()
+		// A navigation that was still settling replaces the document the
+		// poll ran in ("Cannot find context with specified id"): poll the
+		// new one.
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context") || time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 // eval evaluates a JavaScript expression in the page into a T.

@@ -392,6 +392,12 @@ func (c *Console) event(ctx context.Context, r *http.Request, _ *session) (any, 
 	}
 	m, err := jsapi.GetMsg(ctx, c.platform().Conn, streams.Events, jsapi.GetRequest{Seq: seq}, jsapi.Direct)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// A direct get may be answered by a replica that has not yet
+		// stored an event just acknowledged (one the live tail shows):
+		// the leader has it if anyone does.
+		m, err = jsapi.GetMsg(ctx, c.platform().Conn, streams.Events, jsapi.GetRequest{Seq: seq}, jsapi.Leader)
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, notFound("no message %d in %s", seq, streams.Events)
 	}
 	if err != nil {
