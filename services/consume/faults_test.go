@@ -44,7 +44,7 @@ func scale() faultScale {
 	if os.Getenv(faultsEnv) == "full" {
 		return faultScale{events: 200_000, atLeastOnce: 50_000, spread: 100 * time.Second, rounds: 10, timeout: 20 * time.Minute}
 	}
-	return faultScale{events: 20_000, atLeastOnce: 6_000, spread: 16 * time.Second, rounds: 3, timeout: 4 * time.Minute}
+	return faultScale{events: 10_000, atLeastOnce: 3_000, spread: 8 * time.Second, rounds: 2, timeout: 4 * time.Minute}
 }
 
 // faultTopics are the topics of the fault runs: 64 keys over 16
@@ -358,7 +358,7 @@ func roundAll(ds []time.Duration) []time.Duration {
 }
 
 // TestGroupExactlyOnceUnderFaults: 4 member processes apply events as
-// counter increments (24,000 over 20s; 200,000 with CONSUME_FAULTS=full)
+// counter increments (10,000 over 8s; 200,000 with CONSUME_FAULTS=full)
 // while one is killed with SIGKILL every 5s and started again, another
 // is paused with SIGSTOP past its membership's TTL and resumed, and the
 // KV_STATE and EVENTS leaders step down. Every counter ends exact:
