@@ -29,6 +29,8 @@ process, plus its member processes once they exit):
   group-4-eos      4 members of a fresh group apply --events events stored in
                    envelopes; each partition commits its position with txn (a
                    handler that does nothing else); from the members' start
+  group-4-ack      4 at-least-once members of a fresh group take the same
+                   events with Next (500) and Ack each one
   reader-ordered   one ordered replicator.Reader reads the same events
   stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
                    pending) acks each of --events per-event messages
