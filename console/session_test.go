@@ -113,7 +113,7 @@ func TestLoginRolesAndCSRF(t *testing.T) {
 
 	reader := &client{t: t, srv: srv}
 	require.Equal(t, http.StatusOK, reader.login("bob", "reader-secret"))
-	resp, v = reader.do(http.MethodGet, "session", "", nil)
+	_, v = reader.do(http.MethodGet, "session", "", nil)
 	require.Equal(t, "reader", v["role"])
 	require.Equal(t, false, v["can_write"])
 	resp, _ = reader.do(http.MethodGet, "overview", "", nil)

@@ -178,7 +178,7 @@ func TestServiceConsumesAndSettles(t *testing.T) {
 	// hands out are settled through the first one, which forwards them.
 	b := e.startService(t, nil)
 	clustertest.Eventually(t, 30*time.Second, func() error {
-		_, body := ask(t, nc, streams.InstanceSubject("platform-consume", b.svc.ID(), streams.ConsumeSubject("svc", "next")), `{"max":1,"wait_ms":100}`)
+		ask(t, nc, streams.InstanceSubject("platform-consume", b.svc.ID(), streams.ConsumeSubject("svc", "next")), `{"max":1,"wait_ms":100}`)
 		code, body := ask(t, nc, streams.ConsumeSubject("svc", "status"), ``)
 		if code != "" {
 			return fmt.Errorf("status: %s", body)
