@@ -38,20 +38,26 @@ func TestTLSClientsAndRoutes(t *testing.T) {
 	// As the platform's own provisioning does, ride out what a cluster
 	// that has just started can answer (or leave unanswered, when the
 	// meta leader changes under a loaded machine) for a moment.
-	err = jsapi.Retry{
+	// The first publish may find the new stream's group still electing
+	// its leader (no response from stream), so it rides that out too.
+	retry := jsapi.Retry{
 		Backoff:        jsapi.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
 		AttemptTimeout: 5 * time.Second,
 		Retryable: func(err error) bool {
 			return jsapi.IsTransient(err) || jsapi.HasCode(err, jsapi.CodeClusterNoPeers)
 		},
-		OnRetry: func(err error, _ time.Duration) { t.Logf("create R3: %v; routes: %s", err, routes(c)) },
-	}.Do(ctx, func(ctx context.Context) error {
+		OnRetry: func(err error, _ time.Duration) { t.Logf("R3 over TLS: %v; routes: %s", err, routes(c)) },
+	}
+	err = retry.Do(ctx, func(ctx context.Context) error {
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
 		return err
 	})
 	require.NoError(t, err, "R3 stream over TLS routes; routes: %s", routes(c))
-	_, err = js.Publish(ctx, "r3.x", []byte("x"))
-	require.NoError(t, err)
+	err = retry.Do(ctx, func(ctx context.Context) error {
+		_, err := js.Publish(ctx, "r3.x", []byte("x"), jetstream.WithMsgID("x"))
+		return err
+	})
+	require.NoError(t, err, "publish to R3 over TLS routes")
 
 	// A plain-text client is refused: it never gets a PONG.
 	if err := plainConnect(c.ClientURLs()[0]); err == nil {
