@@ -36,9 +36,11 @@ process, plus its member processes once they exit):
                    pending) acks each of --events per-event messages
   eos-counters-4   4 members add each of --eos-events values to its topic's
                    counter in STATE; the counters are checked exact
-  kill-1-of-4      4 member processes; --rounds times one is killed with
-                   SIGKILL: time until every partition it owned is consumed
-                   again by another (P50, P99), against --ttl
+  kill-1-of-4      4 member processes heartbeating to a detector run here;
+                   --rounds times one is killed with SIGKILL: time until
+                   every partition it owned is consumed again by another
+                   (P50, P99), against the time until the detector declared
+                   it dead + 1 s (--ttl is the membership's backstop)
   join-5th         a 5th member process joins: partitions that change owner`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -85,6 +85,9 @@ type config struct {
 type member struct {
 	Member string `json:"member"`
 	TTLMS  int64  `json:"ttl_ms"`
+	// Instance names this run of the member in its heartbeats to the
+	// detector (HeartbeatService); empty when it sends none.
+	Instance string `json:"instance,omitempty"`
 	// Read is the last stream message the member has read and applied
 	// its partitions' events of, since its reader last started (0:
 	// none); Status counts lag from it for partitions without events.

@@ -52,6 +52,9 @@ type Member struct {
 	log  *slog.Logger
 	js   jetstream.JetStream
 
+	// instance names this run in heartbeats to the detector ("": none).
+	instance string
+
 	owned  map[int]*owned // owned by Run's goroutine
 	view   *view          // set by Run before the loop starts
 	reread bool           // the reader must start again from the positions; owned by Run's goroutine
@@ -97,6 +100,9 @@ func New(opts Options) (*Member, error) {
 		js:    js,
 		owned: map[int]*owned{},
 	}
+	if opts.Heartbeat > 0 {
+		m.instance = newInstance(opts.Member)
+	}
 	if opts.AtLeastOnce {
 		m.pull = newPuller(opts.Group, opts.Member, opts.MaxPending)
 		m.pull.dead = m.deadLetter
@@ -135,7 +141,10 @@ func (m *Member) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume: bucket %s: %w", streams.BucketLeases, err)
 	}
-	l, err := lease.New(leases, leaseKey(m.opts.Group), m.opts.Member, m.opts.TTL, m.opts.Tick)
+	// The lease lives at most four ticks (2 s by default), not TTL: when
+	// the leader dies, the detector's verdict on it reaches the others
+	// in about that time, and one of them must be leader to act on it.
+	l, err := lease.New(leases, leaseKey(m.opts.Group), m.opts.Member, min(m.opts.TTL, 4*m.opts.Tick), m.opts.Tick)
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
@@ -148,6 +157,11 @@ func (m *Member) run(ctx context.Context) error {
 		return fmt.Errorf("consume: follow group %s: %w", m.opts.Group, err)
 	}
 	defer f.Stop()
+	if m.instance != "" {
+		if df := m.followDetector(ctx, v); df != nil {
+			defer df.Stop()
+		}
+	}
 	select {
 	case <-f.Synced():
 	case <-ctx.Done():
@@ -156,6 +170,9 @@ func (m *Member) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	kctx, stopKeeper := context.WithCancel(ctx)
 	wg.Go(func() { m.keep(kctx, v, l) })
+	if m.instance != "" {
+		wg.Go(func() { m.heartbeats(kctx) })
+	}
 	defer func() {
 		stopKeeper()
 		wg.Wait()
@@ -197,6 +214,7 @@ func (m *Member) ensureConfig(ctx context.Context) error {
 // it, rebalances, every tick until ctx ends; then it leaves.
 func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 	t := time.NewTicker(m.opts.Tick)
+	wake := merge(ctx, t.C, v.lost) // every tick, and at once when the detector declares a member dead
 	defer t.Stop()
 	lastBeat := time.Now()
 	for {
@@ -204,7 +222,7 @@ func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 		case <-ctx.Done():
 			m.leave(l)
 			return
-		case <-t.C:
+		case <-wake:
 		}
 		if m.pauseKeeper.Load() {
 			continue
@@ -235,7 +253,7 @@ func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 
 // beat writes the member key with a message TTL.
 func (m *Member) beat(ctx context.Context) error {
-	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds(), Read: m.read.Load()})
+	v, _ := json.Marshal(member{Member: m.opts.Member, TTLMS: m.opts.TTL.Milliseconds(), Instance: m.instance, Read: m.read.Load()})
 	msg := nats.NewMsg(streams.KVSubject(m.opts.Store.Bucket(), memberKey(m.opts.Group, m.opts.Member)))
 	msg.Data = v
 	msg.Header.Set(jetstream.MsgTTLHeader, m.opts.TTL.String())
@@ -292,6 +310,7 @@ func (m *Member) rebalance(ctx context.Context, v *view, now time.Time) error {
 // tick and applies the events its reader delivers.
 func (m *Member) loop(ctx context.Context, v *view) {
 	t := time.NewTicker(m.opts.Tick)
+	wake := merge(ctx, t.C, v.assigned) // every tick, and at once when the assignment changes
 	defer t.Stop()
 	var r *reader
 	defer func() {
@@ -329,7 +348,7 @@ func (m *Member) loop(ctx context.Context, v *view) {
 		case <-ctx.Done():
 			return
 		case <-space:
-		case <-t.C:
+		case <-wake:
 			if m.pull != nil {
 				m.flush(ctx)
 			}

@@ -30,6 +30,8 @@ const (
 	// DefaultMaxPending bounds the events an at-least-once member holds
 	// read and not settled.
 	DefaultMaxPending = 20000
+	// DefaultHeartbeat is how often a member heartbeats to the detector.
+	DefaultHeartbeat = 250 * time.Millisecond
 	// DefaultParallel is how many partitions of a member apply their
 	// events at once: a transaction waits on round trips, not the CPU.
 	DefaultParallel = 8
@@ -90,6 +92,13 @@ type Options struct {
 	// TTL is how long the membership lasts unrenewed (default DefaultTTL,
 	// at least 1s: the server's smallest message TTL).
 	TTL time.Duration
+	// Heartbeat is how often the member publishes a heartbeat to the
+	// platform's detector on hb.consume-<group>.<member>_<run> (default
+	// DefaultHeartbeat; negative: none). The group's leader drops a
+	// member whose run the detector declares dead or left in KV MEMBERS
+	// at once; TTL stays the backstop, and decides alone where no
+	// detector runs.
+	Heartbeat time.Duration
 	// Tick is how often the member renews and rebalances (default
 	// DefaultTick; at most TTL/3).
 	Tick time.Duration
@@ -121,6 +130,9 @@ func (o *Options) defaults() {
 	}
 	if o.Tick == 0 {
 		o.Tick = min(DefaultTick, o.TTL/3)
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = DefaultHeartbeat
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = DefaultMaxBatch
@@ -173,6 +185,9 @@ func (o *Options) validate() error {
 	}
 	if o.Tick <= 0 || o.Tick > o.TTL/3 {
 		errs = append(errs, fmt.Errorf("tick %s: want positive and at most ttl/3 (%s)", o.Tick, o.TTL/3))
+	}
+	if o.Heartbeat > 0 && (o.Heartbeat < 10*time.Millisecond || o.Heartbeat > time.Hour) {
+		errs = append(errs, fmt.Errorf("heartbeat %s: want 10ms to 1h, or negative for none", o.Heartbeat))
 	}
 	if o.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max batch %d: want positive", o.MaxBatch))

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -14,19 +15,29 @@ import (
 // on the group's member keys and assign key: which members renewed
 // their key within TTL (on this member's own clock, as a lease judges
 // its holder, so no two hosts' clocks are compared), and the current
-// assignment with its revision.
+// assignment with its revision. A second follower on KV MEMBERS tells
+// it which members' runs the detector declared dead or left: those are
+// out at once, without waiting for their key to go stale.
 type view struct {
 	group string
 	ttl   time.Duration
 
-	mu        sync.Mutex
-	seen      map[string]time.Time // member -> when its key last changed, here
-	assign    assignment
-	assignRev uint64
+	mu   sync.Mutex
+	seen map[string]time.Time // member -> when its key last changed, here
+	inst map[string]string    // member -> the detector's instance name of its run (its key says)
+	down map[string]bool      // detector instances declared dead or left
+
+	// assigned and lost wake the member's loop when the assignment
+	// changes, and its keeper when the detector declares a member dead,
+	// so neither waits for its next tick.
+	assigned, lost chan struct{}
+	assign         assignment
+	assignRev      uint64
 }
 
 func newView(group string, ttl time.Duration) *view {
-	return &view{group: group, ttl: ttl, seen: map[string]time.Time{}}
+	return &view{group: group, ttl: ttl, seen: map[string]time.Time{}, inst: map[string]string{}, down: map[string]bool{},
+		assigned: make(chan struct{}, 1), lost: make(chan struct{}, 1)}
 }
 
 // filters are the keys the view follows.
@@ -43,10 +54,15 @@ func (v *view) put(e jetstream.KeyValueEntry) {
 			a = assignment{} // replaced at the next rebalance
 		}
 		v.assign, v.assignRev = a, e.Revision()
+		kick(v.assigned)
 		return
 	}
 	if id, ok := strings.CutPrefix(e.Key(), memberKey(v.group, "")); ok {
 		v.seen[id] = time.Now()
+		var rec member
+		if json.Unmarshal(e.Value(), &rec) == nil {
+			v.inst[id] = rec.Instance
+		}
 	}
 }
 
@@ -59,15 +75,20 @@ func (v *view) del(e jetstream.KeyValueEntry) {
 	}
 	if id, ok := strings.CutPrefix(e.Key(), memberKey(v.group, "")); ok {
 		delete(v.seen, id)
+		delete(v.inst, id)
 	}
 }
 
-// members returns the members that renewed within TTL of now, sorted.
+// members returns the members that renewed within TTL of now and whose
+// run the detector has not declared dead or left, sorted.
 func (v *view) members(now time.Time) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out []string
 	for id, at := range v.seen {
+		if inst := v.inst[id]; inst != "" && v.down[inst] {
+			continue
+		}
 		if now.Sub(at) < v.ttl {
 			out = append(out, id)
 		}
@@ -102,4 +123,30 @@ type filtered struct {
 
 func (f filtered) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
 	return f.WatchFiltered(ctx, f.keys, opts...)
+}
+
+// kick wakes whoever waits on ch, unless a wake is pending already.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// merge returns a channel that receives after each receive on a or b,
+// until ctx ends.
+func merge(ctx context.Context, a <-chan time.Time, b <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a:
+			case <-b:
+			}
+			kick(out)
+		}
+	}()
+	return out
 }

@@ -3,6 +3,7 @@ package consumebench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,7 +21,9 @@ import (
 
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/services/consume"
+	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/txn"
+	"github.com/platform/platform/streams"
 )
 
 // MemberSpec is what a member process runs (RunMember).
@@ -201,6 +205,15 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 	wg.Go(func() { r.feed(fctx, 2000) })
 	defer func() { stopFeed(); wg.Wait() }()
 
+	// The platform's detector, as platform run has it (a standby where
+	// the target already runs one): members heartbeat to it and the
+	// group's leader drops the members it declares dead.
+	deaths, stopDetector, err := r.detector(ctx, group)
+	if err != nil {
+		return kill, join, err
+	}
+	defer stopDetector()
+
 	procs := map[string]*proc{}
 	defer func() {
 		for _, p := range procs {
@@ -235,7 +248,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 		return kill, join, err
 	}
 	prog := bench.NewProgress(r.o.Progress, kill.Name, int64(r.o.Rounds))
-	lat := &bench.Latencies{}
+	lat, detected := &bench.Latencies{}, &bench.Latencies{}
 	for round := range r.o.Rounds {
 		a, pos, err := g.read(ctx)
 		if err != nil {
@@ -273,6 +286,22 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 			}
 		}
 		lat.Add(time.Since(t0))
+		// When the detector declared it dead (it may come after the
+		// partitions moved: the membership TTL is the backstop).
+		for {
+			if at, ok := deaths.of(victim); ok && at.After(t0) {
+				detected.Add(at.Sub(t0))
+				break
+			}
+			if time.Since(t0) > settle {
+				prog.Stop()
+				return kill, join, fmt.Errorf("round %d: the detector did not declare %s dead in %s", round, victim, settle)
+			}
+			if err := sleep(ctx, 10*time.Millisecond); err != nil {
+				prog.Stop()
+				return kill, join, err
+			}
+		}
 		prog.Add(1)
 		if err := spawn(); err != nil {
 			prog.Stop()
@@ -285,7 +314,13 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 	}
 	prog.Stop()
 	kill.Finish(int64(r.o.Rounds), 0, lat)
-	kill.Extra = map[string]float64{"ttl_s": r.o.TTL.Seconds(), "target_s": r.o.TTL.Seconds() + 1}
+	// Target: consumed again within the detector's detection time + 1 s,
+	// at P50 and at P99.
+	d50, d99 := detected.Percentile(50)/1e3, detected.Percentile(99)/1e3
+	kill.Extra = map[string]float64{
+		"ttl_s": r.o.TTL.Seconds(), "detected_p50_s": d50, "detected_p99_s": d99,
+		"target_p50_s": d50 + 1, "target_p99_s": d99 + 1,
+	}
 
 	// A member more joins: count the partitions that change owner, over
 	// every assignment written until the group settles.
@@ -329,4 +364,60 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 		"target": math.Ceil(float64(consume.DefaultPartitions)/float64(n)) + 1, "partitions": consume.DefaultPartitions,
 	}
 	return kill, join, nil
+}
+
+// deathLog records when the detector declared each member of a group
+// dead, by member name (the instance is <member>_<run>).
+type deathLog struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (d *deathLog) of(member string) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.at[member]
+	return at, ok
+}
+
+// detector runs the platform's detector in this process and records the
+// deaths it declares among group's members.
+func (r *Runner) detector(ctx context.Context, group string) (*deathLog, func(), error) {
+	d := &deathLog{at: map[string]time.Time{}}
+	sub, err := r.t.Conn.Subscribe(streams.DetectorSubject("dead", consume.HeartbeatService(group), "*"), func(m *nats.Msg) {
+		inst := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		if i := strings.LastIndexByte(inst, '_'); i > 0 {
+			d.mu.Lock()
+			d.at[inst[:i]] = time.Now()
+			d.mu.Unlock()
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch the detector: %w", err)
+	}
+	nc, err := r.t.Connect()
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, err
+	}
+	det, err := detector.New(detector.Options{Conn: nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		nc.Close()
+		_ = sub.Unsubscribe()
+		return nil, nil, err
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = det.Run(dctx) }()
+	stop := func() { cancel(); <-done; nc.Close(); _ = sub.Unsubscribe() }
+	select {
+	case <-det.Ready():
+	case <-done:
+		stop()
+		return nil, nil, errors.New("the detector stopped at start")
+	case <-time.After(30 * time.Second):
+		stop()
+		return nil, nil, errors.New("the detector did not start in 30s")
+	}
+	return d, stop, nil
 }
