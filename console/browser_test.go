@@ -291,7 +291,7 @@ func (tb *tab) paint(t *testing.T) paint {
 // the parse, each fetched file's end, and the paints.
 func (tb *tab) timeline(t *testing.T) string {
 	t.Helper()
-	return eval[string](t, tb, `(() => {
+	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`new Promise((resolve) => {
 		const r = (x) => Math.round(x);
 		const n = performance.getEntriesByType('navigation')[0];
 		const out = ['doc ' + r(n.requestStart) + '→' + r(n.responseEnd) + ' (' + n.transferSize + ' B)',
@@ -302,8 +302,19 @@ func (tb *tab) timeline(t *testing.T) string {
 		}
 		for (const e of performance.getEntriesByType('paint')) out.push(e.name + ' ' + r(e.startTime));
 		for (const m of performance.getEntriesByType('mark')) out.push(m.name.replace(/^console:/, '') + ' ' + r(m.startTime));
-		return out.join(', ');
-	})()`)
+		// Frames that kept the page's thread over 50 ms: when each began,
+		// its script time, and when it began style and layout and ended.
+		new PerformanceObserver((list) => {
+			for (const f of list.getEntries()) {
+				if (f.startTime > 3000) continue;
+				const js = f.scripts.reduce((a, s) => a + s.duration, 0);
+				out.push('long frame ' + r(f.startTime) + '→' + r(f.startTime + f.duration) + ' (script ' + r(js) + ', render ' + r(f.renderStart) + ', style/layout ' + r(f.styleAndLayoutStart) + ')');
+			}
+		}).observe({type: 'long-animation-frame', buffered: true});
+		setTimeout(() => resolve(out.join(', ')), 50);
+	})`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err, "read the Performance API")
+	return v
 }
 
 // screenshot saves a full-page PNG when CONSOLE_SCREENSHOTS is set.

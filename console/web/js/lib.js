@@ -78,6 +78,17 @@ function append(el, children) {
   }
 }
 
+// rows builds a tbody with one row per item. A page holds up to 100
+// rows, more than a window shows: the rows the window can show are built
+// now, the rest after the frame that paints them, so the first frame with
+// data lays out only what is seen.
+export function rows(items, row, attrs) {
+  const now = Math.ceil(window.innerHeight / 20); // rows are at least 20 px high
+  const tbody = h('tbody', attrs, items.slice(0, now).map(row));
+  if (items.length > now) requestAnimationFrame(() => setTimeout(() => append(tbody, items.slice(now).map(row)), 0));
+  return tbody;
+}
+
 // svg builds an SVG element.
 export function svg(tag, attrs, ...children) {
   const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
