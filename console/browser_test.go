@@ -371,19 +371,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		// One load first, unmeasured: a cold browser's first document
 		// pays for starting its renderer, which no operator sees twice.
 		tb.open(t, p, "/overview")
-		for _, pg := range []struct{ route, ready string }{
-			{"/overview", `document.querySelector('#streams tbody tr') && document.querySelector('#nodes tbody tr')`},
-			{"/events?topic=orders.eu", `document.querySelectorAll('#ev-table tbody tr').length >= 5`},
-			{"/members", `document.querySelector('#members-table tbody tr')`},
-			{"/balancer", `document.querySelector('#balancer [data-service] tbody tr')`},
-			{"/alerts", `document.querySelector('#a-n-firing')`},
-			{"/state", `document.querySelector('#st-list h2')`},
-			{"/groups", `document.querySelector('#groups-none, #groups [data-group]')`},
+		for _, pg := range []struct{ route, ready, cells string }{
+			{"/overview", `document.querySelector('#streams tbody tr') && document.querySelector('#nodes tbody tr')`, "#streams tbody td"},
+			{"/events?topic=orders.eu", `document.querySelectorAll('#ev-table tbody tr').length >= 5`, "#ev-table tbody td"},
+			{"/members", `document.querySelector('#members-table tbody tr')`, "#members-table tbody td"},
+			{"/balancer", `document.querySelector('#balancer [data-service] tbody tr')`, "#balancer [data-service] tbody td"},
+			{"/alerts", `document.querySelector('#a-n-firing')`, ".counts, .bar"},
+			{"/state", `document.querySelector('#st-list h2')`, "#st-list h2"},
+			{"/groups", `document.querySelector('#groups-none, #groups [data-group]')`, "#groups-none, #groups [data-group] h2"},
 		} {
-			tb.open(t, p, pg.route)
+			tb.openMeasured(t, p, pg.route, pg.cells)
 			tb.wait(t, pg.ready, 15*time.Second, pg.route+" shows its data")
 			pt := tb.paint(t)
-			t.Logf("%-24s first contentful paint %6.1f ms, first paint with data %6.1f ms", pg.route, pt.FCP, pt.Data)
+			t.Logf("%-24s first contentful paint %6.1f ms, first paint with data %6.1f ms, presented %6.1f ms", pg.route, pt.FCP, pt.Data, pt.Shown)
 			// The budget is reported, not asserted: on a machine shared with
 			// other builds even the static shell's first paint can pass it.
 			// What fails the test is a page that never paints its data.
@@ -783,8 +783,10 @@ func TestConsoleScale(t *testing.T) {
 		tb.noErrors(t, pg.route)
 		return pt
 	}
-	cold := load(p.tab(t), pages[0])
+	first := p.tab(t)
+	cold := load(first, pages[0])
 	t.Logf("cold: a new tab's first load of %s: first contentful paint %.0f ms, data presented %.0f ms", pages[0].route, cold.FCP, cold.Shown)
+	t.Logf("cold: %s", first.timeline(t))
 
 	tb := p.tab(t)
 	load(tb, pages[len(pages)-1]) // this tab's renderer starts, unmeasured
@@ -792,14 +794,27 @@ func TestConsoleScale(t *testing.T) {
 		var fcp, shown []float64
 		for i := range rounds {
 			pt := load(tb, pg)
-			fcp, shown = append(fcp, pt.FCP), append(shown, pt.Shown)
+			// -1: the browser reported no such paint for this load.
+			if pt.FCP >= 0 {
+				fcp = append(fcp, pt.FCP)
+			}
+			if pt.Shown >= 0 {
+				shown = append(shown, pt.Shown)
+			}
 			if i == 0 {
 				t.Logf("%-30s %s", pg.route, tb.timeline(t))
 			}
 		}
-		slices.Sort(fcp)
-		slices.Sort(shown)
-		t.Logf("%-30s %d loads: first contentful paint %.0f–%.0f ms (median %.0f), data presented %.0f–%.0f ms (median %.0f)",
-			pg.route, rounds, fcp[0], fcp[rounds-1], fcp[rounds/2], shown[0], shown[rounds-1], shown[rounds/2])
+		t.Logf("%-30s %d loads: first contentful paint %s, data presented %s", pg.route, rounds, spread(fcp), spread(shown))
 	}
+}
+
+// spread says "min–max ms (median m, n loads)" of the loads that had a
+// value.
+func spread(ms []float64) string {
+	if len(ms) == 0 {
+		return "none reported"
+	}
+	slices.Sort(ms)
+	return fmt.Sprintf("%.0f–%.0f ms (median %.0f of %d)", ms[0], ms[len(ms)-1], ms[len(ms)/2], len(ms))
 }
