@@ -279,8 +279,14 @@ func (tb *tab) paint(t *testing.T) paint {
 		// a while after: wait for one, 3 s at most (pages loaded with open
 		// mark nothing, and have none).
 		const marked = document.querySelector('[elementtiming]');
-		new PerformanceObserver((list) => { seen(list); if (out.shown >= 0) resolve(out); }).observe({type: 'element', buffered: true});
-		setTimeout(() => resolve(out), marked ? 3000 : 100);
+		const done = () => { if (out.fcp >= 0 && (out.shown >= 0 || !marked)) resolve(out); };
+		new PerformanceObserver((list) => { seen(list); done(); }).observe({type: 'element', buffered: true});
+		new PerformanceObserver((list) => {
+			for (const e of list.getEntries()) if (e.name === 'first-contentful-paint') out.fcp = e.startTime;
+			done();
+		}).observe({type: 'paint', buffered: true});
+		done();
+		setTimeout(() => resolve(out), 3000);
 	})`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err, "read the Performance API")
 	return v
