@@ -9,11 +9,13 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +77,7 @@ type Console struct {
 	opts     Options
 	log      *slog.Logger
 	mux      *http.ServeMux
+	zipped   http.Handler // mux, its answers compressed for clients that accept it
 	sessions *sessions
 	series   *series
 	xorigin  *http.CrossOriginProtection
@@ -100,6 +103,11 @@ func New(opts Options) (*Console, error) {
 		xorigin:  http.NewCrossOriginProtection(),
 	}
 	c.routes()
+	zip, err := gzhttp.NewWrapper(gzhttp.MinSize(1024))
+	if err != nil {
+		return nil, fmt.Errorf("console: compression: %w", err)
+	}
+	c.zipped = zip(c.mux)
 	return c, nil
 }
 
@@ -146,10 +154,16 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", policy())
 	if c.opts.Users == nil && !loopback(r) {
 		fail(w, http.StatusForbidden, codeForbidden, "the console without --auth answers only loopback clients: run platform run with --auth to open it to others")
 		return
 	}
-	c.mux.ServeHTTP(w, r)
+	if r.URL.Path == apiPrefix+"events/tail" {
+		// Server-sent events go out as they come, never held for a
+		// compressor's block.
+		c.mux.ServeHTTP(w, r)
+		return
+	}
+	c.zipped.ServeHTTP(w, r)
 }

@@ -38,7 +38,7 @@ func (c *Console) routes() {
 	m.HandleFunc(apiPrefix, func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, codeNotFound, "no such API path: "+r.URL.Path)
 	})
-	m.Handle("/", pagesHandler())
+	m.Handle("/", c.pagesHandler())
 	c.mux = m
 }
 

@@ -6,8 +6,9 @@ import (
 )
 
 // web holds the pages: index.html, app.js and its modules under js/, and
-// style.css. They are plain files, written to be served as they are: no
-// build step, no third-party code, nothing fetched from elsewhere.
+// style.css. They are plain files, no third-party code, nothing fetched
+// from elsewhere; the console joins them into one document at start-up
+// (bundle.go) and serves the files themselves too.
 //
 //go:embed web
 var web embed.FS
@@ -22,5 +23,11 @@ func init() {
 		panic("console: embedded pages: " + err.Error()) // a build mistake, never a runtime one
 	}
 	Assets = sub
+	if page, err = buildDocument(sub); err != nil {
+		panic("console: embedded pages: " + err.Error())
+	}
+	if assets, err = loadAssets(sub); err != nil {
+		panic("console: embedded pages: " + err.Error())
+	}
 	pages = sub
 }

@@ -84,9 +84,21 @@ setUnauthorizedHook(async () => {
   if (needsLogin()) showLogin('Your session ended; log in again.');
 });
 
+// bootSession reads the session the server put in the page (what GET
+// session answers), else asks for it.
+async function bootSession() {
+  const el = document.getElementById('console-session');
+  if (el && el.textContent) {
+    Object.assign(session, JSON.parse(el.textContent));
+    el.remove(); // the CSRF token stays in session only
+    return;
+  }
+  await refreshSession();
+}
+
 async function start() {
   try {
-    await refreshSession();
+    await bootSession();
   } catch (e) {
     replace(main, errorBox(e));
     return;

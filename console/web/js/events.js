@@ -1,7 +1,7 @@
 // Events: browse stream EVENTS by topic and position (pages of decoded
 // events, envelopes undone by the server), filter by subject and text,
 // follow a live tail over server-sent events, and open one event.
-import { api, h, replace, num, time, clock, errorBox, setParams, routeParams, status } from './lib.js';
+import { api, h, rows, replace, num, time, clock, errorBox, setParams, routeParams, status } from './lib.js';
 
 const TAIL_MAX = 500; // rows kept in the live tail
 
@@ -151,7 +151,7 @@ export default function events(root, { params }) {
 function table(evs, open, st, id) {
   return h('table', { class: 'tbl events', id: id === 'tail' ? 'tail-table' : 'ev-table' },
     h('thead', null, h('tr', null, h('th', { class: 'num' }, 'seq'), h('th', null, 'time'), h('th', null, 'subject'), h('th', { class: 'num' }, 'size'), h('th', null, 'body'))),
-    h('tbody', null, evs.map((e) => h('tr', {
+    rows(evs, (e) => h('tr', {
       'data-seq': e.seq, 'data-index': e.index || 0, 'data-id': e.id || '',
       class: String(e.seq) === st.seq && String(e.index || 0) === st.index ? 'sel clickable' : 'clickable',
       onclick: () => open(e.seq, e.index),
@@ -160,7 +160,7 @@ function table(evs, open, st, id) {
     h('td', { class: 'mono', title: time(e.time) }, clock(e.time)),
     h('td', { class: 'mono' }, e.subject),
     h('td', { class: 'num' }, num(e.size)),
-    h('td', { class: 'mono preview' + (e.binary ? ' bin' : '') }, e.preview)))));
+    h('td', { class: 'mono preview' + (e.binary ? ' bin' : '') }, e.preview))));
 }
 
 function renderDetail(el, ev) {

@@ -78,6 +78,24 @@ function append(el, children) {
   }
 }
 
+// rows builds a tbody with one row per item. A page holds up to 100
+// rows, more than a window shows: the rows the window can show are built
+// now, the rest once the browser is idle after the frame that paints
+// them (within half a second), so the first frame with data lays out only
+// what is seen and nothing competes with its paint.
+export function rows(items, row, attrs) {
+  const now = Math.ceil(window.innerHeight / 20); // rows are at least 20 px high
+  const tbody = h('tbody', attrs, items.slice(0, now).map(row));
+  if (items.length > now) later(() => append(tbody, items.slice(now).map(row)));
+  return tbody;
+}
+
+// later runs f when the browser is idle, within half a second.
+function later(f) {
+  if (window.requestIdleCallback) requestIdleCallback(f, { timeout: 500 });
+  else setTimeout(f, 50);
+}
+
 // svg builds an SVG element.
 export function svg(tag, attrs, ...children) {
   const el = document.createElementNS('http://www.w3.org/2000/svg', tag);

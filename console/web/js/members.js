@@ -1,7 +1,7 @@
 // Members: the detector's table, filtered, sorted and paged by the server
 // (10,000 instances page as fast as 10), and one instance's heartbeat
 // intervals, phi and transitions.
-import { api, h, replace, poll, num, fixed, pct, ago, time, badge, errorBox, setParams, go } from './lib.js';
+import { api, h, rows, replace, poll, num, fixed, pct, ago, time, badge, errorBox, setParams, go } from './lib.js';
 import { Chart } from './chart.js';
 
 const PAGE = 100;
@@ -52,14 +52,14 @@ export default function members(root, { parts, params }) {
       onclick: () => { if (st.sort === key) st.order = st.order === 'asc' ? 'desc' : 'asc'; else { st.sort = key; st.order = key === 'phi' || key === 'failure_probability' ? 'desc' : 'asc'; } st.offset = 0; sync(); p.now(); },
     }, label)));
     replace(tableBox, h('table', { class: 'tbl', id: 'members-table' }, h('thead', null, head),
-      h('tbody', null, (r.members || []).map((m) => h('tr', { class: 'clickable', 'data-key': m.service + '.' + m.instance, onclick: () => go(`/members/${m.service}/${m.instance}`) },
+      rows(r.members || [], (m) => h('tr', { class: 'clickable', 'data-key': m.service + '.' + m.instance, onclick: () => go(`/members/${m.service}/${m.instance}`) },
         h('td', null, m.service),
         h('td', { class: 'mono' }, h('a', { href: `#/members/${m.service}/${m.instance}` }, m.instance)),
         h('td', { 'data-k': 'state' }, badge(m.state)),
         h('td', { class: 'num', 'data-k': 'phi' }, fixed(m.phi, 2)),
         h('td', { 'data-k': 'quality' }, badge(m.quality, 'q-' + m.quality)),
         h('td', { class: 'num', 'data-k': 'failure_probability' }, pct(m.failure_probability)),
-        h('td', { title: time(m.last_seen) }, ago(m.last_seen, now)))))));
+        h('td', { title: time(m.last_seen) }, ago(m.last_seen, now))))));
     const last = Math.min(st.offset + PAGE, r.matched);
     replace(pager,
       h('button', { id: 'm-prev', disabled: st.offset === 0, onclick: () => { st.offset = Math.max(0, st.offset - PAGE); sync(); p.now(); } }, '‹ Previous'),
