@@ -301,7 +301,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			{"/overview", `document.querySelector('#streams tbody tr') && document.querySelector('#nodes tbody tr')`},
 			{"/events?topic=orders.eu", `document.querySelectorAll('#ev-table tbody tr').length >= 5`},
 			{"/members", `document.querySelector('#members-table tbody tr')`},
-			{"/balancer", `document.querySelector('#balancer [data-service] tbody tr')`},
+			{"/balancer", `document.querySelector('#balancer-table tbody tr')`},
 			{"/alerts", `document.querySelector('#a-n-firing')`},
 			{"/state", `document.querySelector('#st-list h2')`},
 			{"/groups", `document.querySelector('#groups-none, #groups [data-group]')`},
