@@ -3,7 +3,9 @@ package console
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,18 +50,60 @@ func BenchmarkMembersPage10k(b *testing.B) {
 	}
 }
 
+// weightRecords10k are 10,000 WEIGHTS records of 20 services whose
+// weights and rates repeat, as weights do (many sit at the same value).
+func weightRecords10k() []*balancer.Record {
+	now := time.Now()
+	reasons := []string{balancer.ReasonPolicy, balancer.ReasonPolicy, balancer.ReasonPolicy, balancer.ReasonBlackout + "+slow_start", balancer.ReasonUnhealthy}
+	out := make([]*balancer.Record, 10000)
+	for i := range out {
+		out[i] = &balancer.Record{Service: fmt.Sprintf("svc%d", i%20), Instance: fmt.Sprintf("inst%05d", i),
+			Weight: float64(10 + i%191), Target: float64(10 + i%193), Reason: reasons[i%len(reasons)],
+			Inputs:    balancer.Inputs{LatencyMS: float64(i%97) / 10, RPS: float64(i % 503), State: membership.Alive, FailureProbability: float64(i%100) / 100},
+			FirstSeen: now.Add(-time.Hour), LastReport: now.Add(-time.Duration(i) * time.Millisecond)}
+	}
+	return out
+}
+
+// BenchmarkPageOrder10k orders 10,000 balancer rows by weight, heaviest
+// first, for the first page of 100: "sort" sorts them all and slices
+// (what the pages did), "select" is what page does.
+func BenchmarkPageOrder10k(b *testing.B) {
+	recs := weightRecords10k()
+	rows := make([]weightRow, len(recs))
+	src := make([]*weightRow, len(recs))
+	for i, r := range recs {
+		rows[i] = weightRow{Record: r}
+		src[i] = &rows[i]
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(src), func(i, j int) { src[i], src[j] = src[j], src[i] })
+	q := pageQuery[*weightRow]{by: weightSorts[slices.IndexFunc(weightSorts, func(s sortKey[*weightRow]) bool { return s.name == "weight" })], desc: true, limit: 100}
+	list := make([]*weightRow, len(src))
+	var want []*weightRow
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			copy(list, src)
+			slices.SortFunc(list, q.compare(byWeightKey))
+			want = list[:q.limit]
+		}
+		want = slices.Clone(want)
+	})
+	b.Run("select", func(b *testing.B) {
+		for b.Loop() {
+			copy(list, src)
+			if got := q.page(list, byWeightKey); !slices.Equal(got, want) {
+				b.Fatal("select and sort disagree")
+			}
+		}
+	})
+}
+
 // BenchmarkBalancerPage10k is the first page of a balancer table of
 // 10,000 instances (20 services) sorted by weight, heaviest first, and by
 // the share each was routed, as the page asks for them.
 func BenchmarkBalancerPage10k(b *testing.B) {
 	c := syncedConsole(b)
-	now := time.Now()
-	reasons := []string{balancer.ReasonPolicy, balancer.ReasonPolicy, balancer.ReasonPolicy, balancer.ReasonBlackout + "+slow_start", balancer.ReasonUnhealthy}
-	for i := range 10000 {
-		r := &balancer.Record{Service: fmt.Sprintf("svc%d", i%20), Instance: fmt.Sprintf("inst%05d", i),
-			Weight: float64(10 + i%191), Target: float64(10 + i%193), Reason: reasons[i%len(reasons)],
-			Inputs:    balancer.Inputs{LatencyMS: float64(i%97) / 10, RPS: float64(i % 503), State: membership.Alive, FailureProbability: float64(i%100) / 100},
-			FirstSeen: now.Add(-time.Hour), LastReport: now.Add(-time.Duration(i) * time.Millisecond)}
+	for _, r := range weightRecords10k() {
 		c.weights.all[r.Key()] = r
 	}
 	for _, sort := range []string{"weight", "served_share"} {
