@@ -65,21 +65,24 @@ func weightRecords10k() []*balancer.Record {
 	return out
 }
 
-// BenchmarkPageOrder10k orders 10,000 balancer rows by weight, heaviest
+// BenchmarkPageOrder10k orders 10,000 balancer instances by weight, heaviest
 // first, for the first page of 100: "sort" sorts them all and slices
 // (what the pages did), "select" is what page does.
 func BenchmarkPageOrder10k(b *testing.B) {
 	recs := weightRecords10k()
-	rows := make([]weightRow, len(recs))
-	src := make([]*weightRow, len(recs))
+	sums := map[string]*serviceSums{}
+	src := make([]instance, len(recs))
 	for i, r := range recs {
-		rows[i] = weightRow{Record: r}
-		src[i] = &rows[i]
+		if sums[r.Service] == nil {
+			sums[r.Service] = &serviceSums{}
+		}
+		sums[r.Service].weight += r.Weight
+		src[i] = instance{r, sums[r.Service]}
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(src), func(i, j int) { src[i], src[j] = src[j], src[i] })
-	q := pageQuery[*weightRow]{by: weightSorts[slices.IndexFunc(weightSorts, func(s sortKey[*weightRow]) bool { return s.name == "weight" })], desc: true, limit: 100}
-	list := make([]*weightRow, len(src))
-	var want []*weightRow
+	q := pageQuery[instance]{by: weightSorts[slices.IndexFunc(weightSorts, func(s sortKey[instance]) bool { return s.name == "weight" })], desc: true, limit: 100}
+	list := make([]instance, len(src))
+	var want []instance
 	b.Run("sort", func(b *testing.B) {
 		for b.Loop() {
 			copy(list, src)
