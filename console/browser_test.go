@@ -381,7 +381,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			{"/overview", `document.querySelector('#streams tbody tr') && document.querySelector('#nodes tbody tr')`, "#streams tbody td"},
 			{"/events?topic=orders.eu", `document.querySelectorAll('#ev-table tbody tr').length >= 5`, "#ev-table tbody td"},
 			{"/members", `document.querySelector('#members-table tbody tr')`, "#members-table tbody td"},
-			{"/balancer", `document.querySelector('#balancer [data-service] tbody tr')`, "#balancer [data-service] tbody td"},
+			{"/balancer", `document.querySelector('#balancer-table tbody tr')`, "#balancer-table tbody td"},
 			{"/alerts", `document.querySelector('#a-n-firing')`, ".counts, .bar"},
 			{"/state", `document.querySelector('#st-list h2')`, "#st-list h2"},
 			{"/groups", `document.querySelector('#groups-none, #groups [data-group]')`, "#groups-none, #groups [data-group] h2"},
@@ -719,14 +719,15 @@ func get(url string) (int, string) {
 	return resp.StatusCode, b.String()
 }
 
-// TestConsoleScale measures first paint with 10,000 members in MEMBERS and
-// 100,000 events in one topic. Filling them takes longer than make test
-// should, so it runs with CONSOLE_SCALE=1:
+// TestConsoleScale measures first paint with 10,000 members in MEMBERS,
+// 10,000 instances in WEIGHTS and 100,000 events in one topic. Filling
+// them takes longer than make test should, so it runs with
+// CONSOLE_SCALE=1:
 //
 //	CONSOLE_SCALE=1 go test -run TestConsoleScale -v ./console
 func TestConsoleScale(t *testing.T) {
 	if os.Getenv("CONSOLE_SCALE") == "" {
-		t.Skip("set CONSOLE_SCALE=1 to measure first paint with 10,000 members and 100,000 events")
+		t.Skip("set CONSOLE_SCALE=1 to measure first paint with 10,000 members and weights and 100,000 events")
 	}
 	p := startBrowserPlatform(t)
 	const members, events = 10_000, 100_000
@@ -754,11 +755,20 @@ func TestConsoleScale(t *testing.T) {
 			Phi: float64(i%100) / 10, LastSeen: now, Quality: membership.Good, FailureProbability: float64(i%1000) / 1000})
 		return b
 	})
+	// The balancer writes a WEIGHTS record for each of these members too
+	// (blackout, then expired); these give them varied weights meanwhile.
+	fill(members, func(i int) string { return fmt.Sprintf("$KV.%s.scale.i%05d", streams.BucketWeights, i) }, func(i int) []byte {
+		b, _ := json.Marshal(balancer.Record{Service: "scale", Instance: fmt.Sprintf("i%05d", i), Weight: float64(10 + i*7919%191),
+			Target: float64(10 + i%193), Reason: balancer.ReasonPolicy, Inputs: balancer.Inputs{RPS: float64(i % 97), State: membership.Alive},
+			FirstSeen: now, LastReport: now})
+		return b
+	})
 	fill(events, func(int) string { return "events.scale" }, func(i int) []byte {
 		return fmt.Appendf(nil, `{"n":%d,"customer":"c%d","amount":%d}`, i, i%977, i%1000)
 	})
 
-	for _, path := range []string{"members?service=scale&limit=100", "members?sort=phi&order=desc&limit=100", "events?topic=scale&limit=100", "events?topic=scale&q=c976&limit=100", "overview"} {
+	for _, path := range []string{"members?service=scale&limit=100", "members?sort=phi&order=desc&limit=100", "balancer?service=scale&limit=100", "balancer?sort=weight&order=desc&limit=100",
+		"events?topic=scale&limit=100", "events?topic=scale&q=c976&limit=100", "overview"} {
 		for range 2 {
 			start := time.Now()
 			code, body := get(p.base + "/console/api/" + path)
@@ -778,6 +788,8 @@ func TestConsoleScale(t *testing.T) {
 	pages := []target{
 		{"/members?service=scale", `document.querySelectorAll('#members-table tbody tr').length == 100`, "#members-table tbody td"},
 		{"/members?sort=phi&order=desc", `document.querySelectorAll('#members-table tbody tr').length == 100`, "#members-table tbody td"},
+		{"/balancer?service=scale", `document.querySelectorAll('#balancer-table tbody tr').length == 100`, "#balancer-table tbody td"},
+		{"/balancer?sort=weight&order=desc", `document.querySelectorAll('#balancer-table tbody tr').length == 100`, "#balancer-table tbody td"},
 		{"/events?topic=scale", `document.querySelectorAll('#ev-table tbody tr').length == 100`, "#ev-table tbody td"},
 		{"/overview", `document.querySelector('#streams tbody tr')`, "#streams tbody td"},
 	}

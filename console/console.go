@@ -22,6 +22,8 @@ import (
 
 	"github.com/platform/platform/auth"
 	"github.com/platform/platform/services/admin"
+	"github.com/platform/platform/services/balancer"
+	"github.com/platform/platform/streams"
 )
 
 // Options configure the console. Fields are read once, by New.
@@ -82,10 +84,13 @@ type Console struct {
 	series   *series
 	xorigin  *http.CrossOriginProtection
 
-	mu      sync.Mutex
-	plat    *Platform
-	members *memberView
-	tails   int // live tails open
+	// KV MEMBERS and WEIGHTS in memory, followed from Start on.
+	members *kvView[*tracked]
+	weights *kvView[*balancer.Record]
+
+	mu    sync.Mutex
+	plat  *Platform
+	tails int // live tails open
 }
 
 // New returns the console. Call Start once NATS is connected and Run for
@@ -101,6 +106,8 @@ func New(opts Options) (*Console, error) {
 		sessions: newSessions(opts.SessionTTL),
 		series:   newSeries(seriesPoints),
 		xorigin:  http.NewCrossOriginProtection(),
+		members:  newKVView[*tracked](streams.BucketMembers),
+		weights:  newKVView[*balancer.Record](streams.BucketWeights),
 	}
 	c.routes()
 	zip, err := gzhttp.NewWrapper(gzhttp.MinSize(1024))
@@ -119,14 +126,15 @@ func (c *Console) platform() *Platform {
 }
 
 // Start hands the console the connected platform and starts following
-// KV MEMBERS in the background until ctx ends. It does not wait for the
-// bucket: a missing bucket is retried, and the members page answers 503
-// until the first view is synced.
+// KV MEMBERS and WEIGHTS in the background until ctx ends. It does not
+// wait for the buckets: a missing bucket is retried, and the members and
+// balancer pages answer 503 until their view is synced.
 func (c *Console) Start(ctx context.Context, p Platform) {
 	c.mu.Lock()
 	c.plat = &p
 	c.mu.Unlock()
-	go c.followMembers(ctx, p.JS)
+	go follow(ctx, p.JS, c.log, c.members, putMember(c.members))
+	go follow(ctx, p.JS, c.log, c.weights, putWeight(c.weights))
 }
 
 // Run samples the process's metrics each second into the 15-minute

@@ -7,13 +7,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/internal/jsapi"
-	"github.com/platform/platform/kvfollow"
 	"github.com/platform/platform/membership"
 	"github.com/platform/platform/services/detector/accrual"
 	"github.com/platform/platform/streams"
@@ -42,80 +40,23 @@ type tracked struct {
 	next int
 }
 
-// memberView is KV MEMBERS in memory, kept by a kvfollow.Follower, with
-// the phi of the last records of each member.
-type memberView struct {
-	synced <-chan struct{}
-
-	mu  sync.RWMutex
-	all map[string]*tracked
-}
-
-func (v *memberView) put(e jetstream.KeyValueEntry) {
-	m, err := membership.Decode(e.Key(), e.Value())
-	if err != nil {
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	t := v.all[e.Key()]
-	if t == nil {
-		t = &tracked{}
-		v.all[e.Key()] = t
-	}
-	t.m = m
-	t.hist[t.next] = phiPoint{At: e.Created().UTC(), Phi: m.Phi}
-	t.next = (t.next + 1) % phiHistory
-	t.n = min(t.n+1, phiHistory)
-}
-
-func (v *memberView) remove(e jetstream.KeyValueEntry) {
-	v.mu.Lock()
-	delete(v.all, e.Key())
-	v.mu.Unlock()
-}
-
-// followMembers keeps the view until ctx ends, retrying while the
-// bucket is missing or NATS is away.
-func (c *Console) followMembers(ctx context.Context, js jetstream.JetStream) {
-	v := &memberView{all: map[string]*tracked{}}
-	for attempt := 0; ; attempt++ {
-		kv, err := js.KeyValue(ctx, streams.BucketMembers)
-		var f *kvfollow.Follower
-		if err == nil {
-			f, err = kvfollow.Start(ctx, kv, kvfollow.Options{Put: v.put, Delete: v.remove, Logger: c.log})
-		}
-		if err == nil {
-			v.synced = f.Synced()
-			c.mu.Lock()
-			c.members = v
-			c.mu.Unlock()
-			<-f.Closed()
+// putMember keeps a MEMBERS record in the view, with its phi.
+func putMember(v *kvView[*tracked]) func(e jetstream.KeyValueEntry) {
+	return func(e jetstream.KeyValueEntry) {
+		m, err := membership.Decode(e.Key(), e.Value())
+		if err != nil {
 			return
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Debug("follow MEMBERS", "err", err)
-		if jsapi.Sleep(ctx, jsapi.Backoff{Base: 200 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)) != nil {
-			return
-		}
-	}
-}
-
-// view returns the synced member view or a 503.
-func (c *Console) syncedMembers() (*memberView, error) {
-	c.mu.Lock()
-	v := c.members
-	c.mu.Unlock()
-	if v == nil {
-		return nil, unavailable("KV %s is not followed yet", streams.BucketMembers)
-	}
-	select {
-	case <-v.synced:
-		return v, nil
-	default:
-		return nil, unavailable("KV %s is still being read", streams.BucketMembers)
+		v.set(e.Key(), func(t *tracked, _ bool) *tracked {
+			if t == nil {
+				t = &tracked{}
+			}
+			t.m = m
+			t.hist[t.next] = phiPoint{At: e.Created().UTC(), Phi: m.Phi}
+			t.next = (t.next + 1) % phiHistory
+			t.n = min(t.n+1, phiHistory)
+			return t
+		})
 	}
 }
 
@@ -127,17 +68,20 @@ type membersPage struct {
 	Members []membership.Member      `json:"members"`
 }
 
-// memberSorts are the sort keys of /members.
-var memberSorts = map[string]func(a, b *membership.Member) int{
-	"key":     func(a, b *membership.Member) int { return 0 },
-	"service": func(a, b *membership.Member) int { return strings.Compare(a.Service, b.Service) },
-	"state":   func(a, b *membership.Member) int { return strings.Compare(string(a.State), string(b.State)) },
-	"phi":     func(a, b *membership.Member) int { return cmp.Compare(a.Phi, b.Phi) },
-	"quality": func(a, b *membership.Member) int { return cmp.Compare(a.Quality, b.Quality) },
-	"failure_probability": func(a, b *membership.Member) int {
-		return cmp.Compare(a.FailureProbability, b.FailureProbability)
-	},
-	"last_seen": func(a, b *membership.Member) int { return a.LastSeen.Compare(b.LastSeen) },
+// memberSorts are the sort keys of /members, the default first.
+var memberSorts = []sortKey[*membership.Member]{
+	{"key", func(a, b *membership.Member) int { return 0 }},
+	{"service", func(a, b *membership.Member) int { return strings.Compare(a.Service, b.Service) }},
+	{"state", func(a, b *membership.Member) int { return strings.Compare(string(a.State), string(b.State)) }},
+	{"phi", func(a, b *membership.Member) int { return cmp.Compare(a.Phi, b.Phi) }},
+	{"quality", func(a, b *membership.Member) int { return cmp.Compare(a.Quality, b.Quality) }},
+	{"failure_probability", func(a, b *membership.Member) int { return cmp.Compare(a.FailureProbability, b.FailureProbability) }},
+	{"last_seen", func(a, b *membership.Member) int { return a.LastSeen.Compare(b.LastSeen) }},
+}
+
+// byMemberKey orders members by <service>.<instance> without building it.
+func byMemberKey(a, b *membership.Member) int {
+	return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Instance, b.Instance))
 }
 
 func (c *Console) membersAPI(_ context.Context, r *http.Request, _ *session) (any, error) {
@@ -156,25 +100,12 @@ func (c *Console) membersAPI(_ context.Context, r *http.Request, _ *session) (an
 	if err != nil {
 		return nil, err
 	}
-	sortKey := cmp.Or(q.Get("sort"), "key")
-	by, ok := memberSorts[sortKey]
-	if !ok {
-		return nil, badRequest("sort %q: want key, service, state, phi, quality, failure_probability or last_seen", sortKey)
-	}
-	order := cmp.Or(q.Get("order"), "asc")
-	if order != "asc" && order != "desc" {
-		return nil, badRequest("order %q: want asc or desc", order)
-	}
-	offset, err := intParam(r, "offset", 0, 0, 10_000_000)
+	pq, err := readPage(r, memberSorts, maxMembersPage)
 	if err != nil {
 		return nil, err
 	}
-	limit, err := intParam(r, "limit", 100, 1, maxMembersPage)
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.syncedMembers()
-	if err != nil {
+	v := c.members
+	if err := v.ready(); err != nil {
 		return nil, err
 	}
 	page := membersPage{Counts: map[membership.State]int{membership.Alive: 0, membership.Suspect: 0, membership.Dead: 0, membership.Left: 0}}
@@ -195,21 +126,10 @@ func (c *Console) membersAPI(_ context.Context, r *http.Request, _ *session) (an
 	for i := range list {
 		ptrs[i] = &list[i]
 	}
-	desc := order == "desc"
-	slices.SortFunc(ptrs, func(a, b *membership.Member) int {
-		c := by(a, b)
-		if c == 0 { // by key, <service>.<instance>, without building it
-			c = cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Instance, b.Instance))
-		}
-		if desc {
-			return -c
-		}
-		return c
-	})
-	lo := min(int(offset), len(ptrs))
-	page.Members = make([]membership.Member, 0, min(int(limit), len(ptrs)-lo))
-	for _, m := range ptrs[lo:min(lo+int(limit), len(ptrs))] {
-		page.Members = append(page.Members, *m)
+	shown := pq.page(ptrs, byMemberKey)
+	page.Members = make([]membership.Member, len(shown))
+	for i, m := range shown {
+		page.Members[i] = *m
 	}
 	return page, nil
 }
@@ -239,8 +159,8 @@ func (c *Console) member(ctx context.Context, r *http.Request, _ *session) (any,
 	if !membership.ValidToken(svc) || !membership.ValidToken(inst) {
 		return nil, badRequest("service %q or instance %q is not a valid name", svc, inst)
 	}
-	v, err := c.syncedMembers()
-	if err != nil {
+	v := c.members
+	if err := v.ready(); err != nil {
 		return nil, err
 	}
 	key := membership.Key(svc, inst)
