@@ -69,6 +69,9 @@ type Member struct {
 	// started (0: none), published with the membership for Status.
 	read atomic.Uint64
 
+	// pick takes the owned partitions' events out of stream messages;
+	// used by Run's goroutine.
+	pick picker
 	// pull hands out events in at-least-once mode (nil otherwise).
 	pull *puller
 	// delivered and deadLetters count events handed out and sent to DEAD.
@@ -97,6 +100,7 @@ func New(opts Options) (*Member, error) {
 		js:    js,
 		owned: map[int]*owned{},
 	}
+	m.pick = picker{group: opts.Group, partitions: opts.Partitions, warn: m.log.Warn}
 	if opts.AtLeastOnce {
 		m.pull = newPuller(opts.Group, opts.Member, opts.MaxPending)
 		m.pull.dead = m.deadLetter
@@ -329,23 +333,10 @@ func (m *Member) loop(ctx context.Context, v *view) {
 		case <-ctx.Done():
 			return
 		case <-space:
+		case <-v.changed:
+			m.step(ctx, v, restart, r != nil)
 		case <-t.C:
-			if m.pull != nil {
-				m.flush(ctx)
-			}
-			gained := m.follow(ctx, v)
-			if m.pull != nil {
-				m.pull.sync(m.owned)
-			}
-			m.held.Store(int32(len(m.owned)))
-			switch {
-			case gained, m.reread, r == nil && len(m.owned) > 0:
-				m.reread = false
-				restart()
-			case r != nil && len(m.owned) == 0:
-				r.stop()
-				r = nil
-			}
+			m.step(ctx, v, restart, r != nil)
 		case msg, ok := <-msgs:
 			if !ok {
 				restart() // the reader failed; start again from the positions
@@ -367,6 +358,28 @@ func (m *Member) loop(ctx context.Context, v *view) {
 			m.process(ctx, batch)
 			m.markRead(ctx, batch[len(batch)-1])
 		}
+	}
+}
+
+// step follows the assignment: it drops and takes partitions, and starts
+// the reader again (restart) when it took any, was asked to read again,
+// or has none (reading says whether one runs).
+// At least once, it first writes the positions settled since the last
+// step, so a partition that moves is not handed out again from further
+// back.
+func (m *Member) step(ctx context.Context, v *view, restart func(), reading bool) {
+	if m.pull != nil {
+		m.flush(ctx)
+	}
+	gained := m.follow(ctx, v)
+	if m.pull != nil {
+		m.pull.sync(m.owned)
+	}
+	m.held.Store(int32(len(m.owned)))
+	if gained || m.reread || reading == (len(m.owned) == 0) {
+		// restart stops the reader of a member left without partitions.
+		m.reread = false
+		restart()
 	}
 }
 
