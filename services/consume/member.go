@@ -333,10 +333,23 @@ func (m *Member) loop(ctx context.Context, v *view) {
 		case <-ctx.Done():
 			return
 		case <-space:
-		case <-v.changed:
-			m.step(ctx, v, restart, r != nil)
 		case <-t.C:
-			m.step(ctx, v, restart, r != nil)
+			if m.pull != nil {
+				m.flush(ctx)
+			}
+			gained := m.follow(ctx, v)
+			if m.pull != nil {
+				m.pull.sync(m.owned)
+			}
+			m.held.Store(int32(len(m.owned)))
+			switch {
+			case gained, m.reread, r == nil && len(m.owned) > 0:
+				m.reread = false
+				restart()
+			case r != nil && len(m.owned) == 0:
+				r.stop()
+				r = nil
+			}
 		case msg, ok := <-msgs:
 			if !ok {
 				restart() // the reader failed; start again from the positions
@@ -358,28 +371,6 @@ func (m *Member) loop(ctx context.Context, v *view) {
 			m.process(ctx, batch)
 			m.markRead(ctx, batch[len(batch)-1])
 		}
-	}
-}
-
-// step follows the assignment: it drops and takes partitions, and starts
-// the reader again (restart) when it took any, was asked to read again,
-// or has none (reading says whether one runs).
-// At least once, it first writes the positions settled since the last
-// step, so a partition that moves is not handed out again from further
-// back.
-func (m *Member) step(ctx context.Context, v *view, restart func(), reading bool) {
-	if m.pull != nil {
-		m.flush(ctx)
-	}
-	gained := m.follow(ctx, v)
-	if m.pull != nil {
-		m.pull.sync(m.owned)
-	}
-	m.held.Store(int32(len(m.owned)))
-	if gained || m.reread || reading == (len(m.owned) == 0) {
-		// restart stops the reader of a member left without partitions.
-		m.reread = false
-		restart()
 	}
 }
 

@@ -23,22 +23,10 @@ type view struct {
 	seen      map[string]time.Time // member -> when its key last changed, here
 	assign    assignment
 	assignRev uint64
-	// changed receives a value (without blocking: one is enough) when the
-	// assignment changes, so the member follows it at once rather than
-	// at its next tick.
-	changed chan struct{}
 }
 
 func newView(group string, ttl time.Duration) *view {
-	return &view{group: group, ttl: ttl, seen: map[string]time.Time{}, changed: make(chan struct{}, 1)}
-}
-
-// assigned signals that the assignment changed.
-func (v *view) assigned() {
-	select {
-	case v.changed <- struct{}{}:
-	default:
-	}
+	return &view{group: group, ttl: ttl, seen: map[string]time.Time{}}
 }
 
 // filters are the keys the view follows.
@@ -55,7 +43,6 @@ func (v *view) put(e jetstream.KeyValueEntry) {
 			a = assignment{} // replaced at the next rebalance
 		}
 		v.assign, v.assignRev = a, e.Revision()
-		v.assigned()
 		return
 	}
 	if id, ok := strings.CutPrefix(e.Key(), memberKey(v.group, "")); ok {
@@ -68,7 +55,6 @@ func (v *view) del(e jetstream.KeyValueEntry) {
 	defer v.mu.Unlock()
 	if e.Key() == groupKey(v.group, "assign") {
 		v.assign, v.assignRev = assignment{}, e.Revision()
-		v.assigned()
 		return
 	}
 	if id, ok := strings.CutPrefix(e.Key(), memberKey(v.group, "")); ok {
