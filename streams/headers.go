@@ -39,6 +39,10 @@ const (
 	// events; see the replicator's envelope.go for the format.
 	EnvelopeHeader      = "Platform-Envelope"
 	EnvelopeCountHeader = "Platform-Envelope-Count"
+	// EnvelopeKeysHeader summarises the partition keys of an envelope's
+	// events, so a consumer group member can skip an envelope without
+	// decoding it; see the replicator's keys.go for the format.
+	EnvelopeKeysHeader = "Platform-Envelope-Keys"
 
 	// ContentEncodingHeader names the codec a stream message's payload is
 	// compressed with: "s2" (S2 block format), "zstd" or "gzip". A message

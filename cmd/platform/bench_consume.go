@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 func newBenchConsumeCmd(f *benchFlags) *cobra.Command {
 	var o consumebench.Options
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "consume",
 		Short: "Consumer groups vs the ordered Reader and a stock pull consumer",
@@ -30,7 +32,9 @@ process, plus its member processes once they exit):
                    envelopes; each partition commits its position with txn (a
                    handler that does nothing else); from the members' start
   group-4-ack      4 at-least-once members of a fresh group take the same
-                   events with Next (500) and Ack each one
+                   events with Next (500) and acknowledge each one
+                   (AckDelivery); first_s is when the first was handed out,
+                   after_first_ev_s the rate from then on
   reader-ordered   one ordered replicator.Reader reads the same events
   stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
                    pending) acks each of --events per-event messages
@@ -41,7 +45,11 @@ process, plus its member processes once they exit):
                    every partition it owned is consumed again by another
                    (P50, P99), against the time until the detector declared
                    it dead + 1 s (--ttl is the membership's backstop)
-  join-5th         a 5th member process joins: partitions that change owner`,
+  join-5th         a 5th member process joins: partitions that change owner
+
+--rows picks rows by name (group-4-ack,reader-ordered,...); --cpuprofile
+writes this process's CPU profile (the embedded servers and the in-process
+members of the group rows included).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
@@ -55,6 +63,17 @@ process, plus its member processes once they exit):
 				c.Stderr = os.Stderr
 				return c
 			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return f.run(cmd, func(ctx context.Context, t *target.Target) ([]bench.Result, error) {
 				return consumebench.New(t, o).All(ctx)
 			})
@@ -64,6 +83,8 @@ process, plus its member processes once they exit):
 	fl.IntVar(&o.Events, "events", 1_000_000, "events of the throughput rows")
 	fl.IntVar(&o.EOSEvents, "eos-events", 200_000, "events of the exactly-once counter row")
 	fl.IntVar(&o.Rounds, "rounds", 10, "members killed, one per round")
+	fl.StringSliceVar(&o.Rows, "rows", nil, "rows to run, by name (default all)")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file")
 	fl.DurationVar(&o.TTL, "ttl", 0, "member TTL of the kill and join rows (default the library's, 5s)")
 	return cmd
 }

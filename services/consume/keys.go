@@ -3,9 +3,7 @@ package consume
 import (
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"strconv"
-	"strings"
 
 	"github.com/platform/platform/services/replicator"
 	"github.com/platform/platform/streams"
@@ -112,17 +110,8 @@ func decode[T any](key string, b []byte) (T, error) {
 
 // Key returns an event's partition key: its Platform-Key header, or its
 // topic (the subject without events.).
-func Key(ev replicator.Event) string {
-	if k := ev.Header.Get(streams.KeyHeader); k != "" {
-		return k
-	}
-	return strings.TrimPrefix(ev.Subject, streams.EventsPrefix)
-}
+func Key(ev replicator.Event) string { return replicator.EventKey(ev.Subject, ev.Header) }
 
 // Partition returns the partition of key among n: FNV-1a of the key,
 // modulo n.
-func Partition(key string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
-}
+func Partition(key string, n int) int { return int(replicator.KeyHash(key) % uint32(n)) }

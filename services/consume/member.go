@@ -72,6 +72,9 @@ type Member struct {
 	// started (0: none), published with the membership for Status.
 	read atomic.Uint64
 
+	// pick takes the owned partitions' events out of stream messages;
+	// used by Run's goroutine.
+	pick picker
 	// pull hands out events in at-least-once mode (nil otherwise).
 	pull *puller
 	// delivered and deadLetters count events handed out and sent to DEAD.
@@ -103,6 +106,7 @@ func New(opts Options) (*Member, error) {
 	if opts.Heartbeat > 0 {
 		m.instance = newInstance(opts.Member)
 	}
+	m.pick = picker{group: opts.Group, partitions: opts.Partitions, warn: m.log.Warn}
 	if opts.AtLeastOnce {
 		m.pull = newPuller(opts.Group, opts.Member, opts.MaxPending)
 		m.pull.dead = m.deadLetter

@@ -17,8 +17,9 @@ import (
 // partitions and were not applied yet, partition by partition, each in
 // stream order.
 func (m *Member) process(ctx context.Context, msgs []jetstream.Msg) {
+	m.pick.own = func(p int) bool { return m.owned[p] != nil }
 	if m.pull != nil {
-		m.pull.add(msgs, m.opts.Partitions, m.foreign, m.log.Warn)
+		m.pull.add(msgs, &m.pick)
 		return
 	}
 	byPart := map[int][]replicator.Event{}
@@ -29,20 +30,10 @@ func (m *Member) process(ctx context.Context, msgs []jetstream.Msg) {
 			m.log.Warn("event metadata", "err", err)
 			continue
 		}
-		evs, err := replicator.Decode(msg.Subject(), md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data())
-		if err != nil {
-			// Not an event of any partition: skipping it loses nothing a
-			// handler could apply. Dead letters are not built yet.
-			m.log.Warn("skipping undecodable message", "seq", md.Sequence.Stream, "err", err)
-			continue
-		}
-		for _, ev := range evs {
-			if m.foreign(ev) {
-				continue // replayed from DEAD for another group
-			}
-			p := Partition(Key(ev), m.opts.Partitions)
-			o := m.owned[p]
-			if o == nil || cursorOf(ev.Pos).less(o.next) {
+		evs, parts := m.pick.pick(msg, md)
+		for i, ev := range evs {
+			p := parts[i]
+			if cursorOf(ev.Pos).less(m.owned[p].next) {
 				continue
 			}
 			if _, ok := byPart[p]; !ok {

@@ -57,7 +57,7 @@ type WireEvent struct {
 func wire(d Delivery) WireEvent {
 	w := WireEvent{
 		Subject: d.Event.Subject, Headers: d.Event.Header, Position: positionText(d.Event.Pos),
-		Time: d.Event.Time, Partition: d.Partition, Attempt: d.Attempt, Token: d.Token,
+		Time: d.Event.Time, Partition: d.Partition, Attempt: d.Attempt, Token: d.Token(),
 	}
 	if utf8.Valid(d.Event.Data) {
 		s := string(d.Event.Data)

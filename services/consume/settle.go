@@ -26,9 +26,17 @@ type Delivery struct {
 	Partition int
 	// Attempt counts its deliveries, this one included (1 the first time).
 	Attempt int
-	// Token settles it: opaque to clients (ParseToken reads it).
-	Token string
+	// tok is what Token encodes; pt and s are where the puller keeps the
+	// event, so that AckDelivery finds it without parsing a token.
+	tok Token
+	pt  *part
+	s   *slot
 }
+
+// Token returns the delivery's token: opaque to clients (ParseToken
+// reads it), for settling by Ack, Nak, InProgress and Term, and through
+// the consume service. AckDelivery settles a Delivery without one.
+func (d Delivery) Token() string { return d.tok.String() }
 
 // slotState is where a buffered event is in its settlement.
 type slotState uint8
@@ -55,10 +63,22 @@ type slot struct {
 type part struct {
 	epoch uint64
 	slots []*slot // unsettled events and settled ones behind them, in stream order
+	outs  int     // slots in state out
 	tail  cursor  // right after the last event buffered
 	seen  cursor  // every message before it was read (events of other partitions included)
 	// committed is the position last written to the position key.
 	committed cursor
+}
+
+// set moves s, one of pt's slots, to state st, keeping count of those out.
+func (pt *part) set(s *slot, st slotState) {
+	if s.state == out {
+		pt.outs--
+	}
+	if st == out {
+		pt.outs++
+	}
+	s.state = st
 }
 
 // position is where the partition's committed position may move: its
@@ -170,45 +190,55 @@ func (pl *puller) drop(p int) {
 }
 
 // add buffers the events of msgs that belong to owned partitions and
-// were not buffered yet. Events replayed for another group are skipped.
-func (pl *puller) add(msgs []jetstream.Msg, partitions int, skip func(replicator.Event) bool, warn func(msg string, args ...any)) {
-	type item struct {
-		p  int
-		ev replicator.Event
+// were not buffered yet; pk picks them (its own is replaced by the
+// partitions the puller holds).
+func (pl *puller) add(msgs []jetstream.Msg, pk *picker) {
+	pl.mu.Lock()
+	own := make([]bool, pk.partitions)
+	for p := range pl.parts {
+		if p < len(own) {
+			own[p] = true
+		}
 	}
-	var items []item
+	pl.mu.Unlock()
+	pk.own = func(p int) bool { return own[p] }
+	type picked struct {
+		evs   []replicator.Event
+		parts []int
+	}
+	var got []picked
 	var last uint64
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
 		if err != nil {
-			warn("event metadata", "err", err)
+			pk.warn("event metadata", "err", err)
 			continue
 		}
 		last = md.Sequence.Stream
-		evs, err := replicator.Decode(msg.Subject(), md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data())
-		if err != nil {
-			warn("skipping undecodable message", "seq", md.Sequence.Stream, "err", err)
-			continue
-		}
-		for _, ev := range evs {
-			if !skip(ev) {
-				items = append(items, item{Partition(Key(ev), partitions), ev})
-			}
+		if evs, parts := pk.pick(msg, md); len(evs) > 0 {
+			got = append(got, picked{evs, parts})
 		}
 	}
+	// Only the member's loop, which calls add, changes pl.parts: the
+	// partitions are still those of own.
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	added := false
-	for _, it := range items {
-		pt := pl.parts[it.p]
-		at := cursorOf(it.ev.Pos)
-		if pt == nil || at.less(pt.tail) {
-			continue
+	for _, g := range got {
+		// One allocation for the slots of a message.
+		slots := make([]slot, 0, len(g.evs))
+		for i, ev := range g.evs {
+			pt := pl.parts[g.parts[i]]
+			at := cursorOf(ev.Pos)
+			if pt == nil || at.less(pt.tail) {
+				continue
+			}
+			slots = append(slots, slot{ev: ev, at: at})
+			pt.slots = append(pt.slots, &slots[len(slots)-1])
+			pt.tail = after(ev.Pos)
+			pl.buffered++
+			added = true
 		}
-		pt.slots = append(pt.slots, &slot{ev: it.ev, at: at})
-		pt.tail = after(it.ev.Pos)
-		pl.buffered++
-		added = true
 	}
 	if last > 0 {
 		for _, pt := range pl.parts {
@@ -300,6 +330,9 @@ func (pl *puller) take(max int, now time.Time) ([]Delivery, []dyingSlot) {
 		pt := pl.parts[p]
 		busy := false
 		for _, s := range pt.slots {
+			if pt.outs == 0 {
+				break // nothing out: no ack wait to look at
+			}
 			if s.state == out {
 				if now.Before(s.due) {
 					busy = true
@@ -307,13 +340,14 @@ func (pl *puller) take(max int, now time.Time) ([]Delivery, []dyingSlot) {
 				}
 				switch {
 				case s.dead != "":
-					s.state = dying
+					pt.set(s, dying)
 					die = append(die, dyingSlot{s, p, pt.epoch, s.dead})
 				case s.attempts >= pl.maxDeliver:
-					s.state = dying
+					pt.set(s, dying)
 					die = append(die, dyingSlot{s, p, pt.epoch, fmt.Sprintf("max deliveries (%d): ack wait expired", s.attempts)})
 				default:
-					s.state, s.due = ready, time.Time{}
+					pt.set(s, ready)
+					s.due = time.Time{}
 				}
 			}
 		}
@@ -330,11 +364,13 @@ func (pl *puller) take(max int, now time.Time) ([]Delivery, []dyingSlot) {
 			if now.Before(s.due) {
 				break // a nak's delay holds the partition
 			}
-			s.state, s.due = out, now.Add(pl.ackWait)
+			pt.set(s, out)
+			s.due = now.Add(pl.ackWait)
 			s.attempts++
 			dels = append(dels, Delivery{
 				Event: s.ev, Partition: p, Attempt: s.attempts,
-				Token: Token{Group: pl.group, Member: pl.member, Partition: p, Epoch: pt.epoch, Seq: s.at.seq, Index: s.at.index}.String(),
+				tok: Token{Group: pl.group, Member: pl.member, Partition: p, Epoch: pt.epoch, Seq: s.at.seq, Index: s.at.index},
+				pt:  pt, s: s,
 			})
 		}
 		if len(dels) >= max {
@@ -409,22 +445,49 @@ func (pl *puller) settle(tok Token, op settleOp, delay time.Duration, now time.T
 	}
 	switch op {
 	case opAck:
-		s.state = done
+		pt.set(s, done)
 		pl.trim(pt)
 	case opNak:
 		if s.attempts >= pl.maxDeliver {
-			s.state = dying
+			pt.set(s, dying)
 			return &dyingSlot{s, tok.Partition, pt.epoch, fmt.Sprintf("max deliveries (%d): nak", s.attempts)}, nil
 		}
-		s.state, s.due = ready, now.Add(delay)
+		pt.set(s, ready)
+		s.due = now.Add(delay)
 		pl.notify()
 	case opInProgress:
-		s.state, s.due = out, now.Add(pl.ackWait)
+		pt.set(s, out)
+		s.due = now.Add(pl.ackWait)
 	case opTerm:
-		s.state = dying
+		pt.set(s, dying)
 		return &dyingSlot{s, tok.Partition, pt.epoch, ""}, nil
 	}
 	return nil, nil
+}
+
+// ack acknowledges d's event, found by the slot Next handed out rather
+// than by a token; the same checks as settle's opAck.
+func (pl *puller) ack(d Delivery) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	switch {
+	case d.s == nil:
+		return fmt.Errorf("%w: not a delivery of Next", ErrBadToken)
+	case d.tok.Group != pl.group:
+		return fmt.Errorf("%w: delivery of group %s, this is %s", ErrWrongGroup, d.tok.Group, pl.group)
+	case d.tok.Member != pl.member:
+		return fmt.Errorf("%w: %s", ErrOtherMember, d.tok.Member)
+	}
+	// A partition taken again is a new part, under a new epoch.
+	if pt := pl.parts[d.Partition]; pt != d.pt || pt.epoch != d.tok.Epoch {
+		return fmt.Errorf("%w: partition %d", ErrStale, d.Partition)
+	}
+	if d.s.state == done || d.s.state == dying {
+		return nil
+	}
+	d.pt.set(d.s, done)
+	pl.trim(d.pt)
+	return nil
 }
 
 // buried ends a dying event: done when it reached DEAD, else ready to be
@@ -437,10 +500,11 @@ func (pl *puller) buried(d dyingSlot, err error, now time.Time) {
 		return
 	}
 	if err != nil {
-		d.s.state, d.s.due, d.s.dead = out, now.Add(time.Second), d.reason
+		pt.set(d.s, out)
+		d.s.due, d.s.dead = now.Add(time.Second), d.reason
 		return
 	}
-	d.s.state = done
+	pt.set(d.s, done)
 	pl.trim(pt)
 }
 

@@ -114,10 +114,10 @@ func TestSettleNakRedeliversOnlyThatEvent(t *testing.T) {
 		enveloped = enveloped || d.Event.Pos.Count > 1
 	}
 	require.True(t, enveloped, "no event came from an envelope")
-	require.NoError(t, m.Nak(first[4].Token, 0))
+	require.NoError(t, m.Nak(first[4].Token(), 0))
 	for i, d := range first {
 		if i != 4 {
-			require.NoError(t, m.Ack(d.Token))
+			require.NoError(t, m.Ack(d.Token()))
 		}
 	}
 	again := pull(t, m, 1, 10*time.Second)
@@ -136,15 +136,15 @@ func TestSettleNakRedeliversOnlyThatEvent(t *testing.T) {
 		}
 		return nil
 	})
-	require.NoError(t, m.Ack(again[0].Token))
-	require.NoError(t, m.Ack(again[0].Token), "acknowledging twice")
+	require.NoError(t, m.Ack(again[0].Token()))
+	require.NoError(t, m.Ack(again[0].Token()), "acknowledging twice")
 	clustertest.Eventually(t, 10*time.Second, func() error {
 		if got := e.positionOf(t, "nak", p).at(); got.less(want) {
 			return fmt.Errorf("position %v, want at least %v", got, want)
 		}
 		return nil
 	})
-	if err := m.Nak(again[0].Token, 0); !errors.Is(err, ErrSettled) {
+	if err := m.Nak(again[0].Token(), 0); !errors.Is(err, ErrSettled) {
 		t.Errorf("nak of a settled event: %v, want ErrSettled", err)
 	}
 }
@@ -167,14 +167,14 @@ func TestSettleAckWaitAndInProgress(t *testing.T) {
 	// In progress every 200ms for three ack waits: never handed out.
 	ctx := clustertest.Context(t, 10*time.Second)
 	for end := time.Now().Add(2100 * time.Millisecond); time.Now().Before(end); {
-		require.NoError(t, m.InProgress(again.Token))
+		require.NoError(t, m.InProgress(again.Token()))
 		got, err := m.Next(ctx, 1, 200*time.Millisecond)
 		require.NoError(t, err)
 		if len(got) != 0 {
 			t.Fatalf("an event in progress was handed out again (attempt %d)", got[0].Attempt)
 		}
 	}
-	require.NoError(t, m.Ack(again.Token))
+	require.NoError(t, m.Ack(again.Token()))
 	if got, err := m.Next(ctx, 1, time.Second); err != nil || len(got) != 0 {
 		t.Errorf("after the ack Next gave %d events (err %v), want none", len(got), err)
 	}
@@ -195,16 +195,16 @@ func TestSettleDeadLettersAndReplay(t *testing.T) {
 
 	waitBuffered(t, o, 3)
 	for _, d := range pull(t, o, 3, 30*time.Second) {
-		require.NoError(t, o.Ack(d.Token))
+		require.NoError(t, o.Ack(d.Token()))
 	}
 	waitBuffered(t, m, 3)
 	first := pull(t, m, 3, 30*time.Second)
-	require.NoError(t, m.Ack(first[0].Token))
-	require.NoError(t, m.Term(clustertest.Context(t, 10*time.Second), first[2].Token, "cannot parse"))
-	require.NoError(t, m.Nak(first[1].Token, 0))
+	require.NoError(t, m.Ack(first[0].Token()))
+	require.NoError(t, m.Term(clustertest.Context(t, 10*time.Second), first[2].Token(), "cannot parse"))
+	require.NoError(t, m.Nak(first[1].Token(), 0))
 	second := pull(t, m, 1, 10*time.Second)[0]
 	require.Equal(t, "1", string(second.Event.Data))
-	require.NoError(t, m.Nak(second.Token, 0)) // the second delivery of two: DEAD
+	require.NoError(t, m.Nak(second.Token(), 0)) // the second delivery of two: DEAD
 
 	ctx := clustertest.Context(t, 30*time.Second)
 	dead := func() []jetstream.Msg {
@@ -251,7 +251,7 @@ func TestSettleDeadLettersAndReplay(t *testing.T) {
 		if d.Attempt != 1 || d.Event.Header.Get(streams.ReplayGroupHeader) != "dl" {
 			t.Errorf("replayed event %q: attempt %d, replay header %q; want attempt 1 for group dl", d.Event.Data, d.Attempt, d.Event.Header.Get(streams.ReplayGroupHeader))
 		}
-		require.NoError(t, m.Ack(d.Token))
+		require.NoError(t, m.Ack(d.Token()))
 	}
 	slices.Sort(vals)
 	if !slices.Equal(vals, []string{"1", "2"}) {
@@ -280,7 +280,7 @@ func TestSettleRefusesForeignTokens(t *testing.T) {
 	e.publishPlain(t, []string{"t"}, 0, 1)
 	m := e.startPull(t, "tok", "a", Options{Partitions: 1})
 	d := pull(t, m, 1, 30*time.Second)[0]
-	tok, err := ParseToken(d.Token)
+	tok, err := ParseToken(d.Token())
 	require.NoError(t, err)
 
 	forged := func(f func(*Token)) string { c := tok; f(&c); return c.String() }
@@ -311,10 +311,36 @@ func TestSettleRefusesForeignTokens(t *testing.T) {
 	m.stop(t)
 	n := e.startPull(t, "tok", "a", Options{Partitions: 1})
 	third := pull(t, n, 1, 30*time.Second)[0]
-	if err := n.Ack(again.Token); !errors.Is(err, ErrStale) {
+	if err := n.Ack(again.Token()); !errors.Is(err, ErrStale) {
 		t.Errorf("ack with the previous owner's epoch: %v, want ErrStale", err)
 	}
-	require.NoError(t, n.Ack(third.Token))
+	// AckDelivery refuses the same without a token.
+	for _, tc := range []struct {
+		name string
+		d    Delivery
+		want error
+	}{
+		{"not from Next", Delivery{Event: third.Event, Partition: third.Partition}, ErrBadToken},
+		{"the previous owner's", again, ErrStale},
+		{"another member's", func() Delivery { c := third; c.tok.Member = "b"; return c }(), ErrOtherMember},
+		{"another group's", func() Delivery { c := third; c.tok.Group = "elsewhere"; return c }(), ErrWrongGroup},
+	} {
+		if err := n.AckDelivery(tc.d); !errors.Is(err, tc.want) {
+			t.Errorf("AckDelivery of %s delivery: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	require.NoError(t, n.AckDelivery(third))
+	require.NoError(t, n.AckDelivery(third), "acknowledging twice succeeds")
+	if err := n.Nak(third.Token(), 0); !errors.Is(err, ErrSettled) {
+		t.Errorf("nak after AckDelivery: %v, want ErrSettled", err)
+	}
+	// Settled: the position moves past it.
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if at := e.positionOf(t, "tok", 0).at(); at.less(after(third.Event.Pos)) {
+			return fmt.Errorf("position at %v, want past %v", at, third.Event.Pos)
+		}
+		return nil
+	})
 }
 
 // TestSettleOrderPerKeyAcrossRebalance: two members hand out 20 topics'
@@ -362,7 +388,7 @@ func TestSettleOrderPerKeyAcrossRebalance(t *testing.T) {
 				}
 				mu.Unlock()
 				for _, d := range ds {
-					_ = m.Ack(d.Token) // stale after a rebalance: handed out again elsewhere
+					_ = m.Ack(d.Token()) // stale after a rebalance: handed out again elsewhere
 				}
 			}
 		}()

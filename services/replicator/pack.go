@@ -147,6 +147,7 @@ func (k *packer) envelopeOf(subj string, evs []*pending) *unit {
 		jetstream.MsgIDHeader:       []string{id},
 		streams.EnvelopeHeader:      []string{envelopeVersion},
 		streams.EnvelopeCountHeader: []string{strconv.Itoa(len(evs))},
+		streams.EnvelopeKeysHeader:  []string{keySummary(subj, evs)},
 	}
 	data := buf
 	if k.compression != NoCompression && len(buf) >= k.compressAbove {
@@ -166,22 +167,27 @@ func (k *packer) envelopeOf(subj string, evs []*pending) *unit {
 }
 
 // setEntryIDs sets the ID of each event of an envelope to
-// "<envelope id>:<index>". The IDs share one string: one allocation per
-// envelope, not one per event.
+// "<envelope id>:<index>".
 func setEntryIDs(id string, evs []*pending) {
+	entryIDs(id, len(evs), func(i int, s string) { evs[i].msg.ID = s })
+}
+
+// entryIDs calls set with "<id>:<i>" for each i below n. The IDs share
+// one string: one allocation per envelope, not one per event.
+func entryIDs(id string, n int, set func(i int, s string)) {
 	var sb strings.Builder
-	sb.Grow(len(evs) * (len(id) + 1 + len(strconv.Itoa(len(evs)))))
+	sb.Grow(n * (len(id) + 1 + digits(n)))
 	var num [20]byte
-	for i := range evs {
+	for i := range n {
 		sb.WriteString(id)
 		sb.WriteByte(':')
 		sb.Write(strconv.AppendInt(num[:0], int64(i), 10))
 	}
 	all := sb.String()
 	start := 0
-	for i, e := range evs {
+	for i := range n {
 		end := start + len(id) + 1 + digits(i)
-		e.msg.ID = all[start:end]
+		set(i, all[start:end])
 		start = end
 	}
 }

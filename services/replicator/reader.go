@@ -85,11 +85,11 @@ func Decode(subject string, seq uint64, stamp time.Time, h nats.Header, data []b
 	for i, e := range entries {
 		evs[i] = Event{
 			Subject: subject, Data: e.data, Header: e.header,
-			ID:   id + ":" + strconv.Itoa(i),
 			Pos:  Position{Seq: seq, Index: i, Count: len(entries)},
 			Time: stamp,
 		}
 	}
+	entryIDs(id, len(evs), func(i int, s string) { evs[i].ID = s })
 	return evs, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ type Options struct {
 	// Member returns the command that runs one member process (see
 	// RunMember); nil skips the kill and join rows.
 	Member func(spec MemberSpec) *exec.Cmd
+	// Rows names the rows to run (the suffix after consume/, such as
+	// group-4-ack or reader-ordered); empty runs every row. The ratios
+	// are added when the group row and both baselines ran.
+	Rows []string
 	// Progress receives progress bars (nil: none).
 	Progress io.Writer
 	// Logger receives the members' logs (default: discarded).
@@ -102,53 +107,81 @@ const (
 	killPrefix = streams.EventsPrefix + "bench.kill."
 )
 
-// All runs every row side by side and adds the ratios the targets are
-// stated in to the group row.
+// All runs every row (or those in Options.Rows) side by side and adds
+// the ratios the targets are stated in to the group rows.
 func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	var out []bench.Result
-	if err := r.publishEnvelopes(ctx, envPrefix, r.o.Events); err != nil {
-		return out, err
-	}
-	if err := r.publishPlain(ctx, rawPrefix, r.o.Events); err != nil {
-		return out, err
-	}
-	group, err := r.GroupAck(ctx)
-	out = append(out, group)
-	if err != nil {
-		return out, err
-	}
-	noop, err := r.GroupNoop(ctx)
-	out = append(out, noop)
-	if err != nil {
-		return out, err
-	}
-	reader, err := r.Reader(ctx)
-	out = append(out, reader)
-	if err != nil {
-		return out, err
-	}
-	stock, err := r.Stock(ctx)
-	out = append(out, stock)
-	if err != nil {
-		return out, err
-	}
-	if reader.EventsPerSec > 0 && stock.EventsPerSec > 0 {
-		for i, g := range []bench.Result{group, noop} {
-			out[i].Extra["x_reader"] = g.EventsPerSec / reader.EventsPerSec
-			out[i].Extra["x_stock"] = g.EventsPerSec / stock.EventsPerSec
+	groupAck, groupEOS := fmt.Sprintf("group-%d-ack", r.o.Members), fmt.Sprintf("group-%d-eos", r.o.Members)
+	if r.want(groupAck, groupEOS, "reader-ordered") {
+		if err := r.publishEnvelopes(ctx, envPrefix, r.o.Events); err != nil {
+			return out, err
 		}
 	}
-	eos, err := r.ExactlyOnce(ctx)
-	out = append(out, eos)
-	if err != nil {
-		return out, err
+	if r.want("stock-pull-ack") {
+		if err := r.publishPlain(ctx, rawPrefix, r.o.Events); err != nil {
+			return out, err
+		}
 	}
-	if r.o.Member == nil {
+	var groups []int
+	var reader, stock bench.Result
+	for _, row := range []struct {
+		name   string
+		run    func(context.Context) (bench.Result, error)
+		group  bool
+		result *bench.Result
+	}{
+		{groupAck, r.GroupAck, true, nil},
+		{groupEOS, r.GroupNoop, true, nil},
+		{"reader-ordered", r.Reader, false, &reader},
+		{"stock-pull-ack", r.Stock, false, &stock},
+	} {
+		if !r.want(row.name) {
+			continue
+		}
+		res, err := row.run(ctx)
+		out = append(out, res)
+		if err != nil {
+			return out, err
+		}
+		if row.group {
+			groups = append(groups, len(out)-1)
+		}
+		if row.result != nil {
+			*row.result = res
+		}
+	}
+	if reader.EventsPerSec > 0 && stock.EventsPerSec > 0 {
+		for _, i := range groups {
+			out[i].Extra["x_reader"] = out[i].EventsPerSec / reader.EventsPerSec
+			out[i].Extra["x_stock"] = out[i].EventsPerSec / stock.EventsPerSec
+		}
+	}
+	if r.want(fmt.Sprintf("eos-counters-%d", r.o.Members)) {
+		eos, err := r.ExactlyOnce(ctx)
+		out = append(out, eos)
+		if err != nil {
+			return out, err
+		}
+	}
+	if r.o.Member == nil || !r.want(fmt.Sprintf("kill-1-of-%d", r.o.Members), fmt.Sprintf("join-%dth", r.o.Members+1)) {
 		return out, nil
 	}
 	kill, join, err := r.KillAndJoin(ctx)
 	out = append(out, kill, join)
 	return out, err
+}
+
+// want reports whether any of rows is to run.
+func (r *Runner) want(rows ...string) bool {
+	if len(r.o.Rows) == 0 {
+		return true
+	}
+	for _, row := range rows {
+		if slices.Contains(r.o.Rows, row) {
+			return true
+		}
+	}
+	return false
 }
 
 // cpu is the process's CPU time: its own and its waited-for children's.
@@ -347,7 +380,7 @@ func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
 // GroupAck is the per-event settlement row: Members at-least-once
 // members of a fresh group hand out the envelope events by Next (up to
 // 500 at a time, one caller per member) and the caller acknowledges each
-// by its token. Timed from the members' start to the last event
+// with AckDelivery. Timed from the members' start to the last event
 // acknowledged.
 func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
 	res := bench.Result{Name: fmt.Sprintf("consume/group-%d-ack", r.o.Members)}
@@ -359,7 +392,7 @@ func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
 	if err != nil {
 		return res, err
 	}
-	var acked atomic.Int64
+	var acked, first atomic.Int64 // first: nanoseconds from t0 to the first event handed out
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(ms))
@@ -374,8 +407,11 @@ func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
 					}
 					return
 				}
+				if len(ds) > 0 && first.Load() == 0 {
+					first.CompareAndSwap(0, int64(time.Since(t0)))
+				}
 				for _, d := range ds {
-					if err := m.m.Ack(d.Token); err != nil {
+					if err := m.m.AckDelivery(d); err != nil {
 						errs <- err
 						return
 					}
@@ -396,6 +432,12 @@ func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
 	el, cs := time.Since(t0), c0.since()
 	stopMembers(ms)
 	finish(&res, acked.Load(), el, cs)
+	// The group's own start (joining, the leader's first assignment,
+	// taking the partitions) is part of the row; first_s shows its share.
+	res.Extra["first_s"] = time.Duration(first.Load()).Seconds()
+	if f := time.Duration(first.Load()); f > 0 && el > f {
+		res.Extra["after_first_ev_s"] = float64(acked.Load()) / (el - f).Seconds()
+	}
 	if err == nil && acked.Load() < n {
 		err = fmt.Errorf("%d of %d events acknowledged: %w", acked.Load(), n, ctx.Err())
 	}
