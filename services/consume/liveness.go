@@ -41,7 +41,8 @@ func (m *Member) heartbeats(ctx context.Context) {
 	}
 	t := time.NewTicker(m.opts.Heartbeat)
 	defer t.Stop()
-	var seq uint64
+	seq := uint64(1)
+	send(service.Load{Seq: seq, IntervalMS: m.opts.Heartbeat.Milliseconds()})
 	for {
 		select {
 		case <-ctx.Done():

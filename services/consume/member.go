@@ -137,6 +137,14 @@ func (m *Member) run(ctx context.Context) error {
 	if err := m.ensureConfig(ctx); err != nil {
 		return err
 	}
+	if m.instance != "" {
+		// Heartbeats start before the member joins, so the detector knows
+		// it before it owns anything, and end after it left.
+		hctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); m.heartbeats(hctx) }()
+		defer func() { stop(); <-done }()
+	}
 	kv, err := m.js.KeyValue(ctx, m.opts.Store.Bucket())
 	if err != nil {
 		return fmt.Errorf("consume: bucket %s: %w", m.opts.Store.Bucket(), err)
@@ -174,9 +182,6 @@ func (m *Member) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	kctx, stopKeeper := context.WithCancel(ctx)
 	wg.Go(func() { m.keep(kctx, v, l) })
-	if m.instance != "" {
-		wg.Go(func() { m.heartbeats(kctx) })
-	}
 	defer func() {
 		stopKeeper()
 		wg.Wait()
@@ -219,6 +224,7 @@ func (m *Member) ensureConfig(ctx context.Context) error {
 func (m *Member) keep(ctx context.Context, v *view, l *lease.Lease) {
 	t := time.NewTicker(m.opts.Tick)
 	wake := merge(ctx, t.C, v.lost) // every tick, and at once when the detector declares a member dead
+	kick(v.lost)                    // the first step at once: a new group has no leader yet
 	defer t.Stop()
 	lastBeat := time.Now()
 	for {
