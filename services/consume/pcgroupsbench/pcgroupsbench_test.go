@@ -12,8 +12,9 @@ import (
 )
 
 var (
-	events = flag.Int("events", 1_000_000, "events each side reads in the throughput rows")
-	rounds = flag.Int("rounds", 5, "member crashes each side's failover row measures")
+	events     = flag.Int("events", 1_000_000, "events each side reads in the throughput rows")
+	rounds     = flag.Int("rounds", 5, "member crashes each side's failover row measures")
+	ackPending = flag.Int("ackpending", 10_000, "acknowledgements pending per pcgroups member consumer")
 )
 
 // open starts an embedded 3-node cluster (R3 file storage, fsync always,
@@ -40,7 +41,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	t := open(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	r := New(t, Options{Events: *events, Rounds: *rounds, Progress: os.Stderr})
+	r := New(t, Options{Events: *events, Rounds: *rounds, MaxAckPending: *ackPending, Progress: os.Stderr})
 	res, err := r.All(ctx)
 	_ = bench.Print(os.Stdout, false, res...)
 	if err != nil {
