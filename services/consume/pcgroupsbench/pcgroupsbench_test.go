@@ -41,7 +41,11 @@ func BenchmarkSideBySide(b *testing.B) {
 	t := open(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	r := New(t, Options{Events: *events, Rounds: *rounds, MaxAckPending: *ackPending, Progress: os.Stderr})
+	o := Options{Events: *events, Rounds: *rounds, MaxAckPending: *ackPending}
+	if testing.Verbose() {
+		o.Progress = os.Stderr // go test -v: progress bars
+	}
+	r := New(t, o)
 	res, err := r.All(ctx)
 	_ = bench.Print(os.Stdout, false, res...)
 	if err != nil {
