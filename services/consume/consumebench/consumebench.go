@@ -276,28 +276,11 @@ func (r *Runner) startMembers(ctx context.Context, group, filter string, h consu
 func (r *Runner) startMembersWith(ctx context.Context, base consume.Options) ([]*member, error) {
 	var out []*member
 	for i := range r.o.Members {
-		nc, err := r.t.Connect()
+		mb, err := r.startMember(ctx, base, fmt.Sprintf("m%d", i))
 		if err != nil {
 			stopMembers(out)
 			return nil, err
 		}
-		store, err := txn.NewStore(nc, txn.WithLogger(r.o.Logger))
-		if err != nil {
-			nc.Close()
-			stopMembers(out)
-			return nil, err
-		}
-		o := base
-		o.Conn, o.Store, o.Member, o.Logger = nc, store, fmt.Sprintf("m%d", i), r.o.Logger
-		m, err := consume.New(o)
-		if err != nil {
-			nc.Close()
-			stopMembers(out)
-			return nil, err
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		mb := &member{m: m, nc: nc, stop: cancel, done: make(chan error, 1)}
-		go func() { mb.done <- m.Run(mctx) }()
 		out = append(out, mb)
 	}
 	return out, nil
@@ -383,12 +366,17 @@ func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
 // with AckDelivery. Timed from the members' start to the last event
 // acknowledged.
 func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
-	res := bench.Result{Name: fmt.Sprintf("consume/group-%d-ack", r.o.Members)}
-	n := int64(r.o.Events)
+	return r.GroupAckOn(ctx, fmt.Sprintf("consume/group-%d-ack", r.o.Members), "benchack", envPrefix+">", int64(r.o.Events))
+}
+
+// GroupAckOn is GroupAck's row named name for group reading the n events
+// under filter (for benchmarks that store their own events).
+func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n int64) (bench.Result, error) {
+	res := bench.Result{Name: name}
 	prog := bench.NewProgress(r.o.Progress, res.Name, n)
 	defer prog.Stop()
 	c0, t0 := cpuNow(), time.Now()
-	ms, err := r.startMembers(ctx, "benchack", envPrefix+">", nil)
+	ms, err := r.startMembers(ctx, group, filter, nil)
 	if err != nil {
 		return res, err
 	}

@@ -164,9 +164,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// feed publishes events under killPrefix at rate per second on every
-// topic until ctx ends, so every partition has events to apply.
-func (r *Runner) feed(ctx context.Context, rate int) {
+// feed publishes events under prefix at rate per second over all topics
+// until ctx ends, so every partition has events to apply.
+func (r *Runner) feed(ctx context.Context, prefix string, rate int) {
 	js, err := jetstream.New(r.t.Conn, jetstream.WithPublishAsyncMaxPending(1024))
 	if err != nil {
 		return
@@ -180,7 +180,7 @@ func (r *Runner) feed(ctx context.Context, rate int) {
 		case <-t.C:
 		}
 		for tp := range r.o.Topics {
-			_, _ = js.PublishAsync(r.topic(killPrefix, tp), []byte(strconv.Itoa(i)))
+			_, _ = js.PublishAsync(r.topic(prefix, tp), []byte(strconv.Itoa(i)))
 		}
 	}
 }
@@ -202,7 +202,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 	g := groupKeys{store: store, group: group, parts: consume.DefaultPartitions}
 	fctx, stopFeed := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { r.feed(fctx, 2000) })
+	wg.Go(func() { r.feed(fctx, killPrefix, 2000) })
 	defer func() { stopFeed(); wg.Wait() }()
 
 	// The platform's detector, as platform run has it (a standby where
