@@ -244,7 +244,7 @@ func (r *Runner) PlatformFailover(ctx context.Context) (bench.Result, error) {
 				}
 				for _, d := range ds {
 					tr.saw(d.Event.Subject, id)
-					_ = m.Ack(d.Token)
+					_ = m.AckDelivery(d)
 				}
 			}
 		}()
