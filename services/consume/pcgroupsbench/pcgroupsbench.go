@@ -21,6 +21,7 @@ import (
 
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/bench/target"
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/services/consume"
 	"github.com/platform/platform/services/consume/consumebench"
 	"github.com/platform/platform/streams"
@@ -262,7 +263,13 @@ func (p *pcgInstance) kill() {
 // group of that name (an earlier run on a kept cluster) is deleted first.
 func (r *Runner) createStatic(ctx context.Context, group string) error {
 	_ = pcgroups.DeleteStatic(ctx, r.t.JS, Stream, group)
-	if _, err := pcgroups.CreateStatic(ctx, r.t.JS, Stream, group, uint(r.o.Partitions), nil, r.memberNames(), nil); err != nil {
+	// A cluster just started may not place the group's consumers yet
+	// ("no suitable peers"): retried while the error is transient.
+	retry := jsapi.Retry{Backoff: jsapi.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}, Timeout: 30 * time.Second}
+	if err := retry.Do(ctx, func(ctx context.Context) error {
+		_, err := pcgroups.CreateStatic(ctx, r.t.JS, Stream, group, uint(r.o.Partitions), nil, r.memberNames(), nil)
+		return err
+	}); err != nil {
 		return fmt.Errorf("create pcgroups static group %s: %w", group, err)
 	}
 	return nil
