@@ -1,7 +1,6 @@
 package consume
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
@@ -24,17 +22,8 @@ func TestGroupFollowsTheDetector(t *testing.T) {
 	const group = "hb"
 	deaths := e.runDetector(t, group)
 	start := func(id string) *running {
-		nc := clustertest.Connect(t, e.c)
-		store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
-		require.NoError(t, err)
-		m, err := New(Options{Conn: nc, Store: store, Group: group, Member: id, Handler: count,
-			TTL: 30 * time.Second, Tick: 100 * time.Millisecond, Logger: clustertest.Logger()})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		r := &running{Member: m, cancel: cancel, done: make(chan error, 1)}
-		go func() { r.done <- m.Run(ctx) }()
-		t.Cleanup(func() { r.stop(t) })
-		return r
+		return e.run(t, Options{Group: group, Member: id, Handler: count,
+			TTL: 30 * time.Second, Tick: 100 * time.Millisecond})
 	}
 	listed := func(want ...string) func() error {
 		return func() error {

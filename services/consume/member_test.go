@@ -86,14 +86,19 @@ type running struct {
 // start runs a member of group with its own connection and store.
 func (e *groupEnv) start(t *testing.T, group, id string, h Handler) *running {
 	t.Helper()
+	return e.run(t, Options{Group: group, Member: id, Handler: h,
+		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, MaxBatch: 20})
+}
+
+// run runs a member with options o, on a connection and store of its own
+// (which it sets, with the test's logger), until the test ends.
+func (e *groupEnv) run(t *testing.T, o Options) *running {
+	t.Helper()
 	nc := clustertest.Connect(t, e.c)
 	store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
 	require.NoError(t, err)
-	m, err := New(Options{
-		Conn: nc, Store: store, Group: group, Member: id, Handler: h,
-		TTL: 2 * time.Second, Tick: 100 * time.Millisecond, MaxBatch: 20,
-		Logger: clustertest.Logger(),
-	})
+	o.Conn, o.Store, o.Logger = nc, store, clustertest.Logger()
+	m, err := New(o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Member: m, cancel: cancel, done: make(chan error, 1)}

@@ -15,25 +15,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
-	"github.com/platform/platform/services/txn"
 	"github.com/platform/platform/streams"
 )
 
 // startPull runs an at-least-once member of group on its own connection.
 func (e *groupEnv) startPull(t *testing.T, group, id string, o Options) *running {
 	t.Helper()
-	nc := clustertest.Connect(t, e.c)
-	store, err := txn.NewStore(nc, txn.WithLogger(clustertest.Logger()))
-	require.NoError(t, err)
-	o.Conn, o.Store, o.Group, o.Member, o.AtLeastOnce = nc, store, group, id, true
-	o.TTL, o.Tick, o.Logger = 2*time.Second, 100*time.Millisecond, clustertest.Logger()
-	m, err := New(o)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Member: m, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- m.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	o.Group, o.Member, o.AtLeastOnce = group, id, true
+	o.TTL, o.Tick = 2*time.Second, 100*time.Millisecond
+	return e.run(t, o)
 }
 
 // create makes group with the given settings.
