@@ -33,8 +33,10 @@ process, plus its member processes once they exit):
                    handler that does nothing else); from the members' start
   group-4-ack      4 at-least-once members of a fresh group take the same
                    events with Next (500) and acknowledge each one
-                   (AckDelivery); first_s is when the first was handed out,
-                   after_first_ev_s the rate from then on
+                   (AckDelivery) until every event was acknowledged once;
+                   duplicates counts those handed out again (a rebalance
+                   as the group forms), first_s is when the first was
+                   handed out, after_first_ev_s the rate from then on
   reader-ordered   one ordered replicator.Reader reads the same events
   stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
                    pending) acks each of --events per-event messages

@@ -2,6 +2,7 @@ package consumebench
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/platform/platform/bench"
@@ -87,4 +88,42 @@ func CPUNow() Usage { return Usage{cpuNow()} }
 // since u (Extra cpu_s and cpu_s_per_M), as every row of this package.
 func (u Usage) Finish(res *bench.Result, events int64, elapsed time.Duration) {
 	finish(res, events, elapsed, u.c.since())
+}
+
+// seen counts the distinct events acknowledged (by stream sequence and
+// index in the envelope) and the acknowledgements beyond them.
+type seen struct {
+	mu   sync.Mutex
+	bits map[uint64][]uint64 // sequence -> a bit per index
+	n    int64
+	dups int64
+}
+
+func newSeen() *seen { return &seen{bits: map[uint64][]uint64{}} }
+
+// add records ds and returns the distinct events so far.
+func (s *seen) add(ds []consume.Delivery) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range ds {
+		seq, i := d.Event.Pos.Seq, d.Event.Pos.Index
+		b := s.bits[seq]
+		for len(b) <= i/64 {
+			b = append(b, 0)
+		}
+		if bit := uint64(1) << (i % 64); b[i/64]&bit == 0 {
+			b[i/64] |= bit
+			s.n++
+		} else {
+			s.dups++
+		}
+		s.bits[seq] = b
+	}
+	return s.n
+}
+
+func (s *seen) counts() (distinct, dups int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.dups
 }
