@@ -14,8 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -357,84 +355,6 @@ func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
 	el, cs := time.Since(t0), c0.since()
 	stopMembers(ms)
 	finish(&res, n, el, cs)
-	return res, err
-}
-
-// GroupAck is the per-event settlement row: Members at-least-once
-// members of a fresh group hand out the envelope events by Next (up to
-// 500 at a time, one caller per member) and the caller acknowledges each
-// with AckDelivery. Timed from the members' start to the last event
-// acknowledged.
-func (r *Runner) GroupAck(ctx context.Context) (bench.Result, error) {
-	return r.GroupAckOn(ctx, fmt.Sprintf("consume/group-%d-ack", r.o.Members), "benchack", envPrefix+">", int64(r.o.Events))
-}
-
-// GroupAckOn is GroupAck's row named name for group reading the n events
-// under filter (for benchmarks that store their own events).
-func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n int64) (bench.Result, error) {
-	res := bench.Result{Name: name}
-	prog := bench.NewProgress(r.o.Progress, res.Name, n)
-	defer prog.Stop()
-	c0, t0 := cpuNow(), time.Now()
-	ms, err := r.startMembers(ctx, group, filter, nil)
-	if err != nil {
-		return res, err
-	}
-	var first atomic.Int64 // first: nanoseconds from t0 to the first event handed out
-	// At least once, a rebalance may hand out again an event settled less
-	// than a tick before (as the group forms): the row ends when n
-	// distinct events were acknowledged and reports the extra ones.
-	acked := newSeen()
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(ms))
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		wg.Go(func() {
-			for actx.Err() == nil {
-				ds, err := m.m.Next(actx, 500, 100*time.Millisecond)
-				if err != nil {
-					if actx.Err() == nil {
-						errs <- err
-					}
-					return
-				}
-				if len(ds) > 0 && first.Load() == 0 {
-					first.CompareAndSwap(0, int64(time.Since(t0)))
-				}
-				for _, d := range ds {
-					if err := m.m.AckDelivery(d); err != nil {
-						errs <- err
-						return
-					}
-				}
-				if acked.add(ds) >= n {
-					cancel()
-				}
-				prog.Add(int64(len(ds)))
-			}
-		})
-	}
-	select {
-	case <-actx.Done():
-	case err = <-errs:
-		cancel()
-	}
-	wg.Wait()
-	el, cs := time.Since(t0), c0.since()
-	stopMembers(ms)
-	distinct, dups := acked.counts()
-	finish(&res, distinct, el, cs)
-	res.Extra["duplicates"] = float64(dups)
-	// The group's own start (joining, the leader's first assignment,
-	// taking the partitions) is part of the row; first_s shows its share.
-	res.Extra["first_s"] = time.Duration(first.Load()).Seconds()
-	if f := time.Duration(first.Load()); f > 0 && el > f {
-		res.Extra["after_first_ev_s"] = float64(distinct) / (el - f).Seconds()
-	}
-	if err == nil && distinct < n {
-		err = fmt.Errorf("%d of %d events acknowledged: %w", distinct, n, ctx.Err())
-	}
 	return res, err
 }
 
