@@ -215,7 +215,7 @@ func (tb *tab) openMeasured(t *testing.T, p *browserPlatform, route, cells strin
 	})()`})
 	require.NoError(t, err, "install the element timing marker")
 	defer func() {
-		_, err := chromedp.Call(tb.ctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams{Identifier: res.Identifier})
+		_, err := chromedp.Call(tb.ctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams(res))
 		require.NoError(t, err)
 	}()
 	tb.open(t, p, route)
