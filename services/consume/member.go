@@ -33,8 +33,10 @@ var ErrFenced = errors.New("consume: partition fenced by a newer owner")
 // How a member works:
 //
 //   - Membership: every TTL/4 it writes its member key with a message TTL
-//     of TTL, so a member that dies (or is paused) leaves the group after
-//     TTL; one that stops deletes the key at once.
+//     of TTL, and it heartbeats to the platform's detector every
+//     Heartbeat. A member that dies (or is paused) leaves the group when
+//     the detector declares it dead, or after TTL where no detector runs;
+//     one that stops deletes the key at once.
 //   - Leader: the holder of the group's lease (bucket LEASES) lists the
 //     live members every tick and writes Assign's result to the assign
 //     key (compare-and-set on its revision).
