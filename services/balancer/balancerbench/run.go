@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/streams"
 )
@@ -63,7 +64,7 @@ func Run(ctx context.Context, o Options) ([]ModeResult, error) {
 	}
 	defer cnc.Close()
 	// Let the weights settle past the blackout.
-	if err := sleep(ctx, 3*time.Second); err != nil {
+	if err := jsapi.Sleep(ctx, 3*time.Second); err != nil {
 		return nil, err
 	}
 
@@ -166,15 +167,6 @@ func runInterleaved(ctx context.Context, o Options, f *fleet, newReq func(string
 var strategies = map[string]balancer.Strategy{
 	"round_robin": balancer.RoundRobin, "weights": balancer.Weighted,
 	"router": balancer.P2C, "router_peak": balancer.P2C, ModeKill: balancer.P2C,
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 // sample is one answered request.

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/services/consume"
 	"github.com/platform/platform/services/detector"
 	"github.com/platform/platform/services/txn"
@@ -149,18 +150,9 @@ func (g groupKeys) settled(ctx context.Context, members []string, within time.Du
 		if time.Now().After(deadline) {
 			return a, fmt.Errorf("group %s did not settle on %v in %s (assignment %v, err %v)", g.group, want, within, a.Members, err)
 		}
-		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+		if err := jsapi.Sleep(ctx, 25*time.Millisecond); err != nil {
 			return a, err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
 	}
 }
 
@@ -269,7 +261,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 		<-procs[victim].exited
 		delete(procs, victim)
 		for len(parts) > 0 {
-			if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			if err := jsapi.Sleep(ctx, 10*time.Millisecond); err != nil {
 				prog.Stop()
 				return kill, join, err
 			}
@@ -297,7 +289,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 				prog.Stop()
 				return kill, join, fmt.Errorf("round %d: the detector did not declare %s dead in %s", round, victim, settle)
 			}
-			if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			if err := jsapi.Sleep(ctx, 10*time.Millisecond); err != nil {
 				prog.Stop()
 				return kill, join, err
 			}
@@ -353,7 +345,7 @@ func (r *Runner) KillAndJoin(ctx context.Context) (kill, join bench.Result, err 
 		if time.Now().After(deadline) {
 			return kill, join, fmt.Errorf("join: the group did not settle in %s", settle)
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := jsapi.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return kill, join, err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/synadia-io/orbit.go/pcgroups"
 
 	"github.com/platform/platform/bench"
+	"github.com/platform/platform/internal/jsapi"
 	"github.com/platform/platform/services/consume"
 	"github.com/platform/platform/services/consume/consumebench"
 )
@@ -100,7 +101,7 @@ func (r *Runner) failover(ctx context.Context, res *bench.Result, tr *tracker, k
 			if time.Now().After(deadline) {
 				return fmt.Errorf("round %d: the group did not settle on %d instances handing out all %d topics in %s", round, r.o.Members, r.o.Topics, within)
 			}
-			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			if err := jsapi.Sleep(ctx, 20*time.Millisecond); err != nil {
 				return err
 			}
 		}
@@ -113,7 +114,7 @@ func (r *Runner) failover(ctx context.Context, res *bench.Result, tr *tracker, k
 			if time.Since(t0) > within {
 				return fmt.Errorf("round %d: topics %v of crashed %s not handed out again in %s", round, left, victim, within)
 			}
-			if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			if err := jsapi.Sleep(ctx, 5*time.Millisecond); err != nil {
 				return err
 			}
 		}
@@ -126,15 +127,6 @@ func (r *Runner) failover(ctx context.Context, res *bench.Result, tr *tracker, k
 	res.Finish(int64(r.o.Rounds), 0, lat)
 	res.Extra = map[string]float64{"detect_s": r.o.Detect.Seconds()}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 // PCGroupsFailover is pcgroups' failover row. A static group's
