@@ -187,19 +187,32 @@ func (e *groupEnv) publishPlain(t *testing.T, topics []string, from, to int) {
 // publishEnvelopes stores events from to to-1 of each topic in envelopes.
 func (e *groupEnv) publishEnvelopes(t *testing.T, topics []string, from, to int) {
 	t.Helper()
-	ctx := clustertest.Context(t, 30*time.Second)
-	p, err := replicator.NewPublisher(e.js, replicator.WithEnvelope(), replicator.WithBatch(64, 1<<20))
-	require.NoError(t, err)
-	var futs []*replicator.Future
+	var msgs []replicator.Message
 	for i := from; i < to; i++ {
 		for _, tp := range topics {
-			f, err := p.PublishAsync(ctx, replicator.Message{Subject: streams.EventsPrefix + tp, Data: []byte(strconv.Itoa(i))})
-			require.NoError(t, err)
-			futs = append(futs, f)
+			msgs = append(msgs, replicator.Message{Subject: streams.EventsPrefix + tp, Data: []byte(strconv.Itoa(i))})
 		}
 	}
+	enveloped := publishInEnvelopes(t, e.js, 64, msgs)
+	require.NotZero(t, enveloped, "no event was stored in an envelope")
+}
+
+// publishInEnvelopes publishes msgs with an enveloping Publisher of
+// batches of batch events, waits for every ack and returns how many
+// events were stored in an envelope (a batch cut by the linger can leave
+// one event of a subject alone, stored as a plain message).
+func publishInEnvelopes(t *testing.T, js jetstream.JetStream, batch int, msgs []replicator.Message) (enveloped int) {
+	t.Helper()
+	ctx := clustertest.Context(t, 30*time.Second)
+	p, err := replicator.NewPublisher(js, replicator.WithEnvelope(), replicator.WithBatch(batch, 1<<20))
+	require.NoError(t, err)
+	futs := make([]*replicator.Future, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := p.PublishAsync(ctx, m)
+		require.NoError(t, err)
+		futs = append(futs, f)
+	}
 	require.NoError(t, p.Flush(ctx))
-	enveloped := 0
 	for _, f := range futs {
 		a, err := f.Wait(ctx)
 		require.NoError(t, err)
@@ -208,7 +221,7 @@ func (e *groupEnv) publishEnvelopes(t *testing.T, topics []string, from, to int)
 		}
 	}
 	require.NoError(t, p.Close(ctx))
-	require.NotZero(t, enveloped, "no event was stored in an envelope")
+	return enveloped
 }
 
 // TestGroupExactlyOnceAcrossRebalance applies 5,000 events of 20 topics

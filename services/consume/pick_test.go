@@ -31,36 +31,18 @@ func TestPickerSkipsByHeaders(t *testing.T) {
 
 	// The Publisher's envelopes: topics of their own, and one mixing
 	// events keyed by Platform-Key with events keyed by their topic.
-	p, err := replicator.NewPublisher(js, replicator.WithEnvelope(), replicator.WithBatch(1000, 1<<20))
-	require.NoError(t, err)
-	var futs []*replicator.Future
-	publish := func(m replicator.Message) {
-		f, err := p.PublishAsync(ctx, m)
-		require.NoError(t, err)
-		futs = append(futs, f)
-	}
+	var published []replicator.Message
 	for i := range 40 {
-		publish(replicator.Message{Subject: fmt.Sprintf("events.t%d", i%8), Data: []byte(strconv.Itoa(i))})
+		published = append(published, replicator.Message{Subject: fmt.Sprintf("events.t%d", i%8), Data: []byte(strconv.Itoa(i))})
 		h := nats.Header{}
 		if i%3 != 0 {
 			h.Set(streams.KeyHeader, fmt.Sprintf("k%d", i%7))
 		}
-		publish(replicator.Message{Subject: "events.mixed", Data: []byte(strconv.Itoa(i)), Header: h})
+		published = append(published, replicator.Message{Subject: "events.mixed", Data: []byte(strconv.Itoa(i)), Header: h})
 	}
-	require.NoError(t, p.Flush(ctx))
-	// A batch cut by the linger can leave a topic one event alone, stored
-	// as a plain message; most must be in envelopes for the test to
-	// mean anything.
-	enveloped := 0
-	for _, f := range futs {
-		a, err := f.Wait(ctx)
-		require.NoError(t, err)
-		if a.Count > 1 {
-			enveloped++
-		}
-	}
-	require.Greater(t, enveloped, len(futs)/2, "events stored in envelopes")
-	require.NoError(t, p.Close(ctx))
+	// Most must be in envelopes for the test to mean anything.
+	enveloped := publishInEnvelopes(t, js, 1000, published)
+	require.Greater(t, enveloped, len(published)/2, "events stored in envelopes")
 
 	// Single events with a Platform-Key.
 	for i := range 6 {
