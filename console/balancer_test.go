@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -194,14 +193,7 @@ func TestConsoleBalancerPages(t *testing.T) {
 			"balancer?offset=-1", "balancer?offset=10000001", "balancer?service=a.b", "balancer?service=a%20b",
 			"balancer?reason=maybe", "balancer?reason=blackout%2Bslow_start", "balancer?q=" + strings.Repeat("q", 300),
 		} {
-			code, body := p.do(t, http.MethodGet, path, "", false)
-			require.Equal(t, http.StatusBadRequest, code, "GET %s: %s", path, body)
-			var e struct {
-				Error struct{ Code, Message string }
-			}
-			require.NoError(t, json.Unmarshal([]byte(body), &e), "GET %s: %s", path, body)
-			require.Equal(t, "bad_request", e.Error.Code, path)
-			require.NotEmpty(t, e.Error.Message, path)
+			p.requireBadRequest(t, path)
 		}
 	})
 }

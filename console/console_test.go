@@ -85,6 +85,20 @@ func (p *platform) get(t *testing.T, path string, v any) {
 	require.NoError(t, json.Unmarshal([]byte(body), v), "GET %s: %s", path, body)
 }
 
+// requireBadRequest checks that GET path is refused with a 400 and the
+// API's error body, code bad_request, with a message.
+func (p *platform) requireBadRequest(t *testing.T, path string) {
+	t.Helper()
+	code, body := p.do(t, http.MethodGet, path, "", false)
+	require.Equal(t, http.StatusBadRequest, code, "GET %s: %s", path, body)
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &e), "GET %s: %s", path, body)
+	require.Equal(t, "bad_request", e.Error.Code, path)
+	require.NotEmpty(t, e.Error.Message, path)
+}
+
 func (p *platform) do(t *testing.T, method, path, body string, csrf bool) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
@@ -569,14 +583,7 @@ func TestConsole(t *testing.T) {
 			"members?service=a.b", "members/a.b/c", "state", "state?key=a&prefix=b", "state?key=a..b", "state?key=" + strings.Repeat("k", 2000),
 			"state?prefix=a*", "series?since=-5", "events/tail?topic=a..b", "groups?group=a.b",
 		} {
-			code, body := p.do(t, http.MethodGet, path, "", false)
-			require.Equal(t, http.StatusBadRequest, code, "GET %s: %s", path, body)
-			var e struct {
-				Error struct{ Code, Message string }
-			}
-			require.NoError(t, json.Unmarshal([]byte(body), &e), "GET %s: %s", path, body)
-			require.Equal(t, "bad_request", e.Error.Code, path)
-			require.NotEmpty(t, e.Error.Message, path)
+			p.requireBadRequest(t, path)
 		}
 		for _, body := range []string{
 			``, `{`, `{"matchers":"","duration_ms":3600000,"comment":"c"}`, `{"matchers":"a=~\"(\"","duration_ms":3600000,"comment":"c"}`,
