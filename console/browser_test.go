@@ -399,6 +399,20 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Logf("%s: over the %s budget on this run", pg.route, firstPaintBudget)
 			}
 			name := strings.TrimPrefix(strings.SplitN(pg.route, "?", 2)[0], "/")
+			if slices.Contains([]string{"overview", "events", "members", "balancer"}, name) {
+				// first.js asked for the page's data before the document
+				// was parsed, and the page took that answer instead of
+				// asking again.
+				v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[map[string]any](`(() => {
+					const n = performance.getEntriesByType('navigation')[0];
+					const rs = performance.getEntriesByType('resource').filter((e) => new URL(e.name).pathname === '/console/api/`+name+`');
+					return {early: rs.length > 0 && rs[0].startTime < n.domInteractive, first: rs.length ? rs[0].startTime : -1,
+						parsed: n.domInteractive, asked: rs.filter((e) => e.startTime < 800).length};
+				})()`))
+				require.NoError(t, err)
+				require.Equal(t, true, v["early"], "%s: the page's data was asked for before the document was parsed: %v", pg.route, v)
+				require.EqualValues(t, 1, v["asked"], "%s: the page took first.js's answer and did not ask again: %v", pg.route, v)
+			}
 			if name == "events" {
 				// Open one event: headers and the pretty-printed body.
 				require.NoError(t, chromedp.Do(tb.ctx, chromedp.Click(chromedp.CSS(`#ev-table tbody tr`))))

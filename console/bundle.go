@@ -112,24 +112,29 @@ func moduleVar(name string) string {
 // where the session goes: head, the session's JSON, tail.
 type document struct {
 	head, tail string
-	// scriptHash is the Content-Security-Policy source that allows the
-	// inline script and no other ('sha256-…').
+	// scriptHash is the Content-Security-Policy sources that allow the
+	// two inline scripts and no other ('sha256-…' 'sha256-…').
 	scriptHash string
 }
 
 const (
+	firstTag  = `<script src="first.js"></script>`
 	styleTag  = `<link rel="stylesheet" href="style.css">`
 	scriptTag = `<script type="module" src="app.js"></script>`
 )
 
-// buildDocument inlines style.css and the joined modules of app.js into
-// index.html, in place of the tags that load them.
+// buildDocument inlines first.js, style.css and the joined modules of
+// app.js into index.html, in place of the tags that load them.
 func buildDocument(fsys fs.FS) (document, error) {
 	read := func(name string) (string, error) {
 		b, err := fs.ReadFile(fsys, name)
 		return string(b), err
 	}
 	html, err := read("index.html")
+	if err != nil {
+		return document{}, err
+	}
+	first, err := read("first.js")
 	if err != nil {
 		return document{}, err
 	}
@@ -144,20 +149,29 @@ func buildDocument(fsys fs.FS) (document, error) {
 	if strings.Contains(strings.ToLower(css), "</style") {
 		return document{}, fmt.Errorf("style.css contains </style, which would end the inlined style early")
 	}
-	if low := strings.ToLower(js); strings.Contains(low, "</script") || strings.Contains(low, "<!--") {
-		return document{}, fmt.Errorf("the modules contain </script or <!--, which an inlined script may not: split the string ('<' + '/script')")
+	for name, src := range map[string]string{"the modules": js, "first.js": first} {
+		if low := strings.ToLower(src); strings.Contains(low, "</script") || strings.Contains(low, "<!--") {
+			return document{}, fmt.Errorf("%s: </script or <!-- inside, which an inlined script may not hold: split the string ('<' + '/script')", name)
+		}
 	}
-	for _, tag := range []string{styleTag, scriptTag} {
+	for _, tag := range []string{firstTag, styleTag, scriptTag} {
 		if strings.Count(html, tag) != 1 {
 			return document{}, fmt.Errorf("index.html: want %s once, the tag the console replaces with the file's content", tag)
 		}
 	}
+	html = strings.Replace(html, firstTag, "<script>"+first+"</script>", 1)
 	html = strings.Replace(html, styleTag, "<style>\n"+css+"</style>", 1)
 	head, tail, _ := strings.Cut(html, scriptTag)
-	sum := sha256.Sum256([]byte(js))
 	return document{
 		head:       head + `<script type="application/json" id="console-session">`,
 		tail:       "</script>\n<script type=\"module\">" + js + "</script>" + tail,
-		scriptHash: "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'",
+		scriptHash: scriptSource(first) + " " + scriptSource(js),
 	}, nil
+}
+
+// scriptSource is the Content-Security-Policy source that allows one
+// inline script.
+func scriptSource(js string) string {
+	sum := sha256.Sum256([]byte(js))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }

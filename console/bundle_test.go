@@ -56,16 +56,25 @@ func TestJoinModules(t *testing.T) {
 
 func TestBuildDocumentRefusesAnEarlyEnd(t *testing.T) {
 	fsys := fstest.MapFS{
-		"index.html": {Data: []byte("<head>" + styleTag + scriptTag + "</head>")},
+		"index.html": {Data: []byte("<head>" + firstTag + styleTag + scriptTag + "</head>")},
+		"first.js":   {Data: []byte("let f = 1;\n")},
 		"style.css":  {Data: []byte("a {}\n")},
 		"app.js":     {Data: []byte("const s = '</script>';\n")},
 	}
 	_, err := buildDocument(fsys)
-	require.ErrorContains(t, err, "</script")
+	require.ErrorContains(t, err, "the modules: </script")
 
 	fsys["app.js"] = &fstest.MapFile{Data: []byte("const s = 1;\n")}
+	fsys["first.js"] = &fstest.MapFile{Data: []byte("const s = '<!-- x';\n")}
+	_, err = buildDocument(fsys)
+	require.ErrorContains(t, err, "first.js: </script or <!--")
+
+	fsys["first.js"] = &fstest.MapFile{Data: []byte("let f = 1;\n")}
 	d, err := buildDocument(fsys)
 	require.NoError(t, err)
-	require.Equal(t, `<head><style>`+"\na {}\n"+`</style><script type="application/json" id="console-session">`, d.head)
+	require.Equal(t, `<head><script>let f = 1;`+"\n"+`</script><style>`+"\na {}\n"+`</style><script type="application/json" id="console-session">`, d.head)
+	joined, err := joinModules(fsys, "app.js")
+	require.NoError(t, err)
+	require.Equal(t, scriptSource("let f = 1;\n")+" "+scriptSource(joined), d.scriptHash, "first.js's hash, then the modules'")
 	require.True(t, strings.HasPrefix(d.scriptHash, "'sha256-"))
 }

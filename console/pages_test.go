@@ -65,13 +65,21 @@ func TestPageDocument(t *testing.T) {
 	require.Equal(t, "", s["user"], "no cookie, no user")
 	require.Equal(t, "", s["csrf"], "no cookie, no token")
 
-	scripts := regexp.MustCompile(`(?s)<script type="module">(.*?)</script>`).FindAllStringSubmatch(doc, -1)
-	require.Len(t, scripts, 1, "one inline script")
-	sum := sha256.Sum256([]byte(scripts[0][1]))
+	// Two inline scripts: first.js, which asks for the page's data at
+	// once, and the joined modules; the policy allows those two only.
+	scripts := regexp.MustCompile(`(?s)<script(?: type="module")?>(.*?)</script>`).FindAllStringSubmatch(doc, -1)
+	require.Len(t, scripts, 2, "two inline scripts")
+	require.Contains(t, scripts[0][1], "consoleEarly", "first.js comes first")
 	csp := resp.Header.Get("Content-Security-Policy")
-	require.Contains(t, csp, "script-src 'self' 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
-	require.NotContains(t, csp, "unsafe-inline'; script", "no inline script but that one")
+	var allowed []string
+	for _, s := range scripts {
+		sum := sha256.Sum256([]byte(s[1]))
+		allowed = append(allowed, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
+	}
+	require.True(t, strings.HasSuffix(csp, "; script-src 'self' "+strings.Join(allowed, " ")), "policy %q", csp)
+	require.NotContains(t, csp, "unsafe-inline'; script", "no inline script but those")
 	require.NotContains(t, doc, `src="app.js"`, "nothing else to fetch")
+	require.NotContains(t, doc, `src="first.js"`, "nothing else to fetch")
 	require.NotContains(t, doc, `href="style.css"`, "nothing else to fetch")
 
 	// A client route is the same document.

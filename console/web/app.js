@@ -1,6 +1,6 @@
 // The console's shell: session and login, hash routes, one page mounted
 // at a time (each page returns a function that stops its polling).
-import { api, session, refreshSession, setUnauthorizedHook, h, replace, routeParams, errorBox, status } from './js/lib.js';
+import { api, session, refreshSession, setUnauthorizedHook, h, replace, routeParams, errorBox, status, dropEarly } from './js/lib.js';
 import overview from './js/overview.js';
 import events from './js/events.js';
 import members from './js/members.js';
@@ -106,6 +106,7 @@ async function start() {
   showWho();
   window.addEventListener('hashchange', () => route(false));
   route(true);
+  dropEarly(); // the page took what first.js asked for on its behalf
 }
 
 start();

@@ -24,7 +24,8 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   }
   let r;
   try {
-    r = await fetch('/console/api/' + path, opts);
+    const early = method === 'GET' ? takeEarly(path) : null;
+    r = await (early || fetch('/console/api/' + path, opts));
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(0, 'network', 'the platform does not answer (' + e.message + ')');
@@ -37,6 +38,33 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     throw new APIError(r.status, err.code || 'http_' + r.status, err.message || r.statusText || 'HTTP ' + r.status);
   }
   return data;
+}
+
+// takeEarly hands out, once, the answer first.js asked for at the top of
+// the document when it is the same request as path.
+function takeEarly(path) {
+  const early = globalThis.consoleEarly;
+  if (!early) return null;
+  const key = canonicalPath(path);
+  const r = early.get(key);
+  early.delete(key);
+  return r || null;
+}
+
+// dropEarly forgets what first.js asked for and no page took: the shell
+// calls it once the first page asked for its data, so that no later page
+// gets an old answer.
+export function dropEarly() {
+  if (globalThis.consoleEarly) globalThis.consoleEarly.clear();
+}
+
+// canonicalPath orders a path's query (first.js has the same function).
+function canonicalPath(p) {
+  const j = p.indexOf('?');
+  if (j < 0) return p;
+  const q = new URLSearchParams(p.slice(j + 1));
+  q.sort();
+  return p.slice(0, j) + '?' + q;
 }
 
 let unauthorizedHook = () => {};

@@ -31,10 +31,16 @@ export default function members(root, { parts, params }) {
   state.addEventListener('change', apply);
 
   const load = async (signal) => {
-    const qp = new URLSearchParams({ sort: st.sort, order: st.order, offset: st.offset, limit: PAGE });
+    // Only what differs from the server's defaults, as the route has it
+    // (first.js asks for the same on a page's first load).
+    const qp = new URLSearchParams();
     if (st.service) qp.set('service', st.service);
     if (st.state) qp.set('state', st.state);
     if (st.q) qp.set('q', st.q);
+    if (st.sort !== 'key') qp.set('sort', st.sort);
+    if (st.order !== 'asc') qp.set('order', st.order);
+    if (st.offset) qp.set('offset', st.offset);
+    qp.set('limit', PAGE);
     let r;
     try {
       r = await api('members?' + qp, { signal });
