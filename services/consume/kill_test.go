@@ -42,6 +42,8 @@ type memberSpec struct {
 	Mode string `json:"mode,omitempty"`
 	// Log sends the member's logs (info and above) to stderr.
 	Log bool `json:"log,omitempty"`
+	// Debug, with Log, sends its debug lines too (partitions taken).
+	Debug bool `json:"debug,omitempty"`
 }
 
 func TestMain(m *testing.M) {
@@ -67,7 +69,11 @@ func runMemberProcess(spec string) int {
 	defer nc.Close()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if s.Log {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		level := slog.LevelInfo
+		if s.Debug {
+			level = slog.LevelDebug
+		}
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	store, err := txn.NewStore(nc, txn.WithLogger(logger))
 	if err != nil {
