@@ -123,7 +123,7 @@ func TestRouterTwoInstancesOnePaused(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, r.Start(ctx))
 			t.Cleanup(r.Stop)
-			require.Len(t, r.Instances(), 2)
+			discovered(t, ctx, r, 2)
 			// Warm up: both instances answer and have a P99.
 			if _, failed := load(ctx, r, 4, 500*time.Millisecond, 2*time.Second); failed > 0 {
 				t.Fatalf("%d requests failed before the pause", failed)
@@ -246,14 +246,7 @@ func TestProxyStuckServiceBesideHealthy(t *testing.T) {
 		slices.Sort(d)
 		return d[len(d)*99/100]
 	}
-	clustertest.Eventually(t, 10*time.Second, func() error {
-		for _, in := range bal.Router().Instances() {
-			if in.Service == "platform-stuck" {
-				return nil
-			}
-		}
-		return errors.New("stuck service not discovered")
-	})
+	discovered(t, ctx, bal.Router(), 2) // the echo and the stuck service
 	before := p99()
 
 	flood := clustertest.Connect(t, c)

@@ -135,7 +135,7 @@ func TestHedgingHelpsInPause(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, r.Start(ctx))
 		t.Cleanup(r.Stop)
-		require.Len(t, r.Instances(), 2)
+		discovered(t, ctx, r, 2)
 		return r
 	}
 	hedging, plain := newRouter([]string{"demo.>"}), newRouter(nil)
