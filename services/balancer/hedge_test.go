@@ -191,14 +191,17 @@ func TestHedgingHelpsInPause(t *testing.T) {
 	// rescue is how long a rescued request takes at most, by design: the
 	// hedge delay, twice the paused instance's P99 as the hedging router
 	// knows it now, then the other instance's answer, at most the
-	// machine's P99 twice over. The clients' timeout leaves room for the
-	// largest rescue time seen so far three times over, so that the
-	// requests the hedge rescues are not lost anyway: with a fixed 300
-	// ms, a loaded machine (that P99 at 70-230 ms with the race detector,
-	// from answers slowed by the cold start) left the hedge no time
-	// before the deadline, and with twice the rescue time of the moment,
-	// load rising within a pause once did. A stall is still longer than
-	// the timeout: it lasts until every client's request ended.
+	// machine's P99 twice over. The clients' timeout leaves room for it
+	// three times over, so that the requests the hedge rescues are not
+	// lost anyway: with a fixed 300 ms, a loaded machine (that P99 at
+	// 70-230 ms with the race detector, from answers slowed by the cold
+	// start) left the hedge no time before the deadline, and with twice
+	// the rescue time, load rising within a pause once did. (Three times
+	// the largest rescue time seen so far kept one spike's timeout for
+	// every later pause: 150 s for the test.) It is at most warmTimeout:
+	// a machine whose rescue time passes a third of that cannot show
+	// what hedging does. A stall is still longer than the timeout: it
+	// lasts until every client's request ended.
 	rescue := func() time.Duration {
 		p99 := time.Duration(hedging.Instances()[key].P99MS * float64(time.Millisecond))
 		return 2*p99 + 2*machineP99()
@@ -206,8 +209,9 @@ func TestHedgingHelpsInPause(t *testing.T) {
 	var maxRescue, minTimeout time.Duration
 	episodes := 0
 	for ; episodes < maxEpisodes && paused[1].failed < enough; episodes++ {
-		maxRescue = max(maxRescue, rescue())
-		timeout := max(300*time.Millisecond, 3*maxRescue)
+		r := rescue()
+		timeout := min(max(300*time.Millisecond, 3*r), warmTimeout)
+		maxRescue = max(maxRescue, r)
 		if minTimeout == 0 || timeout < minTimeout {
 			minTimeout = timeout
 		}
