@@ -115,11 +115,10 @@ func drive(ctx context.Context, r *balancer.Router, clients int, d, timeout time
 // median says it answers sooner. So the hedging router's failures, and
 // its requests over half the clients' timeout, are at most a third of
 // the other's (they are too few for a P99 to show them: the P99s are
-// logged), and it
-// hedges within its 5% budget, few of them while both instances
-// answer: the copy that lost keeps the paused instance's oldest request
-// old, so the router stops choosing it instead of hedging every request
-// it sends there.
+// logged), and it hedges within its 5% budget, few of them while both
+// instances answer: the copy that lost keeps the paused instance's
+// oldest request old, so the router stops choosing it instead of
+// hedging every request it sends there.
 func TestHedgingHelpsInPause(t *testing.T) {
 	c, _, _ := clustertest.Provisioned(t, 1)
 	ctx := clustertest.Context(t, 3*time.Minute)
