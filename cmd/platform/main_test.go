@@ -152,6 +152,10 @@ func TestBinary(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, bin, "bench", "--json", "--quiet", "election", "--kill", "--rounds", "1", "--stop-rounds", "1").Output()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			t.Fatalf("bench election: %v\nstdout:\n%s\nstderr:\n%s", err, out, exit.Stderr)
+		}
 		require.NoError(t, err, "%s", out)
 		rows := map[string]map[string]any{}
 		for line := range strings.Lines(strings.TrimSpace(string(out))) {

@@ -49,7 +49,7 @@ func TestRouterHedges(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, r.Start(ctx))
 		t.Cleanup(r.Stop)
-		require.Len(t, r.Instances(), 2)
+		discovered(t, ctx, r, 2)
 		return r
 	}
 	hedging, other := newRouter("demo.>"), newRouter("other.subject")
@@ -117,7 +117,7 @@ func TestRouterKilledInstance(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))
 	t.Cleanup(r.Stop)
-	require.Len(t, r.Instances(), 3)
+	discovered(t, ctx, r, 3)
 
 	var ok atomic.Int64
 	var mu sync.Mutex

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -234,30 +235,52 @@ func (r *Runner) publishEnvelopes(ctx context.Context, prefix string, n int) err
 	return nil
 }
 
-// publishPlain stores n events under prefix, one message each.
+// publishPlain stores n events under prefix, one message each. Every
+// publish is acknowledged within 30 seconds or fails the call, and so
+// does a publish the stream refused: an event lost here would leave a row
+// waiting for a count it cannot reach.
 func (r *Runner) publishPlain(ctx context.Context, prefix string, n int) error {
 	prog := bench.NewProgress(r.o.Progress, "publish "+strings.TrimSuffix(prefix, "."), int64(n))
 	defer prog.Stop()
-	js, err := jetstream.New(r.t.Conn, jetstream.WithPublishAsyncMaxPending(4096))
+	var (
+		mu     sync.Mutex
+		failed int
+		first  error
+	)
+	js, err := jetstream.New(r.t.Conn, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failed++; first == nil {
+				first = err
+			}
+		}))
 	if err != nil {
 		return err
 	}
 	for i := range n {
 		if _, err := js.PublishAsync(r.topic(prefix, i), []byte(strconv.Itoa(i/r.o.Topics)), jetstream.WithStallWait(30*time.Second)); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return fmt.Errorf("publish event %d of %d: %w", i, n, err)
 		}
 		prog.Add(1)
 	}
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("publish: %d of %d events still awaiting their acknowledgement: %w", js.PublishAsyncPending(), n, ctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 {
+		return fmt.Errorf("publish: %d of %d events not stored: %w", failed, n, first)
 	}
 	return nil
 }
 
 // member is a group member running in this process.
 type member struct {
+	id   string
 	m    *consume.Member
 	nc   *nats.Conn
 	stop context.CancelFunc
@@ -292,6 +315,40 @@ func stopMembers(ms []*member) {
 		<-m.done
 		m.nc.Close()
 	}
+}
+
+// stopMembersWithin is stopMembers bounded by d in all: it names the
+// members whose Run had not returned by then, and closes their
+// connections too, which ends whatever they waited on.
+func stopMembersWithin(ms []*member, d time.Duration) error {
+	for _, m := range ms {
+		m.stop()
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	var stuck []string
+	expired := false
+	for _, m := range ms {
+		if !expired {
+			select {
+			case <-m.done:
+				m.nc.Close()
+				continue
+			case <-deadline.C:
+				expired = true
+			}
+		}
+		select {
+		case <-m.done:
+		default:
+			stuck = append(stuck, m.id)
+		}
+		m.nc.Close()
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("members %v did not stop within %v of being told to", stuck, d)
+	}
+	return nil
 }
 
 // waitApplied waits until the members applied n events in all.

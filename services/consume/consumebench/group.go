@@ -2,7 +2,9 @@ package consumebench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +38,7 @@ func (r *Runner) startMember(ctx context.Context, base consume.Options, id strin
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(ctx)
-	mb := &member{m: m, nc: nc, stop: cancel, done: make(chan error, 1)}
+	mb := &member{id: id, m: m, nc: nc, stop: cancel, done: make(chan error, 1)}
 	go func() { mb.done <- m.Run(mctx) }()
 	return mb, nil
 }
@@ -157,15 +159,18 @@ func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n i
 	acked := newSeen()
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(ms))
+	// errs gets at most two errors per member: its caller's and its Run's.
+	errs := make(chan error, 2*len(ms))
+	byMember := make([]atomic.Int64, len(ms))
+	watching := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, m := range ms {
+	for i, m := range ms {
 		wg.Go(func() {
 			for actx.Err() == nil {
 				ds, err := m.m.Next(actx, 500, 100*time.Millisecond)
 				if err != nil {
 					if actx.Err() == nil {
-						errs <- err
+						errs <- fmt.Errorf("member %s: next: %w", m.id, err)
 					}
 					return
 				}
@@ -174,25 +179,40 @@ func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n i
 				}
 				for _, d := range ds {
 					if err := m.m.AckDelivery(d); err != nil {
-						errs <- err
+						errs <- fmt.Errorf("member %s: ack: %w", m.id, err)
 						return
 					}
 				}
+				byMember[i].Add(int64(len(ds)))
 				if acked.add(ds) >= n {
 					cancel()
 				}
 				prog.Add(int64(len(ds)))
 			}
 		})
+		// A member whose Run returns early hands out nothing more, and
+		// Next does not say so: without this the row waited for its
+		// partitions' events until ctx ended.
+		wg.Go(func() {
+			select {
+			case err := <-m.done:
+				m.done <- err // kept for stopMembersWithin
+				if actx.Err() == nil {
+					errs <- fmt.Errorf("member %s stopped before the row ended: %v", m.id, err)
+				}
+			case <-watching:
+			}
+		})
 	}
 	select {
 	case <-actx.Done():
 	case err = <-errs:
-		cancel()
 	}
+	cancel()
+	close(watching)
 	wg.Wait()
 	el, cs := time.Since(t0), c0.since()
-	stopMembers(ms)
+	serr := stopMembersWithin(ms, 30*time.Second)
 	distinct, dups := acked.counts()
 	finish(&res, distinct, el, cs)
 	res.Extra["duplicates"] = float64(dups)
@@ -203,7 +223,12 @@ func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n i
 		res.Extra["after_first_ev_s"] = float64(distinct) / (el - f).Seconds()
 	}
 	if err == nil && distinct < n {
-		err = fmt.Errorf("%d of %d events acknowledged: %w", distinct, n, ctx.Err())
+		per := make([]string, len(ms))
+		for i, m := range ms {
+			per[i] = fmt.Sprintf("%s %d", m.id, byMember[i].Load())
+		}
+		err = fmt.Errorf("waited for %d distinct events acknowledged, got %d (and %d again; by member: %s): %w",
+			n, distinct, dups, strings.Join(per, ", "), ctx.Err())
 	}
-	return res, err
+	return res, errors.Join(err, serr)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/pcgroups"
 
 	"github.com/platform/platform/bench"
 	"github.com/platform/platform/internal/jsapi"
@@ -149,7 +148,7 @@ func (r *Runner) PCGroupsFailover(ctx context.Context) (bench.Result, error) {
 	if err := r.createStatic(ctx, group); err != nil {
 		return res, err
 	}
-	defer func() { _ = pcgroups.DeleteStatic(context.Background(), r.t.JS, Stream, group) }()
+	defer r.deleteStatic(group)
 	tr := newTracker()
 	cfg := r.consumerConfig(jetstream.DeliverNewPolicy)
 	ins := map[string]*pcgInstance{}

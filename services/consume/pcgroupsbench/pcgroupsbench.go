@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,6 +221,10 @@ type pcgInstance struct {
 	member string
 	nc     *nats.Conn
 	cc     pcgroups.ConsumerGroupConsumeContext
+	// ended is closed when the instance stopped consuming, by Stop or on
+	// its own (its group's config deleted or changed); endErr says why.
+	ended  chan struct{}
+	endErr error
 }
 
 // startPCG joins instance id of member to static group on a connection
@@ -239,14 +244,20 @@ func (r *Runner) startPCG(ctx context.Context, group, member, id string, cfg jet
 		nc.Close()
 		return nil, fmt.Errorf("pcgroups member %s: %w", member, err)
 	}
-	return &pcgInstance{id: id, member: member, nc: nc, cc: cc}, nil
+	p := &pcgInstance{id: id, member: member, nc: nc, cc: cc, ended: make(chan struct{})}
+	go func() {
+		// Done yields once, when the instance's control goroutine ends.
+		p.endErr = <-cc.Done()
+		close(p.ended)
+	}()
+	return p, nil
 }
 
 // stop stops consuming and closes the connection.
 func (p *pcgInstance) stop() {
 	p.cc.Stop()
 	select {
-	case <-p.cc.Done():
+	case <-p.ended:
 	case <-time.After(10 * time.Second):
 	}
 	p.nc.Close()
@@ -257,6 +268,46 @@ func (p *pcgInstance) stop() {
 func (p *pcgInstance) kill() {
 	p.nc.Close()
 	p.stop()
+}
+
+// deleteStatic deletes the static group, bounded in time as a deferred
+// cleanup must be.
+func (r *Runner) deleteStatic(group string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = pcgroups.DeleteStatic(ctx, r.t.JS, Stream, group)
+}
+
+// seqs is the set of stream sequences acknowledged, one bit each.
+type seqs struct {
+	mu   sync.Mutex
+	bits []uint64
+	n    int64
+	dups int64
+}
+
+// add records seq and returns the distinct sequences so far, and whether
+// seq was new.
+func (s *seqs) add(seq uint64) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uint64(len(s.bits)) <= seq/64 {
+		s.bits = append(s.bits, 0)
+	}
+	bit := uint64(1) << (seq % 64)
+	if s.bits[seq/64]&bit != 0 {
+		s.dups++
+		return s.n, false
+	}
+	s.bits[seq/64] |= bit
+	s.n++
+	return s.n, true
+}
+
+func (s *seqs) counts() (distinct, dups int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.dups
 }
 
 // createStatic creates the static group with the members; an existing
@@ -285,21 +336,36 @@ func (r *Runner) PCGroups(ctx context.Context) (bench.Result, error) {
 	n := int64(r.o.Events)
 	prog := bench.NewProgress(r.o.Progress, res.Name, n)
 	defer prog.Stop()
-	var acked atomic.Int64
+	// A message AckWait left unacknowledged (a loaded machine) is handed
+	// out again: the row counts distinct stream sequences, as the
+	// platform's row counts distinct events, and ends at n of them.
+	acked := &seqs{}
+	names := r.memberNames()
+	byMember := make([]atomic.Int64, len(names))
 	done := make(chan struct{})
 	var once sync.Once
-	var ackErr atomic.Value
-	handle := func(m jetstream.Msg) {
-		if err := m.Ack(); err != nil {
-			ackErr.CompareAndSwap(nil, err)
-			return
-		}
-		got := acked.Add(1)
-		if got%1024 == 0 {
-			prog.Add(1024)
-		}
-		if got >= n {
-			once.Do(func() { close(done) })
+	failed := make(chan struct{})
+	var failOnce sync.Once
+	var failErr error
+	fail := func(err error) { failOnce.Do(func() { failErr = err; close(failed) }) }
+	handle := func(i int) func(jetstream.Msg) {
+		return func(m jetstream.Msg) {
+			md, err := m.Metadata()
+			if err == nil {
+				err = m.Ack()
+			}
+			if err != nil {
+				fail(fmt.Errorf("pcgroups member %s: ack: %w", names[i], err))
+				return
+			}
+			byMember[i].Add(1)
+			got, fresh := acked.add(md.Sequence.Stream)
+			if fresh && got%1024 == 0 {
+				prog.Add(1024)
+			}
+			if got >= n {
+				once.Do(func() { close(done) })
+			}
 		}
 	}
 	c0, t0 := consumebench.CPUNow(), time.Now()
@@ -307,35 +373,54 @@ func (r *Runner) PCGroups(ctx context.Context) (bench.Result, error) {
 	if err := r.createStatic(ctx, group); err != nil {
 		return res, err
 	}
-	defer func() { _ = pcgroups.DeleteStatic(context.Background(), r.t.JS, Stream, group) }()
+	defer r.deleteStatic(group)
 	var ins []*pcgInstance
 	defer func() {
 		for _, p := range ins {
 			p.stop()
 		}
 	}()
-	for _, m := range r.memberNames() {
-		p, err := r.startPCG(ctx, group, m, m, r.consumerConfig(jetstream.DeliverAllPolicy), handle)
+	for i, m := range names {
+		p, err := r.startPCG(ctx, group, m, m, r.consumerConfig(jetstream.DeliverAllPolicy), handle(i))
 		if err != nil {
 			return res, err
 		}
 		ins = append(ins, p)
 	}
+	// An instance that stops consuming on its own hands out nothing more.
+	watching := make(chan struct{})
+	defer close(watching)
+	for _, p := range ins {
+		go func() {
+			select {
+			case <-p.ended:
+				fail(fmt.Errorf("pcgroups member %s stopped consuming before the row ended: %v", p.member, p.endErr))
+			case <-watching:
+			}
+		}()
+	}
 	var err error
 	select {
 	case <-done:
+	case <-failed:
+		err = failErr
 	case <-ctx.Done():
-		err = fmt.Errorf("pcgroups: %d of %d messages acknowledged: %w", acked.Load(), n, ctx.Err())
+		distinct, dups := acked.counts()
+		per := make([]string, len(names))
+		for i, m := range names {
+			per[i] = fmt.Sprintf("%s %d", m, byMember[i].Load())
+		}
+		err = fmt.Errorf("pcgroups: waited for %d distinct messages acknowledged, got %d (and %d again; by member: %s): %w",
+			n, distinct, dups, strings.Join(per, ", "), ctx.Err())
 	}
 	for _, p := range ins {
 		if ferr := p.nc.FlushTimeout(10 * time.Second); ferr != nil && err == nil {
-			err = ferr
+			err = fmt.Errorf("pcgroups member %s: flush acknowledgements: %w", p.member, ferr)
 		}
 	}
-	c0.Finish(&res, acked.Load(), time.Since(t0))
-	if e, ok := ackErr.Load().(error); ok && err == nil {
-		err = fmt.Errorf("pcgroups: ack: %w", e)
-	}
+	distinct, dups := acked.counts()
+	c0.Finish(&res, distinct, time.Since(t0))
+	res.Extra["duplicates"] = float64(dups)
 	return res, err
 }
 
