@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/services/replicator"
 )
 
 // Fuzz targets for what the consume service reads from clients (tokens,
@@ -275,6 +276,50 @@ func FuzzDecodeConfig(f *testing.F) {
 		back, err := decodeConfig("g", groupKey("g", "config"), again)
 		if err != nil || !reflect.DeepEqual(back, g) {
 			t.Fatalf("config %q read as %+v; written back as %q it reads as %+v (%v)", b, g, again, back, err)
+		}
+	})
+}
+
+// FuzzWireEvent: an event handed out by consume.<group>.next, sent as
+// JSON and read back by WireEvent.Event, keeps its data (text or not)
+// and position; and a position Event accepts from any answer is written
+// the one way the service writes it.
+func FuzzWireEvent(f *testing.F) {
+	f.Add([]byte(`{"n":1}`), uint64(7), 0, false, "7")
+	f.Add([]byte("\xff\x00bin"), uint64(8), 2, true, "8:2")
+	f.Add([]byte("three"), uint64(1<<63), 1<<20, true, "18446744073709551615")
+	for _, p := range []string{"", "x", "7:", ":1", "+7", "007", "7:-1", "7:+1", "7:1:2", "18446744073709551616"} {
+		f.Add([]byte{}, uint64(1), 0, false, p)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, seq uint64, index int, enveloped bool, position string) {
+		if seq > 0 && index >= 0 {
+			pos := replicator.Position{Seq: seq, Count: 1}
+			if enveloped {
+				pos.Index, pos.Count = index, 2
+			}
+			d := Delivery{Event: replicator.Event{Subject: "events.t", Data: data, Pos: pos}, tok: Token{Group: "g", Member: "m", Seq: seq}}
+			b, err := json.Marshal(wire(d))
+			if err != nil {
+				t.Fatalf("encode %+v: %v", d, err)
+			}
+			var w WireEvent
+			if err := json.Unmarshal(b, &w); err != nil {
+				t.Fatalf("answer %q does not decode: %v", b, err)
+			}
+			ev, err := w.Event()
+			if err != nil {
+				t.Fatalf("answer %q: %v", b, err)
+			}
+			if !bytes.Equal(ev.Data, data) || ev.Pos != pos {
+				t.Fatalf("event of %q at %+v read back as %q at %+v", data, pos, ev.Data, ev.Pos)
+			}
+		}
+		ev, err := WireEvent{Position: position}.Event()
+		if err != nil {
+			return
+		}
+		if ev.Pos.Index < 0 || positionText(ev.Pos) != position {
+			t.Fatalf("position %q read as %+v, which is written %q", position, ev.Pos, positionText(ev.Pos))
 		}
 	})
 }

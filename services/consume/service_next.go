@@ -94,6 +94,11 @@ func (w WireEvent) Event() (replicator.Event, error) {
 		}
 		ev.Pos.Index, ev.Pos.Count = i, 2
 	}
+	// One spelling, the service's: no sign, no leading zeros, no
+	// negative index.
+	if ev.Pos.Index < 0 || positionText(ev.Pos) != w.Position {
+		return ev, fmt.Errorf("consume: event position %q: want seq or seq:index, as the service writes them", w.Position)
+	}
 	return ev, nil
 }
 
