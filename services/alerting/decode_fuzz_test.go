@@ -48,6 +48,9 @@ func FuzzPostAlerts(f *testing.F) {
 	}
 	good, _ := service.Msgpack.Encode([]PostableAlert{{Labels: map[string]string{"alertname": "A", "team": "db"}, StartsAt: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}})
 	f.Add(good, true)
+	// JSON cannot write a year past 9999; msgpack can carry one.
+	far, _ := service.Msgpack.Encode([]PostableAlert{{Labels: map[string]string{"alertname": "A"}, StartsAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}})
+	f.Add(far, true)
 	f.Fuzz(func(t *testing.T, body []byte, asMsgpack bool) {
 		var as []PostableAlert
 		if err := fuzzCodec(asMsgpack).Decode(body, &as); err != nil {
@@ -95,6 +98,8 @@ func FuzzSilence(f *testing.F) {
 		{Matchers: []Matcher{{Name: "service", Value: "web"}}, StartsAt: t0.Add(time.Hour), EndsAt: t0, Comment: "c"},
 		{Matchers: []Matcher{{Name: "", Value: "web"}}, EndsAt: t0.Add(time.Hour), Comment: "c"},
 		{Matchers: []Matcher{{Name: "x", Value: "(", IsRegex: true}}, EndsAt: t0.Add(time.Hour), Comment: "c"},
+		// JSON cannot write a year past 9999; msgpack can carry one.
+		{Matchers: []Matcher{{Name: "a", Value: "b"}}, StartsAt: t0, EndsAt: time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC), Comment: "c"},
 	} {
 		b, _ := json.Marshal(sl)
 		f.Add(b, false)
@@ -132,6 +137,7 @@ func FuzzSilence(f *testing.F) {
 				t.Fatalf("matcher without a name accepted: %+v", m)
 			}
 		}
+		sl.UpdatedAt = t0 // as AddSilence sets it before storing
 		stored, err := json.Marshal(sl)
 		if err != nil {
 			t.Fatalf("encode silence %+v: %v", sl, err)

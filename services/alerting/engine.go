@@ -44,6 +44,9 @@ func (p PostableAlert) check() error {
 	if !p.EndsAt.IsZero() && !p.StartsAt.IsZero() && p.EndsAt.Before(p.StartsAt) {
 		return errors.New("endsAt is before startsAt")
 	}
+	if !storable(p.StartsAt) || !storable(p.EndsAt) {
+		return errors.New("startsAt and endsAt must be within the years 0 to 9999")
+	}
 	return nil
 }
 

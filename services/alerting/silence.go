@@ -75,6 +75,9 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	if s.EndsAt.IsZero() || !s.EndsAt.After(s.StartsAt) {
 		return nil, errors.New("endsAt must be after startsAt")
 	}
+	if !storable(s.StartsAt) || !storable(s.EndsAt) {
+		return nil, errors.New("startsAt and endsAt must be within the years 0 to 9999")
+	}
 	ms := make(labels.Matchers, 0, len(s.Matchers))
 	matchesEmpty := true
 	for _, m := range s.Matchers {
@@ -93,6 +96,10 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	}
 	return ms, nil
 }
+
+// storable reports whether t can be written as JSON (RFC 3339 has
+// four-digit years); msgpack bodies can carry any time.
+func storable(t time.Time) bool { return t.Year() >= 0 && t.Year() <= 9999 }
 
 // MatchersFromStrings parses matchers written as amtool does
 // (alertname="X", instance=~"a.*") into silence matchers.
