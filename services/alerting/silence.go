@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
@@ -87,6 +88,11 @@ func (s *Silence) compile() (labels.Matchers, error) {
 		}
 		if m.Name == "" {
 			return nil, errors.New("a matcher needs a label name")
+		}
+		// Stored as JSON, which would replace the bytes that are not
+		// UTF-8: the other instances would read another matcher.
+		if !utf8.ValidString(m.Name) || !utf8.ValidString(m.Value) {
+			return nil, fmt.Errorf("matcher %q: names and values must be UTF-8", m.Name)
 		}
 		matchesEmpty = matchesEmpty && lm.Matches("")
 		ms = append(ms, lm)
