@@ -26,7 +26,13 @@ test:
 # package:function. make test runs their seed corpora (length bombs
 # included) as ordinary tests; make fuzz explores beyond them.
 FUZZ ?= ./internal/msgpackscan:FuzzCheck ./service:FuzzDecode ./service:FuzzDecodeHeartbeat \
-        ./services/replicator:FuzzDecodeEnvelope ./backup:FuzzReadSegment
+        ./services/replicator:FuzzDecodeEnvelope ./backup:FuzzReadSegment \
+        ./services/replicator:FuzzEnvelopeKeys ./services/replicator:FuzzEventKey \
+        ./services/consume:FuzzParseToken ./services/consume:FuzzAckRequest ./services/consume:FuzzNextRequest \
+        ./services/consume:FuzzCreateRequest ./services/consume:FuzzDecodeConfig ./services/consume:FuzzWireEvent \
+        ./services/txn:FuzzCommitRequest ./membership:FuzzDecode \
+        ./services/alerting:FuzzPostAlerts ./services/alerting:FuzzSilence ./services/alerting:FuzzMatchersFromStrings \
+        ./console:FuzzSilenceRequest ./console:FuzzQueryParams
 FUZZTIME ?= 1m
 
 ## fuzz: run each decoder's fuzz test for FUZZTIME (default 1m each; make fuzz FUZZTIME=10m)

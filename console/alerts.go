@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,31 +90,10 @@ func (c *Console) addSilence(ctx context.Context, r *http.Request, s *session) (
 	if err := decodeBody(r, maxSilenceBody, &req); err != nil {
 		return nil, err
 	}
-	if req.Matchers == "" || len(req.Matchers) > maxMatchers {
-		return nil, badRequest("matchers: want amtool's syntax, e.g. alertname=\"X\", severity=~\"crit.*\" (1 to %d bytes)", maxMatchers)
-	}
-	matchers, err := alerting.MatchersFromStrings([]string{req.Matchers})
-	if err != nil {
-		return nil, badRequest("matchers: %v", err)
-	}
-	if len(matchers) == 0 {
-		return nil, badRequest("matchers: at least one")
-	}
-	if strings.TrimSpace(req.Comment) == "" || len(req.Comment) > maxComment {
-		return nil, badRequest("comment: required, at most %d bytes", maxComment)
-	}
 	now := time.Now().UTC()
-	var ends time.Time
-	switch {
-	case req.EndsAt != nil && req.DurationMS != 0:
-		return nil, badRequest("give duration_ms or ends_at, not both")
-	case req.EndsAt != nil:
-		ends = req.EndsAt.UTC()
-	default:
-		ends = now.Add(time.Duration(req.DurationMS) * time.Millisecond)
-	}
-	if d := ends.Sub(now); d < minSilence-time.Second || d > maxSilence {
-		return nil, badRequest("a silence lasts from %s to %s: duration_ms %d, ends_at %s", minSilence, maxSilence, req.DurationMS, ends.Format(time.RFC3339))
+	matchers, ends, err := req.check(now)
+	if err != nil {
+		return nil, err
 	}
 	by := s.user
 	if by == "" {
@@ -127,6 +107,37 @@ func (c *Console) addSilence(ctx context.Context, r *http.Request, s *session) (
 	}
 	c.log.Info("silence created", "id", id, "by", by, "matchers", req.Matchers, "ends", ends)
 	return map[string]string{"silenceID": id}, nil
+}
+
+// check checks a decoded silence request made at now and returns its
+// matchers and end. Failures are bad requests.
+func (req silenceRequest) check(now time.Time) ([]alerting.Matcher, time.Time, error) {
+	if req.Matchers == "" || len(req.Matchers) > maxMatchers {
+		return nil, time.Time{}, badRequest("matchers: want amtool's syntax, e.g. alertname=\"X\", severity=~\"crit.*\" (1 to %d bytes)", maxMatchers)
+	}
+	matchers, err := alerting.MatchersFromStrings([]string{req.Matchers})
+	if err != nil {
+		return nil, time.Time{}, badRequest("matchers: %v", err)
+	}
+	if len(matchers) == 0 {
+		return nil, time.Time{}, badRequest("matchers: at least one")
+	}
+	if strings.TrimSpace(req.Comment) == "" || len(req.Comment) > maxComment {
+		return nil, time.Time{}, badRequest("comment: required, at most %d bytes", maxComment)
+	}
+	var ends time.Time
+	switch {
+	case req.EndsAt != nil && req.DurationMS != 0:
+		return nil, time.Time{}, badRequest("give duration_ms or ends_at, not both")
+	case req.EndsAt != nil:
+		ends = req.EndsAt.UTC()
+	default:
+		ends = now.Add(time.Duration(req.DurationMS) * time.Millisecond)
+	}
+	if d := ends.Sub(now); d < minSilence-time.Second || d > maxSilence {
+		return nil, time.Time{}, badRequest("a silence lasts from %s to %s: duration_ms %d, ends_at %s", minSilence, maxSilence, req.DurationMS, ends.Format(time.RFC3339))
+	}
+	return matchers, ends, nil
 }
 
 func (c *Console) expireSilence(ctx context.Context, r *http.Request, s *session) (any, error) {
@@ -150,10 +161,20 @@ func decodeBody(r *http.Request, limit int64, v any) error {
 	if int64(len(b)) > limit {
 		return badRequest("body over %d bytes", limit)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	return decodeJSON(b, v)
+}
+
+// decodeJSON decodes a JSON body into v strictly, as the platform's
+// services do: unknown fields and data after the document are bad
+// requests.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badRequest("body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("body: unexpected data after the document")
 	}
 	return nil
 }

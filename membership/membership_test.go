@@ -99,3 +99,52 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecode reads arbitrary MEMBERS records: every refusal wraps
+// ErrBadRecord, and a record Decode accepts names a valid service and
+// instance, is the record of its key, has one of the four states, and
+// reads back the same when a detector writes it again.
+func FuzzDecode(f *testing.F) {
+	good := `{"service":"platform-txn","instance":"i1","state":"alive","phi":0.5}`
+	for _, s := range [][2]string{
+		{"platform-txn.i1", good}, {"platform-txn.i2", good},
+		{"platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"dead","zone":"eu"}`},
+		{"platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"suspect","quality":"very_poor","last_seen":"2025-03-01T12:00:00Z","failure_probability":0.25}`},
+		{"platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"alive","quality":"superb"}`},
+		{"platform-txn.i1", "alive"}, {"platform-txn.i1", ""}, {".i1", `{"instance":"i1","state":"alive"}`},
+		{"a.b.i1", `{"service":"a.b","instance":"i1","state":"alive"}`},
+		{"platform-txn.i1", `{"service":"platform-txn","instance":"i1","state":"zombie"}`},
+		{"platform-txn.i1", `{"service":"platform-txn","instance":"i1"}`},
+	} {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		m, err := membership.Decode(key, value)
+		if err != nil {
+			if !errors.Is(err, membership.ErrBadRecord) {
+				t.Fatalf("Decode(%q, %q): %v, want an error wrapping ErrBadRecord", key, value, err)
+			}
+			return
+		}
+		switch {
+		case !membership.ValidToken(m.Service) || !membership.ValidToken(m.Instance):
+			t.Fatalf("Decode(%q, %q) accepted service %q, instance %q", key, value, m.Service, m.Instance)
+		case m.Key() != key:
+			t.Fatalf("Decode(%q, %q) is the record of %q", key, value, m.Key())
+		case m.State != membership.Alive && m.State != membership.Suspect && m.State != membership.Dead && m.State != membership.Left:
+			t.Fatalf("Decode(%q, %q) accepted state %q", key, value, m.State)
+		}
+		written, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("write %+v: %v", m, err)
+		}
+		back, err := membership.Decode(key, written)
+		if err != nil {
+			t.Fatalf("record %q written back as %q is refused: %v", value, written, err)
+		}
+		again, _ := json.Marshal(back)
+		if string(again) != string(written) {
+			t.Fatalf("record %q written back as %q reads as %q", value, written, again)
+		}
+	})
+}

@@ -82,7 +82,7 @@ func (c Codec) Decode(data []byte, v any) error {
 		dec := msgpack.NewDecoder(bytes.NewReader(data))
 		dec.SetCustomStructTag("json")
 		dec.DisallowUnknownFields(true)
-		if err := dec.Decode(v); err != nil {
+		if err := decodeMsgpack(dec, v); err != nil {
 			return Errorf(CodeBadRequest, "invalid msgpack body: %v", err)
 		}
 		return nil
@@ -174,5 +174,18 @@ func decodeLoose(data []byte, v any) error {
 func decodeChecked(data []byte, v any) error {
 	dec := msgpack.NewDecoder(bytes.NewReader(data))
 	dec.SetCustomStructTag("json")
+	return decodeMsgpack(dec, v)
+}
+
+// decodeMsgpack runs dec, turning a panic of the decoder into an error:
+// msgpack v5.4.1 panics (reflect: IsNil on a struct) on a nil where a
+// struct with a decoder of its own is expected, such as a time.Time
+// field, and a body is not allowed to panic whoever decodes it.
+func decodeMsgpack(dec *msgpack.Decoder, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("msgpack decoder: %v", p)
+		}
+	}()
 	return dec.Decode(v)
 }

@@ -94,3 +94,28 @@ func TestErrorBody(t *testing.T) {
 	}
 	require.Nil(t, ParseError(JSON, []byte(`{"ok":true}`)))
 }
+
+// TestMsgpackNilIntoTime: the msgpack decoder panics on a nil where a
+// time.Time is expected; the codec answers bad_request instead, strict
+// or lenient, at the top level or inside a list.
+func TestMsgpackNilIntoTime(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"field":         {0x81, 0xa2, 'a', 't', 0xc0},
+		"field in list": {0x91, 0x81, 0xa2, 'a', 't', 0xc0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var d document
+			var ds []document
+			target := any(&d)
+			if body[0] == 0x91 {
+				target = &ds
+			}
+			err := Msgpack.Decode(body, target)
+			require.Error(t, err)
+			require.Equal(t, CodeBadRequest, AsError(err).Code, "%v", err)
+			err = Msgpack.DecodeLenient(body, target)
+			require.Error(t, err)
+			require.Equal(t, CodeBadRequest, AsError(err).Code, "%v", err)
+		})
+	}
+}

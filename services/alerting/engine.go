@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
@@ -34,15 +35,28 @@ func (p PostableAlert) check() error {
 		return errors.New("an alert needs labels")
 	}
 	for k, v := range p.Labels {
-		if !model.UTF8Validation.IsValidLabelName(k) || v == "" {
-			return fmt.Errorf("label %q=%q: invalid name or empty value", k, v)
+		if !model.UTF8Validation.IsValidLabelName(k) || v == "" || !utf8.ValidString(v) {
+			return fmt.Errorf("label %q=%q: invalid name, or a value empty or not UTF-8", k, v)
 		}
+	}
+	// Handed on as JSON, which would replace the bytes that are not
+	// UTF-8: the other instances would hold another alert.
+	for k, v := range p.Annotations {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("annotation %q: not UTF-8", k)
+		}
+	}
+	if !utf8.ValidString(p.GeneratorURL) {
+		return errors.New("generatorURL: not UTF-8")
 	}
 	if _, ok := p.Labels[model.AlertNameLabel]; !ok {
 		return errors.New("an alert needs an alertname label")
 	}
 	if !p.EndsAt.IsZero() && !p.StartsAt.IsZero() && p.EndsAt.Before(p.StartsAt) {
 		return errors.New("endsAt is before startsAt")
+	}
+	if !storable(p.StartsAt) || !storable(p.EndsAt) {
+		return errors.New("startsAt and endsAt must be within the years 0 to 9999")
 	}
 	return nil
 }

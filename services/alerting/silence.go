@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
@@ -75,6 +76,9 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	if s.EndsAt.IsZero() || !s.EndsAt.After(s.StartsAt) {
 		return nil, errors.New("endsAt must be after startsAt")
 	}
+	if !storable(s.StartsAt) || !storable(s.EndsAt) {
+		return nil, errors.New("startsAt and endsAt must be within the years 0 to 9999")
+	}
 	ms := make(labels.Matchers, 0, len(s.Matchers))
 	matchesEmpty := true
 	for _, m := range s.Matchers {
@@ -85,6 +89,11 @@ func (s *Silence) compile() (labels.Matchers, error) {
 		if m.Name == "" {
 			return nil, errors.New("a matcher needs a label name")
 		}
+		// Stored as JSON, which would replace the bytes that are not
+		// UTF-8: the other instances would read another matcher.
+		if !utf8.ValidString(m.Name) || !utf8.ValidString(m.Value) {
+			return nil, fmt.Errorf("matcher %q: names and values must be UTF-8", m.Name)
+		}
 		matchesEmpty = matchesEmpty && lm.Matches("")
 		ms = append(ms, lm)
 	}
@@ -93,6 +102,10 @@ func (s *Silence) compile() (labels.Matchers, error) {
 	}
 	return ms, nil
 }
+
+// storable reports whether t can be written as JSON (RFC 3339 has
+// four-digit years); msgpack bodies can carry any time.
+func storable(t time.Time) bool { return t.Year() >= 0 && t.Year() <= 9999 }
 
 // MatchersFromStrings parses matchers written as amtool does
 // (alertname="X", instance=~"a.*") into silence matchers.

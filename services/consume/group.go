@@ -109,6 +109,27 @@ func (g GroupConfig) stored() config {
 	return config{Partitions: g.Partitions, Filter: g.Filter, MaxDeliver: g.MaxDeliver, AckWaitMS: g.AckWait.Milliseconds()}
 }
 
+// decodeConfig reads the value of group's config key, checked as
+// CreateGroup checks what it writes: the key is in a bucket anyone
+// allowed to write KV can write, and readers size their tables by its
+// partition count.
+func decodeConfig(group, key string, b []byte) (GroupConfig, error) {
+	c, err := decode[config](key, b)
+	if err != nil {
+		return GroupConfig{}, err
+	}
+	// Checked before fromStored multiplies it into a Duration, which
+	// would wrap around for a large value.
+	if c.AckWaitMS < 0 || c.AckWaitMS > MaxNakDelay.Milliseconds() {
+		return GroupConfig{}, fmt.Errorf("consume: decode %s: ack_wait_ms %d: want 0 to %d", key, c.AckWaitMS, MaxNakDelay.Milliseconds())
+	}
+	g := fromStored(group, c)
+	if err := g.validate(); err != nil {
+		return GroupConfig{}, fmt.Errorf("%w (in %s)", err, key)
+	}
+	return g, nil
+}
+
 func fromStored(name string, c config) GroupConfig {
 	g := GroupConfig{Name: name, Partitions: c.Partitions, Filter: c.Filter, MaxDeliver: c.MaxDeliver, AckWait: time.Duration(c.AckWaitMS) * time.Millisecond}
 	if g.MaxDeliver == 0 {
@@ -155,11 +176,7 @@ func LookupGroup(ctx context.Context, store *txn.Store, group string) (GroupConf
 	if !e.Found {
 		return GroupConfig{}, fmt.Errorf("%w: %s", ErrUnknownGroup, group)
 	}
-	c, err := decode[config](key, e.Value)
-	if err != nil {
-		return GroupConfig{}, err
-	}
-	return fromStored(group, c), nil
+	return decodeConfig(group, key, e.Value)
 }
 
 // joinGroup creates the group's config key if it is missing (writing g),
@@ -173,7 +190,7 @@ func joinGroup(ctx context.Context, store *txn.Store, g GroupConfig, create bool
 			return GroupConfig{}, fmt.Errorf("consume: join %s: %w", g.Name, err)
 		}
 		if e.Found {
-			c, err := decode[config](key, e.Value)
+			c, err := decodeConfig(g.Name, key, e.Value)
 			if err != nil {
 				return GroupConfig{}, err
 			}
@@ -183,7 +200,7 @@ func joinGroup(ctx context.Context, store *txn.Store, g GroupConfig, create bool
 			case !slices.Equal(c.Filter, g.Filter):
 				return GroupConfig{}, fmt.Errorf("%w: group %s reads %q, asked %q", ErrConfig, g.Name, c.Filter, g.Filter)
 			}
-			return fromStored(g.Name, c), nil
+			return c, nil
 		}
 		if !create {
 			return GroupConfig{}, fmt.Errorf("%w: %s", ErrUnknownGroup, g.Name)

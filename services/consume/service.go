@@ -283,19 +283,30 @@ func (s *Service) handleCreate(ctx context.Context, r *service.Request) (any, er
 			return nil, err
 		}
 	}
-	if req.AckWaitMS < 0 || req.AckWaitMS > MaxNakDelay.Milliseconds() {
-		return nil, service.Errorf(service.CodeBadRequest, "ack_wait_ms %d: want 100 to %d", req.AckWaitMS, MaxNakDelay.Milliseconds())
-	}
-	g := GroupConfig{Name: group, Filter: req.Filter, Partitions: req.Partitions, MaxDeliver: req.MaxDeliver, AckWait: time.Duration(req.AckWaitMS) * time.Millisecond}
-	g.defaults()
-	if err := g.validate(); err != nil {
-		return nil, service.Errorf(service.CodeBadRequest, "%v", err)
+	g, err := req.config(group)
+	if err != nil {
+		return nil, err
 	}
 	got, err := CreateGroup(ctx, s.store, g)
 	if err != nil {
 		return nil, groupError(group, err)
 	}
 	return infoOf(got), nil
+}
+
+// config checks a decoded CreateRequest for group and returns the
+// configuration it asks for, defaults filled in. Failures are
+// bad_request *service.Errors.
+func (req CreateRequest) config(group string) (GroupConfig, error) {
+	if req.AckWaitMS < 0 || req.AckWaitMS > MaxNakDelay.Milliseconds() {
+		return GroupConfig{}, service.Errorf(service.CodeBadRequest, "ack_wait_ms %d: want 100 to %d", req.AckWaitMS, MaxNakDelay.Milliseconds())
+	}
+	g := GroupConfig{Name: group, Filter: req.Filter, Partitions: req.Partitions, MaxDeliver: req.MaxDeliver, AckWait: time.Duration(req.AckWaitMS) * time.Millisecond}
+	g.defaults()
+	if err := g.validate(); err != nil {
+		return GroupConfig{}, service.Errorf(service.CodeBadRequest, "%v", err)
+	}
+	return g, nil
 }
 
 // StatusResponse answers consume.<group>.status: Status's answer and

@@ -94,6 +94,11 @@ func (w WireEvent) Event() (replicator.Event, error) {
 		}
 		ev.Pos.Index, ev.Pos.Count = i, 2
 	}
+	// One spelling, the service's: no sign, no leading zeros, no
+	// negative index.
+	if ev.Pos.Index < 0 || positionText(ev.Pos) != w.Position {
+		return ev, fmt.Errorf("consume: event position %q: want seq or seq:index, as the service writes them", w.Position)
+	}
 	return ev, nil
 }
 
@@ -108,21 +113,15 @@ func (s *Service) handleNext(ctx context.Context, r *service.Request) (any, erro
 			return nil, err
 		}
 	}
-	switch {
-	case req.Max == 0:
-		req.Max = DefaultNextMax
-	case req.Max < 0 || req.Max > MaxNextMax:
-		return nil, service.Errorf(service.CodeBadRequest, "max %d: want 1 to %d", req.Max, MaxNextMax)
-	}
-	wait := time.Duration(req.WaitMS) * time.Millisecond
-	if req.WaitMS < 0 || wait > MaxNextWait {
-		return nil, service.Errorf(service.CodeBadRequest, "wait_ms %d: want 0 to %d", req.WaitMS, MaxNextWait.Milliseconds())
+	n, wait, err := req.params()
+	if err != nil {
+		return nil, err
 	}
 	m, err := s.member(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := m.Next(ctx, req.Max, wait)
+	ds, err := m.Next(ctx, n, wait)
 	if err != nil {
 		return nil, service.Errorf(service.CodeTimeout, "%v", err)
 	}
@@ -131,4 +130,22 @@ func (s *Service) handleNext(ctx context.Context, r *service.Request) (any, erro
 		out.Events[i] = wire(d)
 	}
 	return out, nil
+}
+
+// params checks a decoded NextRequest: the most events to hand out (0
+// takes DefaultNextMax) and how long to wait for a first one. Failures
+// are bad_request *service.Errors.
+func (req NextRequest) params() (n int, wait time.Duration, err error) {
+	switch {
+	case req.Max == 0:
+		req.Max = DefaultNextMax
+	case req.Max < 0 || req.Max > MaxNextMax:
+		return 0, 0, service.Errorf(service.CodeBadRequest, "max %d: want 1 to %d", req.Max, MaxNextMax)
+	}
+	// Bounded in milliseconds: a large wait_ms multiplied into a
+	// Duration first would wrap around, to a negative wait or a short one.
+	if req.WaitMS < 0 || req.WaitMS > MaxNextWait.Milliseconds() {
+		return 0, 0, service.Errorf(service.CodeBadRequest, "wait_ms %d: want 0 to %d", req.WaitMS, MaxNextWait.Milliseconds())
+	}
+	return req.Max, time.Duration(req.WaitMS) * time.Millisecond, nil
 }

@@ -82,32 +82,9 @@ func (s *Service) handleAck(ctx context.Context, r *service.Request) (any, error
 	if err := r.DecodeDocument(&req); err != nil {
 		return nil, err
 	}
-	n := len(req.Ack) + len(req.Nak) + len(req.InProgress) + len(req.Term)
-	switch {
-	case n == 0:
-		return nil, service.Errorf(service.CodeBadRequest, `no tokens: send {"ack":[token..],"nak":[{"token":..,"delay_ms":..}],"in_progress":[..],"term":[{"token":..,"reason":..}]}`)
-	case n > MaxSettle:
-		return nil, service.Errorf(service.CodeTooLarge, "%d tokens, at most %d per request", n, MaxSettle)
-	}
-	items := make([]settleItem, 0, n)
-	for _, t := range req.Ack {
-		items = append(items, settleItem{op: opAck, token: t})
-	}
-	for _, t := range req.Nak {
-		d := time.Duration(t.DelayMS) * time.Millisecond
-		if t.DelayMS < 0 || d > MaxNakDelay {
-			return nil, service.Errorf(service.CodeBadRequest, "nak delay_ms %d: want 0 to %d", t.DelayMS, MaxNakDelay.Milliseconds())
-		}
-		items = append(items, settleItem{op: opNak, token: t.Token, delay: d})
-	}
-	for _, t := range req.InProgress {
-		items = append(items, settleItem{op: opInProgress, token: t})
-	}
-	for _, t := range req.Term {
-		if len(t.Reason) > 1024 {
-			return nil, service.Errorf(service.CodeBadRequest, "term reason of %d bytes: at most 1024", len(t.Reason))
-		}
-		items = append(items, settleItem{op: opTerm, token: t.Token, reason: t.Reason})
+	items, err := req.items()
+	if err != nil {
+		return nil, err
 	}
 	results := make([]AckResult, len(items))
 	self := s.svc.ID()
@@ -154,23 +131,45 @@ func (s *Service) handleAck(ctx context.Context, r *service.Request) (any, error
 	return out, nil
 }
 
+// items checks a decoded AckRequest and lists its tokens to settle, in
+// the order Ack, Nak, InProgress, Term. Failures are bad_request or
+// too_large *service.Errors.
+func (req AckRequest) items() ([]settleItem, error) {
+	n := len(req.Ack) + len(req.Nak) + len(req.InProgress) + len(req.Term)
+	switch {
+	case n == 0:
+		return nil, service.Errorf(service.CodeBadRequest, `no tokens: send {"ack":[token..],"nak":[{"token":..,"delay_ms":..}],"in_progress":[..],"term":[{"token":..,"reason":..}]}`)
+	case n > MaxSettle:
+		return nil, service.Errorf(service.CodeTooLarge, "%d tokens, at most %d per request", n, MaxSettle)
+	}
+	items := make([]settleItem, 0, n)
+	for _, t := range req.Ack {
+		items = append(items, settleItem{op: opAck, token: t})
+	}
+	for _, t := range req.Nak {
+		// Bounded in milliseconds, before a large value wraps around
+		// in a Duration.
+		if t.DelayMS < 0 || t.DelayMS > MaxNakDelay.Milliseconds() {
+			return nil, service.Errorf(service.CodeBadRequest, "nak delay_ms %d: want 0 to %d", t.DelayMS, MaxNakDelay.Milliseconds())
+		}
+		items = append(items, settleItem{op: opNak, token: t.Token, delay: time.Duration(t.DelayMS) * time.Millisecond})
+	}
+	for _, t := range req.InProgress {
+		items = append(items, settleItem{op: opInProgress, token: t})
+	}
+	for _, t := range req.Term {
+		if len(t.Reason) > 1024 {
+			return nil, service.Errorf(service.CodeBadRequest, "term reason of %d bytes: at most 1024", len(t.Reason))
+		}
+		items = append(items, settleItem{op: opTerm, token: t.Token, reason: t.Reason})
+	}
+	return items, nil
+}
+
 // forward settles the tokens items[idx] at the instance that handed them
 // out, on its instance subject, and fills their results.
 func (s *Service) forward(ctx context.Context, group, member string, items []settleItem, idx []int, results []AckResult) {
-	var req AckRequest
-	for _, i := range idx {
-		it := items[i]
-		switch it.op {
-		case opAck:
-			req.Ack = append(req.Ack, it.token)
-		case opNak:
-			req.Nak = append(req.Nak, NakRequest{Token: it.token, DelayMS: it.delay.Milliseconds()})
-		case opInProgress:
-			req.InProgress = append(req.InProgress, it.token)
-		case opTerm:
-			req.Term = append(req.Term, TermRequest{Token: it.token, Reason: it.reason})
-		}
-	}
+	req := requestOf(items, idx)
 	fail := func(e *ResultError) {
 		for _, i := range idx {
 			results[i].Error = e
@@ -209,6 +208,26 @@ func (s *Service) forward(ctx context.Context, group, member string, items []set
 	for k, i := range idx {
 		results[i] = resp.Results[k]
 	}
+}
+
+// requestOf is the AckRequest that settles items[idx], in idx's order
+// within each op.
+func requestOf(items []settleItem, idx []int) AckRequest {
+	var req AckRequest
+	for _, i := range idx {
+		it := items[i]
+		switch it.op {
+		case opAck:
+			req.Ack = append(req.Ack, it.token)
+		case opNak:
+			req.Nak = append(req.Nak, NakRequest{Token: it.token, DelayMS: it.delay.Milliseconds()})
+		case opInProgress:
+			req.InProgress = append(req.InProgress, it.token)
+		case opTerm:
+			req.Term = append(req.Term, TermRequest{Token: it.token, Reason: it.reason})
+		}
+	}
+	return req
 }
 
 // settleError maps a settlement error to a token's result error.

@@ -153,7 +153,7 @@ func Status(ctx context.Context, js jetstream.JetStream, store *txn.Store, group
 	if !ce.Found {
 		return GroupStatus{}, fmt.Errorf("%w %q", ErrUnknownGroup, group)
 	}
-	cfg, err := decode[config](ckey, ce.Value)
+	cfg, err := decodeConfig(group, ckey, ce.Value)
 	if err != nil {
 		return GroupStatus{}, err
 	}

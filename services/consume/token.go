@@ -51,7 +51,8 @@ func (t Token) String() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
-// ParseToken decodes a token; a string that is not one is ErrBadToken.
+// ParseToken decodes a token; a string that is not one, spelled as
+// Token.String spells it, is ErrBadToken.
 func ParseToken(s string) (Token, error) {
 	bad := func(why string) (Token, error) { return Token{}, fmt.Errorf("%w: %s", ErrBadToken, why) }
 	if len(s) == 0 || len(s) > 400 {
@@ -78,6 +79,12 @@ func ParseToken(s string) (Token, error) {
 		return bad("bad numbers")
 	}
 	t.Partition, t.Epoch, t.Seq, t.Index = p, ep, seq, idx
+	// A token has one spelling, the one String gives: numbers with a
+	// sign or leading zeros, or base64 with stray bits, were not handed
+	// out by any member.
+	if t.String() != s {
+		return bad("not as handed out")
+	}
 	return t, nil
 }
 

@@ -138,3 +138,84 @@ func TestEnvelopeKeysRefusesMalformed(t *testing.T) {
 		})
 	}
 }
+
+// FuzzEnvelopeKeys feeds EnvelopeKeys arbitrary Platform-Envelope and
+// Platform-Envelope-Keys values: what it accepts is exactly the summary
+// keySummary writes for those hashes (so a summary has one spelling), at
+// most MaxEnvelopeKeys of them, appended to the caller's buffer in
+// place; what it refuses leaves the buffer as it was.
+func FuzzEnvelopeKeys(f *testing.F) {
+	f.Add(envelopeVersion, "0000abcd", false)
+	f.Add(envelopeVersion, "0000abcd,ffffffff", false)
+	f.Add(envelopeVersion, strings.TrimSuffix(strings.Repeat("0000abcd,", MaxEnvelopeKeys), ","), false)
+	f.Add(envelopeVersion, strings.TrimSuffix(strings.Repeat("0000abcd,", MaxEnvelopeKeys+1), ","), false)
+	for _, s := range []string{"*", "", "0000ABCD", "abcd", "0000abcg", "+000abcd", "0000abcd;0000abce", "0000abcd,", "0000abcd, 0000abce"} {
+		f.Add(envelopeVersion, s, false)
+	}
+	f.Add(envelopeVersion, "0000abcd", true)
+	f.Add("2", "0000abcd", false)
+	f.Fuzz(func(t *testing.T, version, summary string, twoValues bool) {
+		h := nats.Header{streams.EnvelopeHeader: {version}, streams.EnvelopeKeysHeader: {summary}}
+		if twoValues {
+			h.Add(streams.EnvelopeKeysHeader, summary)
+		}
+		buf := make([]uint32, 1, MaxEnvelopeKeys+1)
+		buf[0] = 0xdeadbeef
+		got, ok := EnvelopeKeys(h, buf)
+		if len(got) == 0 || got[0] != 0xdeadbeef {
+			t.Fatalf("the caller's buffer was overwritten: %v", got)
+		}
+		if !ok {
+			if len(got) != 1 {
+				t.Fatalf("refused summary %q appended %v", summary, got[1:])
+			}
+			return
+		}
+		hashes := got[1:]
+		if version != envelopeVersion || twoValues {
+			t.Fatalf("summary %q of envelope version %q (two values: %v) accepted", summary, version, twoValues)
+		}
+		if len(hashes) == 0 || len(hashes) > MaxEnvelopeKeys {
+			t.Fatalf("summary %q gave %d hashes, want 1 to %d", summary, len(hashes), MaxEnvelopeKeys)
+		}
+		var again []byte
+		for i, x := range hashes {
+			if i > 0 {
+				again = append(again, ',')
+			}
+			again = appendHex8(again, x)
+		}
+		if string(again) != summary {
+			t.Fatalf("summary %q gave %08x, which is written %q", summary, hashes, again)
+		}
+		if &got[0] != &buf[0] {
+			t.Fatalf("summary %q: hashes were not appended to the caller's buffer, which had room", summary)
+		}
+	})
+}
+
+// FuzzEventKey: an event's key is its Platform-Key header when set, else
+// its topic, and KeyHash of it is FNV-1a whatever its bytes.
+func FuzzEventKey(f *testing.F) {
+	f.Add("events.orders", "")
+	f.Add("events.orders.eu", "c42")
+	f.Add("orders", "")
+	f.Add("events.", "")
+	f.Fuzz(func(t *testing.T, subject, key string) {
+		h := nats.Header{}
+		if key != "" {
+			h.Set(streams.KeyHeader, key)
+		}
+		got := EventKey(subject, h)
+		want := key
+		if key == "" {
+			want = strings.TrimPrefix(subject, streams.EventsPrefix)
+		}
+		if got != want {
+			t.Fatalf("EventKey(%q, key %q) = %q, want %q", subject, key, got, want)
+		}
+		if KeyHash(got) != fnv32a(got) {
+			t.Fatalf("KeyHash(%q) = %08x, want FNV-1a %08x", got, KeyHash(got), fnv32a(got))
+		}
+	})
+}

@@ -236,37 +236,13 @@ func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 		r.Fail(err)
 		return
 	}
-	c := Commit{Reads: req.Reads, Deletes: req.Deletes}
-	if len(req.Writes) > 0 {
-		c.Writes = make(map[string][]byte, len(req.Writes))
-		var null []string // keys written as null
-		for k, v := range req.Writes {
-			if v == nil {
-				null = append(null, k)
-				continue
-			}
-			c.Writes[k] = []byte(*v)
-		}
-		if len(null) > 0 {
-			k := slices.Min(null)
-			s.metrics.result("invalid")
-			r.Fail(service.Errorf(service.CodeBadRequest,
-				`write of %q is null: a write takes a string value; to delete a key, list it in "deletes"`, k).With("key", k))
-			return
-		}
-	}
-	if k, ok := protectedKey(c); ok {
+	c, err := commitOf(req)
+	if err != nil {
 		s.metrics.result("invalid")
-		r.Fail(service.Errorf(service.CodeBadRequest,
-			"%q is under %q, where consumer groups keep their positions: only their members write there", k, streams.ConsumeKeyPrefix).With("key", k))
+		r.Fail(err)
 		return
 	}
-	if c.Empty() {
-		s.metrics.result("invalid")
-		r.Fail(service.Errorf(service.CodeBadRequest, `empty transaction: send {"reads":{...},"writes":{...},"deletes":[...]}`))
-		return
-	}
-	err := s.sched.Submit(ctx, c, func(revs map[string]uint64, err error) {
+	err = s.sched.Submit(ctx, c, func(revs map[string]uint64, err error) {
 		s.metrics.latency.Observe(time.Since(start).Seconds())
 		if err != nil {
 			if errors.Is(err, ErrConflict) {
@@ -284,6 +260,38 @@ func (s *Service) handleCommit(ctx context.Context, r *service.Request) {
 		s.metrics.result("invalid")
 		r.Fail(serviceError(err))
 	}
+}
+
+// commitOf checks a decoded txn.commit body and returns its commit:
+// no null write, no write or delete under the consumer groups' prefix,
+// not empty. Failures are bad_request *service.Errors; the keys
+// themselves are checked when the commit is planned.
+func commitOf(req commitBody) (Commit, error) {
+	c := Commit{Reads: req.Reads, Deletes: req.Deletes}
+	if len(req.Writes) > 0 {
+		c.Writes = make(map[string][]byte, len(req.Writes))
+		var null []string // keys written as null
+		for k, v := range req.Writes {
+			if v == nil {
+				null = append(null, k)
+				continue
+			}
+			c.Writes[k] = []byte(*v)
+		}
+		if len(null) > 0 {
+			k := slices.Min(null)
+			return Commit{}, service.Errorf(service.CodeBadRequest,
+				`write of %q is null: a write takes a string value; to delete a key, list it in "deletes"`, k).With("key", k)
+		}
+	}
+	if k, ok := protectedKey(c); ok {
+		return Commit{}, service.Errorf(service.CodeBadRequest,
+			"%q is under %q, where consumer groups keep their positions: only their members write there", k, streams.ConsumeKeyPrefix).With("key", k)
+	}
+	if c.Empty() {
+		return Commit{}, service.Errorf(service.CodeBadRequest, `empty transaction: send {"reads":{...},"writes":{...},"deletes":[...]}`)
+	}
+	return c, nil
 }
 
 // protectedKey returns the first key (in order) that c writes or deletes
