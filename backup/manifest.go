@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -137,7 +139,25 @@ func LoadManifest(dir string) (*Manifest, error) {
 	if len(m.Backups) == 0 || m.Backups[0].Kind != KindFull {
 		return nil, fmt.Errorf("load manifest: the chain does not start with a full backup")
 	}
+	// Restore and verify open every file the manifest names: one that
+	// points outside the backup directory (an absolute path, "..", a
+	// backslash) is refused before anything is read.
+	for _, e := range m.Backups {
+		for _, s := range e.Streams {
+			for _, f := range s.Files {
+				if !localPath(f.Path) {
+					return nil, fmt.Errorf("load manifest: stream %s names file %q, which is not a path inside the backup directory", s.Name, f.Path)
+				}
+			}
+		}
+	}
 	return &m, nil
+}
+
+// localPath reports whether p, with forward slashes as the manifest
+// writes them, names a file inside the backup directory on any system.
+func localPath(p string) bool {
+	return p != "" && !strings.Contains(p, `\`) && filepath.IsLocal(filepath.FromSlash(p)) && path.Clean(p) == p
 }
 
 // save writes the manifest atomically: a crash leaves the old one or the
