@@ -7,6 +7,7 @@ package consumebench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -278,6 +279,9 @@ func (r *Runner) publishPlain(ctx context.Context, prefix string, n int) error {
 	return nil
 }
 
+// memberStop bounds how long stopping the members of a row may take.
+const memberStop = 30 * time.Second
+
 // member is a group member running in this process.
 type member struct {
 	id   string
@@ -299,7 +303,7 @@ func (r *Runner) startMembersWith(ctx context.Context, base consume.Options) ([]
 	for i := range r.o.Members {
 		mb, err := r.startMember(ctx, base, fmt.Sprintf("m%d", i))
 		if err != nil {
-			stopMembers(out)
+			_ = stopMembers(out, memberStop) // the start's error says more
 			return nil, err
 		}
 		out = append(out, mb)
@@ -307,20 +311,10 @@ func (r *Runner) startMembersWith(ctx context.Context, base consume.Options) ([]
 	return out, nil
 }
 
-func stopMembers(ms []*member) {
-	for _, m := range ms {
-		m.stop()
-	}
-	for _, m := range ms {
-		<-m.done
-		m.nc.Close()
-	}
-}
-
-// stopMembersWithin is stopMembers bounded by d in all: it names the
-// members whose Run had not returned by then, and closes their
-// connections too, which ends whatever they waited on.
-func stopMembersWithin(ms []*member, d time.Duration) error {
+// stopMembers stops the members and closes their connections, waiting d
+// in all: it names the members whose Run had not returned by then, and
+// closes their connections too, which ends whatever they waited on.
+func stopMembers(ms []*member, d time.Duration) error {
 	for _, m := range ms {
 		m.stop()
 	}
@@ -410,7 +404,7 @@ func (r *Runner) GroupNoop(ctx context.Context) (bench.Result, error) {
 	}
 	err = waitApplied(ctx, ms, n, prog)
 	el, cs := time.Since(t0), c0.since()
-	stopMembers(ms)
+	err = errors.Join(err, stopMembers(ms, memberStop))
 	finish(&res, n, el, cs)
 	return res, err
 }
@@ -556,7 +550,7 @@ func (r *Runner) ExactlyOnce(ctx context.Context) (bench.Result, error) {
 	}
 	err = waitApplied(ctx, ms, n, prog)
 	el, cs := time.Since(t0), c0.since()
-	stopMembers(ms)
+	err = errors.Join(err, stopMembers(ms, memberStop))
 	finish(&res, n, el, cs)
 	if err != nil {
 		return res, err

@@ -65,11 +65,12 @@ func (r *Runner) StartMember(ctx context.Context, base consume.Options, id strin
 // once its membership expires. Then it stops and Kill returns.
 func (m *Running) Kill() {
 	m.mb.nc.Close()
-	stopMembers([]*member{m.mb})
+	_ = stopMembers([]*member{m.mb}, memberStop) // its connection is closed: it stops
 }
 
-// Stop stops the member (it leaves the group) and closes its connection.
-func (m *Running) Stop() { stopMembers([]*member{m.mb}) }
+// Stop stops the member (it leaves the group) and closes its connection;
+// it fails if the member did not stop within 30 seconds.
+func (m *Running) Stop() error { return stopMembers([]*member{m.mb}, memberStop) }
 
 // PublishPlain stores n events under prefix, one message each: event i
 // on topic prefix+"t"+(i mod Topics) with payload i/Topics.
@@ -196,7 +197,7 @@ func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n i
 		wg.Go(func() {
 			select {
 			case err := <-m.done:
-				m.done <- err // kept for stopMembersWithin
+				m.done <- err // kept for stopMembers
 				if actx.Err() == nil {
 					errs <- fmt.Errorf("member %s stopped before the row ended: %v", m.id, err)
 				}
@@ -212,7 +213,7 @@ func (r *Runner) GroupAckOn(ctx context.Context, name, group, filter string, n i
 	close(watching)
 	wg.Wait()
 	el, cs := time.Since(t0), c0.since()
-	serr := stopMembersWithin(ms, 30*time.Second)
+	serr := stopMembers(ms, memberStop)
 	distinct, dups := acked.counts()
 	finish(&res, distinct, el, cs)
 	res.Extra["duplicates"] = float64(dups)

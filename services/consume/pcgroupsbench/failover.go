@@ -213,7 +213,7 @@ func (r *Runner) PlatformFailover(ctx context.Context) (bench.Result, error) {
 		for _, m := range ms {
 			m.stop()
 			<-m.done
-			m.m.Stop()
+			_ = m.m.Stop() // cleanup: the rounds reported already
 		}
 	}()
 	next := 0
