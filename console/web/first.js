@@ -35,10 +35,21 @@
     r.catch(() => {}); // the page that takes it sees the failure
     early.set(canonicalPath(p), r);
   }
-  globalThis.consoleEarly = early;
+  // consoleEarly is what api() in js/lib.js asks: take hands out, once,
+  // the answer to the same request as path; drop forgets what no page
+  // took, so that no later page gets an old answer.
+  globalThis.consoleEarly = {
+    take(path) {
+      const key = canonicalPath(path);
+      const r = early.get(key);
+      early.delete(key);
+      return r || null;
+    },
+    drop() { early.clear(); },
+  };
 
   // canonicalPath orders a path's query, so that two spellings of the
-  // same request match. api() in js/lib.js has the same function.
+  // same request match.
   function canonicalPath(p) {
     const j = p.indexOf('?');
     if (j < 0) return p;

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/service/servicetest"
 	"github.com/platform/platform/services/replicator"
 )
 
@@ -35,21 +36,6 @@ func codecOf(asMsgpack bool) service.Codec {
 		return service.Msgpack
 	}
 	return service.JSON
-}
-
-// requireCode fails unless err is a *service.Error of one of codes.
-func requireCode(t *testing.T, what string, err error, codes ...string) {
-	t.Helper()
-	var se *service.Error
-	if !errors.As(err, &se) {
-		t.Fatalf("%s: %v (%T), want a *service.Error", what, err, err)
-	}
-	for _, c := range codes {
-		if se.Code == c {
-			return
-		}
-	}
-	t.Fatalf("%s: code %s (%v), want one of %v", what, se.Code, err, codes)
 }
 
 // FuzzParseToken: every token ParseToken accepts names a valid group and
@@ -121,12 +107,12 @@ func FuzzAckRequest(f *testing.F) {
 		c := codecOf(asMsgpack)
 		var req AckRequest
 		if err := decodeBody(c, body, &req); err != nil {
-			requireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		items, err := req.items()
 		if err != nil {
-			requireCode(t, "items", err, service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "items", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		n := len(req.Ack) + len(req.Nak) + len(req.InProgress) + len(req.Term)
@@ -187,12 +173,12 @@ func FuzzNextRequest(f *testing.F) {
 		c := codecOf(asMsgpack)
 		req := NextRequest{Max: DefaultNextMax}
 		if err := decodeBody(c, body, &req); err != nil {
-			requireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		n, wait, err := req.params()
 		if err != nil {
-			requireCode(t, "params", err, service.CodeBadRequest)
+			servicetest.RequireCode(t, "params", err, service.CodeBadRequest)
 			return
 		}
 		if n < 1 || n > MaxNextMax {
@@ -222,12 +208,12 @@ func FuzzCreateRequest(f *testing.F) {
 		c := codecOf(asMsgpack)
 		var req CreateRequest
 		if err := decodeBody(c, body, &req); err != nil {
-			requireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		g, err := req.config("svc")
 		if err != nil {
-			requireCode(t, "config", err, service.CodeBadRequest)
+			servicetest.RequireCode(t, "config", err, service.CodeBadRequest)
 			return
 		}
 		if err := g.validate(); err != nil {

@@ -1,12 +1,12 @@
 package txn
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/platform/platform/service"
+	"github.com/platform/platform/service/servicetest"
 	"github.com/platform/platform/streams"
 )
 
@@ -38,17 +38,17 @@ func FuzzCommitRequest(f *testing.F) {
 		}
 		var req commitBody
 		if err := c.Decode(body, &req); err != nil {
-			requireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "decode", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		commit, err := commitOf(req)
 		if err != nil {
-			requireCode(t, "commitOf", err, service.CodeBadRequest)
+			servicetest.RequireCode(t, "commitOf", err, service.CodeBadRequest)
 			return
 		}
 		ops, err := store.plan(commit)
 		if err != nil {
-			requireCode(t, "plan", serviceError(err), service.CodeBadRequest, service.CodeTooLarge)
+			servicetest.RequireCode(t, "plan", serviceError(err), service.CodeBadRequest, service.CodeTooLarge)
 			return
 		}
 		if len(ops) == 0 || len(ops) > store.maxKeys {
@@ -95,19 +95,4 @@ func FuzzCommitRequest(f *testing.F) {
 			t.Fatalf("re-sent commit %q plans %+v (%v), want %+v", b, ops2, err, ops)
 		}
 	})
-}
-
-// requireCode fails unless err is a *service.Error of one of codes.
-func requireCode(t *testing.T, what string, err error, codes ...string) {
-	t.Helper()
-	var se *service.Error
-	if !errors.As(err, &se) {
-		t.Fatalf("%s: %v (%T), want a *service.Error", what, err, err)
-	}
-	for _, c := range codes {
-		if se.Code == c {
-			return
-		}
-	}
-	t.Fatalf("%s: code %s (%v), want one of %v", what, se.Code, err, codes)
 }

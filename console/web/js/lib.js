@@ -43,28 +43,13 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
 // takeEarly hands out, once, the answer first.js asked for at the top of
 // the document when it is the same request as path.
 function takeEarly(path) {
-  const early = globalThis.consoleEarly;
-  if (!early) return null;
-  const key = canonicalPath(path);
-  const r = early.get(key);
-  early.delete(key);
-  return r || null;
+  return globalThis.consoleEarly ? globalThis.consoleEarly.take(path) : null;
 }
 
 // dropEarly forgets what first.js asked for and no page took: the shell
-// calls it once the first page asked for its data, so that no later page
-// gets an old answer.
+// calls it once the first page asked for its data.
 export function dropEarly() {
-  if (globalThis.consoleEarly) globalThis.consoleEarly.clear();
-}
-
-// canonicalPath orders a path's query (first.js has the same function).
-function canonicalPath(p) {
-  const j = p.indexOf('?');
-  if (j < 0) return p;
-  const q = new URLSearchParams(p.slice(j + 1));
-  q.sort();
-  return p.slice(0, j) + '?' + q;
+  if (globalThis.consoleEarly) globalThis.consoleEarly.drop();
 }
 
 let unauthorizedHook = () => {};
