@@ -2,9 +2,11 @@
 // policy read, and the share routing aims at next to the share served.
 // Filtered, sorted and paged by the server, as the members table is, so
 // 10,000 instances page as fast as 10.
-import { api, h, replace, poll, num, fixed, pct, ms, ago, time, badge, errorBox, setParams } from './lib.js';
+import { api, h, replace, poll, num, fixed, pct, ms, ago, time, badge, errorBox, setParams, listParams } from './lib.js';
 
 const PAGE = 100;
+// FILTERS are the list's filters in its route and its request.
+const FILTERS = ['service', 'reason', 'q'];
 const REASONS = ['policy', 'blackout', 'expired', 'unhealthy', 'leaving'];
 // Columns: label, sort key (every column sorts), numeric.
 const COLS = [
@@ -31,21 +33,13 @@ export default function balancer(root, { params }) {
   const pager = h('div', { class: 'bar pager', id: 'b-pager' });
   root.append(form, counts, box, pager);
 
-  const sync = () => setParams({ service: st.service, reason: st.reason, q: st.q, sort: st.sort === 'key' ? '' : st.sort, order: st.order === 'asc' ? '' : st.order, offset: st.offset || '' });
+  const sync = () => setParams(listParams(st, FILTERS));
   const apply = () => { st.service = service.value.trim(); st.q = q.value; st.reason = reason.value; st.offset = 0; sync(); p.now(); };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); apply(); });
   reason.addEventListener('change', apply);
 
   const load = async (signal) => {
-    // Only what differs from the server's defaults, as the route has it
-    // (first.js asks for the same on a page's first load).
-    const qp = new URLSearchParams();
-    if (st.service) qp.set('service', st.service);
-    if (st.reason) qp.set('reason', st.reason);
-    if (st.q) qp.set('q', st.q);
-    if (st.sort !== 'key') qp.set('sort', st.sort);
-    if (st.order !== 'asc') qp.set('order', st.order);
-    if (st.offset) qp.set('offset', st.offset);
+    const qp = new URLSearchParams(listParams(st, FILTERS));
     qp.set('limit', PAGE);
     let r;
     try {

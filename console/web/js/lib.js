@@ -255,6 +255,18 @@ export function go(path, params) {
   const s = q.toString();
   location.hash = path + (s ? '?' + s : '');
 }
+// listParams is a paged list's state as its route and its request carry
+// it: the filters given and the sort, order and offset that differ from
+// the server's defaults (by key, ascending, from 0). first.js asks for the
+// same on a page's first load.
+export function listParams(st, filters) {
+  const out = {};
+  for (const k of filters) if (st[k]) out[k] = st[k];
+  if (st.sort !== 'key') out.sort = st.sort;
+  if (st.order !== 'asc') out.order = st.order;
+  if (st.offset) out.offset = String(st.offset);
+  return out;
+}
 // setParams rewrites the query of the current route without a new page.
 export function setParams(params) {
   const { path } = routeParams();

@@ -1,10 +1,12 @@
 // Members: the detector's table, filtered, sorted and paged by the server
 // (10,000 instances page as fast as 10), and one instance's heartbeat
 // intervals, phi and transitions.
-import { api, h, rows, replace, poll, num, fixed, pct, ago, time, badge, errorBox, setParams, go } from './lib.js';
+import { api, h, rows, replace, poll, num, fixed, pct, ago, time, badge, errorBox, setParams, listParams, go } from './lib.js';
 import { Chart } from './chart.js';
 
 const PAGE = 100;
+// FILTERS are the list's filters in its route and its request.
+const FILTERS = ['service', 'state', 'q'];
 const COLS = [
   ['service', 'service'], ['instance', 'key'], ['state', 'state'], ['phi', 'phi'],
   ['quality', 'quality'], ['failure p', 'failure_probability'], ['last seen', 'last_seen'],
@@ -25,21 +27,13 @@ export default function members(root, { parts, params }) {
   const pager = h('div', { class: 'bar pager', id: 'm-pager' });
   root.append(form, counts, tableBox, pager);
 
-  const sync = () => setParams({ service: st.service, state: st.state, q: st.q, sort: st.sort === 'key' ? '' : st.sort, order: st.order === 'asc' ? '' : st.order, offset: st.offset || '' });
+  const sync = () => setParams(listParams(st, FILTERS));
   const apply = () => { st.service = service.value.trim(); st.q = q.value; st.state = state.value; st.offset = 0; sync(); p.now(); };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); apply(); });
   state.addEventListener('change', apply);
 
   const load = async (signal) => {
-    // Only what differs from the server's defaults, as the route has it
-    // (first.js asks for the same on a page's first load).
-    const qp = new URLSearchParams();
-    if (st.service) qp.set('service', st.service);
-    if (st.state) qp.set('state', st.state);
-    if (st.q) qp.set('q', st.q);
-    if (st.sort !== 'key') qp.set('sort', st.sort);
-    if (st.order !== 'asc') qp.set('order', st.order);
-    if (st.offset) qp.set('offset', st.offset);
+    const qp = new URLSearchParams(listParams(st, FILTERS));
     qp.set('limit', PAGE);
     let r;
     try {
