@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -44,13 +46,21 @@ type Service struct {
 	mu      sync.Mutex
 	records []Record           // as of the last tick
 	written map[string]written // what this instance last wrote, by key
+	seed    maphash.Seed
 }
 
 type written struct {
 	weight float64
 	reason string
-	at     time.Time
+	sum    uint64    // hash of the record's JSON
+	at     time.Time // when it was written
+	due    time.Time // when it is rewritten though its weight stayed
 }
+
+// idleRefresh is how many refresh intervals a record whose JSON did not
+// change at all waits before it is rewritten: an instance that stopped
+// reporting keeps its record, at a sixth of the writes.
+const idleRefresh = 6
 
 // New checks the options and returns a balancer ready to Run.
 func New(opts Options) (*Service, error) {
@@ -65,7 +75,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: opts.Logger.With("component", "balancer"), tab: tab,
 		m: newMetrics(opts.Registerer), poke: make(chan struct{}, 1), ready: make(chan struct{}),
-		written: map[string]written{}, routeTimeout: cmp.Or(opts.Router.Timeout, 5*time.Second),
+		written: map[string]written{}, seed: maphash.MakeSeed(), routeTimeout: cmp.Or(opts.Router.Timeout, 5*time.Second),
 	}
 	s.elected, err = lease.NewElected(lease.ElectedOptions{
 		Key: lease.KeyBalancer, TTL: opts.LeaseTTL, Renew: opts.LeaseRenew,
@@ -208,15 +218,17 @@ func (s *Service) onHeartbeat(m *nats.Msg) {
 	}
 }
 
-// onMember feeds a MEMBERS record to the table and ticks at once when it
-// is not alive, so the weight drops to 0 without waiting.
+// onMember feeds a MEMBERS record to the table and ticks at once when an
+// instance turned suspect, dead or left, so its weight drops to 0
+// without waiting. A refresh of a record already in that state waits for
+// the next tick: ten thousand dead instances rewritten together would
+// otherwise tick the whole table once per record.
 func (s *Service) onMember(e jetstream.KeyValueEntry) {
 	m, err := membership.Decode(e.Key(), e.Value())
 	if err != nil {
 		return
 	}
-	s.tab.ObserveMember(m, time.Now())
-	if m.State != membership.Alive {
+	if s.tab.ObserveMember(m, time.Now()) && m.State != membership.Alive {
 		s.kick()
 	}
 }
@@ -243,31 +255,31 @@ func (s *Service) tickLoop(ctx context.Context, kv jetstream.KeyValue) {
 	}
 }
 
-// write puts every record whose weight or reason changed, or that was
-// not written for RefreshInterval, and deletes forgotten keys.
+// write puts every record whose weight or reason changed, then those
+// due for a refresh, and deletes forgotten keys. A refresh keeps a
+// record's inputs current; each record's next one is drawn within ±25%
+// of RefreshInterval, so ten thousand instances first written together
+// are not all rewritten in one tick ever after, and changed weights are
+// never queued behind refreshes.
 func (s *Service) write(ctx context.Context, kv jetstream.KeyValue, recs []Record, forgotten []string) {
 	now := time.Now()
+	var due []Record
 	for _, r := range recs {
-		k := r.Key()
 		s.mu.Lock()
-		w, ok := s.written[k]
+		w, ok := s.written[r.Key()]
 		s.mu.Unlock()
-		if ok && math.Abs(w.weight-r.Weight) < 1 && w.reason == r.Reason && now.Sub(w.at) < s.opts.RefreshInterval {
-			continue
+		switch {
+		case !ok || math.Abs(w.weight-r.Weight) >= 1 || w.reason != r.Reason:
+			s.put(ctx, kv, r, w, now)
+		case !now.Before(w.due):
+			due = append(due, r)
 		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			continue
-		}
-		if _, err := kv.Put(ctx, k, b); err != nil {
-			s.m.writeErrs.Inc()
-			s.log.Debug("write weight", "key", k, "err", err)
-			continue
-		}
-		s.m.writes.Inc()
+	}
+	for _, r := range due {
 		s.mu.Lock()
-		s.written[k] = written{weight: r.Weight, reason: r.Reason, at: now}
+		w := s.written[r.Key()]
 		s.mu.Unlock()
+		s.put(ctx, kv, r, w, now)
 	}
 	for _, k := range forgotten {
 		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -277,6 +289,33 @@ func (s *Service) write(ctx context.Context, kv jetstream.KeyValue, recs []Recor
 		delete(s.written, k)
 		s.mu.Unlock()
 	}
+}
+
+// put writes r, unless it is a refresh of a record whose JSON is what was
+// last written less than idleRefresh intervals ago: that one only waits.
+func (s *Service) put(ctx context.Context, kv jetstream.KeyValue, r Record, last written, now time.Time) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	interval := s.opts.RefreshInterval
+	k, sum := r.Key(), maphash.Bytes(s.seed, b)
+	if !last.at.IsZero() && last.sum == sum && now.Sub(last.at) < idleRefresh*interval {
+		last.due = last.at.Add(idleRefresh*interval + rand.N(interval/2+1))
+		s.mu.Lock()
+		s.written[k] = last
+		s.mu.Unlock()
+		return
+	}
+	if _, err := kv.Put(ctx, k, b); err != nil {
+		s.m.writeErrs.Inc()
+		s.log.Debug("write weight", "key", k, "err", err)
+		return
+	}
+	s.m.writes.Inc()
+	s.mu.Lock()
+	s.written[k] = written{weight: r.Weight, reason: r.Reason, sum: sum, at: now, due: now.Add(interval*3/4 + rand.N(interval/2+1))}
+	s.mu.Unlock()
 }
 
 // statsLoop polls $SRV.STATS every StatsInterval.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platform/platform/cluster/clustertest"
+	"github.com/platform/platform/membership"
 	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/streams"
@@ -383,4 +384,54 @@ func TestProxyInstanceGone(t *testing.T) {
 	if _, known := bal.Router().Instances()[key]; known {
 		t.Errorf("router still lists the instance whose connection closed")
 	}
+}
+
+// TestWeightRefresh: the record of an instance that reports is rewritten
+// about every RefreshInterval, so its inputs stay current; the record of
+// one known only from MEMBERS, whose JSON does not change, is rewritten
+// six times less often (ten thousand such instances rewritten every
+// interval kept a platform over a core busy).
+func TestWeightRefresh(t *testing.T) {
+	c, _, js := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	demo := echo(t, ctx, clustertest.Connect(t, c), nil)
+	members, err := js.KeyValue(ctx, streams.BucketMembers)
+	require.NoError(t, err)
+	quiet := streams.MemberKey("quiet", "i1")
+	b, err := json.Marshal(membership.Member{Service: "quiet", Instance: "i1", State: membership.Alive, LastSeen: time.Now().UTC()})
+	require.NoError(t, err)
+	_, err = members.Put(ctx, quiet, b)
+	require.NoError(t, err)
+	startBalancer(t, ctx, clustertest.Connect(t, c), func(o *balancer.Options) { o.RefreshInterval = 200 * time.Millisecond })
+
+	weights, err := js.KeyValue(ctx, streams.BucketWeights)
+	require.NoError(t, err)
+	reporting := streams.MemberKey("platform-demo", demo.ID())
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		for _, k := range []string{quiet, reporting} {
+			if _, err := weights.Get(ctx, k); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+		return nil
+	})
+	w, err := weights.WatchAll(ctx, jetstream.UpdatesOnly())
+	require.NoError(t, err)
+	defer func() { _ = w.Stop() }()
+	counts := map[string]int{}
+	window := time.After(4 * time.Second)
+watch:
+	for {
+		select {
+		case e := <-w.Updates():
+			if e != nil {
+				counts[e.Key()]++
+			}
+		case <-window:
+			break watch
+		}
+	}
+	t.Logf("writes in 4 s: reporting instance %d, instance known only from MEMBERS %d", counts[reporting], counts[quiet])
+	require.GreaterOrEqual(t, counts[reporting], 8, "a reporting instance's record is refreshed every 200 ms")
+	require.LessOrEqual(t, counts[quiet], 4, "an unchanged record waits six refresh intervals")
 }

@@ -2,9 +2,9 @@ package balancer
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -145,12 +145,14 @@ func (t *Table) ObserveStats(svc, inst string, requests, errs int64, processing 
 	e.rec.LastReport, e.fresh = now, true
 }
 
-// ObserveMember records the detector's MEMBERS record of an instance. A
-// state other than alive takes effect at the next Tick.
-func (t *Table) ObserveMember(m membership.Member, now time.Time) {
+// ObserveMember records the detector's MEMBERS record of an instance and
+// reports whether its state changed. A state other than alive takes
+// effect at the next Tick.
+func (t *Table) ObserveMember(m membership.Member, now time.Time) (changed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.get(m.Service, m.Instance, now)
+	changed = e.rec.Inputs.State != m.State
 	if e.rec.Inputs.State == membership.Dead || e.rec.Inputs.State == membership.Left {
 		if m.State == membership.Alive {
 			// Back from the dead: a new life, with a new blackout.
@@ -159,6 +161,7 @@ func (t *Table) ObserveMember(m membership.Member, now time.Time) {
 	}
 	e.rec.Inputs.State = m.State
 	e.rec.Inputs.FailureProbability = m.FailureProbability
+	return changed
 }
 
 // Tick recomputes every weight at now. It returns every current record,
@@ -203,11 +206,14 @@ func (t *Table) Tick(now time.Time) (records []Record, forgotten []string) {
 	for s, n := range count {
 		mean[s] /= float64(n)
 	}
-	for _, e := range t.m {
+	// Sorted by key, each key built once (ten thousand instances make a
+	// sort that builds keys in its comparisons the table's largest cost).
+	records = make([]Record, 0, len(t.m))
+	for _, k := range slices.Sorted(maps.Keys(t.m)) {
+		e := t.m[k]
 		t.decide(e, now, mean, count)
 		records = append(records, e.rec)
 	}
-	sort.Slice(records, func(i, j int) bool { return records[i].Key() < records[j].Key() })
 	slices.Sort(forgotten)
 	return records, forgotten
 }

@@ -82,9 +82,11 @@ type Options struct {
 	// with the model it has (the prior, or one given to SetModel).
 	NoLearn bool
 
-	// RefreshInterval is how often an alive instance's record is due for
-	// rewriting (phi, last_seen, quality, failure_probability) when its
-	// state has not changed. State changes are due at once.
+	// RefreshInterval is how often, on average, an alive or suspect
+	// instance's record is due for rewriting (phi, last_seen, quality,
+	// failure_probability) when its state has not changed. State changes
+	// are due at once; a dead or left record is refreshed six times less
+	// often.
 	RefreshInterval time.Duration
 	// ForgetAfter is how long a dead or left instance is kept before it is
 	// dropped from the table (and its record deleted).

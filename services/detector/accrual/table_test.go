@@ -260,8 +260,9 @@ func TestModelIsACopy(t *testing.T) {
 	require.Equal(t, learned.Positives, scorer.Stats().Positives, "the scorer's copy did not move")
 }
 
-// A dead member's record is refreshed like any other, so a lost write of
-// it heals instead of MEMBERS showing the instance alive until forgotten.
+// A dead member's record is refreshed, less often than an alive one's, so
+// a lost write of it heals instead of MEMBERS showing the instance alive
+// until forgotten.
 func TestDeadRecordIsRefreshed(t *testing.T) {
 	tab := testTable(t) // refresh every 10 s
 	var seq uint64
@@ -269,7 +270,7 @@ func TestDeadRecordIsRefreshed(t *testing.T) {
 	got := until(tab, "demo.i1", 0, 3000)
 	require.Contains(t, got, membership.Dead)
 	refreshes := 0
-	for now := int64(3010); now <= 60_000; now += 10 {
+	for now := int64(3010); now <= 300_000; now += 10 {
 		res := tab.Tick(ms(now), true, 1000)
 		require.Empty(t, res.Transitions)
 		for _, w := range res.Writes {
@@ -277,8 +278,8 @@ func TestDeadRecordIsRefreshed(t *testing.T) {
 			refreshes++
 		}
 	}
-	if refreshes < 4 || refreshes > 7 {
-		t.Errorf("dead record rewritten %d times in 57 s, want about one per 10 s refresh", refreshes)
+	if refreshes < 3 || refreshes > 7 {
+		t.Errorf("dead record rewritten %d times in 297 s, want about one per 60 s (six 10 s refreshes)", refreshes)
 	}
 }
 

@@ -97,10 +97,15 @@ func (t *Table) Tick(now time.Duration, active bool, budget int) TickResult {
 
 // writeDue reports whether an unchanged member's record should be
 // rewritten: its refresh is due, or its quality class or failure
-// probability moved a lot and the last write is a second old.
+// probability moved a lot and the last write is a second old. A dead or
+// left member's record is refreshed only when due, deadRefresh times
+// less often.
 func (t *Table) writeDue(m *member, now int64) bool {
 	if now >= m.nextWrite {
 		return true
+	}
+	if m.state == membership.Dead || m.state == membership.Left {
+		return false
 	}
 	if now-m.lastWrite < int64(time.Second) {
 		return false
@@ -108,9 +113,21 @@ func (t *Table) writeDue(m *member, now int64) bool {
 	return m.path.quality != m.wroteQ || math.Abs(m.prob-m.wroteProb) >= 0.2
 }
 
+// deadRefresh is how many refresh intervals a dead or left member's
+// record waits between rewrites. It is still refreshed, so a lost write
+// heals, but only its growing phi changes, and ten thousand instances
+// that died together should not cost a rewrite each every interval.
+const deadRefresh = 6
+
 func (t *Table) wrote(m *member, now int64) {
 	m.lastWrite = now
-	m.nextWrite = now + int64(t.opts.RefreshInterval)
+	every := int64(t.opts.RefreshInterval)
+	if m.state == membership.Dead || m.state == membership.Left {
+		every *= deadRefresh
+	}
+	// Three quarters of an interval and up to half of one more: writes of
+	// members that changed together spread out within a few refreshes.
+	m.nextWrite = now + every*3/4 + t.rng.Int64N(every/2+1)
 	m.wroteQ, m.wroteProb = m.path.quality, m.prob
 }
 
