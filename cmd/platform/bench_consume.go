@@ -37,6 +37,10 @@ process, plus its member processes once they exit):
                    duplicates counts those handed out again (a rebalance
                    as the group forms), first_s is when the first was
                    handed out, after_first_ev_s the rate from then on
+  fanout-4-raw     4 ordered consumers, each on a connection of its own,
+                   each read every message of the same events and do nothing
+                   with them: the floor of a group whose members each
+                   receive every message
   reader-ordered   one ordered replicator.Reader reads the same events
   stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
                    pending) acks each of --events per-event messages
@@ -50,8 +54,8 @@ process, plus its member processes once they exit):
   join-5th         a 5th member process joins: partitions that change owner
 
 --rows picks rows by name (group-4-ack,reader-ordered,...); --cpuprofile
-writes this process's CPU profile (the embedded servers and the in-process
-members of the group rows included).`,
+writes this process's CPU profile from the moment the events are stored (the
+embedded servers and the in-process members of the group rows included).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress = f.progressOut()
@@ -71,8 +75,12 @@ members of the group rows included).`,
 					return err
 				}
 				defer pf.Close()
-				if err := pprof.StartCPUProfile(pf); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
+				// The profile starts once the events are stored, so it
+				// shows the reading rows, not the publishing.
+				o.Published = func() {
+					if err := pprof.StartCPUProfile(pf); err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "cpu profile:", err)
+					}
 				}
 				defer pprof.StopCPUProfile()
 			}

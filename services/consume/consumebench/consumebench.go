@@ -60,6 +60,10 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the members' logs (default: discarded).
 	Logger *slog.Logger
+	// Published, when set, is called once the throughput rows' events
+	// are stored, before the first row reads them (a profile started
+	// there leaves the publishing out).
+	Published func()
 }
 
 func (o *Options) setDefaults() {
@@ -112,7 +116,8 @@ const (
 func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	var out []bench.Result
 	groupAck, groupEOS := fmt.Sprintf("group-%d-ack", r.o.Members), fmt.Sprintf("group-%d-eos", r.o.Members)
-	if r.want(groupAck, groupEOS, "reader-ordered") {
+	fanout := fmt.Sprintf("fanout-%d-raw", r.o.Members)
+	if r.want(groupAck, groupEOS, fanout, "reader-ordered") {
 		if err := r.publishEnvelopes(ctx, envPrefix, r.o.Events); err != nil {
 			return out, err
 		}
@@ -122,7 +127,10 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 			return out, err
 		}
 	}
-	var groups []int
+	if r.o.Published != nil {
+		r.o.Published()
+	}
+	var groups, floors []int
 	var reader, stock bench.Result
 	for _, row := range []struct {
 		name   string
@@ -132,6 +140,7 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	}{
 		{groupAck, r.GroupAck, true, nil},
 		{groupEOS, r.GroupNoop, true, nil},
+		{fanout, r.Fanout, false, nil},
 		{"reader-ordered", r.Reader, false, &reader},
 		{"stock-pull-ack", r.Stock, false, &stock},
 	} {
@@ -146,13 +155,20 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 		if row.group {
 			groups = append(groups, len(out)-1)
 		}
+		if row.name == fanout {
+			floors = append(floors, len(out)-1)
+		}
 		if row.result != nil {
 			*row.result = res
 		}
 	}
+	if reader.EventsPerSec > 0 {
+		for _, i := range append(groups, floors...) {
+			out[i].Extra["x_reader"] = out[i].EventsPerSec / reader.EventsPerSec
+		}
+	}
 	if reader.EventsPerSec > 0 && stock.EventsPerSec > 0 {
 		for _, i := range groups {
-			out[i].Extra["x_reader"] = out[i].EventsPerSec / reader.EventsPerSec
 			out[i].Extra["x_stock"] = out[i].EventsPerSec / stock.EventsPerSec
 		}
 	}
