@@ -41,6 +41,9 @@ process, plus its member processes once they exit):
                    each read every message of the same events and do nothing
                    with them: the floor of a group whose members each
                    receive every message
+  fanout-4-decode  the same, and each also decodes the messages that hold
+                   events of its 4 of 16 partitions, as a member's reading
+                   does, and nothing more (no group, no settlement)
   reader-ordered   one ordered replicator.Reader reads the same events
   stock-pull-ack   a durable pull consumer (batches of 500, 10,000 acks
                    pending) acks each of --events per-event messages

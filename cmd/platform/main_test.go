@@ -128,7 +128,7 @@ func TestBinary(t *testing.T) {
 		for _, args := range [][]string{
 			{"bench", "--nodes", "1", "--json", "ingest", "--clients", "4", "--events", "20"},
 			{"bench", "--nodes", "1", "--json", "publish", "--events", "600"},
-			{"bench", "--nodes", "1", "--json", "--quiet", "consume", "--rows", "group-4-ack,fanout-4-raw,reader-ordered", "--events", "2000"},
+			{"bench", "--nodes", "1", "--json", "--quiet", "consume", "--rows", "group-4-ack,fanout-4-raw,fanout-4-decode,reader-ordered", "--events", "2000"},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			out, err := exec.CommandContext(ctx, bin, args...).Output()

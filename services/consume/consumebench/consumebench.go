@@ -116,8 +116,8 @@ const (
 func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	var out []bench.Result
 	groupAck, groupEOS := fmt.Sprintf("group-%d-ack", r.o.Members), fmt.Sprintf("group-%d-eos", r.o.Members)
-	fanout := fmt.Sprintf("fanout-%d-raw", r.o.Members)
-	if r.want(groupAck, groupEOS, fanout, "reader-ordered") {
+	fanout, fanoutDecode := r.fanoutRow(false), r.fanoutRow(true)
+	if r.want(groupAck, groupEOS, fanout, fanoutDecode, "reader-ordered") {
 		if err := r.publishEnvelopes(ctx, envPrefix, r.o.Events); err != nil {
 			return out, err
 		}
@@ -140,7 +140,8 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 	}{
 		{groupAck, r.GroupAck, true, nil},
 		{groupEOS, r.GroupNoop, true, nil},
-		{fanout, r.Fanout, false, nil},
+		{fanout, func(ctx context.Context) (bench.Result, error) { return r.Fanout(ctx, false) }, false, nil},
+		{fanoutDecode, func(ctx context.Context) (bench.Result, error) { return r.Fanout(ctx, true) }, false, nil},
 		{"reader-ordered", r.Reader, false, &reader},
 		{"stock-pull-ack", r.Stock, false, &stock},
 	} {
@@ -155,7 +156,7 @@ func (r *Runner) All(ctx context.Context) ([]bench.Result, error) {
 		if row.group {
 			groups = append(groups, len(out)-1)
 		}
-		if row.name == fanout {
+		if row.name == fanout || row.name == fanoutDecode {
 			floors = append(floors, len(out)-1)
 		}
 		if row.result != nil {
