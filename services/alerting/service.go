@@ -279,12 +279,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer members.Stop()
 	sils, err := kvfollow.Start(ctx, s.silKV, kvfollow.Options{Logger: s.log,
-		Put: func(e jetstream.KeyValueEntry) {
-			var sl Silence
-			if json.Unmarshal(e.Value(), &sl) != nil || s.silences.Set(sl) != nil {
-				s.log.Debug("ignored a silence that does not decode", "key", e.Key())
-			}
-		},
+		Put:    func(e jetstream.KeyValueEntry) { s.loadSilence(e.Key(), e.Value()) },
 		Delete: func(e jetstream.KeyValueEntry) { s.silences.Delete(e.Key()) }})
 	if err != nil {
 		return fmt.Errorf("alerting: %w", err)
@@ -410,6 +405,26 @@ func (s *Service) pollStreams(ctx context.Context) {
 	defer cancel()
 	if err := s.signals.PollStreams(pctx, s.js); err != nil {
 		s.log.Debug("poll streams", "err", err)
+	}
+}
+
+// loadSilence takes in the silence record stored under key. The key is
+// what expiring and deleting a silence use, so a record whose id says
+// otherwise (written by hand into the bucket) is loaded under its key: by
+// its id it could never be expired. A record that does not decode, or
+// whose matchers do not compile, is left out, with a warning.
+func (s *Service) loadSilence(key string, value []byte) {
+	var sl Silence
+	if err := json.Unmarshal(value, &sl); err != nil {
+		s.log.Warn("ignored a silence record that does not decode", "key", key, "err", err)
+		return
+	}
+	if sl.ID != key {
+		s.log.Warn("silence record's id differs from its key: loaded under its key", "key", key, "id", sl.ID)
+		sl.ID = key
+	}
+	if err := s.silences.Set(sl); err != nil {
+		s.log.Warn("ignored a silence record whose matchers do not compile", "key", key, "err", err)
 	}
 }
 

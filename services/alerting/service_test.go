@@ -288,3 +288,59 @@ func TestPostedAlertOfAnotherSeverityIsAWarning(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, info.CachedInfo().State.Msgs, "only the notification is stored, not the request")
 }
+
+// TestHandWrittenSilenceLoadsUnderItsKey: a silence record put into KV
+// SILENCES by hand whose id differs from its key is loaded under its key,
+// so the API finds it, lists it and expires it by the key; a record that
+// does not decode is left out and the service keeps running.
+func TestHandWrittenSilenceLoadsUnderItsKey(t *testing.T) {
+	_, nc, js := clustertest.Provisioned(t, 1)
+	ctx := clustertest.Context(t, time.Minute)
+	s, _ := start(t, ctx, nc, writeRules(t, liveRules))
+	base := "http://" + s.HTTPAddr()
+	silKV, err := js.KeyValue(ctx, streams.BucketSilences)
+	require.NoError(t, err)
+
+	_, err = silKV.Put(ctx, "broken", []byte(`{"id":`))
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	rec := fmt.Sprintf(`{"id":"other","matchers":[{"name":"instance","value":"i9","isRegex":false,"isEqual":true}],
+		"startsAt":%q,"endsAt":%q,"createdBy":"ops","comment":"by hand","updatedAt":%q}`,
+		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
+	_, err = silKV.Put(ctx, "by-hand", []byte(rec))
+	require.NoError(t, err)
+
+	get := func(id string) (int, alerting.GettableSilence) {
+		resp, err := http.Get(base + "/api/v2/silence/" + id)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var sl alerting.GettableSilence
+		if resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&sl))
+		}
+		return resp.StatusCode, sl
+	}
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		if code, _ := get("by-hand"); code != http.StatusOK {
+			return fmt.Errorf("GET silence by-hand: status %d", code)
+		}
+		return nil
+	})
+	code, sl := get("by-hand")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "by-hand", sl.ID, "loaded under its key")
+	require.Equal(t, alerting.SilenceActive, sl.Status.State)
+	code, _ = get("other")
+	require.Equal(t, http.StatusNotFound, code, "not under the id the record claims")
+	code, _ = get("broken")
+	require.Equal(t, http.StatusNotFound, code, "a record that does not decode is left out")
+
+	req, _ := http.NewRequest(http.MethodDelete, base+"/api/v2/silence/by-hand", nil)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, sl = get("by-hand")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, alerting.SilenceExpired, sl.Status.State)
+}
