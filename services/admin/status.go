@@ -170,8 +170,7 @@ func addWeights(ctx context.Context, js jetstream.JetStream, insts []Instance) {
 		if err != nil {
 			continue
 		}
-		var rec balancer.Record
-		if json.Unmarshal(e.Value(), &rec) == nil {
+		if rec, err := balancer.DecodeRecord(e.Key(), e.Value()); err == nil {
 			insts[i].Weight, insts[i].WeightReason = &rec.Weight, rec.Reason
 		}
 	}
