@@ -10,7 +10,7 @@ import (
 )
 
 // Fuzz targets for what the detector reads from clients: the bodies of
-// detector.members and members.get. `go test` runs their seeds;
+// members.list and members.get. `go test` runs their seeds;
 // `go test -fuzz FuzzName` explores.
 
 // codecOf picks the codec a fuzzed body is read in.
@@ -26,16 +26,16 @@ func decoder(c service.Codec, body []byte) func(any) error {
 	return func(v any) error { return c.Decode(body, v) }
 }
 
-// FuzzMembersRequest reads arbitrary detector.members bodies as
+// FuzzMembersRequest reads arbitrary members.list bodies as
 // handleMembers does: every refusal is a bad_request or too_large, every
-// accepted body asks for one of the four states (or all) and a limit of
-// at least 1, the one it gave when it gave one; the request written back
-// in either codec reads the same.
+// accepted body asks for a valid service name (or all), one of the four
+// states (or all) and a limit of at least 1; the request written back in
+// either codec reads the same.
 func FuzzMembersRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"service":"demo"}`, `{"service":"detector-scale","state":"alive","limit":1}`, `{"state":"left","limit":5}`,
 		``, "  \n", `{}`, `null`, `{"state":"gone"}`, `{"limit":-3}`, `{"limit":1e30}`, `{"limit":"ten"}`,
-		`{"unknown":1}`, `{"service":"demo"} {}`, strings.Repeat("[", 100000),
+		`{"unknown":1}`, `{"service":"demo"} {}`, `{"service":"a.b"}`, `{"service":"` + strings.Repeat("s", 257) + `"}`, strings.Repeat("[", 100000),
 	} {
 		f.Add([]byte(s), false)
 	}
@@ -49,6 +49,9 @@ func FuzzMembersRequest(f *testing.F) {
 		if err != nil {
 			servicetest.RequireCode(t, "members", err, service.CodeBadRequest, service.CodeTooLarge)
 			return
+		}
+		if req.Service != "" && !membership.ValidToken(req.Service) {
+			t.Fatalf("body %q accepted for service %q", body, req.Service)
 		}
 		switch req.State {
 		case "", membership.Alive, membership.Suspect, membership.Dead, membership.Left:

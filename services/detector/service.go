@@ -375,14 +375,14 @@ func (s *Service) probe(ctx context.Context, nc *nats.Conn, key string) {
 	}
 }
 
-// membersRequest is the optional body of detector.members.
+// membersRequest is the optional body of members.list.
 type membersRequest struct {
 	Service string           `json:"service"`
 	State   membership.State `json:"state"`
 	Limit   int              `json:"limit"`
 }
 
-// MembersResponse answers detector.members.
+// MembersResponse answers members.list.
 type MembersResponse struct {
 	Members   []membership.Member `json:"members"`
 	Count     int                 `json:"count"`
@@ -391,17 +391,21 @@ type MembersResponse struct {
 
 const defaultMembersLimit = 1000
 
-// decodeMembers reads the body of detector.members, data, with decode
-// (the request's Decode): an empty or blank body asks for every member.
-// The state is one of the four or empty, the limit at least 1
-// (defaultMembersLimit when not given); every refusal is a bad_request or
-// too_large *service.Error.
+// decodeMembers reads the body of members.list, data, with decode (the
+// request's Decode): an empty or blank body asks for every member. The
+// service is a valid name or empty (every service), the state one of the
+// four or empty, the limit at least 1 (defaultMembersLimit when not
+// given); every refusal is a bad_request or too_large *service.Error.
 func decodeMembers(data []byte, decode func(any) error) (membersRequest, error) {
 	var req membersRequest
 	if len(strings.TrimSpace(string(data))) > 0 {
 		if err := decode(&req); err != nil {
 			return membersRequest{}, err
 		}
+	}
+	if req.Service != "" && !membership.ValidToken(req.Service) {
+		// No member has such a name: say so rather than answer an empty list.
+		return membersRequest{}, service.Errorf(service.CodeBadRequest, "service %q is not a valid service name", req.Service)
 	}
 	switch req.State {
 	case "", membership.Alive, membership.Suspect, membership.Dead, membership.Left:
