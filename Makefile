@@ -32,7 +32,9 @@ FUZZ ?= ./internal/msgpackscan:FuzzCheck ./service:FuzzDecode ./service:FuzzDeco
         ./services/consume:FuzzCreateRequest ./services/consume:FuzzDecodeConfig ./services/consume:FuzzWireEvent \
         ./services/txn:FuzzCommitRequest ./membership:FuzzDecode \
         ./services/alerting:FuzzPostAlerts ./services/alerting:FuzzSilence ./services/alerting:FuzzMatchersFromStrings \
-        ./console:FuzzSilenceRequest ./console:FuzzQueryParams
+        ./console:FuzzSilenceRequest ./console:FuzzQueryParams ./console:FuzzLoginRequest \
+        ./services/balancer:FuzzDecodeRecord ./services/detector:FuzzMembersRequest ./services/detector:FuzzGetRequest \
+        ./services/admin:FuzzStatusRequest ./services/admin:FuzzStatusAnswer
 FUZZTIME ?= 1m
 
 ## fuzz: run each decoder's fuzz test for FUZZTIME (default 1m each; make fuzz FUZZTIME=10m)

@@ -3,7 +3,6 @@ package console
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -26,11 +25,11 @@ var balancerReasons = []string{balancer.ReasonPolicy, balancer.ReasonBlackout, b
 // them after it lets go of the lock.
 func putWeight(v *kvView[*balancer.Record]) func(e jetstream.KeyValueEntry) {
 	return func(e jetstream.KeyValueEntry) {
-		r := new(balancer.Record)
-		if json.Unmarshal(e.Value(), r) != nil {
+		rec, err := balancer.DecodeRecord(e.Key(), e.Value())
+		if err != nil {
 			return
 		}
-		v.set(e.Key(), func(*balancer.Record, bool) *balancer.Record { return r })
+		v.set(e.Key(), func(*balancer.Record, bool) *balancer.Record { return &rec })
 	}
 }
 

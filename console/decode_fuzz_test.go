@@ -151,3 +151,47 @@ func FuzzQueryParams(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoginRequest reads arbitrary POST /login bodies as handleLogin
+// does: every refusal is a bad request, every accepted body is one JSON
+// document of at most maxLoginBody bytes naming a user, and the request
+// written back as JSON reads the same (or, grown past maxLoginBody by
+// JSON's escapes, is refused).
+func FuzzLoginRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"user":"alice","password":"admin-secret"}`, `{"user":"bob","password":"reader-secret"}`,
+		`{"user":"reader","password":"SUAM..."}`, `{"user":"alice"}`, `{"password":"x"}`, `{"user":""}`,
+		`{"USER":"alice","Password":"p","extra":[1,2]}`, `{"user":"a","user":"b"}`, `{"user":1}`, `null`, ``, `[]`,
+		`{"user":"alice","password":"` + strings.Repeat("<", maxLoginBody-40) + `"}`,
+		`{"user":"alice","password":"` + strings.Repeat("x", maxLoginBody) + `"}`,
+		strings.Repeat("[", maxLoginBody),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeLogin(body)
+		if err != nil {
+			requireBadRequest(t, "login", err)
+			return
+		}
+		switch {
+		case len(body) > maxLoginBody:
+			t.Fatalf("a login body of %d bytes accepted", len(body))
+		case !json.Valid(body):
+			t.Fatalf("body %q is not JSON, yet read as %+v", body, req)
+		case req.User == "":
+			t.Fatalf("body %q accepted without a user", body)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("login %+v does not encode: %v", req, err)
+		}
+		back, err := decodeLogin(again)
+		switch {
+		case len(again) > maxLoginBody:
+			requireBadRequest(t, "login grown past the bound", err)
+		case err != nil || back != req:
+			t.Fatalf("login %+v written as %s reads as %+v, %v", req, again, back, err)
+		}
+	})
+}

@@ -152,6 +152,25 @@ func (c *Console) handleSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c.view(c.current(r)))
 }
 
+// loginRequest is the body of POST /login.
+type loginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// loginWant is what a refused login body is told.
+const loginWant = `want {"user":"..","password":".."} (at most 4 KiB)`
+
+// decodeLogin reads a login body, read up to maxLoginBody+1 bytes: at
+// most maxLoginBody bytes of JSON naming a user, or a bad request.
+func decodeLogin(body []byte) (loginRequest, error) {
+	var req loginRequest
+	if len(body) > maxLoginBody || json.Unmarshal(body, &req) != nil || req.User == "" {
+		return loginRequest{}, &apiError{http.StatusBadRequest, codeBadRequest, loginWant}
+	}
+	return req, nil
+}
+
 func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err := c.xorigin.Check(r); err != nil {
 		fail(w, http.StatusForbidden, codeForbidden, "cross-origin request refused")
@@ -161,13 +180,14 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, codeBadRequest, "no login without --auth: the console is open to loopback clients")
 		return
 	}
-	var req struct {
-		User     string `json:"user"`
-		Password string `json:"password"`
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxLoginBody+1))
-	if err != nil || len(body) > maxLoginBody || json.Unmarshal(body, &req) != nil || req.User == "" {
-		fail(w, http.StatusBadRequest, codeBadRequest, `want {"user":"..","password":".."} (at most 4 KiB)`)
+	if err != nil {
+		fail(w, http.StatusBadRequest, codeBadRequest, loginWant)
+		return
+	}
+	req, err := decodeLogin(body)
+	if err != nil {
+		failErr(w, err)
 		return
 	}
 	if !c.sessions.login.Allow() {

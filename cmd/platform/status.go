@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/admin"
 	"github.com/platform/platform/streams"
 )
@@ -82,14 +81,7 @@ func fetchStatus(ctx context.Context, nc *nats.Conn) (*admin.Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w", streams.AdminStatusSubject, err)
 	}
-	if e := service.ParseError(service.JSON, msg.Data); e != nil {
-		return nil, fmt.Errorf("%s: %w", streams.AdminStatusSubject, e)
-	}
-	var st admin.Status
-	if err := json.Unmarshal(msg.Data, &st); err != nil {
-		return nil, fmt.Errorf("decode status: %w", err)
-	}
-	return &st, nil
+	return admin.DecodeStatus(msg.Data)
 }
 
 func printStatus(cmd *cobra.Command, st *admin.Status) {

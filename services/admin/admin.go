@@ -61,6 +61,21 @@ type StatusRequest struct {
 	Services *bool `json:"services,omitempty"`
 }
 
+// decodeStatusRequest reads the body of admin.status, data, with decode
+// (the request's Decode) and reports whether the status should ping the
+// services: yes for an empty body and unless it says "services": false.
+// Every refusal is a bad_request or too_large *service.Error.
+func decodeStatusRequest(data []byte, decode func(any) error) (withServices bool, err error) {
+	if len(data) == 0 {
+		return true, nil
+	}
+	var req StatusRequest
+	if err := decode(&req); err != nil {
+		return false, err
+	}
+	return req.Services == nil || *req.Services, nil
+}
+
 // Service is the admin service.
 type Service struct {
 	*service.Service
@@ -72,15 +87,9 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	status := func(ctx context.Context, r *service.Request) (any, error) {
-		withServices := true
-		if len(r.Data()) > 0 {
-			var req StatusRequest
-			if err := r.Decode(&req); err != nil {
-				return nil, err
-			}
-			if req.Services != nil {
-				withServices = *req.Services
-			}
+		withServices, err := decodeStatusRequest(r.Data(), r.Decode)
+		if err != nil {
+			return nil, err
 		}
 		st, err := Gather(ctx, opts.Conn, opts.JS, opts.Cluster, withServices)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/platform/platform/health"
+	"github.com/platform/platform/service"
 	"github.com/platform/platform/services/balancer"
 	"github.com/platform/platform/streams"
 )
@@ -38,6 +39,20 @@ type Status struct {
 	Streams []Stream `json:"streams"`
 	// Services are the micro service instances that answered a ping.
 	Services []Instance `json:"services"`
+}
+
+// DecodeStatus reads an answer of admin.status: the *service.Error it
+// carries (matched with errors.As), or the status. JSON spends no more
+// memory on a list than the answer's bytes carry.
+func DecodeStatus(data []byte) (*Status, error) {
+	if e := service.ParseError(service.JSON, data); e != nil {
+		return nil, fmt.Errorf("%s: %w", streams.AdminStatusSubject, e)
+	}
+	var st Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	return &st, nil
 }
 
 // Node is one server of the cluster.
@@ -170,8 +185,7 @@ func addWeights(ctx context.Context, js jetstream.JetStream, insts []Instance) {
 		if err != nil {
 			continue
 		}
-		var rec balancer.Record
-		if json.Unmarshal(e.Value(), &rec) == nil {
+		if rec, err := balancer.DecodeRecord(e.Key(), e.Value()); err == nil {
 			insts[i].Weight, insts[i].WeightReason = &rec.Weight, rec.Reason
 		}
 	}

@@ -3,7 +3,6 @@ package balancer
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -333,8 +332,8 @@ func (r *Router) weightOf(key string) float64 {
 }
 
 func (r *Router) putWeight(e jetstream.KeyValueEntry) {
-	var rec Record
-	if json.Unmarshal(e.Value(), &rec) != nil || rec.Key() != e.Key() {
+	rec, err := DecodeRecord(e.Key(), e.Value())
+	if err != nil {
 		return
 	}
 	r.setWeight(e.Key(), rec.Weight)

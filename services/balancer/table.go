@@ -2,6 +2,9 @@ package balancer
 
 import (
 	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -76,6 +79,30 @@ type Record struct {
 
 // Key returns the record's WEIGHTS key.
 func (r Record) Key() string { return streams.MemberKey(r.Service, r.Instance) }
+
+// ErrBadRecord is wrapped by DecodeRecord's errors.
+var ErrBadRecord = errors.New("bad WEIGHTS record")
+
+// DecodeRecord decodes the value of WEIGHTS key key: the one rule every
+// reader of the bucket follows (routers, the console, admin status). It
+// refuses, with an error wrapping ErrBadRecord, a value that is not a JSON
+// record, one whose service and instance are not valid names making key,
+// and one whose weight is negative. JSON spends no more memory on a
+// length than the value's bytes carry.
+func DecodeRecord(key string, value []byte) (Record, error) {
+	var rec Record
+	if err := json.Unmarshal(value, &rec); err != nil {
+		return Record{}, fmt.Errorf("%w under %q: %v", ErrBadRecord, key, err)
+	}
+	switch {
+	case !streams.ValidMemberToken(rec.Service) || !streams.ValidMemberToken(rec.Instance) || rec.Key() != key:
+		return Record{}, fmt.Errorf("%w under %q: service %q and instance %q do not name this key: delete the key, the balancer rewrites it",
+			ErrBadRecord, key, rec.Service, rec.Instance)
+	case rec.Weight < 0:
+		return Record{}, fmt.Errorf("%w under %q: weight %v is negative: delete the key, the balancer rewrites it", ErrBadRecord, key, rec.Weight)
+	}
+	return rec, nil
+}
 
 // entry is one instance in the table.
 type entry struct {

@@ -375,14 +375,14 @@ func (s *Service) probe(ctx context.Context, nc *nats.Conn, key string) {
 	}
 }
 
-// membersRequest is the optional body of detector.members.
+// membersRequest is the optional body of members.list.
 type membersRequest struct {
 	Service string           `json:"service"`
 	State   membership.State `json:"state"`
 	Limit   int              `json:"limit"`
 }
 
-// MembersResponse answers detector.members.
+// MembersResponse answers members.list.
 type MembersResponse struct {
 	Members   []membership.Member `json:"members"`
 	Count     int                 `json:"count"`
@@ -391,20 +391,37 @@ type MembersResponse struct {
 
 const defaultMembersLimit = 1000
 
-func (s *Service) handleMembers(_ context.Context, r *service.Request) (any, error) {
+// decodeMembers reads the body of members.list, data, with decode (the
+// request's Decode): an empty or blank body asks for every member. The
+// service is a valid name or empty (every service), the state one of the
+// four or empty, the limit at least 1 (defaultMembersLimit when not
+// given); every refusal is a bad_request or too_large *service.Error.
+func decodeMembers(data []byte, decode func(any) error) (membersRequest, error) {
 	var req membersRequest
-	if len(strings.TrimSpace(string(r.Data()))) > 0 {
-		if err := r.Decode(&req); err != nil {
-			return nil, err
+	if len(strings.TrimSpace(string(data))) > 0 {
+		if err := decode(&req); err != nil {
+			return membersRequest{}, err
 		}
+	}
+	if req.Service != "" && !membership.ValidToken(req.Service) {
+		// No member has such a name: say so rather than answer an empty list.
+		return membersRequest{}, service.Errorf(service.CodeBadRequest, "service %q is not a valid service name", req.Service)
 	}
 	switch req.State {
 	case "", membership.Alive, membership.Suspect, membership.Dead, membership.Left:
 	default:
-		return nil, service.Errorf(service.CodeBadRequest, "unknown state %q: use alive, suspect, dead or left", req.State)
+		return membersRequest{}, service.Errorf(service.CodeBadRequest, "unknown state %q: use alive, suspect, dead or left", req.State)
 	}
 	if req.Limit <= 0 {
 		req.Limit = defaultMembersLimit
+	}
+	return req, nil
+}
+
+func (s *Service) handleMembers(_ context.Context, r *service.Request) (any, error) {
+	req, err := decodeMembers(r.Data(), r.Decode)
+	if err != nil {
+		return nil, err
 	}
 	all := s.Members(req.Service, req.State)
 	resp := MembersResponse{Members: all, Count: len(all)}
@@ -420,15 +437,26 @@ type getRequest struct {
 	Instance string `json:"instance"`
 }
 
+// decodeGet reads the body of members.get with decode (the request's
+// Decode): service and instance are valid names, or the answer is a
+// bad_request or too_large *service.Error.
+func decodeGet(decode func(any) error) (getRequest, error) {
+	var req getRequest
+	if err := decode(&req); err != nil {
+		return getRequest{}, err
+	}
+	if !membership.ValidToken(req.Service) || !membership.ValidToken(req.Instance) {
+		return getRequest{}, service.Errorf(service.CodeBadRequest, "service %q or instance %q is not a valid name", req.Service, req.Instance)
+	}
+	return req, nil
+}
+
 // handleGet answers members.get: the instance's record as this detector
 // sees it now, with the heartbeat intervals its phi is computed from.
 func (s *Service) handleGet(_ context.Context, r *service.Request) (any, error) {
-	var req getRequest
-	if err := r.Decode(&req); err != nil {
+	req, err := decodeGet(r.Decode)
+	if err != nil {
 		return nil, err
-	}
-	if !membership.ValidToken(req.Service) || !membership.ValidToken(req.Instance) {
-		return nil, service.Errorf(service.CodeBadRequest, "service %q or instance %q is not a valid name", req.Service, req.Instance)
 	}
 	d, ok := s.tab.Detail(membership.Key(req.Service, req.Instance), s.now())
 	if !ok {
