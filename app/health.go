@@ -16,6 +16,10 @@ import (
 // readyTimeout bounds one /readyz evaluation.
 const readyTimeout = 3 * time.Second
 
+// extraStreamTimeout bounds the stream look-ups of a /readyz that a local
+// check has already failed.
+const extraStreamTimeout = 250 * time.Millisecond
+
 // checkReady is /readyz: it fails, naming every reason, unless the data
 // path works end to end. Start-up is over; the process's NATS connection
 // is up; on the embedded cluster every local node passes nats-server's own
@@ -44,7 +48,16 @@ func (a *App) checkReady(ctx context.Context) error {
 	for _, s := range streams.All(a.replicas) {
 		names = append(names, s.Name)
 	}
-	errs = append(errs, health.Streams(ctx, js, names)...)
+	sctx := ctx
+	if len(errs) > 0 {
+		// Not ready already, from checks that answer at once: what the
+		// streams add are extra reasons, not worth a prober's waiting
+		// for a leaderless stream's look-up to time out.
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, extraStreamTimeout)
+		defer cancel()
+	}
+	errs = append(errs, health.Streams(sctx, js, names)...)
 	if c == nil {
 		if err := health.Storage(ctx, js); err != nil {
 			errs = append(errs, err)

@@ -14,7 +14,7 @@ import (
 // TestReadyzFollowsQuorum stops nodes of a 3-node platform: with one node
 // down every stream keeps a quorum and /readyz stays (or comes back to)
 // 200; with two down the streams lose their leaders and /readyz says 503,
-// naming them; once the nodes are back it is 200 again. /healthz stays 200
+// naming them and the peers the running node lost; once the nodes are back it is 200 again. /healthz stays 200
 // throughout: it is liveness only.
 func TestReadyzFollowsQuorum(t *testing.T) {
 	p := startApp(t, embedded(t, 3, t.TempDir()))
@@ -38,8 +38,8 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 	var reason string
 	clustertest.Eventually(t, 60*time.Second, func() error {
 		code, body := httpGet(t, base+"/readyz")
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "stream EVENTS") {
-			return fmt.Errorf("two nodes down: /readyz %d %q, want 503 naming stream EVENTS", code, body)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "stream EVENTS") || !strings.Contains(body, "connected to 0 of 2 JetStream peers") {
+			return fmt.Errorf("two nodes down: /readyz %d %q, want 503 naming stream EVENTS and the lost peers", code, body)
 		}
 		reason = body
 		return nil

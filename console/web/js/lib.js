@@ -183,6 +183,7 @@ export function labelList(labels, skip = []) {
 
 // poll calls f now and then every interval ms after each call ends, until
 // stop is called. A failed call shows in the status line; the next retries.
+// interval may be a function, asked after each call.
 export function poll(f, interval) {
   let timer = null;
   let stopped = false;
@@ -196,7 +197,7 @@ export function poll(f, interval) {
       if (e.name === 'AbortError' || stopped) return;
       status.error(e);
     }
-    if (!stopped) timer = setTimeout(run, interval);
+    if (!stopped) timer = setTimeout(run, typeof interval === 'function' ? interval() : interval);
   };
   run();
   return {

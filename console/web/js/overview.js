@@ -70,10 +70,17 @@ export default function overview(root) {
   // The overview gathers every stream's state through JetStream, which
   // takes seconds when the cluster has just lost its quorum: exactly when
   // an operator looks. So when it is slow or fails, readiness comes from
-  // /readyz itself meanwhile, and the rest of the page waits.
+  // /readyz itself meanwhile (it answers at once when a node has lost its
+  // peers), and the rest of the page waits. /readyz is asked 100ms into
+  // an overview that has not answered, then every half second until it
+  // does, without waiting for the last answer: one asked as the quorum
+  // went may wait for stream look-ups to time out, and a later one may
+  // already know.
+  let degraded = false;
   const pollOverview = async (signal) => {
     let o;
     let settled = false;
+    let slow;
     const fallback = async (err) => {
       try {
         const r = await fetch('/readyz', { cache: 'no-store', signal });
@@ -85,17 +92,24 @@ export default function overview(root) {
         renderHealth(health, { ready: r.ok, problems, time: new Date().toISOString(), partial: err ? err.message : 'the overview is waiting for JetStream' });
       } catch { /* the next poll retries */ }
     };
-    const slow = setTimeout(() => fallback(null), 300);
+    const check = () => {
+      if (settled) return;
+      fallback(null);
+      slow = setTimeout(check, 500);
+    };
+    slow = setTimeout(check, 100);
     try {
       o = await api('overview', { signal });
     } catch (e) {
       clearTimeout(slow);
+      degraded = true;
       if (e.name !== 'AbortError') await fallback(e);
       throw e;
     } finally {
       settled = true;
       clearTimeout(slow);
     }
+    degraded = !o.ready || (o.nodes || []).some((n) => !n.running);
     renderHealth(health, o);
     renderNodes(nodes, o);
     renderStreams(streams, o);
@@ -111,7 +125,9 @@ export default function overview(root) {
     }
   };
 
-  const polls = [poll(pollOverview, 1000), poll(pollSeries, 1000), poll(pollServices, 5000)];
+  // While something is wrong (not ready, a node stopped) the overview is
+  // asked twice as often: an operator watching an incident sees it move.
+  const polls = [poll(pollOverview, () => (degraded ? 500 : 1000)), poll(pollSeries, 1000), poll(pollServices, 5000)];
   return () => polls.forEach((p) => p.stop());
 }
 
