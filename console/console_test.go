@@ -300,8 +300,15 @@ func TestConsole(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(body), &made))
 		kv, err := p.js.KeyValue(ctx, streams.BucketSilences)
 		require.NoError(t, err)
-		e, err := kv.Get(ctx, made.SilenceID)
-		require.NoError(t, err, "the silence is in KV SILENCES")
+		// A direct get may be answered by a replica still applying the put.
+		var e jetstream.KeyValueEntry
+		eventually(t, func() error {
+			e, err = kv.Get(ctx, made.SilenceID)
+			if err != nil {
+				return fmt.Errorf("the silence is not in KV SILENCES: %w", err)
+			}
+			return nil
+		})
 		var sl alerting.Silence
 		require.NoError(t, json.Unmarshal(e.Value(), &sl))
 		require.Equal(t, "console", sl.CreatedBy)
