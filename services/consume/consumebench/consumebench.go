@@ -433,15 +433,11 @@ func (r *Runner) Reader(ctx context.Context) (bench.Result, error) {
 	n := int64(r.o.Events)
 	prog := bench.NewProgress(r.o.Progress, res.Name, n)
 	defer prog.Stop()
-	nc, err := r.t.Connect()
+	nc, js, err := r.connectJS()
 	if err != nil {
 		return res, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, err
-	}
 	c0, t0 := cpuNow(), time.Now()
 	rd, err := replicator.NewReader(ctx, js, replicator.WithFilter(envPrefix+">"))
 	if err != nil {

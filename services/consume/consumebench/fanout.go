@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/platform/platform/bench"
@@ -79,20 +80,31 @@ func (r *Runner) fanoutRow(decode bool) string {
 	return fmt.Sprintf("fanout-%d-raw", r.o.Members)
 }
 
+// connectJS opens a connection of its own to the target, with JetStream
+// on it.
+func (r *Runner) connectJS() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := r.t.Connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // readAll reads every message under the envelope prefix with an ordered
 // consumer on a connection of its own, and returns how many it read.
 // With own set it decodes the messages whose key summary holds an owned
 // partition and counts the owned events.
 func (r *Runner) readAll(ctx context.Context, own func(p int) bool) (msgs, events int64, err error) {
-	nc, err := r.t.Connect()
+	nc, js, err := r.connectJS()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, 0, err
-	}
 	cons, err := js.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{FilterSubjects: []string{envPrefix + ">"}})
 	if err != nil {
 		return 0, 0, err

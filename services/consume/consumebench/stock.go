@@ -20,15 +20,11 @@ func (r *Runner) Stock(ctx context.Context) (bench.Result, error) {
 	n := int64(r.o.Events)
 	prog := bench.NewProgress(r.o.Progress, res.Name, n)
 	defer prog.Stop()
-	nc, err := r.t.Connect()
+	nc, js, err := r.connectJS()
 	if err != nil {
 		return res, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, err
-	}
 	c0, t0 := cpuNow(), time.Now()
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.Events, jetstream.ConsumerConfig{
 		Durable: "bench-stock", FilterSubject: rawPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy,
