@@ -103,7 +103,7 @@ func TestPlatformWithTLSAndAuth(t *testing.T) {
 	require.NoError(t, err)
 	cons, err := rjs.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
-	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	m, err := clustertest.Next(cons, 10*time.Second)
 	require.NoError(t, err, "reader consumes the ingested event")
 	require.True(t, strings.HasPrefix(m.Subject(), streams.EventSubject("orders")), "event subject %s", m.Subject())
 

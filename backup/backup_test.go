@@ -80,7 +80,7 @@ func dump(t *testing.T, ctx context.Context, js jetstream.JetStream, name string
 	require.NoError(t, err)
 	var out []seen
 	for uint64(len(out)) < info.State.Msgs {
-		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		m, err := clustertest.Next(c, 5*time.Second)
 		require.NoError(t, err, "read %s after %d of %d", name, len(out), info.State.Msgs)
 		h := nats.Header{}
 		for k, v := range m.Headers() {

@@ -263,7 +263,7 @@ func TestProducerIsRefusedWhatItMayNotDo(t *testing.T) {
 	require.NoError(t, err)
 	cons, err := rjs.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err, "reader creates a consumer on EVENTS")
-	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	m, err := clustertest.Next(cons, 5*time.Second)
 	require.NoError(t, err, "reader consumes EVENTS")
 	require.Equal(t, "e1", string(m.Data()))
 	kv, err := rjs.KeyValue(ctx, streams.BucketMembers)

@@ -5,6 +5,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -133,6 +134,21 @@ func Eventually(t testing.TB, deadline time.Duration, cond func() error) {
 		}
 		if time.Now().After(end) {
 			t.Fatalf("condition not met within %s: %v", deadline, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Next is c.Next waiting up to wait, asked again when it meets no
+// responders: a consumer just created on another node is reachable from
+// this one only once the interest in its subjects has crossed the route,
+// a moment later.
+func Next(c jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+	end := time.Now().Add(wait)
+	for {
+		m, err := c.Next(jetstream.FetchMaxWait(max(time.Until(end), 10*time.Millisecond)))
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(end) {
+			return m, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -82,7 +82,7 @@ func TestPickerSkipsByHeaders(t *testing.T) {
 	require.NoError(t, err)
 	var msgs []jetstream.Msg
 	for uint64(len(msgs)) < info.CachedInfo().State.Msgs {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		m, err := clustertest.Next(cons, 5*time.Second)
 		require.NoError(t, err)
 		msgs = append(msgs, m)
 	}

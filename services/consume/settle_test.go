@@ -203,7 +203,7 @@ func TestSettleDeadLettersAndReplay(t *testing.T) {
 		require.NoError(t, err)
 		var out []jetstream.Msg
 		for len(out) < 2 {
-			msg, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+			msg, err := clustertest.Next(c, 10*time.Second)
 			require.NoError(t, err, "dead letters after %d", len(out))
 			out = append(out, msg)
 		}
