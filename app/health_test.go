@@ -14,8 +14,9 @@ import (
 // TestReadyzFollowsQuorum stops nodes of a 3-node platform: with one node
 // down every stream keeps a quorum and /readyz stays (or comes back to)
 // 200; with two down the streams lose their leaders and /readyz says 503,
-// naming them and the peers the running node lost; once the nodes are back it is 200 again. /healthz stays 200
-// throughout: it is liveness only.
+// naming them and the peers the running node lost; once the nodes are
+// back it is 200 again. /healthz stays 200 throughout: it is liveness
+// only.
 func TestReadyzFollowsQuorum(t *testing.T) {
 	p := startApp(t, embedded(t, 3, t.TempDir()))
 	c := p.app.Cluster()
