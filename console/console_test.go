@@ -468,6 +468,7 @@ func TestConsole(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"writes": writes})
 		m, err := p.nc.Request("txn.commit", b, 5*time.Second)
 		require.NoError(t, err)
+		require.NotContains(t, string(m.Data), "error", string(m.Data))
 		// The commit's own answer gives the revision: a direct get may be
 		// answered by a replica that has not applied the batch yet.
 		var committed struct{ Revisions map[string]uint64 }
